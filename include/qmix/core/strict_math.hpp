@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "qmix/core/config.hpp"
+
+namespace qmix {
+
+/// Arithmetic that stays bit-exact whatever flags the including project compiles with.
+///
+/// ggml's reference quantizers were built without fused multiply-add. A compiler that may
+/// contract `a * b + c` into one fused operation (GCC by default, `-ffp-contract=fast`,
+/// `-march=native`, every aarch64 build) rounds once where ggml rounds twice, and the bytes
+/// change. A `#pragma` cannot be relied on (GCC ignores FP_CONTRACT in C++), so every
+/// product whose result is later added to or subtracted from something goes through
+/// strict::mul: the empty asm statement hides the product from the optimiser, which then
+/// cannot fuse it with the addition. The cost is nil: the value stays in its register.
+namespace strict {
+
+template <class T>
+QMIX_FORCE_INLINE T settle(T value) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__("" : "+x"(value));
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__("" : "+w"(value));
+#else
+    __asm__("" : "+m"(value));
+#endif
+#endif
+    return value;
+}
+
+/// a * b, rounded to binary32 on its own (never fused with a following add).
+QMIX_FORCE_INLINE float mul(float a, float b) noexcept { return settle(a * b); }
+
+/// a * b + c with two roundings, as the reference computes it.
+QMIX_FORCE_INLINE float mul_add(float a, float b, float c) noexcept { return mul(a, b) + c; }
+
+/// Round to nearest, ties to even, for |value| < 2^22: the reference's magic-number trick
+/// (adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits). The argument
+/// is settled first: callers pass products (`nearest_int(iscale * x)`), and a product fused
+/// into this addition would round once instead of twice.
+QMIX_FORCE_INLINE int nearest_int(float value) noexcept {
+    const float shifted = settle(value) + 12582912.0f;
+    std::int32_t bits;
+    std::memcpy(&bits, &shifted, sizeof bits);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+
+}  // namespace strict
+}  // namespace qmix

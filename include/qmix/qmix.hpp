@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: MIT
+// qmix: ggml block quantization, bit-exact with ggml, header-only. Include this one file.
+#pragma once
+
+#include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
+#include "qmix/core/error.hpp"
+#include "qmix/core/ftype.hpp"
+#include "qmix/core/registry.hpp"
+#include "qmix/core/strict_math.hpp"
+#include "qmix/core/type_id.hpp"
+#include "qmix/formats/registry.hpp"
+#include "qmix/ops.hpp"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds qmix and runs every test in four builds:
+#   release   the default build (-O3)
+#   native    -O3 -march=native -ffp-contract=fast (the FMA trap: bytes must not change)
+#   aarch64   cross-compiled for 64-bit ARM (NEON), run under qemu-user
+#   sanitize  AddressSanitizer + UndefinedBehaviorSanitizer
+# Exits non-zero on any failure. QMIX_TEST_BUILDS="release native" picks a subset.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+scripts/deps.sh cmake g++ make python3 libxsimd-dev catch2 libbenchmark-dev || exit 1
+builds=${QMIX_TEST_BUILDS:-"release native aarch64 sanitize"}
+case " $builds " in *" aarch64 "*) scripts/deps.sh g++-aarch64-linux-gnu qemu-user || exit 1 ;; esac
+
+# The golden set: $QMIX_GOLDEN_DIR, else tests/data/golden (copied from ../shared/golden).
+if [ -z "${QMIX_GOLDEN_DIR:-}" ]; then
+  if [ ! -f tests/data/golden/manifest.tsv ] && [ -d ../shared/golden ]; then
+    mkdir -p tests/data && rm -rf tests/data/golden && cp -r ../shared/golden tests/data/golden
+    chmod -R u+w tests/data/golden
+  fi
+  export QMIX_GOLDEN_DIR="$root/tests/data/golden"
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+passed=0
+failed=0
+summary=()
+
+configure_and_build() {  # name, cmake arguments...
+  local name=$1; shift
+  local dir="build-test/$name"
+  mkdir -p build-test
+  cmake -S . -B "$dir" -DQMIX_BUILD_BENCH=OFF "$@" >"$dir.configure.log" 2>&1 || return 1
+  cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1
+}
+
+run_build() {  # name, emulator (or ""), cmake arguments...
+  local name=$1 emulator=$2; shift 2
+  local dir="build-test/$name" log="build-test/$name.test.log"
+  mkdir -p build-test
+  echo "== $name: configure and build"
+  if ! configure_and_build "$name" "$@"; then
+    tail -n 40 "$dir.configure.log" "$dir.build.log" 2>/dev/null
+    summary+=("$name: BUILD FAILED (see $dir.build.log)"); failed=$((failed + 1)); return
+  fi
+  echo "== $name: test"
+  local ok=1
+  (cd "$dir" && $emulator ./bin/qmix-tests --use-colour no) >"$log" 2>&1 || ok=0
+  (cd "$dir" && $emulator ./bin/qmix-single-include-test) >>"$log" 2>&1 || ok=0
+  for extra in "$dir"/bin/qmix-e2e-tests; do
+    [ -x "$extra" ] && { (cd "$dir" && $emulator ./bin/$(basename "$extra")) >>"$log" 2>&1 || ok=0; }
+  done
+  grep -E "^golden:|^single_include:|test cases|All tests passed" "$log" | sed "s/^/   /"
+  if [ $ok -eq 1 ]; then
+    summary+=("$name: passed ($(grep -m1 -o '^golden: [0-9]* files' "$log" || echo 'no golden count'))")
+    passed=$((passed + 1))
+  else
+    tail -n 60 "$log"
+    summary+=("$name: FAILED (see $log)"); failed=$((failed + 1))
+  fi
+}
+
+for b in $builds; do
+  case $b in
+    release) run_build release "" -DCMAKE_BUILD_TYPE=Release ;;
+    native) run_build native "" -DCMAKE_BUILD_TYPE=Release \
+      "-DCMAKE_CXX_FLAGS=-O3 -march=native -ffp-contract=fast" ;;
+    aarch64) run_build aarch64 "qemu-aarch64 -L /usr/aarch64-linux-gnu" -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake ;;
+    sanitize) run_build sanitize "" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O1" -DQMIX_SANITIZE=ON ;;
+    *) echo "unknown build $b"; failed=$((failed + 1)) ;;
+  esac
+done
+
+if scripts/amalgamate.sh --check; then passed=$((passed + 1)); summary+=("single_include: current")
+else failed=$((failed + 1)); summary+=("single_include: STALE (run scripts/amalgamate.sh)"); fi
+
+echo
+echo "== summary"
+printf '   %s\n' "${summary[@]}"
+echo "test.sh: $passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: MIT
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "qmix/qmix.hpp"
+
+using namespace qmix;
+
+TEST_CASE("the registry holds ggml's type ids, block sizes and block bytes", "[core]") {
+    struct expected_row {
+        type_id id;
+        int raw;
+        const char* name;
+        std::size_t block_size, type_size;
+        type_id partner;
+    };
+    const expected_row table[] = {
+        {type_id::f32, 0, "f32", 1, 4, type_id::f32},
+        {type_id::f16, 1, "f16", 1, 2, type_id::f16},
+        {type_id::q4_0, 2, "q4_0", 32, 18, type_id::q8_0},
+        {type_id::q4_1, 3, "q4_1", 32, 20, type_id::q8_1},
+        {type_id::q5_0, 6, "q5_0", 32, 22, type_id::q8_0},
+        {type_id::q5_1, 7, "q5_1", 32, 24, type_id::q8_1},
+        {type_id::q8_0, 8, "q8_0", 32, 34, type_id::q8_0},
+        {type_id::q8_1, 9, "q8_1", 32, 36, type_id::q8_1},
+        {type_id::q2_k, 10, "q2_k", 256, 84, type_id::q8_k},
+        {type_id::q3_k, 11, "q3_k", 256, 110, type_id::q8_k},
+        {type_id::q4_k, 12, "q4_k", 256, 144, type_id::q8_k},
+        {type_id::q5_k, 13, "q5_k", 256, 176, type_id::q8_k},
+        {type_id::q6_k, 14, "q6_k", 256, 210, type_id::q8_k},
+        {type_id::q8_k, 15, "q8_k", 256, 292, type_id::q8_k},
+    };
+    REQUIRE(type_table.size() == std::size(table));
+    for (const auto& row : table) {
+        INFO(row.name);
+        CHECK(static_cast<int>(row.id) == row.raw);
+        CHECK(is_known_type(row.raw));
+        const type_info& t = info(row.id);
+        CHECK(t.name == row.name);
+        CHECK(t.block_size == row.block_size);
+        CHECK(t.type_size == row.type_size);
+        CHECK(t.dot_partner == row.partner);
+        CHECK(block_size(row.id) == row.block_size);
+        CHECK(type_size(row.id) == row.type_size);
+    }
+    for (int raw : {-1, 4, 5, 16, 39, 1000}) CHECK_FALSE(is_known_type(raw));
+    CHECK_THROWS_AS(info(static_cast<type_id>(4)), qmix::error);
+}
+
+TEST_CASE("type names parse in any letter case", "[core]") {
+    CHECK(parse_type_name("q4_k") == type_id::q4_k);
+    CHECK(parse_type_name("Q4_K") == type_id::q4_k);
+    CHECK(parse_type_name("q4_K") == type_id::q4_k);
+    CHECK(parse_type_name("F16") == type_id::f16);
+    CHECK(parse_type_name("q8_0") == type_id::q8_0);
+    CHECK_FALSE(parse_type_name("q4").has_value());
+    CHECK_FALSE(parse_type_name("q4_k ").has_value());
+    CHECK_FALSE(parse_type_name("").has_value());
+    CHECK(type_name(type_id::q6_k) == "q6_k");
+}
+
+TEST_CASE("row sizes follow the block layout and refuse lengths a format cannot hold", "[core]") {
+    CHECK(row_size(type_id::f32, 7) == 28);
+    CHECK(row_size(type_id::f16, 3) == 6);
+    CHECK(row_size(type_id::q4_0, 64) == 36);
+    CHECK(row_size(type_id::q4_k, 512) == 288);
+    CHECK(row_size(type_id::q8_k, 256) == 292);
+    CHECK(can_hold_row(type_id::q5_1, 384));
+    CHECK_FALSE(can_hold_row(type_id::q4_k, 384));
+    CHECK_FALSE(can_hold_row(type_id::q4_0, 0));
+    CHECK_FALSE(can_hold_row(type_id::q4_0, -32));
+    CHECK_THROWS_WITH(row_size(type_id::q4_k, 384),
+                      Catch::Contains("384") && Catch::Contains("q4_k") && Catch::Contains("256"));
+    CHECK(bits_per_weight(type_id::q4_0) == Approx(4.5));
+    CHECK(bits_per_weight(type_id::q6_k) == Approx(6.5625));
+}
+
+TEST_CASE("ftypes map to the tensor types they stand for", "[core]") {
+    CHECK(type_of_ftype(0) == type_id::f32);
+    CHECK(type_of_ftype(1) == type_id::f16);
+    CHECK(type_of_ftype(2) == type_id::q4_0);
+    CHECK(type_of_ftype(7) == type_id::q8_0);
+    CHECK(type_of_ftype(8) == type_id::q5_0);
+    CHECK(type_of_ftype(9) == type_id::q5_1);
+    CHECK(type_of_ftype(12) == type_id::q4_k);
+    CHECK(type_of_ftype(14) == type_id::q6_k);
+    CHECK_FALSE(type_of_ftype(4).has_value());
+    CHECK_FALSE(type_of_ftype(15).has_value());
+    CHECK(ftype_of_type(type_id::q5_0) == ftype::mostly_q5_0);
+    CHECK_FALSE(ftype_of_type(type_id::q8_k).has_value());
+}
+
+TEST_CASE("binary16 conversion handles the special values exactly", "[core][binary16]") {
+    const float inf = std::numeric_limits<float>::infinity();
+    CHECK(float_to_half(0.0f) == 0x0000);
+    CHECK(float_to_half(-0.0f) == 0x8000);
+    CHECK(float_to_half(1.0f) == 0x3c00);
+    CHECK(float_to_half(65504.0f) == 0x7bff);
+    CHECK(float_to_half(65519.99f) == 0x7bff);  // just below the rounding boundary
+    CHECK(float_to_half(65520.0f) == 0x7c00);   // the boundary itself rounds to infinity
+    CHECK(float_to_half(1e10f) == 0x7c00);
+    CHECK(float_to_half(-1e10f) == 0xfc00);
+    CHECK(float_to_half(inf) == 0x7c00);
+    CHECK(float_to_half(-inf) == 0xfc00);
+    const std::uint16_t nan = float_to_half(std::numeric_limits<float>::quiet_NaN());
+    CHECK((nan & 0x7c00) == 0x7c00);
+    CHECK((nan & 0x03ff) != 0);
+    // Subnormals: the smallest is 2^-24; half of it is a tie that rounds to even (zero).
+    CHECK(float_to_half(std::ldexp(1.0f, -24)) == 0x0001);
+    CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);
+    CHECK(float_to_half(std::ldexp(1.5f, -25)) == 0x0001);
+    CHECK(float_to_half(std::ldexp(3.0f, -25)) == 0x0002);  // 1.5 ulp: tie to even
+    CHECK(float_to_half(std::ldexp(1023.0f, -24)) == 0x03ff);
+    CHECK(float_to_half(std::ldexp(1.0f, -14)) == 0x0400);  // smallest normal
+    CHECK(half_to_float(0x0001) == std::ldexp(1.0f, -24));
+    CHECK(half_to_float(0x03ff) == std::ldexp(1023.0f, -24));
+    CHECK(half_to_float(0x7c00) == inf);
+    CHECK(half_to_float(0xfc00) == -inf);
+    CHECK(std::isnan(half_to_float(0x7e00)));
+    CHECK(std::isnan(half_to_float(0x7c01)));
+    CHECK(std::signbit(half_to_float(0x8000)));
+    // Every finite half survives a round trip.
+    for (std::uint32_t h = 0; h < 65536; ++h) {
+        if ((h & 0x7c00) == 0x7c00) continue;
+        REQUIRE(float_to_half(half_to_float(std::uint16_t(h))) == h);
+    }
+}
+
+TEST_CASE("the row API rejects bad shapes with a clear error", "[core]") {
+    std::vector<float> row(384, 0.5f);
+    std::vector<std::uint8_t> out(1024);
+    CHECK_THROWS_WITH(quantize(type_id::q4_k, row.data(), out.data(), 1, 384),
+                      Catch::Contains("384") && Catch::Contains("q4_k"));
+    CHECK_THROWS_AS(quantize(type_id::q4_0, row.data(), out.data(), -1, 32), qmix::error);
+    CHECK_THROWS_AS(dequantize(type_id::q4_0, out.data(), row.data(), 1, 33), qmix::error);
+    CHECK_THROWS_WITH(dot(type_id::q8_k, out.data(), out.data(), 256),
+                      Catch::Contains("no dot product"));
+    CHECK_THROWS_AS(quantize(static_cast<type_id>(5), row.data(), out.data(), 1, 32), qmix::error);
+}
+
+TEST_CASE("visiting the registry reaches every format exactly once", "[core]") {
+    std::vector<type_id> seen;
+    for_each_format(all_formats{}, [&](auto tag) { seen.push_back(decltype(tag)::type::id); });
+    REQUIRE(seen.size() == type_table.size());
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+        CHECK(seen[i] == type_table[i].id);
+        const auto name = visit(all_formats{}, seen[i],
+                                [](auto tag) { return decltype(tag)::type::name; });
+        CHECK(name == type_table[i].name);
+    }
+}
