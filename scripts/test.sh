@@ -67,7 +67,7 @@ for b in $builds; do
     native) run_build native "" -DCMAKE_BUILD_TYPE=Release \
       "-DCMAKE_CXX_FLAGS=-O3 -march=native -ffp-contract=fast" ;;
     aarch64) run_build aarch64 "qemu-aarch64 -L /usr/aarch64-linux-gnu" -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake ;;
+      -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake "-DCMAKE_CXX_FLAGS=-ffp-contract=fast" ;;
     sanitize) run_build sanitize "" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O1" -DQMIX_SANITIZE=ON ;;
     *) echo "unknown build $b"; failed=$((failed + 1)) ;;
   esac
