@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Builds qmix and runs every test in four builds:
-#   release   the default build (-O3)
+# Builds qmix and runs every test in these builds:
+#   release   the default build (-O3), plus the command-line suite (tests/e2e)
+#   debug     -O0: the golden and core tests
 #   native    -O3 -march=native -ffp-contract=fast (the FMA trap: bytes must not change)
 #   aarch64   cross-compiled for 64-bit ARM (NEON), run under qemu-user
-#   sanitize  AddressSanitizer + UndefinedBehaviorSanitizer
+#   sanitize  AddressSanitizer + UndefinedBehaviorSanitizer, plus the command-line suite
 # Exits non-zero on any failure. QMIX_TEST_BUILDS="release native" picks a subset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 scripts/deps.sh cmake g++ make python3 libxsimd-dev catch2 libbenchmark-dev || exit 1
-builds=${QMIX_TEST_BUILDS:-"release native aarch64 sanitize"}
+builds=${QMIX_TEST_BUILDS:-"release debug native aarch64 sanitize"}
 case " $builds " in *" aarch64 "*) scripts/deps.sh g++-aarch64-linux-gnu qemu-user || exit 1 ;; esac
 
 # The golden set: $QMIX_GOLDEN_DIR, else tests/data/golden (copied from ../shared/golden).
@@ -31,12 +32,12 @@ configure_and_build() {  # name, cmake arguments...
   local name=$1; shift
   local dir="build-test/$name"
   mkdir -p build-test
-  cmake -S . -B "$dir" -DQMIX_BUILD_BENCH=OFF "$@" >"$dir.configure.log" 2>&1 || return 1
+  cmake -S . -B "$dir" -DQMIX_BUILD_BENCH=OFF -DQMIX_BUILD_TESTS=ON -DQMIX_BUILD_EXAMPLES=ON "$@" >"$dir.configure.log" 2>&1 || return 1
   cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1
 }
 
-run_build() {  # name, emulator (or ""), cmake arguments...
-  local name=$1 emulator=$2; shift 2
+run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
+  local name=$1 emulator=$2 filter=$3; shift 3
   local dir="build-test/$name" log="build-test/$name.test.log"
   mkdir -p build-test
   echo "== $name: configure and build"
@@ -46,12 +47,14 @@ run_build() {  # name, emulator (or ""), cmake arguments...
   fi
   echo "== $name: test"
   local ok=1
-  (cd "$dir" && $emulator ./bin/qmix-tests --use-colour no) >"$log" 2>&1 || ok=0
+  (cd "$dir" && $emulator ./bin/qmix-tests --use-colour no ${filter:+"$filter"}) >"$log" 2>&1 || ok=0
   (cd "$dir" && $emulator ./bin/qmix-single-include-test) >>"$log" 2>&1 || ok=0
-  for extra in "$dir"/bin/qmix-e2e-tests; do
-    [ -x "$extra" ] && { (cd "$dir" && $emulator ./bin/$(basename "$extra")) >>"$log" 2>&1 || ok=0; }
-  done
-  grep -E "^golden:|^single_include:|test cases|All tests passed" "$log" | sed "s/^/   /"
+  # The command-line suite runs the real binaries; a cross build's programs run under the
+  # emulator only through the test executable, so it is for host builds.
+  if [ -z "$emulator" ]; then
+    tests/e2e/cli_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
+  fi
+  grep -E "^golden:|^single_include:|^cli:|test cases|All tests passed|FAILED" "$log" | sed "s/^/   /"
   if [ $ok -eq 1 ]; then
     summary+=("$name: passed ($(grep -m1 -o '^golden: [0-9]* files' "$log" || echo 'no golden count'))")
     passed=$((passed + 1))
@@ -63,12 +66,13 @@ run_build() {  # name, emulator (or ""), cmake arguments...
 
 for b in $builds; do
   case $b in
-    release) run_build release "" -DCMAKE_BUILD_TYPE=Release ;;
-    native) run_build native "" -DCMAKE_BUILD_TYPE=Release \
+    release) run_build release "" "" -DCMAKE_BUILD_TYPE=Release ;;
+    debug) run_build debug "" "[golden],[core]" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O0" ;;
+    native) run_build native "" "" -DCMAKE_BUILD_TYPE=Release \
       "-DCMAKE_CXX_FLAGS=-O3 -march=native -ffp-contract=fast" ;;
-    aarch64) run_build aarch64 "qemu-aarch64 -L /usr/aarch64-linux-gnu" -DCMAKE_BUILD_TYPE=Release \
+    aarch64) run_build aarch64 "qemu-aarch64 -L /usr/aarch64-linux-gnu" "" -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake "-DCMAKE_CXX_FLAGS=-ffp-contract=fast" ;;
-    sanitize) run_build sanitize "" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O1" -DQMIX_SANITIZE=ON ;;
+    sanitize) run_build sanitize "" "" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O1" -DQMIX_SANITIZE=ON ;;
     *) echo "unknown build $b"; failed=$((failed + 1)) ;;
   esac
 done

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#include "qmix/ops.hpp"
+
+namespace qmix {
+
+/// The thread count to use when the caller asks for "all cores" (0).
+inline unsigned resolve_threads(unsigned requested) noexcept {
+    if (requested > 0) return requested;
+    const unsigned cores = std::thread::hardware_concurrency();
+    return cores > 0 ? cores : 1;
+}
+
+/// Calls work(begin, end) over [0, count) split into at most `threads` contiguous ranges,
+/// one thread each (the calling thread takes the first). Every index is handled exactly
+/// once, so results written per index do not depend on the thread count. The first
+/// exception thrown by any range is rethrown after all threads have finished.
+template <class Work>
+void parallel_ranges(std::int64_t count, unsigned threads, Work&& work) {
+    if (count <= 0) return;
+    const auto parts = static_cast<std::int64_t>(std::max(1u, threads));
+    const std::int64_t used = std::min(parts, count);
+    if (used == 1) {
+        work(std::int64_t(0), count);
+        return;
+    }
+    std::vector<std::exception_ptr> failures(static_cast<std::size_t>(used));
+    auto run = [&](std::int64_t part) {
+        const std::int64_t begin = count * part / used;
+        const std::int64_t end = count * (part + 1) / used;
+        try {
+            work(begin, end);
+        } catch (...) {
+            failures[static_cast<std::size_t>(part)] = std::current_exception();
+        }
+    };
+    std::vector<std::thread> pool;
+    pool.reserve(static_cast<std::size_t>(used - 1));
+    for (std::int64_t part = 1; part < used; ++part) pool.emplace_back(run, part);
+    run(0);
+    for (auto& t : pool) t.join();
+    for (const auto& failure : failures) {
+        if (failure) std::rethrow_exception(failure);
+    }
+}
+
+/// quantize() over rows split between threads. The bytes are identical for every thread
+/// count: each row is quantized on its own, by the same code, wherever it runs.
+inline std::size_t quantize_parallel(type_id type, const float* src, void* dst, std::int64_t nrows,
+                                     std::int64_t n_per_row, const float* importance,
+                                     unsigned threads) {
+    const std::size_t bytes = row_size(type, n_per_row);
+    parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
+        quantize(type, src + begin * n_per_row,
+                 static_cast<unsigned char*>(dst) + std::size_t(begin) * bytes, end - begin,
+                 n_per_row, importance);
+    });
+    return bytes * static_cast<std::size_t>(nrows);
+}
+
+}  // namespace qmix

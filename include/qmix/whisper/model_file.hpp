@@ -1,0 +1,751 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Reading whisper ggml model files.
+//
+// Opening a model reads its header and its tensor records, nothing else, then maps the
+// file read-only, so a 3 GB model costs no more resident memory than the tensors being
+// worked on: a tensor's bytes are paged in when touched and dropped again by release().
+// When mapping fails (a file system without mmap, or too little address space in a 32-bit
+// process) the reader falls back to plain reads: each tensor is read on demand into a
+// buffer of its own, freed by release().
+//
+// Every field is checked before it is used, and every size is checked against the bytes
+// left in the file before anything is allocated, so a damaged or hostile file ends in a
+// qmix::error naming the file, the byte offset, the tensor where known and what was
+// expected, never in a crash or an unbounded allocation.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "qmix/core/error.hpp"
+#include "qmix/core/ftype.hpp"
+#include "qmix/core/type_id.hpp"
+#include "qmix/formats/registry.hpp"
+
+namespace qmix::whisper {
+
+/// "ggml" as a little-endian uint32: the first four bytes of every whisper ggml model.
+inline constexpr std::uint32_t file_magic = 0x67676d6c;
+/// Longest tensor name accepted; whisper's longest is under 50 bytes.
+inline constexpr std::int32_t max_name_length = 4096;
+inline constexpr int max_dims = 4;
+/// Bounds on the mel filter bank (real models: 80 or 128 bands of 201 bins). Anything
+/// beyond them is a damaged header, not a model.
+inline constexpr std::int32_t max_mel_bands = 1024;
+inline constexpr std::int32_t max_mel_bins = 16384;
+/// Header ftype values are ftype + quantization version * 1000; versions seen so far.
+inline constexpr std::int32_t max_quantization_version = 2;
+
+/// The eleven int32 that follow the magic, in file order.
+struct hyper_parameters {
+    std::int32_t n_vocab = 0;
+    std::int32_t n_audio_ctx = 0;
+    std::int32_t n_audio_state = 0;
+    std::int32_t n_audio_head = 0;
+    std::int32_t n_audio_layer = 0;
+    std::int32_t n_text_ctx = 0;
+    std::int32_t n_text_state = 0;
+    std::int32_t n_text_head = 0;
+    std::int32_t n_text_layer = 0;
+    std::int32_t n_mels = 0;
+    std::int32_t ftype = 0;  ///< as stored: ftype + quantization version * 1000
+
+    friend bool operator==(const hyper_parameters& a, const hyper_parameters& b) noexcept {
+        return a.n_vocab == b.n_vocab && a.n_audio_ctx == b.n_audio_ctx &&
+               a.n_audio_state == b.n_audio_state && a.n_audio_head == b.n_audio_head &&
+               a.n_audio_layer == b.n_audio_layer && a.n_text_ctx == b.n_text_ctx &&
+               a.n_text_state == b.n_text_state && a.n_text_head == b.n_text_head &&
+               a.n_text_layer == b.n_text_layer && a.n_mels == b.n_mels && a.ftype == b.ftype;
+    }
+};
+
+/// One table drives the reader, the writer and the printer, so the field order is written
+/// down exactly once.
+struct hyper_parameter_field {
+    std::int32_t hyper_parameters::*member;
+    std::string_view name;
+};
+inline constexpr std::array<hyper_parameter_field, 11> hyper_parameter_fields{{
+    {&hyper_parameters::n_vocab, "n_vocab"},
+    {&hyper_parameters::n_audio_ctx, "n_audio_ctx"},
+    {&hyper_parameters::n_audio_state, "n_audio_state"},
+    {&hyper_parameters::n_audio_head, "n_audio_head"},
+    {&hyper_parameters::n_audio_layer, "n_audio_layer"},
+    {&hyper_parameters::n_text_ctx, "n_text_ctx"},
+    {&hyper_parameters::n_text_state, "n_text_state"},
+    {&hyper_parameters::n_text_head, "n_text_head"},
+    {&hyper_parameters::n_text_layer, "n_text_layer"},
+    {&hyper_parameters::n_mels, "n_mels"},
+    {&hyper_parameters::ftype, "ftype"},
+}};
+
+/// Byte offset of the header's ftype field: after the magic and ten int32.
+inline constexpr std::uint64_t ftype_field_offset = 4 + 10 * 4;
+
+/// The mel filter bank: n_mel rows of n_fft float32, row after row.
+struct mel_filters {
+    std::int32_t n_mel = 0;
+    std::int32_t n_fft = 0;
+    std::vector<float> values;
+};
+
+/// Where each part of the file starts.
+struct file_layout {
+    std::uint64_t mel_offset = 0;         ///< the n_mel field
+    std::uint64_t vocabulary_offset = 0;  ///< the token count field
+    std::uint64_t tensors_offset = 0;     ///< first tensor record = size of the header
+    std::uint64_t file_size = 0;
+};
+
+/// One tensor of the directory. Extents past n_dims are 1.
+struct tensor_entry {
+    std::string name;
+    type_id type = type_id::f32;
+    int n_dims = 1;
+    std::array<std::int64_t, max_dims> ne{{1, 1, 1, 1}};
+    std::uint64_t record_offset = 0;  ///< the n_dims field of its record
+    std::uint64_t data_offset = 0;    ///< first byte of its data
+    std::uint64_t data_size = 0;      ///< row_size(type, ne[0]) * ne[1] * ne[2] * ne[3]
+
+    std::int64_t element_count() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
+    std::int64_t row_count() const noexcept { return ne[1] * ne[2] * ne[3]; }
+};
+
+/// "384 x 51865": a tensor's extents, row length first, as far as n_dims.
+inline std::string shape_text(const tensor_entry& tensor) {
+    std::string text;
+    for (int d = 0; d < tensor.n_dims; ++d) {
+        if (d > 0) text += " x ";
+        text += std::to_string(tensor.ne[d]);
+    }
+    return text;
+}
+
+/// A read-only view of bytes owned by someone else. Tensor data inside a file sits at
+/// whatever offset the names before it leave, so it is NOT aligned: copy it out with
+/// memcpy (or use unaligned loads) rather than casting to float* or uint16_t*.
+struct byte_view {
+    const std::uint8_t* data = nullptr;
+    std::size_t size = 0;
+
+    const std::uint8_t* begin() const noexcept { return data; }
+    const std::uint8_t* end() const noexcept { return data + size; }
+};
+
+/// Whether `value` is a valid header ftype field: a known ftype plus 1000 times a
+/// quantization version in 0..2.
+constexpr bool is_valid_header_ftype(std::int32_t value) noexcept {
+    if (value < 0) return false;
+    const std::int32_t version = value / quantization_version_factor;
+    return version <= max_quantization_version &&
+           type_of_ftype(value % quantization_version_factor).has_value();
+}
+
+/// The header field for `f` at the current quantization version.
+constexpr std::int32_t header_ftype_value(ftype f,
+                                          std::int32_t version = quantization_version) noexcept {
+    return static_cast<std::int32_t>(f) + version * quantization_version_factor;
+}
+
+namespace detail {
+
+inline std::uint32_t load_u32(const std::uint8_t* p) noexcept {
+    return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
+           std::uint32_t(p[3]) << 24;
+}
+
+inline std::int32_t load_i32(const std::uint8_t* p) noexcept {
+    const std::uint32_t bits = load_u32(p);
+    std::int32_t value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+inline float load_f32(const std::uint8_t* p) noexcept {
+    const std::uint32_t bits = load_u32(p);
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+inline std::string errno_text(int code) {
+    return std::strerror(code);
+}
+
+inline std::string hex32(std::uint32_t value) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string text = "0x";
+    for (int shift = 28; shift >= 0; shift -= 4) text += digits[(value >> shift) & 0xf];
+    return text;
+}
+
+/// a * b when it fits in int64, else nothing.
+inline bool multiply_fits(std::int64_t a, std::int64_t b, std::int64_t& product) noexcept {
+    return !__builtin_mul_overflow(a, b, &product);
+}
+
+inline std::string known_type_ids() {
+    std::string text;
+    for (const auto& entry : type_table) {
+        if (!text.empty()) text += ", ";
+        text += std::to_string(static_cast<int>(entry.id)) + " (" + std::string(entry.name) + ")";
+    }
+    return text;
+}
+
+inline std::string known_ftype_values() {
+    std::string text;
+    for (std::int32_t value = 0; value < quantization_version_factor; ++value) {
+        if (!type_of_ftype(value)) continue;
+        if (!text.empty()) text += ", ";
+        text += std::to_string(value);
+    }
+    return text;
+}
+
+/// A file descriptor that closes itself.
+class unique_fd {
+  public:
+    unique_fd() = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    unique_fd& operator=(unique_fd&& other) noexcept {
+        if (this != &other) {
+            reset();
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
+    }
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    void reset() noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+    }
+
+  private:
+    int fd_ = -1;
+};
+
+/// A read-only private mapping of a whole file that unmaps itself. Empty when mmap
+/// failed, in which case the caller reads instead.
+class file_mapping {
+  public:
+    file_mapping() = default;
+    file_mapping(int fd, std::size_t size) noexcept {
+        void* address = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (address == MAP_FAILED) return;
+        base_ = static_cast<std::uint8_t*>(address);
+        size_ = size;
+    }
+    file_mapping(file_mapping&& other) noexcept
+        : base_(std::exchange(other.base_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    file_mapping& operator=(file_mapping&& other) noexcept {
+        if (this != &other) {
+            reset();
+            base_ = std::exchange(other.base_, nullptr);
+            size_ = std::exchange(other.size_, 0);
+        }
+        return *this;
+    }
+    file_mapping(const file_mapping&) = delete;
+    file_mapping& operator=(const file_mapping&) = delete;
+    ~file_mapping() { reset(); }
+
+    const std::uint8_t* data() const noexcept { return base_; }
+    std::size_t size() const noexcept { return size_; }
+
+    /// madvise on [offset, offset + length) widened to whole pages.
+    void advise(std::uint64_t offset, std::uint64_t length, int advice) const noexcept {
+        if (base_ == nullptr || length == 0) return;
+        const long reported = ::sysconf(_SC_PAGESIZE);
+        const std::uint64_t page = reported > 0 ? static_cast<std::uint64_t>(reported) : 4096;
+        const std::uint64_t begin = offset / page * page;
+        std::uint64_t end = (offset + length + page - 1) / page * page;
+        if (end > size_) end = size_;
+        if (end > begin) {
+            ::madvise(base_ + begin, static_cast<std::size_t>(end - begin), advice);
+        }
+    }
+
+  private:
+    void reset() noexcept {
+        if (base_ != nullptr) ::munmap(base_, size_);
+        base_ = nullptr;
+        size_ = 0;
+    }
+
+    std::uint8_t* base_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// Reads the whole range or throws; a short count means the file shrank under us.
+inline void read_exactly(int fd, std::uint64_t offset, void* destination, std::size_t size,
+                         const std::string& path) {
+    auto* out = static_cast<std::uint8_t*>(destination);
+    while (size > 0) {
+        const std::size_t step = size < (std::size_t(1) << 30) ? size : (std::size_t(1) << 30);
+        const ssize_t got = ::pread(fd, out, step, static_cast<off_t>(offset));
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            throw error(path + ": byte " + std::to_string(offset) +
+                        ": read failed: " + errno_text(errno));
+        }
+        if (got == 0) {
+            throw error(path + ": byte " + std::to_string(offset) +
+                        ": the file ended early (was it truncated while being read?)");
+        }
+        out += got;
+        offset += static_cast<std::uint64_t>(got);
+        size -= static_cast<std::size_t>(got);
+    }
+}
+
+/// The file's bytes through a read window. The directory is parsed with reads even when
+/// the file will be mapped: touching a mapping would also map the cached pages around
+/// each tensor record, tens of megabytes of resident tensor data nobody asked for.
+class byte_source {
+  public:
+    byte_source(int fd, std::uint64_t size, const std::string& path)
+        : fd_(fd), size_(size), path_(path) {}
+
+    /// Copies [offset, offset + n); the caller has checked the range lies in the file.
+    void copy(std::uint64_t offset, void* destination, std::size_t n) {
+        if (n == 0) return;
+        if (n > sequential_window) {
+            read_exactly(fd_, offset, destination, n, path_);
+            return;
+        }
+        if (offset < window_offset_ || offset + n > window_offset_ + window_.size()) {
+            // Reading on from the window's end is the header's sequential walk; anything
+            // else is a jump over tensor data to the next record, which is small.
+            const bool sequential = offset == window_offset_ + window_.size();
+            const std::uint64_t wanted = sequential ? sequential_window : record_window;
+            const std::uint64_t left = size_ - offset;
+            const std::uint64_t length = std::max<std::uint64_t>(n, std::min(wanted, left));
+            window_.resize(static_cast<std::size_t>(length));
+            read_exactly(fd_, offset, window_.data(), window_.size(), path_);
+            window_offset_ = offset;
+        }
+        std::memcpy(destination, window_.data() + (offset - window_offset_), n);
+    }
+
+  private:
+    static constexpr std::uint64_t sequential_window = 1 << 16;
+    static constexpr std::uint64_t record_window = 1 << 12;
+    int fd_;
+    std::uint64_t size_;
+    const std::string& path_;
+    std::vector<std::uint8_t> window_;
+    std::uint64_t window_offset_ = 0;
+};
+
+/// Walks the file front to back; every read is checked against the end of the file and
+/// every complaint carries the file, the offset and the tensor being read.
+class cursor {
+  public:
+    cursor(byte_source& source, std::uint64_t size, const std::string& path)
+        : source_(source), size_(size), path_(path) {}
+
+    std::uint64_t offset() const noexcept { return offset_; }
+    std::uint64_t bytes_left() const noexcept { return size_ - offset_; }
+    bool at_end() const noexcept { return offset_ == size_; }
+    void set_tensor(std::string_view name) { tensor_ = name; }
+
+    [[noreturn]] void fail_at(std::uint64_t offset, const std::string& what) const {
+        std::string message = path_ + ": byte " + std::to_string(offset);
+        if (!tensor_.empty()) message += " (tensor '" + tensor_ + "')";
+        throw error(message + ": " + what);
+    }
+
+    void need(std::uint64_t n, std::string_view what) const {
+        if (n > bytes_left()) {
+            fail_at(offset_, "truncated: expected " + std::to_string(n) + " bytes of " +
+                                 std::string(what) + " but only " + std::to_string(bytes_left()) +
+                                 " are left (file size " + std::to_string(size_) + ")");
+        }
+    }
+
+    std::uint32_t u32(std::string_view what) {
+        std::uint8_t bytes[4];
+        read(bytes, 4, what);
+        return load_u32(bytes);
+    }
+    std::int32_t i32(std::string_view what) {
+        std::uint8_t bytes[4];
+        read(bytes, 4, what);
+        return load_i32(bytes);
+    }
+    void read(void* destination, std::size_t n, std::string_view what) {
+        need(n, what);
+        source_.copy(offset_, destination, n);
+        offset_ += n;
+    }
+    void skip(std::uint64_t n, std::string_view what) {
+        need(n, what);
+        offset_ += n;
+    }
+
+  private:
+    byte_source& source_;
+    std::uint64_t size_;
+    const std::string& path_;
+    std::uint64_t offset_ = 0;
+    std::string tensor_;
+};
+
+}  // namespace detail
+
+/// A whisper ggml model file, parsed and validated when opened. The const members may be
+/// called from several threads at once (e.g. one tensor per worker).
+///
+///     const model_file model("ggml-base.bin");
+///     for (const tensor_entry& t : model.tensors()) {
+///         const byte_view bytes = model.data(t);  // unaligned; memcpy rows out
+///         ...
+///         model.release(t);
+///     }
+class model_file {
+  public:
+    /// How the tensor bytes are reached: `map` tries mmap and falls back to reads when the
+    /// mapping fails; `read` never maps (for tests and for file systems that misbehave).
+    enum class access { map, read };
+
+    explicit model_file(std::string path, access mode = access::map) : path_(std::move(path)) {
+        open();
+        parse();
+        map(mode);
+    }
+
+    model_file(model_file&&) = default;
+    model_file& operator=(model_file&&) = default;
+    model_file(const model_file&) = delete;
+    model_file& operator=(const model_file&) = delete;
+    ~model_file() = default;
+
+    const std::string& path() const noexcept { return path_; }
+    const hyper_parameters& hparams() const noexcept { return hparams_; }
+    const mel_filters& filters() const noexcept { return mel_; }
+    const std::vector<std::string>& vocabulary() const noexcept { return vocabulary_; }
+    const std::vector<tensor_entry>& tensors() const noexcept { return tensors_; }
+    const file_layout& layout() const noexcept { return layout_; }
+    std::uint64_t file_size() const noexcept { return layout_.file_size; }
+    bool is_mapped() const noexcept { return map_.data() != nullptr; }
+
+    /// The tensor called `name`, or nullptr.
+    const tensor_entry* find(std::string_view name) const {
+        const auto found = by_name_.find(std::string(name));
+        return found == by_name_.end() ? nullptr : &tensors_[found->second];
+    }
+
+    /// Everything before the first tensor record: magic, hyper-parameters, mel filters and
+    /// vocabulary, exactly as stored. The ftype field is at ftype_offset().
+    byte_view header_bytes() const noexcept {
+        if (is_mapped()) return {map_.data(), static_cast<std::size_t>(layout_.tensors_offset)};
+        return {header_copy_.data(), header_copy_.size()};
+    }
+    static constexpr std::uint64_t ftype_offset() noexcept { return ftype_field_offset; }
+
+    /// The tensor's data bytes. With a mapping this costs nothing until the bytes are
+    /// touched; without one the tensor is read into a buffer kept until release(). The view
+    /// stays valid until release(tensor) or the end of the model_file.
+    byte_view data(const tensor_entry& tensor) const {
+        check_owned(tensor);
+        const auto size = static_cast<std::size_t>(tensor.data_size);
+        if (is_mapped()) return {map_.data() + tensor.data_offset, size};
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        auto& buffer = loaded_->buffers[tensor.data_offset];
+        if (buffer.size() != size) {
+            buffer.resize(size);
+            detail::read_exactly(fd_.get(), tensor.data_offset, buffer.data(), size, path_);
+        }
+        return {buffer.data(), buffer.size()};
+    }
+
+    /// The tensor's record (n_dims, name length, type, extents, name) as stored.
+    byte_view record(const tensor_entry& tensor) const {
+        check_owned(tensor);
+        const auto size = static_cast<std::size_t>(tensor.data_offset - tensor.record_offset);
+        if (is_mapped()) return {map_.data() + tensor.record_offset, size};
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        auto& buffer = loaded_->records[tensor.record_offset];
+        if (buffer.size() != size) {
+            buffer.resize(size);
+            detail::read_exactly(fd_.get(), tensor.record_offset, buffer.data(), size, path_);
+        }
+        return {buffer.data(), buffer.size()};
+    }
+
+    /// Asks the kernel to read the tensor's pages ahead of use.
+    void prefetch(const tensor_entry& tensor) const noexcept {
+        map_.advise(tensor.data_offset, tensor.data_size, MADV_WILLNEED);
+    }
+
+    /// Drops the tensor's pages from this process (they are read again from the file if
+    /// touched later), so that a pass over all tensors keeps the resident set small. Views
+    /// of the tensor obtained earlier must not be used afterwards.
+    void release(const tensor_entry& tensor) const noexcept {
+        if (is_mapped()) {
+            // The range is widened to whole pages; a neighbour sharing an edge page merely
+            // reads that page again from the page cache.
+            map_.advise(tensor.data_offset, tensor.data_size, MADV_DONTNEED);
+            return;
+        }
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        loaded_->buffers.erase(tensor.data_offset);
+        loaded_->records.erase(tensor.record_offset);
+    }
+
+    /// Drops the pages of part of a tensor ([offset, offset + size) of its data) once a
+    /// caller streaming through it is done with them, so that even the largest tensor never
+    /// needs to be resident at once. Earlier views stay valid: touched again, the bytes are
+    /// read again from the file. Without a mapping the tensor's buffer stays until release().
+    void release_part(const tensor_entry& tensor, std::uint64_t offset,
+                      std::uint64_t size) const noexcept {
+        if (is_mapped() && offset < tensor.data_size) {
+            size = std::min(size, tensor.data_size - offset);
+            map_.advise(tensor.data_offset + offset, size, MADV_DONTNEED);
+        }
+    }
+
+  private:
+    struct loaded_tensors {
+        std::mutex mutex;
+        std::unordered_map<std::uint64_t, std::vector<std::uint8_t>> buffers;
+        std::unordered_map<std::uint64_t, std::vector<std::uint8_t>> records;
+    };
+
+    void open() {
+        fd_ = detail::unique_fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+        if (fd_.get() < 0) {
+            throw error(path_ + ": cannot open: " + detail::errno_text(errno));
+        }
+        struct stat status;
+        if (::fstat(fd_.get(), &status) != 0) {
+            throw error(path_ + ": cannot stat: " + detail::errno_text(errno));
+        }
+        if (!S_ISREG(status.st_mode)) throw error(path_ + ": not a regular file");
+        layout_.file_size = static_cast<std::uint64_t>(status.st_size);
+        loaded_ = std::make_unique<loaded_tensors>();
+    }
+
+    /// Maps the file once it is known to be valid; on failure the reads carry on.
+    void map(access mode) {
+        const bool fits = layout_.file_size <= std::numeric_limits<std::size_t>::max();
+        if (mode == access::map && fits && layout_.file_size > 0) {
+            map_ = detail::file_mapping(fd_.get(), static_cast<std::size_t>(layout_.file_size));
+            if (is_mapped()) {
+                fd_.reset();  // the mapping keeps the file alive
+                return;
+            }
+        }
+        header_copy_.resize(static_cast<std::size_t>(layout_.tensors_offset));
+        detail::read_exactly(fd_.get(), 0, header_copy_.data(), header_copy_.size(), path_);
+    }
+
+    void check_owned(const tensor_entry& tensor) const {
+        const bool owned = !tensors_.empty() && &tensor >= tensors_.data() &&
+                           &tensor < tensors_.data() + tensors_.size();
+        if (!owned) {
+            throw error(path_ + ": tensor '" + tensor.name +
+                        "' was not read from this file (pass an entry of tensors())");
+        }
+    }
+
+    void parse() {
+        detail::byte_source source(fd_.get(), layout_.file_size, path_);
+        detail::cursor at(source, layout_.file_size, path_);
+        parse_hyper_parameters(at);
+        parse_mel_filters(at);
+        parse_vocabulary(at);
+        layout_.tensors_offset = at.offset();
+        while (!at.at_end()) parse_tensor(at);
+    }
+
+    void parse_hyper_parameters(detail::cursor& at) {
+        const std::uint32_t magic = at.u32("magic");
+        if (magic != file_magic) {
+            at.fail_at(0, "bad magic " + detail::hex32(magic) + ", expected " +
+                              detail::hex32(file_magic) + " (\"ggml\"): not a ggml model file");
+        }
+        for (const auto& field : hyper_parameter_fields) {
+            const std::uint64_t offset = at.offset();
+            const std::int32_t value = at.i32(field.name);
+            if (field.member == &hyper_parameters::ftype) {
+                if (!is_valid_header_ftype(value)) {
+                    at.fail_at(offset, "header ftype " + std::to_string(value) +
+                                           " is not a ggml file type: expected ftype + 1000 * "
+                                           "version with ftype one of " +
+                                           detail::known_ftype_values() + " and version 0.." +
+                                           std::to_string(max_quantization_version));
+                }
+            } else if (value < 0) {
+                at.fail_at(offset, "negative count: " + std::string(field.name) + " is " +
+                                       std::to_string(value) + ", expected 0 or more");
+            }
+            hparams_.*field.member = value;
+        }
+    }
+
+    void parse_mel_filters(detail::cursor& at) {
+        layout_.mel_offset = at.offset();
+        mel_.n_mel = at.i32("mel filter n_mel");
+        mel_.n_fft = at.i32("mel filter n_fft");
+        if (mel_.n_mel < 1 || mel_.n_mel > max_mel_bands || mel_.n_fft < 1 ||
+            mel_.n_fft > max_mel_bins) {
+            at.fail_at(layout_.mel_offset, "absurd mel filter size " + std::to_string(mel_.n_mel) +
+                                               " x " + std::to_string(mel_.n_fft) +
+                                               ", expected 1.." + std::to_string(max_mel_bands) +
+                                               " x 1.." + std::to_string(max_mel_bins));
+        }
+        const std::size_t count = std::size_t(mel_.n_mel) * std::size_t(mel_.n_fft);
+        at.need(count * 4, "mel filter values");
+        std::vector<std::uint8_t> raw(count * 4);
+        at.read(raw.data(), raw.size(), "mel filter values");
+        mel_.values.resize(count);
+        for (std::size_t i = 0; i < count; ++i) mel_.values[i] = detail::load_f32(&raw[i * 4]);
+    }
+
+    void parse_vocabulary(detail::cursor& at) {
+        layout_.vocabulary_offset = at.offset();
+        const std::int32_t count = at.i32("vocabulary count");
+        if (count < 0) {
+            at.fail_at(layout_.vocabulary_offset, "negative count: vocabulary count is " +
+                                                      std::to_string(count) +
+                                                      ", expected 0 or more");
+        }
+        // Each entry takes at least its 4-byte length, which bounds the reservation.
+        if (std::uint64_t(count) * 4 > at.bytes_left()) {
+            at.fail_at(layout_.vocabulary_offset,
+                       "truncated: vocabulary count " + std::to_string(count) + " needs at least " +
+                           std::to_string(std::uint64_t(count) * 4) + " bytes but only " +
+                           std::to_string(at.bytes_left()) + " are left");
+        }
+        vocabulary_.reserve(static_cast<std::size_t>(count));
+        for (std::int32_t i = 0; i < count; ++i) {
+            // Messages are composed only on failure: this loop runs 50k times per model.
+            const std::uint64_t offset = at.offset();
+            const auto entry = [i] { return "vocabulary entry " + std::to_string(i); };
+            if (at.bytes_left() < 4) at.need(4, entry() + " length");
+            const std::uint32_t length = at.u32("vocabulary entry length");
+            if (length > at.bytes_left()) {
+                at.fail_at(offset, "truncated: " + entry() + " is " + std::to_string(length) +
+                                       " bytes long but only " + std::to_string(at.bytes_left()) +
+                                       " bytes are left");
+            }
+            std::string token(length, '\0');
+            at.read(token.data(), length, "vocabulary entry");
+            vocabulary_.push_back(std::move(token));
+        }
+    }
+
+    void parse_tensor(detail::cursor& at) {
+        at.set_tensor({});
+        tensor_entry tensor;
+        tensor.record_offset = at.offset();
+        const std::uint64_t record = tensor.record_offset;
+        const std::int32_t n_dims = at.i32("tensor record n_dims");
+        if (n_dims < 1 || n_dims > max_dims) {
+            at.fail_at(record, "n_dims is " + std::to_string(n_dims) + ", expected 1..4");
+        }
+        const std::int32_t name_length = at.i32("tensor record name length");
+        if (name_length < 1 || name_length > max_name_length) {
+            at.fail_at(record + 4, "name length is " + std::to_string(name_length) +
+                                       ", expected 1.." + std::to_string(max_name_length));
+        }
+        const std::int32_t raw_type = at.i32("tensor record type id");
+        std::array<std::int32_t, max_dims> extents{{1, 1, 1, 1}};
+        for (int d = 0; d < n_dims; ++d) extents[d] = at.i32("tensor record extents");
+        tensor.name.resize(static_cast<std::size_t>(name_length));
+        at.read(tensor.name.data(), tensor.name.size(), "tensor name");
+        at.set_tensor(tensor.name);
+
+        if (!is_known_type(raw_type)) {
+            at.fail_at(record + 8, "unknown type id " + std::to_string(raw_type) +
+                                       ", expected one of " + detail::known_type_ids());
+        }
+        tensor.type = static_cast<type_id>(raw_type);
+        tensor.n_dims = n_dims;
+        std::int64_t elements = 1;
+        for (int d = 0; d < n_dims; ++d) {
+            if (extents[d] < 1) {
+                at.fail_at(record + 12 + 4 * std::uint64_t(d),
+                           "extent ne[" + std::to_string(d) + "] is " + std::to_string(extents[d]) +
+                               ", expected a positive number");
+            }
+            tensor.ne[d] = extents[d];
+        }
+        for (int d = 0; d < n_dims; ++d) {
+            if (!detail::multiply_fits(elements, tensor.ne[d], elements)) {
+                at.fail_at(record + 12, "the element count of extents " + shape_text(tensor) +
+                                            " overflows 64 bits");
+            }
+        }
+        if (!can_hold_row(tensor.type, tensor.ne[0])) {
+            at.fail_at(record + 12, "row length ne[0] = " + std::to_string(tensor.ne[0]) +
+                                        " cannot be stored as " +
+                                        std::string(type_name(tensor.type)) +
+                                        ": its rows must be a multiple of " +
+                                        std::to_string(block_size(tensor.type)) + " values");
+        }
+        std::int64_t bytes = static_cast<std::int64_t>(type_size(tensor.type));
+        if (!detail::multiply_fits(bytes, tensor.ne[0] / std::int64_t(block_size(tensor.type)),
+                                   bytes) ||
+            !detail::multiply_fits(bytes, tensor.row_count(), bytes)) {
+            at.fail_at(record + 12, "the data size of " + std::string(type_name(tensor.type)) +
+                                        " extents " + shape_text(tensor) + " overflows 64 bits");
+        }
+        tensor.data_offset = at.offset();
+        tensor.data_size = static_cast<std::uint64_t>(bytes);
+        if (tensor.data_size > at.bytes_left()) {
+            at.fail_at(tensor.data_offset,
+                       "truncated: the data (" + std::to_string(tensor.data_size) + " bytes of " +
+                           std::string(type_name(tensor.type)) + " " + shape_text(tensor) +
+                           ") runs past the end of the file (" + std::to_string(at.bytes_left()) +
+                           " bytes left)");
+        }
+        const auto [existing, inserted] = by_name_.emplace(tensor.name, tensors_.size());
+        if (!inserted) {
+            at.fail_at(record, "duplicate tensor name '" + tensor.name +
+                                   "' (first record at byte " +
+                                   std::to_string(tensors_[existing->second].record_offset) + ")");
+        }
+        at.skip(tensor.data_size, "tensor data");
+        tensors_.push_back(std::move(tensor));
+    }
+
+    std::string path_;
+    detail::unique_fd fd_;  // open only when the file is not mapped
+    detail::file_mapping map_;
+    std::vector<std::uint8_t> header_copy_;  // header bytes when not mapped
+    hyper_parameters hparams_;
+    mel_filters mel_;
+    std::vector<std::string> vocabulary_;
+    std::vector<tensor_entry> tensors_;
+    std::unordered_map<std::string, std::size_t> by_name_;
+    file_layout layout_;
+    std::unique_ptr<loaded_tensors> loaded_;
+};
+
+}  // namespace qmix::whisper

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# End-to-end tests of the real qmix-quantize binary: the command-line contract, the seed
+# examples, refusals and the guarantees (no partial output, input untouched, exit codes).
+#   tests/e2e/cli_test.sh BIN_DIR
+set -uo pipefail
+bin=$(cd "${1:?usage: cli_test.sh BIN_DIR}" && pwd)
+quantize=$bin/qmix-quantize
+synth=$bin/qmix-synth
+work=$(mktemp -d "${TMPDIR:-/tmp}/qmix-e2e.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
+
+# expect STATUS PATTERN -- command...: runs it, checks the exit status and that stderr+stdout
+# contain PATTERN (an extended regular expression; empty for none).
+expect() {
+  local status=$1 pattern=$2; shift 3
+  local out actual
+  out=$("$@" 2>&1); actual=$?
+  if [ "$actual" != "$status" ]; then bad "$* -> exit $actual, expected $status: $(echo "$out" | tail -3)"; return; fi
+  if [ -n "$pattern" ] && ! echo "$out" | grep -Eq -- "$pattern"; then
+    bad "$* -> output lacks /$pattern/: $(echo "$out" | tail -3)"; return
+  fi
+  ok
+}
+no_leftovers() {  # DIR: no temporary file of ours left behind
+  if ls -A "$1" | grep -q '\.qmix-'; then bad "temporary file left in $1: $(ls -A "$1")"; else ok; fi
+}
+same_bytes() { if cmp -s "$1" "$2"; then ok; else bad "$1 and $2 differ"; fi; }
+absent() { if [ -e "$1" ]; then bad "$1 exists"; else ok; fi; }
+
+"$synth" base.bin base f16 --layers 2 >/dev/null || { echo "qmix-synth failed"; exit 1; }
+"$synth" tiny.bin tiny f16 --layers 2 >/dev/null || exit 1
+"$synth" tiny32.bin tiny f32 --layers 1 >/dev/null || exit 1
+cp base.bin base.orig
+sum_before=$(md5sum base.bin | cut -d' ' -f1)
+
+# --- the README's three examples
+expect 0 "q8_0" -- "$quantize" --tensor-type 'encoder\..*=q8_0' --tensor-type '.*attn.*=q5_k' base.bin mixed.bin q4_k
+expect 0 "header ftype: 2001" -- "$quantize" --dry-run --tensor-type 'encoder\..*=q8_0' --tensor-type '.*attn.*=q5_k' base.bin mixed2.bin q4_k
+absent mixed2.bin
+expect 0 "q5_1" -- "$quantize" base.bin q51.bin 9
+expect 0 "header ftype: 2009" -- "$quantize" --dry-run base.bin q51b.bin q5_1
+printf '# attention precise\n.*attn.*=q8_0\n\n.*=q4_k\n' > rules.txt
+expect 0 "dry run: nothing written" -- "$quantize" --tensor-type-file rules.txt --dry-run base.bin r.bin q4_0
+absent r.bin
+
+# --- numeric and named types give the same bytes; any thread count gives the same bytes
+"$quantize" -q base.bin a.bin q5_1 && "$quantize" -q -t 1 base.bin b.bin 9 && same_bytes a.bin b.bin
+"$quantize" -q -t 3 base.bin c.bin Q5_1 && same_bytes a.bin c.bin
+"$quantize" -q -t 1 --tensor-type-file rules.txt base.bin d.bin q4_0 && \
+  "$quantize" -q -t 2 --tensor-type-file rules.txt base.bin e.bin q4_0 && same_bytes d.bin e.bin
+
+# --- fallback on tiny; --no-fallback as an error and as a preflight check
+expect 0 "rows of 384: q4_k -> q5_0" -- "$quantize" tiny.bin tiny-q4k.bin q4_k
+expect 0 "" -- "$bin/qmix-info" tiny-q4k.bin
+expect 1 "cannot hold rows of 384" -- "$quantize" --no-fallback tiny.bin nf.bin q4_k
+absent nf.bin
+expect 1 "no-fallback" -- "$quantize" --no-fallback --dry-run tiny.bin nf.bin q4_k
+expect 0 "" -- "$quantize" --no-fallback --dry-run base.bin nf.bin q4_k
+
+# --- f16 / f32 targets, requantize
+expect 0 "" -- "$quantize" -q tiny32.bin t16.bin f16
+expect 0 "header ftype: 2000" -- "$quantize" --tensor-type '.*mlp.*=f32' --dry-run tiny.bin x.bin q4_0
+expect 1 "already quantized.*--allow-requantize" -- "$quantize" a.bin rq.bin q4_0
+absent rq.bin
+expect 0 "" -- "$quantize" -q --allow-requantize a.bin rq.bin q4_0
+
+# --- usage errors (exit 2): bad patterns, unknown types, bad options
+expect 2 "bad regular expression.*encoder\.\(" -- "$quantize" --tensor-type 'encoder.(=q4_0' base.bin o.bin q4_0
+expect 2 "unknown type 'q9_k'" -- "$quantize" --tensor-type '.*=q9_k' base.bin o.bin q4_0
+expect 2 "unknown type" -- "$quantize" base.bin o.bin q7_0
+expect 2 "not a quantized ftype" -- "$quantize" base.bin o.bin 5
+expect 2 "PATTERN=TYPE" -- "$quantize" --tensor-type 'encoder' base.bin o.bin q4_0
+printf '.*=q4_0\nbroken line\n' > broken.txt
+expect 2 "broken.txt:2" -- "$quantize" --tensor-type-file broken.txt base.bin o.bin q4_0
+expect 2 "cannot open the rule file" -- "$quantize" --tensor-type-file missing.txt base.bin o.bin q4_0
+expect 2 "expected INPUT OUTPUT TYPE" -- "$quantize" base.bin o.bin
+expect 2 "unknown option" -- "$quantize" --frobnicate base.bin o.bin q4_0
+expect 2 "threads" -- "$quantize" -t 0 base.bin o.bin q4_0
+expect 2 "threads" -- "$quantize" -t 99999999999 base.bin o.bin q4_0
+expect 2 "threads" -- "$quantize" --threads abc base.bin o.bin q4_0
+absent o.bin
+expect 0 "usage: qmix-quantize" -- "$quantize" --help
+expect 0 "q4_k" -- "$quantize" --list-types
+expect 0 "qmix-quantize [0-9]" -- "$quantize" --version
+
+# --- failures (exit 1): missing input, same file, output folder problems
+expect 1 "missing.bin" -- "$quantize" missing.bin o.bin q4_0
+expect 1 "input model itself" -- "$quantize" base.bin base.bin q4_0
+ln -s base.bin link.bin
+expect 1 "input model itself" -- "$quantize" base.bin link.bin q4_0
+ln base.bin hard.bin
+expect 1 "input model itself" -- "$quantize" hard.bin base.bin q4_0
+rm -f hard.bin
+expect 1 "" -- "$quantize" base.bin no/such/folder/o.bin q4_0
+mkdir folder
+expect 1 "folder" -- "$quantize" base.bin folder q4_0
+head -c 100000 base.bin > truncated.bin
+expect 1 "truncated.bin" -- "$quantize" truncated.bin o.bin q4_0
+absent o.bin
+
+# --- signals: SIGINT / SIGTERM mid-write leave nothing behind
+for sig in INT TERM; do
+  "$quantize" -q -t 1 --stats base.bin sig.bin q4_k &
+  pid=$!
+  sleep 0.3
+  kill -s $sig $pid 2>/dev/null
+  wait $pid; status=$?
+  if [ -e sig.bin ] && [ $status -ne 0 ]; then bad "SIG$sig left sig.bin"; else ok; fi
+  no_leftovers .
+  rm -f sig.bin
+done
+
+# --- the input is never modified; nothing temporary is left anywhere
+[ "$(md5sum base.bin | cut -d' ' -f1)" = "$sum_before" ] && ok || bad "base.bin changed"
+same_bytes base.bin base.orig
+no_leftovers .
+
+echo "cli: $passed passed, $failed failed"
+[ $failed -eq 0 ]
