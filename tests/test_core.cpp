@@ -147,8 +147,24 @@ TEST_CASE("visiting the registry reaches every format exactly once", "[core]") {
     REQUIRE(seen.size() == type_table.size());
     for (std::size_t i = 0; i < seen.size(); ++i) {
         CHECK(seen[i] == type_table[i].id);
-        const auto name = visit(all_formats{}, seen[i],
-                                [](auto tag) { return decltype(tag)::type::name; });
+        const auto name =
+            visit(all_formats{}, seen[i], [](auto tag) { return decltype(tag)::type::name; });
         CHECK(name == type_table[i].name);
+    }
+}
+
+TEST_CASE("a block whose largest value is subnormal quantizes to defined bytes", "[core]") {
+    // 1/d overflows to infinity there; ggml's x86 build stores level 0 (cvttss2si gives
+    // INT32_MIN, whose low byte is 0). Every kernel level must agree with the scalar code.
+    std::vector<float> row(32, 1e-40f);
+    row[3] = -2e-40f;
+    for (const type_id type : {type_id::q4_0, type_id::q4_1, type_id::q5_0, type_id::q5_1,
+                               type_id::q8_0, type_id::q8_1}) {
+        INFO(type_name(type));
+        std::vector<std::uint8_t> out(row_size(type, 32), 0xAA);
+        quantize(type, row.data(), out.data(), 1, 32);
+        std::vector<float> back(32);
+        dequantize(type, out.data(), back.data(), 1, 32);
+        for (float v : back) CHECK(std::fabs(v) < 1e-30f);
     }
 }

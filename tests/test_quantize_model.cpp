@@ -110,9 +110,10 @@ const tensor_plan& planned(const model_plan& plan, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("a uniform type gives the reference tool's bytes for f16 and f32 models and any "
-          "thread count",
-          "[pipeline]") {
+TEST_CASE(
+    "a uniform type gives the reference tool's bytes for f16 and f32 models and any "
+    "thread count",
+    "[pipeline]") {
     scratch_folder dir;
     for (const type_id storage : {type_id::f16, type_id::f32}) {
         const auto in = synthetic(dir, "in.bin", model_size::base, storage);
@@ -253,9 +254,9 @@ TEST_CASE("already-quantized candidates need --allow-requantize", "[pipeline]") 
     const model_file q8(dir.file("q8.bin"));
     quantize_options second;
     second.default_type = type_id::q4_0;
-    CHECK_THROWS_WITH(make_plan(q8, second),
-                      Catch::Contains("already quantized") && Catch::Contains("q8_0") &&
-                          Catch::Contains("--allow-requantize"));
+    CHECK_THROWS_WITH(make_plan(q8, second), Catch::Contains("already quantized") &&
+                                                 Catch::Contains("q8_0") &&
+                                                 Catch::Contains("--allow-requantize"));
     second.allow_requantize = true;
     quantize_file(dir.file("q8.bin"), dir.file("q4.bin"), second);
     CHECK(model_file(dir.file("q4.bin")).find("encoder.blocks.0.mlp.0.weight")->type ==
@@ -304,6 +305,7 @@ TEST_CASE("statistics measure the error of what was written", "[pipeline]") {
         CHECK(result.stats[i].rmse < 1e-3);
         CHECK(result.stats[i].max_abs_error >= result.stats[i].rmse);
     }
-    CHECK(computed == std::size_t(std::count_if(plan.tensors.begin(), plan.tensors.end(),
-                                                [](const tensor_plan& p) { return p.converts(); })));
+    CHECK(computed ==
+          std::size_t(std::count_if(plan.tensors.begin(), plan.tensors.end(),
+                                    [](const tensor_plan& p) { return p.converts(); })));
 }

@@ -54,7 +54,7 @@ inline std::uint16_t from_float(float value) noexcept {
         return std::uint16_t(sign | 0x7e00u | ((bits >> 13) & 0x3ffu));
     }
     if (bits >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);  // >= 65520 rounds to inf
-    if (bits >= 0x38800000u) {  // a normal binary16 result
+    if (bits >= 0x38800000u) {                                      // a normal binary16 result
         const std::uint32_t odd = (bits >> 13) & 1u;
         return std::uint16_t(sign | ((bits - 0x38000000u + 0xfffu + odd) >> 13));
     }
@@ -73,7 +73,11 @@ inline std::uint16_t from_float(float value) noexcept {
 }  // namespace binary16
 
 /// Shorthands used throughout the format code.
-inline float half_to_float(std::uint16_t half) noexcept { return binary16::to_float(half); }
-inline std::uint16_t float_to_half(float value) noexcept { return binary16::from_float(value); }
+inline float half_to_float(std::uint16_t half) noexcept {
+    return binary16::to_float(half);
+}
+inline std::uint16_t float_to_half(float value) noexcept {
+    return binary16::from_float(value);
+}
 
 }  // namespace qmix

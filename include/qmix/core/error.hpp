@@ -9,7 +9,7 @@ namespace qmix {
 /// Every failure qmix reports is a qmix::error: the message says what went wrong and,
 /// where it applies, the file, the byte offset and the tensor involved.
 class error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

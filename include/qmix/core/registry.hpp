@@ -27,13 +27,13 @@ struct format_tag {
 /// What is known about a format at run time: everything a caller sizing buffers needs.
 struct type_info {
     type_id id;
-    std::string_view name;        ///< ggml's spelling, lower case: "q4_k"
-    std::size_t block_size;       ///< values per block
-    std::size_t type_size;        ///< bytes per block
-    type_id dot_partner;          ///< format of the other operand of a dot product
-    bool has_dot;                 ///< false for the activation-only formats q8_1 and q8_K
-    bool uses_importance;         ///< whether an importance vector changes the bytes
-    bool is_quantized;            ///< false for f32 and f16
+    std::string_view name;   ///< ggml's spelling, lower case: "q4_k"
+    std::size_t block_size;  ///< values per block
+    std::size_t type_size;   ///< bytes per block
+    type_id dot_partner;     ///< format of the other operand of a dot product
+    bool has_dot;            ///< false for the activation-only formats q8_1 and q8_K
+    bool uses_importance;    ///< whether an importance vector changes the bytes
+    bool is_quantized;       ///< false for f32 and f16
 };
 
 template <class Format>

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <cstring>
 
@@ -34,10 +35,14 @@ QMIX_FORCE_INLINE T settle(T value) noexcept {
 }
 
 /// a * b, rounded to binary32 on its own (never fused with a following add).
-QMIX_FORCE_INLINE float mul(float a, float b) noexcept { return settle(a * b); }
+QMIX_FORCE_INLINE float mul(float a, float b) noexcept {
+    return settle(a * b);
+}
 
 /// a * b + c with two roundings, as the reference computes it.
-QMIX_FORCE_INLINE float mul_add(float a, float b, float c) noexcept { return mul(a, b) + c; }
+QMIX_FORCE_INLINE float mul_add(float a, float b, float c) noexcept {
+    return mul(a, b) + c;
+}
 
 /// Round to nearest, ties to even, for |value| < 2^22: the reference's magic-number trick
 /// (adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits). The argument
@@ -48,6 +53,15 @@ QMIX_FORCE_INLINE int nearest_int(float value) noexcept {
     std::int32_t bits;
     std::memcpy(&bits, &shifted, sizeof bits);
     return (bits & 0x007fffff) - 0x00400000;
+}
+
+/// Float to integer by truncation, defined for every input: values outside int32 and NaN
+/// give INT32_MIN, which is what x86's cvttss2si returns and so what ggml's reference
+/// quantizers, built for x86, store when a subnormal block maximum makes 1/d overflow.
+/// (A plain C++ cast would be undefined behaviour there.)
+QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
+    if (!(value >= -2147483648.0f && value < 2147483648.0f)) return INT32_MIN;
+    return static_cast<std::int32_t>(value);
 }
 
 }  // namespace strict

@@ -20,7 +20,8 @@ struct f32 {
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = false;
 
-    static void quantize_row(const float* x, block* y, std::int64_t n, const float* /*importance*/) {
+    static void quantize_row(const float* x, block* y, std::int64_t n,
+                             const float* /*importance*/) {
         for (std::int64_t i = 0; i < n; ++i) y[i] = x[i];
     }
     static void dequantize_row(const block* x, float* y, std::int64_t n) {

@@ -16,6 +16,7 @@
 #include "qmix/core/binary16.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
+#include "qmix/formats/detail/row_of_blocks.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_0.hpp"
 
@@ -39,20 +40,7 @@ struct q4_0 {
     static constexpr bool is_quantized = true;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        if (importance == nullptr) {
-            for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-                quantize_block_reference(x + ib * std::int64_t(block_size), y[ib]);
-            }
-            return;
-        }
-        // Every weight also grows with sqrt(sigma2 + x^2), sigma2 being the mean square of
-        // the whole row, not of the block: small values still count in a loud row.
-        const float sigma2 = mean_square(x, n);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const std::int64_t offset = ib * std::int64_t(block_size);
-            quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
-        }
+        detail::quantize_row_of_blocks<q4_0>(x, y, n, importance);
     }
 
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -84,7 +72,6 @@ struct q4_0 {
         return sum;
     }
 
-  private:
     /// ggml's quantize_row_q4_0_ref for one block. The signed value of largest magnitude
     /// gets d = max / -8, i.e. level 0; adding 8.5 and truncating rounds half up, and the
     /// opposite extreme (level 16) is clipped to 15.
@@ -101,7 +88,8 @@ struct q4_0 {
         const float inverse_d = d != 0.0f ? 1.0f / d : 0.0f;
         y.d = float_to_half(d);
         auto level = [&](float value) {
-            const int truncated = std::int8_t(strict::mul(value, inverse_d) + 8.5f);
+            const int truncated =
+                std::int8_t(strict::truncate_to_int(strict::mul(value, inverse_d) + 8.5f));
             return std::uint8_t(truncated < 15 ? truncated : 15);
         };
         for (std::size_t j = 0; j < block_size / 2; ++j) {
@@ -114,21 +102,13 @@ struct q4_0 {
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
         float weights[block_size];
-        for (std::size_t j = 0; j < block_size; ++j) {
-            weights[j] = importance[j] * std::sqrt(sigma2 + strict::mul(x[j], x[j]));
-        }
+        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t levels[block_size];
         const float d = detail::search_symmetric_scale(int(block_size), 8, x, levels, 1, weights);
         y.d = float_to_half(d);
         for (std::size_t j = 0; j < block_size / 2; ++j) {
             y.qs[j] = std::uint8_t(levels[j] | (levels[j + block_size / 2] << 4));
         }
-    }
-
-    static float mean_square(const float* x, std::int64_t n) {
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-        return sum / float(n);
     }
 };
 

@@ -2,7 +2,7 @@
 #pragma once
 
 // q4_1: blocks of 32 values, 20 bytes each.
-//   d      binary16 step between levels (>= 0)
+//   d      binary16 step between levels
 //   m      binary16 offset: the value of level 0 (the block minimum for the reference
 //          quantizer, at most zero for the importance-weighted one)
 //   qs[16] 4-bit levels q in [0, 15]; byte j holds value j in its low nibble and value
@@ -17,6 +17,7 @@
 #include "qmix/core/binary16.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
+#include "qmix/formats/detail/row_of_blocks.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_1.hpp"
 
@@ -41,20 +42,7 @@ struct q4_1 {
     static constexpr bool is_quantized = true;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        if (importance == nullptr) {
-            for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-                quantize_block_reference(x + ib * std::int64_t(block_size), y[ib]);
-            }
-            return;
-        }
-        // Every weight also grows with sqrt(sigma2 + x^2), sigma2 being the mean square of
-        // the whole row, not of the block: small values still count in a loud row.
-        const float sigma2 = mean_square(x, n);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const std::int64_t offset = ib * std::int64_t(block_size);
-            quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
-        }
+        detail::quantize_row_of_blocks<q4_1>(x, y, n, importance);
     }
 
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -88,7 +76,6 @@ struct q4_1 {
         return sum;
     }
 
-  private:
     /// ggml's quantize_row_q4_1_ref for one block: the grid spans [min, max] exactly;
     /// adding 0.5 and truncating rounds half up (values are >= 0 after the shift).
     static void quantize_block_reference(const float* x, block& y) {
@@ -103,7 +90,8 @@ struct q4_1 {
         y.d = float_to_half(d);
         y.m = float_to_half(min);
         auto level = [&](float value) {
-            const int truncated = std::int8_t(strict::mul(value - min, inverse_d) + 0.5f);
+            const int truncated =
+                std::int8_t(strict::truncate_to_int(strict::mul(value - min, inverse_d) + 0.5f));
             return std::uint8_t(truncated < 15 ? truncated : 15);
         };
         for (std::size_t j = 0; j < block_size / 2; ++j) {
@@ -117,9 +105,7 @@ struct q4_1 {
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
         float weights[block_size];
-        for (std::size_t j = 0; j < block_size; ++j) {
-            weights[j] = importance[j] * std::sqrt(sigma2 + strict::mul(x[j], x[j]));
-        }
+        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::uint8_t levels[block_size];
         std::uint8_t scratch[block_size];
         float negated_offset = 0.0f;
@@ -131,12 +117,6 @@ struct q4_1 {
         for (std::size_t j = 0; j < block_size / 2; ++j) {
             y.qs[j] = std::uint8_t(levels[j] | (levels[j + block_size / 2] << 4));
         }
-    }
-
-    static float mean_square(const float* x, std::int64_t n) {
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-        return sum / float(n);
     }
 };
 

@@ -131,7 +131,7 @@ void choose_scales_weighted_k4(const float* x, const float* importance, Block& y
         const float* xs = x + k4_sub_block_size * j;
         const float* importance_s = importance + k4_sub_block_size * j;
         for (int l = 0; l < k4_sub_block_size; ++l) {
-            weights[l] = importance_s[l] * std::sqrt(sigma2 + mul(xs[l], xs[l]));
+            weights[l] = mul(importance_s[l], std::sqrt(sigma2 + mul(xs[l], xs[l])));
         }
         float sum_w = 0;
         for (int l = 0; l < k4_sub_block_size; ++l) sum_w += weights[l];

@@ -18,6 +18,7 @@
 #include "qmix/core/binary16.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
+#include "qmix/formats/detail/row_of_blocks.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_0.hpp"
 
@@ -42,20 +43,7 @@ struct q5_0 {
     static constexpr bool is_quantized = true;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        if (importance == nullptr) {
-            for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-                quantize_block_reference(x + ib * std::int64_t(block_size), y[ib]);
-            }
-            return;
-        }
-        // Every weight also grows with sqrt(sigma2 + x^2), sigma2 being the mean square of
-        // the whole row, not of the block: small values still count in a loud row.
-        const float sigma2 = mean_square(x, n);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const std::int64_t offset = ib * std::int64_t(block_size);
-            quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
-        }
+        detail::quantize_row_of_blocks<q5_0>(x, y, n, importance);
     }
 
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -64,7 +52,7 @@ struct q5_0 {
             const float d = half_to_float(x[ib].d);
             float* out = y + ib * std::int64_t(block_size);
             for (std::size_t j = 0; j < block_size; ++j) {
-                out[j] = float(level(x[ib], j) - 16) * d;
+                out[j] = float(detail::five_bit_level(x[ib], j) - 16) * d;
             }
         }
     }
@@ -77,34 +65,12 @@ struct q5_0 {
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             int sum_q = 0;
             for (std::size_t j = 0; j < block_size; ++j) {
-                sum_q += (level(x[ib], j) - 16) * y[ib].qs[j];
+                sum_q += (detail::five_bit_level(x[ib], j) - 16) * y[ib].qs[j];
             }
             const float scale = half_to_float(x[ib].d) * half_to_float(y[ib].d);
             sum += strict::mul(scale, float(sum_q));
         }
         return sum;
-    }
-
-  private:
-    /// The 5-bit level of value j (0..31) of a block.
-    static int level(const block& b, std::size_t j) {
-        const std::size_t half = block_size / 2;
-        const int low = j < half ? (b.qs[j] & 0x0F) : (b.qs[j - half] >> 4);
-        const int high = (b.qh[j / 8] >> (j % 8)) & 1;
-        return low | (high << 4);
-    }
-
-    /// Stores 32 levels (each 0..31): low nibbles into qs, fifth bits into qh.
-    static void pack_levels(const std::uint8_t* levels, block& y) {
-        const std::size_t half = block_size / 2;
-        std::uint32_t high_bits = 0;
-        for (std::size_t j = 0; j < half; ++j) {
-            y.qs[j] = std::uint8_t((levels[j] & 0x0F) | ((levels[j + half] & 0x0F) << 4));
-            high_bits |= std::uint32_t((levels[j] >> 4) & 1) << j;
-            high_bits |= std::uint32_t((levels[j + half] >> 4) & 1) << (j + half);
-        }
-        // Little-endian whatever the host: byte k carries the bits of values 8k..8k+7.
-        for (std::size_t k = 0; k < 4; ++k) y.qh[k] = std::uint8_t(high_bits >> (8 * k));
     }
 
     /// ggml's quantize_row_q5_0_ref for one block. The signed value of largest magnitude
@@ -124,10 +90,11 @@ struct q5_0 {
         y.d = float_to_half(d);
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) {
-            const int truncated = std::int8_t(strict::mul(x[j], inverse_d) + 16.5f);
+            const int truncated =
+                std::int8_t(strict::truncate_to_int(strict::mul(x[j], inverse_d) + 16.5f));
             levels[j] = std::uint8_t(truncated < 31 ? truncated : 31);
         }
-        pack_levels(levels, y);
+        detail::pack_five_bit_levels(levels, y);
     }
 
     /// ggml's quantize_row_q5_0_impl for one block: the weighted symmetric search with
@@ -135,22 +102,14 @@ struct q5_0 {
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
         float weights[block_size];
-        for (std::size_t j = 0; j < block_size; ++j) {
-            weights[j] = importance[j] * std::sqrt(sigma2 + strict::mul(x[j], x[j]));
-        }
+        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t signed_levels[block_size];
         const float d =
             detail::search_symmetric_scale(int(block_size), 16, x, signed_levels, 1, weights);
         y.d = float_to_half(d);
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) levels[j] = std::uint8_t(signed_levels[j]);
-        pack_levels(levels, y);
-    }
-
-    static float mean_square(const float* x, std::int64_t n) {
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-        return sum / float(n);
+        detail::pack_five_bit_levels(levels, y);
     }
 };
 

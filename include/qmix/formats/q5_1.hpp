@@ -2,7 +2,7 @@
 #pragma once
 
 // q5_1: blocks of 32 values, 24 bytes each.
-//   d      binary16 step between levels (>= 0)
+//   d      binary16 step between levels
 //   m      binary16 offset: the value of level 0 (the block minimum for the reference
 //          quantizer, at most zero for the importance-weighted one)
 //   qh[4]  the fifth (high) bit of each level: bit j of the little-endian 32-bit word
@@ -19,6 +19,7 @@
 #include "qmix/core/binary16.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
+#include "qmix/formats/detail/row_of_blocks.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_1.hpp"
 
@@ -44,20 +45,7 @@ struct q5_1 {
     static constexpr bool is_quantized = true;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        if (importance == nullptr) {
-            for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-                quantize_block_reference(x + ib * std::int64_t(block_size), y[ib]);
-            }
-            return;
-        }
-        // Every weight also grows with sqrt(sigma2 + x^2), sigma2 being the mean square of
-        // the whole row, not of the block: small values still count in a loud row.
-        const float sigma2 = mean_square(x, n);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const std::int64_t offset = ib * std::int64_t(block_size);
-            quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
-        }
+        detail::quantize_row_of_blocks<q5_1>(x, y, n, importance);
     }
 
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -67,7 +55,7 @@ struct q5_1 {
             const float m = half_to_float(x[ib].m);
             float* out = y + ib * std::int64_t(block_size);
             for (std::size_t j = 0; j < block_size; ++j) {
-                out[j] = strict::mul(float(level(x[ib], j)), d) + m;
+                out[j] = strict::mul(float(detail::five_bit_level(x[ib], j)), d) + m;
             }
         }
     }
@@ -79,34 +67,13 @@ struct q5_1 {
         float sum = 0.0f;
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             int sum_q = 0;
-            for (std::size_t j = 0; j < block_size; ++j) sum_q += level(x[ib], j) * y[ib].qs[j];
+            for (std::size_t j = 0; j < block_size; ++j)
+                sum_q += detail::five_bit_level(x[ib], j) * y[ib].qs[j];
             const float scale = half_to_float(x[ib].d) * half_to_float(y[ib].d);
             const float offset = strict::mul(half_to_float(x[ib].m), half_to_float(y[ib].s));
             sum += strict::mul(scale, float(sum_q)) + offset;
         }
         return sum;
-    }
-
-  private:
-    /// The 5-bit level of value j (0..31) of a block.
-    static int level(const block& b, std::size_t j) {
-        const std::size_t half = block_size / 2;
-        const int low = j < half ? (b.qs[j] & 0x0F) : (b.qs[j - half] >> 4);
-        const int high = (b.qh[j / 8] >> (j % 8)) & 1;
-        return low | (high << 4);
-    }
-
-    /// Stores 32 levels (each 0..31): low nibbles into qs, fifth bits into qh.
-    static void pack_levels(const std::uint8_t* levels, block& y) {
-        const std::size_t half = block_size / 2;
-        std::uint32_t high_bits = 0;
-        for (std::size_t j = 0; j < half; ++j) {
-            y.qs[j] = std::uint8_t((levels[j] & 0x0F) | ((levels[j + half] & 0x0F) << 4));
-            high_bits |= std::uint32_t((levels[j] >> 4) & 1) << j;
-            high_bits |= std::uint32_t((levels[j + half] >> 4) & 1) << (j + half);
-        }
-        // Little-endian whatever the host: byte k carries the bits of values 8k..8k+7.
-        for (std::size_t k = 0; k < 4; ++k) y.qh[k] = std::uint8_t(high_bits >> (8 * k));
     }
 
     /// ggml's quantize_row_q5_1_ref for one block: the grid spans [min, max] exactly;
@@ -125,9 +92,10 @@ struct q5_1 {
         y.m = float_to_half(min);
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) {
-            levels[j] = std::uint8_t(strict::mul(x[j] - min, inverse_d) + 0.5f);
+            levels[j] =
+                std::uint8_t(strict::truncate_to_int(strict::mul(x[j] - min, inverse_d) + 0.5f));
         }
-        pack_levels(levels, y);
+        detail::pack_five_bit_levels(levels, y);
     }
 
     /// ggml's quantize_row_q5_1_impl for one block: the weighted scale-and-offset search
@@ -136,9 +104,7 @@ struct q5_1 {
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
         float weights[block_size];
-        for (std::size_t j = 0; j < block_size; ++j) {
-            weights[j] = importance[j] * std::sqrt(sigma2 + strict::mul(x[j], x[j]));
-        }
+        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::uint8_t levels[block_size];
         std::uint8_t scratch[block_size];
         float negated_offset = 0.0f;
@@ -147,13 +113,7 @@ struct q5_1 {
                                          scratch, -0.9f, 0.05f, 36, false);
         y.d = float_to_half(d);
         y.m = float_to_half(-negated_offset);
-        pack_levels(levels, y);
-    }
-
-    static float mean_square(const float* x, std::int64_t n) {
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-        return sum / float(n);
+        detail::pack_five_bit_levels(levels, y);
     }
 };
 

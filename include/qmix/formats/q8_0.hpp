@@ -77,7 +77,7 @@ struct q8_0 {
         y.d = float_to_half(d);
         // Half-way cases round away from zero (roundf), not to even: that is ggml's choice.
         for (std::size_t j = 0; j < block_size; ++j) {
-            y.qs[j] = std::int8_t(std::round(x[j] * inverse_d));
+            y.qs[j] = std::int8_t(strict::truncate_to_int(std::round(x[j] * inverse_d)));
         }
     }
 };

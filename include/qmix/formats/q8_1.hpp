@@ -68,7 +68,7 @@ struct q8_1 {
         // integers; only its product with the unrounded d is rounded, then narrowed.
         int sum_q = 0;
         for (std::size_t j = 0; j < block_size; ++j) {
-            y.qs[j] = std::int8_t(std::round(x[j] * inverse_d));
+            y.qs[j] = std::int8_t(strict::truncate_to_int(std::round(x[j] * inverse_d)));
             sum_q += y.qs[j];
         }
         y.s = float_to_half(float(sum_q) * d);

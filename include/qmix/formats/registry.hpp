@@ -27,10 +27,10 @@ namespace qmix {
 
 /// Every format qmix knows, in ggml's type-id order. Adding a format: one header under
 /// formats/ and one entry here.
-using all_formats = format_list<formats::f32, formats::f16, formats::q4_0, formats::q4_1,
-                                formats::q5_0, formats::q5_1, formats::q8_0, formats::q8_1,
-                                formats::q2_k, formats::q3_k, formats::q4_k, formats::q5_k,
-                                formats::q6_k, formats::q8_k>;
+using all_formats =
+    format_list<formats::f32, formats::f16, formats::q4_0, formats::q4_1, formats::q5_0,
+                formats::q5_1, formats::q8_0, formats::q8_1, formats::q2_k, formats::q3_k,
+                formats::q4_k, formats::q5_k, formats::q6_k, formats::q8_k>;
 
 inline constexpr auto type_table = info_table(all_formats{});
 
@@ -52,7 +52,9 @@ inline const type_info& info(type_id id) {
     throw error("unknown ggml type id " + std::to_string(static_cast<int>(id)));
 }
 
-inline std::string_view type_name(type_id id) { return info(id).name; }
+inline std::string_view type_name(type_id id) {
+    return info(id).name;
+}
 
 /// Parses a type name the way users write it: "q4_k", "Q4_K" and "q4_K" are the same.
 inline std::optional<type_id> parse_type_name(std::string_view text) noexcept {
@@ -68,8 +70,12 @@ inline std::optional<type_id> parse_type_name(std::string_view text) noexcept {
 }
 
 /// Values per block and bytes per block.
-inline std::size_t block_size(type_id id) { return info(id).block_size; }
-inline std::size_t type_size(type_id id) { return info(id).type_size; }
+inline std::size_t block_size(type_id id) {
+    return info(id).block_size;
+}
+inline std::size_t type_size(type_id id) {
+    return info(id).type_size;
+}
 
 /// Whether a row of n values can be stored in format `id` (n a positive multiple of the
 /// block size).

@@ -24,14 +24,20 @@ inline constexpr float group_max_eps = 1e-15f;
 /// Weight of value x in the symmetric search when the caller gives no importance.
 inline float default_weight(int rmse_type, float x) {
     switch (rmse_type) {
-        case 1: return x * x;
-        case 2: return 1.0f;
-        case 3: return std::fabs(x);
-        default: return std::sqrt(std::fabs(x));
+        case 1:
+            return x * x;
+        case 2:
+            return 1.0f;
+        case 3:
+            return std::fabs(x);
+        default:
+            return std::sqrt(std::fabs(x));
     }
 }
 
-inline int clamp_level(int l, int lo, int hi) { return std::max(lo, std::min(hi, l)); }
+inline int clamp_level(int l, int lo, int hi) {
+    return std::max(lo, std::min(hi, l));
+}
 
 /// ggml's make_qx_quants: levels L in [0, 2*nmax) for a symmetric scale. rmse_type 0 takes
 /// the scale from the largest magnitude; otherwise a weighted least-squares scale is
