@@ -19,10 +19,21 @@ def inline(relative, seen, out):
     if not path.is_file():
         sys.exit(f"amalgamate: {relative} is included but does not exist")
     out.append(f"// ---- begin {relative}\n")
-    for line in path.read_text().splitlines(keepends=True):
+    depth = 0  # preprocessor conditionals open at this line
+    for number, line in enumerate(path.read_text().splitlines(keepends=True), 1):
+        directive = line.strip()
+        if re.match(r"#\s*if", directive):
+            depth += 1
+        elif re.match(r"#\s*endif", directive):
+            depth -= 1
         if line.strip() == "#pragma once" or line.startswith("// SPDX-License-Identifier"):
             continue
         match = LOCAL.match(line)
+        if match and depth > 0:
+            # Inlined once, where first met: inside a conditional it would vanish from
+            # every configuration that skips the branch.
+            sys.exit(f"amalgamate: {relative}:{number} includes {match.group(1)} inside a "
+                     "preprocessor conditional; include qmix headers unconditionally")
         if match:
             inline(match.group(1), seen, out)
         else:

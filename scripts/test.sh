@@ -5,14 +5,19 @@
 #   native    -O3 -march=native -ffp-contract=fast (the FMA trap: bytes must not change)
 #   aarch64   cross-compiled for 64-bit ARM (NEON), run under qemu-user
 #   sanitize  AddressSanitizer + UndefinedBehaviorSanitizer, plus the command-line suite
+#   fuzz      every libFuzzer target for $QMIX_FUZZ_SECONDS (30) seconds (needs clang)
+#   package   cmake --install, then a consumer project via find_package and add_subdirectory
+# Each build also runs the golden and dispatch tests once per kernel level it holds
+# (QMIX_FORCE_ARCH=scalar, sse2, avx2, avx512 on x86-64; scalar, neon on aarch64).
 # Exits non-zero on any failure. QMIX_TEST_BUILDS="release native" picks a subset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 scripts/deps.sh cmake g++ make python3 libxsimd-dev catch2 libbenchmark-dev || exit 1
-builds=${QMIX_TEST_BUILDS:-"release debug native aarch64 sanitize"}
+builds=${QMIX_TEST_BUILDS:-"release debug native aarch64 sanitize fuzz package"}
 case " $builds " in *" aarch64 "*) scripts/deps.sh g++-aarch64-linux-gnu qemu-user || exit 1 ;; esac
+case " $builds " in *" fuzz "*) scripts/deps.sh clang libclang-rt-14-dev || exit 1 ;; esac
 
 # The golden set: $QMIX_GOLDEN_DIR, else tests/data/golden (copied from ../shared/golden).
 if [ -z "${QMIX_GOLDEN_DIR:-}" ]; then
@@ -49,12 +54,35 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   local ok=1
   (cd "$dir" && $emulator ./bin/qmix-tests --use-colour no ${filter:+"$filter"}) >"$log" 2>&1 || ok=0
   (cd "$dir" && $emulator ./bin/qmix-single-include-test) >>"$log" 2>&1 || ok=0
-  # The command-line suite runs the real binaries; a cross build's programs run under the
-  # emulator only through the test executable, so it is for host builds.
-  if [ -z "$emulator" ]; then
-    tests/e2e/cli_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
+  (cd "$dir" && $emulator ./bin/qmix-header-only-test) >>"$log" 2>&1 || ok=0
+  # Every kernel level the build holds, forced in turn through QMIX_FORCE_ARCH: the golden
+  # test and the dispatch tests (the active table is the forced one, the row API and the
+  # parallel drivers run on it). The golden and randomized kernel tests above already
+  # compare every level the CPU runs, forced or not.
+  local levels level
+  levels=$(cd "$dir" && $emulator ./bin/qmix-tests "[.levels]" 2>/dev/null | sed -n 's/^kernel levels: //p')
+  [ -n "$levels" ] || { echo "kernels: no kernel levels listed" >>"$log"; ok=0; }
+  for level in $levels; do
+    if (cd "$dir" && QMIX_FORCE_ARCH=$level $emulator ./bin/qmix-tests --use-colour no \
+        "[golden],[dispatch]") >"$dir.force-$level.log" 2>&1; then
+      echo "kernels: QMIX_FORCE_ARCH=$level passed" >>"$log"
+    else
+      echo "kernels: QMIX_FORCE_ARCH=$level FAILED (see $dir.force-$level.log)" >>"$log"; ok=0
+    fi
+  done
+  # A build for any x86-64 CPU runs wide instructions only inside the kernel levels.
+  if [ -z "$emulator" ] && [ "$name" != native ] && [ "$(uname -m)" = x86_64 ]; then
+    scripts/check_kernel_isolation.sh "$dir/bin/qmix-tests" >>"$log" 2>&1 || ok=0
   fi
-  grep -E "^golden:|^single_include:|^cli:|test cases|All tests passed|FAILED" "$log" | sed "s/^/   /"
+  # The command-line suites run the real binaries: host builds only (a cross build's
+  # programs run under the emulator only through the test executable), and not at -O0.
+  if [ -z "$emulator" ] && [ "$name" != debug ]; then
+    tests/e2e/cli_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
+    # The resource bound writes a 465 MiB model: once, in the release build, is enough.
+    QMIX_BAD_INPUT_RESOURCE=$([ "$name" = release ] && echo 1 || echo 0) \
+      tests/e2e/bad_input_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
+  fi
+  grep -E "^golden:|^single_include:|^header_only:|^kernels:|^kernel isolation:|^cli:|^bad-input:|test cases|All tests passed|FAILED" "$log" | sed "s/^/   /"
   if [ $ok -eq 1 ]; then
     summary+=("$name: passed ($(grep -m1 -o '^golden: [0-9]* files' "$log" || echo 'no golden count'))")
     passed=$((passed + 1))
@@ -62,6 +90,18 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
     tail -n 60 "$log"
     summary+=("$name: FAILED (see $log)"); failed=$((failed + 1))
   fi
+}
+
+run_fuzz() {  # SECONDS per target (clang only)
+  mkdir -p build-test
+  if ! command -v clang++ >/dev/null 2>&1; then summary+=("fuzz: SKIPPED (no clang++)"); return; fi
+  echo "== fuzz: $1 s per target"
+  if scripts/fuzz.sh "$1" >build-test/fuzz.log 2>&1; then
+    passed=$((passed + 1)); summary+=("fuzz: passed ($(grep -c 'no finding' build-test/fuzz.log) targets, no finding)")
+  else
+    tail -n 30 build-test/fuzz.log; failed=$((failed + 1)); summary+=("fuzz: FAILED (see build-test/fuzz.log)")
+  fi
+  sed -n '/== fuzz summary/,$p' build-test/fuzz.log | sed 's/^/   /'
 }
 
 for b in $builds; do
@@ -72,6 +112,14 @@ for b in $builds; do
       "-DCMAKE_CXX_FLAGS=-O3 -march=native -ffp-contract=fast" ;;
     aarch64) run_build aarch64 "qemu-aarch64 -L /usr/aarch64-linux-gnu" "" -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake "-DCMAKE_CXX_FLAGS=-ffp-contract=fast" ;;
+    fuzz) run_fuzz "${QMIX_FUZZ_SECONDS:-30}" ;;
+    package)
+      echo "== package: install, then find_package and add_subdirectory consumers"
+      if scripts/package_test.sh >build-test/package.log 2>&1; then
+        passed=$((passed + 1)); summary+=("package: passed")
+      else
+        tail -n 30 build-test/package.log; failed=$((failed + 1)); summary+=("package: FAILED")
+      fi ;;
     sanitize) run_build sanitize "" "" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O1" -DQMIX_SANITIZE=ON ;;
     *) echo "unknown build $b"; failed=$((failed + 1)) ;;
   esac

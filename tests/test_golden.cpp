@@ -53,7 +53,7 @@ std::vector<golden_case> read_manifest(const fs::path& path) {
 
 /// Files of the golden set, each ticked off when a check has read it.
 class ledger {
-public:
+  public:
     explicit ledger(const fs::path& root) : root_(root) {
         for (const auto& entry : fs::recursive_directory_iterator(root)) {
             if (entry.is_regular_file()) unread_.insert(relative(entry.path()));
@@ -69,7 +69,7 @@ public:
     std::size_t checked() const { return checked_; }
     const std::set<std::string>& unread() const { return unread_; }
 
-private:
+  private:
     std::string relative(const fs::path& p) const {
         return fs::relative(p, root_).generic_string();
     }
@@ -85,23 +85,25 @@ std::size_t first_difference(const std::vector<std::uint8_t>& a,
     return i;
 }
 
-void check_quantized(const fs::path& golden_file, type_id type, const std::vector<float>& input,
-                     const golden_case& c, const float* importance) {
+void check_quantized(const kernels::kernel_table& table, const fs::path& golden_file, type_id type,
+                     const std::vector<float>& input, const golden_case& c,
+                     const float* importance) {
     const auto expected = read_bytes(golden_file);
     std::vector<std::uint8_t> ours(row_size(type, c.cols) * std::size_t(c.rows));
-    const std::size_t written = quantize(type, input.data(), ours.data(), c.rows, c.cols, importance);
+    const std::size_t written =
+        quantize(table, type, input.data(), ours.data(), c.rows, c.cols, importance);
     INFO(golden_file.string() << ": first differing byte at offset "
                               << first_difference(ours, expected));
     CHECK(written == expected.size());
     CHECK(ours == expected);
 }
 
-void check_dequantized(const fs::path& quantized_file, const fs::path& golden_file, type_id type,
-                       const golden_case& c) {
+void check_dequantized(const kernels::kernel_table& table, const fs::path& quantized_file,
+                       const fs::path& golden_file, type_id type, const golden_case& c) {
     const auto quantized = read_bytes(quantized_file);
     REQUIRE(quantized.size() == row_size(type, c.cols) * std::size_t(c.rows));
     std::vector<float> ours(std::size_t(c.rows * c.cols));
-    dequantize(type, quantized.data(), ours.data(), c.rows, c.cols);
+    dequantize(table, type, quantized.data(), ours.data(), c.rows, c.cols);
     const auto expected = float_bits(read_floats(golden_file));
     INFO(golden_file.string());
     CHECK(float_bits(ours) == expected);
@@ -132,7 +134,7 @@ std::vector<dot_expectation> read_dot_expectations(const fs::path& path) {
     return rows;
 }
 
-void check_dot_products(ledger& files) {
+void check_dot_products(const kernels::kernel_table& table, ledger& files) {
     const auto a = read_floats(files.use("dot/a.f32"));
     const auto b = read_floats(files.use("dot/b.f32"));
     const std::int64_t cols = 2048;
@@ -151,8 +153,8 @@ void check_dot_products(ledger& files) {
         if (types_seen.insert(e.type).second) {
             // The operands themselves are ggml's quantizations of a.f32 and b.f32.
             std::vector<std::uint8_t> ours_a(a_bytes.size()), ours_b(b_bytes.size());
-            quantize(*type, a.data(), ours_a.data(), rows, cols);
-            quantize(partner, b.data(), ours_b.data(), rows, cols);
+            quantize(table, *type, a.data(), ours_a.data(), rows, cols);
+            quantize(table, partner, b.data(), ours_b.data(), rows, cols);
             INFO("dot operands of " << e.type);
             CHECK(ours_a == a_bytes);
             CHECK(ours_b == b_bytes);
@@ -162,13 +164,13 @@ void check_dot_products(ledger& files) {
         REQUIRE(a_bytes.size() == a_row * rows);
         REQUIRE(b_bytes.size() == b_row * rows);
         const float ours =
-            dot(*type, a_bytes.data() + a_row * e.row, b_bytes.data() + b_row * e.row, cols);
+            dot(table, *type, a_bytes.data() + a_row * e.row, b_bytes.data() + b_row * e.row, cols);
         INFO(e.type << " row " << e.row << ": ours " << ours << ", ggml " << e.ggml);
         CHECK(std::fabs(ours - e.ggml) <= 1e-5 * std::max(1.0, std::fabs(e.ggml)));
     }
 }
 
-void check_binary16(ledger& files) {
+void check_binary16(const kernels::kernel_table& table, ledger& files) {
     const auto widened = float_bits(read_floats(files.use("f16/all_halves.f32")));
     REQUIRE(widened.size() == 65536);
     std::size_t widening_mismatches = 0;
@@ -176,6 +178,11 @@ void check_binary16(ledger& files) {
         if (binary16::bits_of(half_to_float(std::uint16_t(h))) != widened[h]) ++widening_mismatches;
     }
     CHECK(widening_mismatches == 0);
+    std::vector<float> kernel_widened(65536);  // the same through the f16 row kernels
+    std::vector<std::uint16_t> all_halves(65536);
+    for (std::uint32_t h = 0; h < 65536; ++h) all_halves[h] = std::uint16_t(h);
+    dequantize(table, type_id::f16, all_halves.data(), kernel_widened.data(), 1, 65536);
+    CHECK(float_bits(kernel_widened) == widened);
 
     const auto inputs = read_floats(files.use("f16/narrow.in.f32"));
     const auto narrowed = read_bytes(files.use("f16/narrow.out.f16"));
@@ -186,49 +193,61 @@ void check_binary16(ledger& files) {
         if (float_to_half(inputs[i]) != expected) ++narrowing_mismatches;
     }
     CHECK(narrowing_mismatches == 0);
+    std::vector<std::uint8_t> kernel_narrowed(narrowed.size());
+    quantize(table, type_id::f16, inputs.data(), kernel_narrowed.data(), 1,
+             std::int64_t(inputs.size()));
+    CHECK(kernel_narrowed == narrowed);
 }
 
 }  // namespace
 
 TEST_CASE("every format reproduces ggml's golden bytes, floats and dot products", "[golden]") {
-    const fs::path root = golden_dir();
-    INFO("golden directory " << root.string() << " (set QMIX_GOLDEN_DIR)");
-    REQUIRE(fs::is_directory(root));
-    ledger files(root);
-    const auto cases = read_manifest(files.use("manifest.tsv"));
-    REQUIRE(!cases.empty());
-    files.use("README.md");
+    // Every kernel level this CPU runs, the scalar reference first, must give ggml's bytes.
+    for (const kernels::kernel_table* level : kernels::available_tables()) {
+        const kernels::kernel_table& table = *level;
+        DYNAMIC_SECTION("with the " << table.name << " kernels") {
+            const fs::path root = golden_dir();
+            INFO("golden directory " << root.string() << " (set QMIX_GOLDEN_DIR)");
+            REQUIRE(fs::is_directory(root));
+            ledger files(root);
+            const auto cases = read_manifest(files.use("manifest.tsv"));
+            REQUIRE(!cases.empty());
+            files.use("README.md");
 
-    std::size_t type_directories = 0;
-    for (const auto& entry : fs::directory_iterator(root)) {
-        const auto type = parse_type_name(entry.path().filename().string());
-        if (!entry.is_directory() || !type) continue;
-        ++type_directories;
-        const std::string dir = entry.path().filename().string();
-        const type_info& t = info(*type);
-        for (const auto& c : cases) {
-            if (c.cols % std::int64_t(t.block_size) != 0) continue;
-            const auto input = read_floats(files.use("inputs/" + c.name + ".f32"));
-            REQUIRE(input.size() == std::size_t(c.rows * c.cols));
-            const fs::path q = files.use(dir + "/" + c.name + ".q");
-            check_quantized(q, *type, input, c, nullptr);
-            check_dequantized(q, files.use(dir + "/" + c.name + ".deq.f32"), *type, c);
-            if (c.has_importance && t.uses_importance) {
-                const auto importance = read_floats(files.use("inputs/" + c.name + ".imatrix.f32"));
-                REQUIRE(importance.size() == std::size_t(c.cols));
-                check_quantized(files.use(dir + "/" + c.name + ".imatrix.q"), *type, input, c,
-                                importance.data());
+            std::size_t type_directories = 0;
+            for (const auto& entry : fs::directory_iterator(root)) {
+                const auto type = parse_type_name(entry.path().filename().string());
+                if (!entry.is_directory() || !type) continue;
+                ++type_directories;
+                const std::string dir = entry.path().filename().string();
+                const type_info& t = info(*type);
+                for (const auto& c : cases) {
+                    if (c.cols % std::int64_t(t.block_size) != 0) continue;
+                    const auto input = read_floats(files.use("inputs/" + c.name + ".f32"));
+                    REQUIRE(input.size() == std::size_t(c.rows * c.cols));
+                    const fs::path q = files.use(dir + "/" + c.name + ".q");
+                    check_quantized(table, q, *type, input, c, nullptr);
+                    check_dequantized(table, q, files.use(dir + "/" + c.name + ".deq.f32"), *type,
+                                      c);
+                    if (c.has_importance && t.uses_importance) {
+                        const auto importance =
+                            read_floats(files.use("inputs/" + c.name + ".imatrix.f32"));
+                        REQUIRE(importance.size() == std::size_t(c.cols));
+                        check_quantized(table, files.use(dir + "/" + c.name + ".imatrix.q"), *type,
+                                        input, c, importance.data());
+                    }
+                }
             }
+            CHECK(type_directories == 13);
+            check_binary16(table, files);
+            check_dot_products(table, files);
+
+            std::ostringstream unread;
+            for (const auto& name : files.unread()) unread << ' ' << name;
+            INFO("golden files no check read:" << unread.str());
+            CHECK(files.unread().empty());
+            std::cout << "golden: " << files.checked() << " files compared against ggml with the "
+                      << table.name << " kernels (" << root.string() << ")\n";
         }
     }
-    CHECK(type_directories == 13);
-    check_binary16(files);
-    check_dot_products(files);
-
-    std::ostringstream unread;
-    for (const auto& name : files.unread()) unread << ' ' << name;
-    INFO("golden files no check read:" << unread.str());
-    CHECK(files.unread().empty());
-    std::cout << "golden: " << files.checked() << " files compared against ggml (" << root.string()
-              << ")\n";
 }

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "qmix/formats/registry.hpp"
+#include "qmix/kernels/dispatch.hpp"
+#include "qmix/kernels/table.hpp"
 
 namespace qmix {
 
@@ -24,26 +26,38 @@ bool is_aligned(const void* p) noexcept {
 
 }  // namespace detail
 
-/// Quantizes nrows rows of n_per_row floats from src into dst, as ggml_quantize_chunk does.
+/// Quantizes nrows rows of n_per_row floats from src into dst, as ggml_quantize_chunk does,
+/// with the kernels of `table` (a null entry means the format's scalar reference code).
 /// `importance` (n_per_row weights, may be null) steers the formats that use one. Returns
 /// the bytes written. A row length the format cannot hold is an error, never a truncation.
-/// dst needs no particular alignment.
-inline std::size_t quantize(type_id type, const float* src, void* dst, std::int64_t nrows,
-                            std::int64_t n_per_row, const float* importance = nullptr) {
+/// dst needs no particular alignment. The bytes are the same for every kernel table.
+inline std::size_t quantize(const kernels::kernel_table& table, type_id type, const float* src,
+                            void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                            const float* importance = nullptr) {
     detail::check_rows(type, nrows, n_per_row);
     return visit(all_formats{}, type, [&](auto tag) {
         using F = typename decltype(tag)::type;
         using block = typename F::block;
         const std::size_t bytes = row_size(type, n_per_row);
-        auto* out = static_cast<unsigned char*>(dst);
-        std::vector<block> bounce;
-        for (std::int64_t r = 0; r < nrows; ++r, out += bytes) {
-            const float* row = src + r * n_per_row;
-            if (detail::is_aligned<block>(out)) {
-                F::quantize_row(row, reinterpret_cast<block*>(out), n_per_row, importance);
+        const kernels::quantize_fn kernel = table[type].quantize;
+        auto rows = [&](const float* from, block* to, std::int64_t count) {
+            if (kernel != nullptr) {
+                kernel(from, to, count, n_per_row, importance);
             } else {
-                bounce.resize(bytes / sizeof(block));
-                F::quantize_row(row, bounce.data(), n_per_row, importance);
+                for (std::int64_t r = 0; r < count; ++r) {
+                    F::quantize_row(from + r * n_per_row,
+                                    to + std::size_t(r) * (bytes / sizeof(block)), n_per_row,
+                                    importance);
+                }
+            }
+        };
+        auto* out = static_cast<unsigned char*>(dst);
+        if (detail::is_aligned<block>(out)) {  // then every row is: rows are whole blocks
+            rows(src, reinterpret_cast<block*>(out), nrows);
+        } else {
+            std::vector<block> bounce(bytes / sizeof(block));
+            for (std::int64_t r = 0; r < nrows; ++r, out += bytes) {
+                rows(src + r * n_per_row, bounce.data(), 1);
                 std::memcpy(out, bounce.data(), bytes);
             }
         }
@@ -51,32 +65,57 @@ inline std::size_t quantize(type_id type, const float* src, void* dst, std::int6
     });
 }
 
-/// Dequantizes nrows rows of n_per_row values of `type` from src (any alignment) into dst.
-inline void dequantize(type_id type, const void* src, float* dst, std::int64_t nrows,
-                       std::int64_t n_per_row) {
+/// quantize() with the active kernel table (kernels::active_table()).
+inline std::size_t quantize(type_id type, const float* src, void* dst, std::int64_t nrows,
+                            std::int64_t n_per_row, const float* importance = nullptr) {
+    return quantize(kernels::active_table(), type, src, dst, nrows, n_per_row, importance);
+}
+
+/// Dequantizes nrows rows of n_per_row values of `type` from src (any alignment) into dst,
+/// with the kernels of `table`. The floats are the same for every kernel table.
+inline void dequantize(const kernels::kernel_table& table, type_id type, const void* src,
+                       float* dst, std::int64_t nrows, std::int64_t n_per_row) {
     detail::check_rows(type, nrows, n_per_row);
     visit(all_formats{}, type, [&](auto tag) {
         using F = typename decltype(tag)::type;
         using block = typename F::block;
         const std::size_t bytes = row_size(type, n_per_row);
-        const auto* in = static_cast<const unsigned char*>(src);
-        std::vector<block> bounce;
-        for (std::int64_t r = 0; r < nrows; ++r, in += bytes) {
-            float* row = dst + r * n_per_row;
-            if (detail::is_aligned<block>(in)) {
-                F::dequantize_row(reinterpret_cast<const block*>(in), row, n_per_row);
+        const kernels::dequantize_fn kernel = table[type].dequantize;
+        auto rows = [&](const block* from, float* to, std::int64_t count) {
+            if (kernel != nullptr) {
+                kernel(from, to, count, n_per_row);
             } else {
-                bounce.resize(bytes / sizeof(block));
+                for (std::int64_t r = 0; r < count; ++r) {
+                    F::dequantize_row(from + std::size_t(r) * (bytes / sizeof(block)),
+                                      to + r * n_per_row, n_per_row);
+                }
+            }
+        };
+        const auto* in = static_cast<const unsigned char*>(src);
+        if (detail::is_aligned<block>(in)) {
+            rows(reinterpret_cast<const block*>(in), dst, nrows);
+        } else {
+            std::vector<block> bounce(bytes / sizeof(block));
+            for (std::int64_t r = 0; r < nrows; ++r, in += bytes) {
                 std::memcpy(bounce.data(), in, bytes);
-                F::dequantize_row(bounce.data(), row, n_per_row);
+                rows(bounce.data(), dst + r * n_per_row, 1);
             }
         }
     });
 }
 
+/// dequantize() with the active kernel table.
+inline void dequantize(type_id type, const void* src, float* dst, std::int64_t nrows,
+                       std::int64_t n_per_row) {
+    dequantize(kernels::active_table(), type, src, dst, nrows, n_per_row);
+}
+
 /// Dot product of one row x of `type` with one row y of its dot partner format
-/// (info(type).dot_partner), both n values long.
-inline float dot(type_id type, const void* x, const void* y, std::int64_t n) {
+/// (info(type).dot_partner), both n values long, with the kernels of `table`. Kernels
+/// may sum in another order than the scalar code: results agree to rounding, as ggml's
+/// own kernels agree with its scalar code.
+inline float dot(const kernels::kernel_table& table, type_id type, const void* x, const void* y,
+                 std::int64_t n) {
     detail::check_rows(type, 1, n);
     return visit(all_formats{}, type, [&](auto tag) -> float {
         using F = typename decltype(tag)::type;
@@ -101,9 +140,15 @@ inline float dot(type_id type, const void* x, const void* y, std::int64_t n) {
                 std::memcpy(yb.data(), y, bytes);
                 yp = yb.data();
             }
+            if (const kernels::dot_fn kernel = table[type].dot) return kernel(xp, yp, n);
             return F::dot_row(xp, yp, n);
         }
     });
+}
+
+/// dot() with the active kernel table.
+inline float dot(type_id type, const void* x, const void* y, std::int64_t n) {
+    return dot(kernels::active_table(), type, x, y, n);
 }
 
 }  // namespace qmix

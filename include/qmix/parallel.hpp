@@ -51,18 +51,45 @@ void parallel_ranges(std::int64_t count, unsigned threads, Work&& work) {
     }
 }
 
-/// quantize() over rows split between threads. The bytes are identical for every thread
-/// count: each row is quantized on its own, by the same code, wherever it runs.
-inline std::size_t quantize_parallel(type_id type, const float* src, void* dst, std::int64_t nrows,
+/// quantize() over rows split between threads, with the kernels of `table`. The bytes are
+/// identical for every thread count: each row is quantized on its own, by the same code,
+/// wherever it runs.
+inline std::size_t quantize_parallel(const kernels::kernel_table& table, type_id type,
+                                     const float* src, void* dst, std::int64_t nrows,
                                      std::int64_t n_per_row, const float* importance,
                                      unsigned threads) {
     const std::size_t bytes = row_size(type, n_per_row);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
-        quantize(type, src + begin * n_per_row,
+        quantize(table, type, src + begin * n_per_row,
                  static_cast<unsigned char*>(dst) + std::size_t(begin) * bytes, end - begin,
                  n_per_row, importance);
     });
     return bytes * static_cast<std::size_t>(nrows);
+}
+
+/// quantize_parallel() with the active kernel table.
+inline std::size_t quantize_parallel(type_id type, const float* src, void* dst, std::int64_t nrows,
+                                     std::int64_t n_per_row, const float* importance,
+                                     unsigned threads) {
+    return quantize_parallel(kernels::active_table(), type, src, dst, nrows, n_per_row, importance,
+                             threads);
+}
+
+/// dequantize() over rows split between threads, with the kernels of `table`.
+inline void dequantize_parallel(const kernels::kernel_table& table, type_id type, const void* src,
+                                float* dst, std::int64_t nrows, std::int64_t n_per_row,
+                                unsigned threads) {
+    const std::size_t bytes = row_size(type, n_per_row);
+    parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
+        dequantize(table, type, static_cast<const unsigned char*>(src) + std::size_t(begin) * bytes,
+                   dst + begin * n_per_row, end - begin, n_per_row);
+    });
+}
+
+/// dequantize_parallel() with the active kernel table.
+inline void dequantize_parallel(type_id type, const void* src, float* dst, std::int64_t nrows,
+                                std::int64_t n_per_row, unsigned threads) {
+    dequantize_parallel(kernels::active_table(), type, src, dst, nrows, n_per_row, threads);
 }
 
 }  // namespace qmix

@@ -11,3 +11,8 @@
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/registry.hpp"
 #include "qmix/ops.hpp"
+#include "qmix/parallel.hpp"
+#include "qmix/rules/rules.hpp"
+#include "qmix/whisper/model_file.hpp"
+#include "qmix/whisper/model_writer.hpp"
+#include "qmix/whisper/quantize_model.hpp"

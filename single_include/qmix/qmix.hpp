@@ -60,7 +60,7 @@ inline std::uint16_t from_float(float value) noexcept {
         return std::uint16_t(sign | 0x7e00u | ((bits >> 13) & 0x3ffu));
     }
     if (bits >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);  // >= 65520 rounds to inf
-    if (bits >= 0x38800000u) {  // a normal binary16 result
+    if (bits >= 0x38800000u) {                                      // a normal binary16 result
         const std::uint32_t odd = (bits >> 13) & 1u;
         return std::uint16_t(sign | ((bits - 0x38000000u + 0xfffu + odd) >> 13));
     }
@@ -79,8 +79,12 @@ inline std::uint16_t from_float(float value) noexcept {
 }  // namespace binary16
 
 /// Shorthands used throughout the format code.
-inline float half_to_float(std::uint16_t half) noexcept { return binary16::to_float(half); }
-inline std::uint16_t float_to_half(float value) noexcept { return binary16::from_float(value); }
+inline float half_to_float(std::uint16_t half) noexcept {
+    return binary16::to_float(half);
+}
+inline std::uint16_t float_to_half(float value) noexcept {
+    return binary16::from_float(value);
+}
 
 }  // namespace qmix
 // ---- end qmix/core/binary16.hpp
@@ -115,7 +119,7 @@ namespace qmix {
 /// Every failure qmix reports is a qmix::error: the message says what went wrong and,
 /// where it applies, the file, the byte offset and the tensor involved.
 class error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -238,13 +242,13 @@ struct format_tag {
 /// What is known about a format at run time: everything a caller sizing buffers needs.
 struct type_info {
     type_id id;
-    std::string_view name;        ///< ggml's spelling, lower case: "q4_k"
-    std::size_t block_size;       ///< values per block
-    std::size_t type_size;        ///< bytes per block
-    type_id dot_partner;          ///< format of the other operand of a dot product
-    bool has_dot;                 ///< false for the activation-only formats q8_1 and q8_K
-    bool uses_importance;         ///< whether an importance vector changes the bytes
-    bool is_quantized;            ///< false for f32 and f16
+    std::string_view name;   ///< ggml's spelling, lower case: "q4_k"
+    std::size_t block_size;  ///< values per block
+    std::size_t type_size;   ///< bytes per block
+    type_id dot_partner;     ///< format of the other operand of a dot product
+    bool has_dot;            ///< false for the activation-only formats q8_1 and q8_K
+    bool uses_importance;    ///< whether an importance vector changes the bytes
+    bool is_quantized;       ///< false for f32 and f16
 };
 
 template <class Format>
@@ -296,6 +300,7 @@ constexpr std::array<type_info, sizeof...(Formats)> info_table(format_list<Forma
 // ---- end qmix/core/registry.hpp
 // ---- begin qmix/core/strict_math.hpp
 
+#include <climits>
 #include <cstdint>
 #include <cstring>
 
@@ -328,10 +333,14 @@ QMIX_FORCE_INLINE T settle(T value) noexcept {
 }
 
 /// a * b, rounded to binary32 on its own (never fused with a following add).
-QMIX_FORCE_INLINE float mul(float a, float b) noexcept { return settle(a * b); }
+QMIX_FORCE_INLINE float mul(float a, float b) noexcept {
+    return settle(a * b);
+}
 
 /// a * b + c with two roundings, as the reference computes it.
-QMIX_FORCE_INLINE float mul_add(float a, float b, float c) noexcept { return mul(a, b) + c; }
+QMIX_FORCE_INLINE float mul_add(float a, float b, float c) noexcept {
+    return mul(a, b) + c;
+}
 
 /// Round to nearest, ties to even, for |value| < 2^22: the reference's magic-number trick
 /// (adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits). The argument
@@ -342,6 +351,15 @@ QMIX_FORCE_INLINE int nearest_int(float value) noexcept {
     std::int32_t bits;
     std::memcpy(&bits, &shifted, sizeof bits);
     return (bits & 0x007fffff) - 0x00400000;
+}
+
+/// Float to integer by truncation, defined for every input: values outside int32 and NaN
+/// give INT32_MIN, which is what x86's cvttss2si returns and so what ggml's reference
+/// quantizers, built for x86, store when a subnormal block maximum makes 1/d overflow.
+/// (A plain C++ cast would be undefined behaviour there.)
+QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
+    if (!(value >= -2147483648.0f && value < 2147483648.0f)) return INT32_MIN;
+    return static_cast<std::int32_t>(value);
 }
 
 }  // namespace strict
@@ -376,7 +394,8 @@ struct f16 {
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = false;
 
-    static void quantize_row(const float* x, block* y, std::int64_t n, const float* /*importance*/) {
+    static void quantize_row(const float* x, block* y, std::int64_t n,
+                             const float* /*importance*/) {
         for (std::int64_t i = 0; i < n; ++i) y[i] = float_to_half(x[i]);
     }
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -414,7 +433,8 @@ struct f32 {
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = false;
 
-    static void quantize_row(const float* x, block* y, std::int64_t n, const float* /*importance*/) {
+    static void quantize_row(const float* x, block* y, std::int64_t n,
+                             const float* /*importance*/) {
         for (std::int64_t i = 0; i < n; ++i) y[i] = x[i];
     }
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -469,14 +489,20 @@ inline constexpr float group_max_eps = 1e-15f;
 /// Weight of value x in the symmetric search when the caller gives no importance.
 inline float default_weight(int rmse_type, float x) {
     switch (rmse_type) {
-        case 1: return x * x;
-        case 2: return 1.0f;
-        case 3: return std::fabs(x);
-        default: return std::sqrt(std::fabs(x));
+        case 1:
+            return x * x;
+        case 2:
+            return 1.0f;
+        case 3:
+            return std::fabs(x);
+        default:
+            return std::sqrt(std::fabs(x));
     }
 }
 
-inline int clamp_level(int l, int lo, int hi) { return std::max(lo, std::min(hi, l)); }
+inline int clamp_level(int l, int lo, int hi) {
+    return std::max(lo, std::min(hi, l));
+}
 
 /// ggml's make_qx_quants: levels L in [0, 2*nmax) for a symmetric scale. rmse_type 0 takes
 /// the scale from the largest magnitude; otherwise a weighted least-squares scale is
@@ -1337,6 +1363,83 @@ struct q3_k {
 #include <cstdint>
 #include <string_view>
 
+// ---- begin qmix/formats/detail/row_of_blocks.hpp
+
+// What the 32-value formats q4_0 q4_1 q5_0 q5_1 share: a row is a run of independent
+// blocks, q5_0 and q5_1 store their levels alike, and the importance-weighted path weights every
+// value by importance * sqrt(sigma2 + x^2), sigma2 being the mean square of the whole row (not of
+// the block: small values still count in a loud row).
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+
+namespace qmix::formats::detail {
+
+/// Mean of x^2 over a row, summed in order as the reference does.
+inline float mean_square(const float* x, std::int64_t n) {
+    float sum = 0.0f;
+    for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
+    return sum / float(n);
+}
+
+/// The weights of one block of the importance-weighted path.
+inline void importance_weights(const float* x, const float* importance, float sigma2,
+                               float* weights, std::size_t n) {
+    for (std::size_t j = 0; j < n; ++j) {
+        weights[j] = strict::mul(importance[j], std::sqrt(sigma2 + strict::mul(x[j], x[j])));
+    }
+}
+
+/// Quantizes a row block by block with Format::quantize_block_reference (no importance:
+/// ggml's quantize_row_X_ref) or Format::quantize_block_weighted (ggml's
+/// quantize_row_X_impl).
+template <class Format>
+void quantize_row_of_blocks(const float* x, typename Format::block* y, std::int64_t n,
+                            const float* importance) {
+    constexpr auto block_size = static_cast<std::int64_t>(Format::block_size);
+    const std::int64_t n_blocks = n / block_size;
+    if (importance == nullptr) {
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            Format::quantize_block_reference(x + ib * block_size, y[ib]);
+        }
+        return;
+    }
+    const float sigma2 = mean_square(x, n);
+    for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+        const std::int64_t offset = ib * block_size;
+        Format::quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
+    }
+}
+
+/// The 5-bit level of value j (0..31) of a q5_0 or q5_1 block: the low nibble from qs
+/// (value j of the first half in the low nibble of byte j, of the second half in the high
+/// nibble of byte j - 16), the fifth bit from bit j of the little-endian word qh.
+template <class Block>
+int five_bit_level(const Block& b, std::size_t j) {
+    constexpr std::size_t half = sizeof(b.qs);
+    const int low = j < half ? (b.qs[j] & 0x0F) : (b.qs[j - half] >> 4);
+    const int high = (b.qh[j / 8] >> (j % 8)) & 1;
+    return low | (high << 4);
+}
+
+/// Stores 32 levels (each 0..31) into a q5_0 or q5_1 block: low nibbles into qs, fifth
+/// bits into qh, little-endian whatever the host.
+template <class Block>
+void pack_five_bit_levels(const std::uint8_t* levels, Block& y) {
+    constexpr std::size_t half = sizeof(y.qs);
+    std::uint32_t high_bits = 0;
+    for (std::size_t j = 0; j < half; ++j) {
+        y.qs[j] = std::uint8_t((levels[j] & 0x0F) | ((levels[j + half] & 0x0F) << 4));
+        high_bits |= std::uint32_t((levels[j] >> 4) & 1) << j;
+        high_bits |= std::uint32_t((levels[j + half] >> 4) & 1) << (j + half);
+    }
+    for (std::size_t k = 0; k < 4; ++k) y.qh[k] = std::uint8_t(high_bits >> (8 * k));
+}
+
+}  // namespace qmix::formats::detail
+// ---- end qmix/formats/detail/row_of_blocks.hpp
 // ---- begin qmix/formats/q8_0.hpp
 
 // q8_0: blocks of 32 values, 34 bytes each.
@@ -1400,7 +1503,7 @@ struct q8_0 {
         return sum;
     }
 
-private:
+  private:
     static void quantize_block(const float* x, block& y) {
         float amax = 0.0f;
         for (std::size_t j = 0; j < block_size; ++j) {
@@ -1412,7 +1515,7 @@ private:
         y.d = float_to_half(d);
         // Half-way cases round away from zero (roundf), not to even: that is ggml's choice.
         for (std::size_t j = 0; j < block_size; ++j) {
-            y.qs[j] = std::int8_t(std::round(x[j] * inverse_d));
+            y.qs[j] = std::int8_t(strict::truncate_to_int(std::round(x[j] * inverse_d)));
         }
     }
 };
@@ -1423,7 +1526,7 @@ private:
 namespace qmix::formats {
 
 struct block_q4_0 {
-    std::uint16_t d;  ///< scale, binary16
+    std::uint16_t d;      ///< scale, binary16
     std::uint8_t qs[16];  ///< 4-bit levels, two per byte
 };
 static_assert(sizeof(block_q4_0) == 18, "block_q4_0 must match ggml's layout");
@@ -1440,20 +1543,7 @@ struct q4_0 {
     static constexpr bool is_quantized = true;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        if (importance == nullptr) {
-            for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-                quantize_block_reference(x + ib * std::int64_t(block_size), y[ib]);
-            }
-            return;
-        }
-        // Every weight also grows with sqrt(sigma2 + x^2), sigma2 being the mean square of
-        // the whole row, not of the block: small values still count in a loud row.
-        const float sigma2 = mean_square(x, n);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const std::int64_t offset = ib * std::int64_t(block_size);
-            quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
-        }
+        detail::quantize_row_of_blocks<q4_0>(x, y, n, importance);
     }
 
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -1485,7 +1575,6 @@ struct q4_0 {
         return sum;
     }
 
-private:
     /// ggml's quantize_row_q4_0_ref for one block. The signed value of largest magnitude
     /// gets d = max / -8, i.e. level 0; adding 8.5 and truncating rounds half up, and the
     /// opposite extreme (level 16) is clipped to 15.
@@ -1502,7 +1591,8 @@ private:
         const float inverse_d = d != 0.0f ? 1.0f / d : 0.0f;
         y.d = float_to_half(d);
         auto level = [&](float value) {
-            const int truncated = std::int8_t(strict::mul(value, inverse_d) + 8.5f);
+            const int truncated =
+                std::int8_t(strict::truncate_to_int(strict::mul(value, inverse_d) + 8.5f));
             return std::uint8_t(truncated < 15 ? truncated : 15);
         };
         for (std::size_t j = 0; j < block_size / 2; ++j) {
@@ -1515,22 +1605,13 @@ private:
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
         float weights[block_size];
-        for (std::size_t j = 0; j < block_size; ++j) {
-            weights[j] = importance[j] * std::sqrt(sigma2 + strict::mul(x[j], x[j]));
-        }
+        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t levels[block_size];
-        const float d =
-            detail::search_symmetric_scale(int(block_size), 8, x, levels, 1, weights);
+        const float d = detail::search_symmetric_scale(int(block_size), 8, x, levels, 1, weights);
         y.d = float_to_half(d);
         for (std::size_t j = 0; j < block_size / 2; ++j) {
             y.qs[j] = std::uint8_t(levels[j] | (levels[j + block_size / 2] << 4));
         }
-    }
-
-    static float mean_square(const float* x, std::int64_t n) {
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-        return sum / float(n);
     }
 };
 
@@ -1539,7 +1620,7 @@ private:
 // ---- begin qmix/formats/q4_1.hpp
 
 // q4_1: blocks of 32 values, 20 bytes each.
-//   d      binary16 step between levels (>= 0)
+//   d      binary16 step between levels
 //   m      binary16 offset: the value of level 0 (the block minimum for the reference
 //          quantizer, at most zero for the importance-weighted one)
 //   qs[16] 4-bit levels q in [0, 15]; byte j holds value j in its low nibble and value
@@ -1603,7 +1684,7 @@ struct q8_1 {
         }
     }
 
-private:
+  private:
     static void quantize_block(const float* x, block& y) {
         float amax = 0.0f;
         for (std::size_t j = 0; j < block_size; ++j) {
@@ -1617,7 +1698,7 @@ private:
         // integers; only its product with the unrounded d is rounded, then narrowed.
         int sum_q = 0;
         for (std::size_t j = 0; j < block_size; ++j) {
-            y.qs[j] = std::int8_t(std::round(x[j] * inverse_d));
+            y.qs[j] = std::int8_t(strict::truncate_to_int(std::round(x[j] * inverse_d)));
             sum_q += y.qs[j];
         }
         y.s = float_to_half(float(sum_q) * d);
@@ -1648,20 +1729,7 @@ struct q4_1 {
     static constexpr bool is_quantized = true;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        if (importance == nullptr) {
-            for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-                quantize_block_reference(x + ib * std::int64_t(block_size), y[ib]);
-            }
-            return;
-        }
-        // Every weight also grows with sqrt(sigma2 + x^2), sigma2 being the mean square of
-        // the whole row, not of the block: small values still count in a loud row.
-        const float sigma2 = mean_square(x, n);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const std::int64_t offset = ib * std::int64_t(block_size);
-            quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
-        }
+        detail::quantize_row_of_blocks<q4_1>(x, y, n, importance);
     }
 
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -1695,7 +1763,6 @@ struct q4_1 {
         return sum;
     }
 
-private:
     /// ggml's quantize_row_q4_1_ref for one block: the grid spans [min, max] exactly;
     /// adding 0.5 and truncating rounds half up (values are >= 0 after the shift).
     static void quantize_block_reference(const float* x, block& y) {
@@ -1710,7 +1777,8 @@ private:
         y.d = float_to_half(d);
         y.m = float_to_half(min);
         auto level = [&](float value) {
-            const int truncated = std::int8_t(strict::mul(value - min, inverse_d) + 0.5f);
+            const int truncated =
+                std::int8_t(strict::truncate_to_int(strict::mul(value - min, inverse_d) + 0.5f));
             return std::uint8_t(truncated < 15 ? truncated : 15);
         };
         for (std::size_t j = 0; j < block_size / 2; ++j) {
@@ -1724,26 +1792,18 @@ private:
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
         float weights[block_size];
-        for (std::size_t j = 0; j < block_size; ++j) {
-            weights[j] = importance[j] * std::sqrt(sigma2 + strict::mul(x[j], x[j]));
-        }
+        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::uint8_t levels[block_size];
         std::uint8_t scratch[block_size];
         float negated_offset = 0.0f;
-        const float d = detail::search_scale_and_min(int(block_size), 15, x, weights, levels,
-                                                     &negated_offset, scratch, -0.9f, 0.05f, 36,
-                                                     false);
+        const float d =
+            detail::search_scale_and_min(int(block_size), 15, x, weights, levels, &negated_offset,
+                                         scratch, -0.9f, 0.05f, 36, false);
         y.d = float_to_half(d);
         y.m = float_to_half(-negated_offset);
         for (std::size_t j = 0; j < block_size / 2; ++j) {
             y.qs[j] = std::uint8_t(levels[j] | (levels[j + block_size / 2] << 4));
         }
-    }
-
-    static float mean_square(const float* x, std::int64_t n) {
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-        return sum / float(n);
     }
 };
 
@@ -1876,7 +1936,7 @@ void choose_scales_weighted_k4(const float* x, const float* importance, Block& y
         const float* xs = x + k4_sub_block_size * j;
         const float* importance_s = importance + k4_sub_block_size * j;
         for (int l = 0; l < k4_sub_block_size; ++l) {
-            weights[l] = importance_s[l] * std::sqrt(sigma2 + mul(xs[l], xs[l]));
+            weights[l] = mul(importance_s[l], std::sqrt(sigma2 + mul(xs[l], xs[l])));
         }
         float sum_w = 0;
         for (int l = 0; l < k4_sub_block_size; ++l) sum_w += weights[l];
@@ -2087,20 +2147,7 @@ struct q5_0 {
     static constexpr bool is_quantized = true;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        if (importance == nullptr) {
-            for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-                quantize_block_reference(x + ib * std::int64_t(block_size), y[ib]);
-            }
-            return;
-        }
-        // Every weight also grows with sqrt(sigma2 + x^2), sigma2 being the mean square of
-        // the whole row, not of the block: small values still count in a loud row.
-        const float sigma2 = mean_square(x, n);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const std::int64_t offset = ib * std::int64_t(block_size);
-            quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
-        }
+        detail::quantize_row_of_blocks<q5_0>(x, y, n, importance);
     }
 
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -2109,7 +2156,7 @@ struct q5_0 {
             const float d = half_to_float(x[ib].d);
             float* out = y + ib * std::int64_t(block_size);
             for (std::size_t j = 0; j < block_size; ++j) {
-                out[j] = float(level(x[ib], j) - 16) * d;
+                out[j] = float(detail::five_bit_level(x[ib], j) - 16) * d;
             }
         }
     }
@@ -2122,34 +2169,12 @@ struct q5_0 {
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             int sum_q = 0;
             for (std::size_t j = 0; j < block_size; ++j) {
-                sum_q += (level(x[ib], j) - 16) * y[ib].qs[j];
+                sum_q += (detail::five_bit_level(x[ib], j) - 16) * y[ib].qs[j];
             }
             const float scale = half_to_float(x[ib].d) * half_to_float(y[ib].d);
             sum += strict::mul(scale, float(sum_q));
         }
         return sum;
-    }
-
-private:
-    /// The 5-bit level of value j (0..31) of a block.
-    static int level(const block& b, std::size_t j) {
-        const std::size_t half = block_size / 2;
-        const int low = j < half ? (b.qs[j] & 0x0F) : (b.qs[j - half] >> 4);
-        const int high = (b.qh[j / 8] >> (j % 8)) & 1;
-        return low | (high << 4);
-    }
-
-    /// Stores 32 levels (each 0..31): low nibbles into qs, fifth bits into qh.
-    static void pack_levels(const std::uint8_t* levels, block& y) {
-        const std::size_t half = block_size / 2;
-        std::uint32_t high_bits = 0;
-        for (std::size_t j = 0; j < half; ++j) {
-            y.qs[j] = std::uint8_t((levels[j] & 0x0F) | ((levels[j + half] & 0x0F) << 4));
-            high_bits |= std::uint32_t((levels[j] >> 4) & 1) << j;
-            high_bits |= std::uint32_t((levels[j + half] >> 4) & 1) << (j + half);
-        }
-        // Little-endian whatever the host: byte k carries the bits of values 8k..8k+7.
-        for (std::size_t k = 0; k < 4; ++k) y.qh[k] = std::uint8_t(high_bits >> (8 * k));
     }
 
     /// ggml's quantize_row_q5_0_ref for one block. The signed value of largest magnitude
@@ -2169,10 +2194,11 @@ private:
         y.d = float_to_half(d);
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) {
-            const int truncated = std::int8_t(strict::mul(x[j], inverse_d) + 16.5f);
+            const int truncated =
+                std::int8_t(strict::truncate_to_int(strict::mul(x[j], inverse_d) + 16.5f));
             levels[j] = std::uint8_t(truncated < 31 ? truncated : 31);
         }
-        pack_levels(levels, y);
+        detail::pack_five_bit_levels(levels, y);
     }
 
     /// ggml's quantize_row_q5_0_impl for one block: the weighted symmetric search with
@@ -2180,22 +2206,14 @@ private:
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
         float weights[block_size];
-        for (std::size_t j = 0; j < block_size; ++j) {
-            weights[j] = importance[j] * std::sqrt(sigma2 + strict::mul(x[j], x[j]));
-        }
+        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t signed_levels[block_size];
         const float d =
             detail::search_symmetric_scale(int(block_size), 16, x, signed_levels, 1, weights);
         y.d = float_to_half(d);
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) levels[j] = std::uint8_t(signed_levels[j]);
-        pack_levels(levels, y);
-    }
-
-    static float mean_square(const float* x, std::int64_t n) {
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-        return sum / float(n);
+        detail::pack_five_bit_levels(levels, y);
     }
 };
 
@@ -2204,7 +2222,7 @@ private:
 // ---- begin qmix/formats/q5_1.hpp
 
 // q5_1: blocks of 32 values, 24 bytes each.
-//   d      binary16 step between levels (>= 0)
+//   d      binary16 step between levels
 //   m      binary16 offset: the value of level 0 (the block minimum for the reference
 //          quantizer, at most zero for the importance-weighted one)
 //   qh[4]  the fifth (high) bit of each level: bit j of the little-endian 32-bit word
@@ -2241,20 +2259,7 @@ struct q5_1 {
     static constexpr bool is_quantized = true;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        if (importance == nullptr) {
-            for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-                quantize_block_reference(x + ib * std::int64_t(block_size), y[ib]);
-            }
-            return;
-        }
-        // Every weight also grows with sqrt(sigma2 + x^2), sigma2 being the mean square of
-        // the whole row, not of the block: small values still count in a loud row.
-        const float sigma2 = mean_square(x, n);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const std::int64_t offset = ib * std::int64_t(block_size);
-            quantize_block_weighted(x + offset, importance + offset, sigma2, y[ib]);
-        }
+        detail::quantize_row_of_blocks<q5_1>(x, y, n, importance);
     }
 
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
@@ -2264,7 +2269,7 @@ struct q5_1 {
             const float m = half_to_float(x[ib].m);
             float* out = y + ib * std::int64_t(block_size);
             for (std::size_t j = 0; j < block_size; ++j) {
-                out[j] = strict::mul(float(level(x[ib], j)), d) + m;
+                out[j] = strict::mul(float(detail::five_bit_level(x[ib], j)), d) + m;
             }
         }
     }
@@ -2276,34 +2281,13 @@ struct q5_1 {
         float sum = 0.0f;
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             int sum_q = 0;
-            for (std::size_t j = 0; j < block_size; ++j) sum_q += level(x[ib], j) * y[ib].qs[j];
+            for (std::size_t j = 0; j < block_size; ++j)
+                sum_q += detail::five_bit_level(x[ib], j) * y[ib].qs[j];
             const float scale = half_to_float(x[ib].d) * half_to_float(y[ib].d);
             const float offset = strict::mul(half_to_float(x[ib].m), half_to_float(y[ib].s));
             sum += strict::mul(scale, float(sum_q)) + offset;
         }
         return sum;
-    }
-
-private:
-    /// The 5-bit level of value j (0..31) of a block.
-    static int level(const block& b, std::size_t j) {
-        const std::size_t half = block_size / 2;
-        const int low = j < half ? (b.qs[j] & 0x0F) : (b.qs[j - half] >> 4);
-        const int high = (b.qh[j / 8] >> (j % 8)) & 1;
-        return low | (high << 4);
-    }
-
-    /// Stores 32 levels (each 0..31): low nibbles into qs, fifth bits into qh.
-    static void pack_levels(const std::uint8_t* levels, block& y) {
-        const std::size_t half = block_size / 2;
-        std::uint32_t high_bits = 0;
-        for (std::size_t j = 0; j < half; ++j) {
-            y.qs[j] = std::uint8_t((levels[j] & 0x0F) | ((levels[j + half] & 0x0F) << 4));
-            high_bits |= std::uint32_t((levels[j] >> 4) & 1) << j;
-            high_bits |= std::uint32_t((levels[j + half] >> 4) & 1) << (j + half);
-        }
-        // Little-endian whatever the host: byte k carries the bits of values 8k..8k+7.
-        for (std::size_t k = 0; k < 4; ++k) y.qh[k] = std::uint8_t(high_bits >> (8 * k));
     }
 
     /// ggml's quantize_row_q5_1_ref for one block: the grid spans [min, max] exactly;
@@ -2322,9 +2306,10 @@ private:
         y.m = float_to_half(min);
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) {
-            levels[j] = std::uint8_t(strict::mul(x[j] - min, inverse_d) + 0.5f);
+            levels[j] =
+                std::uint8_t(strict::truncate_to_int(strict::mul(x[j] - min, inverse_d) + 0.5f));
         }
-        pack_levels(levels, y);
+        detail::pack_five_bit_levels(levels, y);
     }
 
     /// ggml's quantize_row_q5_1_impl for one block: the weighted scale-and-offset search
@@ -2333,24 +2318,16 @@ private:
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
         float weights[block_size];
-        for (std::size_t j = 0; j < block_size; ++j) {
-            weights[j] = importance[j] * std::sqrt(sigma2 + strict::mul(x[j], x[j]));
-        }
+        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::uint8_t levels[block_size];
         std::uint8_t scratch[block_size];
         float negated_offset = 0.0f;
-        const float d = detail::search_scale_and_min(int(block_size), 31, x, weights, levels,
-                                                     &negated_offset, scratch, -0.9f, 0.05f, 36,
-                                                     false);
+        const float d =
+            detail::search_scale_and_min(int(block_size), 31, x, weights, levels, &negated_offset,
+                                         scratch, -0.9f, 0.05f, 36, false);
         y.d = float_to_half(d);
         y.m = float_to_half(-negated_offset);
-        pack_levels(levels, y);
-    }
-
-    static float mean_square(const float* x, std::int64_t n) {
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-        return sum / float(n);
+        detail::pack_five_bit_levels(levels, y);
     }
 };
 
@@ -2663,10 +2640,10 @@ namespace qmix {
 
 /// Every format qmix knows, in ggml's type-id order. Adding a format: one header under
 /// formats/ and one entry here.
-using all_formats = format_list<formats::f32, formats::f16, formats::q4_0, formats::q4_1,
-                                formats::q5_0, formats::q5_1, formats::q8_0, formats::q8_1,
-                                formats::q2_k, formats::q3_k, formats::q4_k, formats::q5_k,
-                                formats::q6_k, formats::q8_k>;
+using all_formats =
+    format_list<formats::f32, formats::f16, formats::q4_0, formats::q4_1, formats::q5_0,
+                formats::q5_1, formats::q8_0, formats::q8_1, formats::q2_k, formats::q3_k,
+                formats::q4_k, formats::q5_k, formats::q6_k, formats::q8_k>;
 
 inline constexpr auto type_table = info_table(all_formats{});
 
@@ -2688,7 +2665,9 @@ inline const type_info& info(type_id id) {
     throw error("unknown ggml type id " + std::to_string(static_cast<int>(id)));
 }
 
-inline std::string_view type_name(type_id id) { return info(id).name; }
+inline std::string_view type_name(type_id id) {
+    return info(id).name;
+}
 
 /// Parses a type name the way users write it: "q4_k", "Q4_K" and "q4_K" are the same.
 inline std::optional<type_id> parse_type_name(std::string_view text) noexcept {
@@ -2704,8 +2683,12 @@ inline std::optional<type_id> parse_type_name(std::string_view text) noexcept {
 }
 
 /// Values per block and bytes per block.
-inline std::size_t block_size(type_id id) { return info(id).block_size; }
-inline std::size_t type_size(type_id id) { return info(id).type_size; }
+inline std::size_t block_size(type_id id) {
+    return info(id).block_size;
+}
+inline std::size_t type_size(type_id id) {
+    return info(id).type_size;
+}
 
 /// Whether a row of n values can be stored in format `id` (n a positive multiple of the
 /// block size).
@@ -2739,6 +2722,4660 @@ inline double bits_per_weight(type_id id) {
 #include <string>
 #include <vector>
 
+// ---- begin qmix/kernels/dispatch.hpp
+
+// Which kernel table the row API uses: chosen once, on first use, as the best level this
+// CPU runs, or the one QMIX_FORCE_ARCH names (scalar, sse2, avx2, avx512, neon).
+//
+// Two ways to build:
+// - Runtime dispatch (QMIX_WITH_DISPATCH, set by the CMake target qmix::dispatch): the
+//   levels are compiled in translation units of their own, each with its instruction-set
+//   flags (src/kernels_*.cpp), and src/kernels_dispatch.cpp lists them. Nothing registers
+//   itself from a static initialiser, so a static library cannot drop a level.
+// - Header only: the includer's own compiler flags decide. The level its translation unit
+//   is compiled for (sse2 on any x86-64, avx2 with -mavx2 -mf16c, avx512, neon on
+//   aarch64) is instantiated right here, next to the scalar reference.
+// The two live in different inline namespaces, so a program mixing them links two
+// consistent sets rather than one inconsistent set.
+
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// ---- begin qmix/kernels/build.hpp
+
+// Assembles the kernel table of one architecture from every kernel family: the block
+// formats and float formats of generic.hpp and the k-quants of kquants.hpp.
+
+// ---- begin qmix/kernels/generic.hpp
+
+// Vector kernels for the 32-value block formats (q4_0 q4_1 q5_0 q5_1 q8_0 q8_1) and the
+// float formats (f16 f32), written once in xsimd and the isa<Arch> primitives (isa.hpp)
+// and instantiated per architecture.
+//
+// Quantizers and dequantizers give the scalar reference's bytes and floats exactly. Each
+// lane does what one step of the reference's loop over a block does, with the same
+// operations in the same order; reductions are only taken where their order cannot matter
+// (maximum, minimum, sums of integers). Every product that is then added goes through
+// simd::mul, so that no compiler can fuse it (see core/strict_math.hpp), and divisions go
+// through simd::div, which is IEEE division on every architecture. The rare blocks where
+// a lane-parallel formulation could part from the reference's sequential loop are handed
+// to the scalar code, which is the specification anyway: a NaN or an infinity (whose
+// position decides the reference's result), a zero extreme (whose sign the reference
+// takes from the first of equal values), a subnormal scale (whose inverse sends levels out
+// of range, where the reference's casts wrap).
+//
+// Dot products need only agree with ggml's to rounding: integer sums per block, scaled and
+// summed in float lanes.
+
+#include <algorithm>
+#include <cfloat>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+// ---- begin qmix/kernels/isa.hpp
+
+// The instruction-set primitives that the kernels of generic.hpp are written against.
+//
+// The kernels themselves are xsimd code, templated on an xsimd architecture tag; what xsimd
+// cannot express (horizontal reductions of 8.1, byte shuffles, maddubs, binary16
+// conversion, narrowing stores) is asked of isa<Arch>, specialised once per architecture
+// we build for, in the style of xsimd's arch/ folder:
+//   x86.hpp   isa<xsimd::sse2>, isa<xsimd::avx2>, isa<xsimd::avx512bw>
+//   neon.hpp  isa<xsimd::neon64>
+// Adding an instruction set is one specialisation in one file. Each specialisation is only
+// defined when the translation unit is compiled for that instruction set.
+//
+// A specialisation provides (F = xsimd::batch<float, Arch>, I = xsimd::batch<int32_t, Arch>,
+// N = F::size lanes, a block is 32 values, so 32 / N vectors):
+//   name                          how QMIX_FORCE_ARCH spells the level ("avx2")
+//   floats, ints, float_mask      F, I and xsimd::batch_bool<float, Arch>
+//   reduce_max(F)                 the largest lane (lanes are finite)
+//   mask_bits(float_mask)         bit l set where lane l is true
+//   transpose_max(const F* v),    N vectors in, one out: lane b is the maximum, minimum or
+//   transpose_min, transpose_add  sum of the lanes of v[b] (sums only of exact values)
+//   widen_u8(p), widen_i8(p)      N bytes at p, zero or sign extended to I
+//   bit_lanes(bits, first)        lane l = (bits >> (first + l)) & 1
+//   store_i8x32(const I*, out)    32 lanes, each in [-128, 127], as bytes in order
+//   store_nibbles(const I*, top, qs)
+//                                 32 levels in [0, 255], each clamped to top first: value
+//                                 j < 16 in the low nibble of qs[j], j + 16 in its high
+//                                 nibble; returns bit 4 of level j as bit j
+//   half_to_float(h), float_to_half(f)   one value, exact, rounding to nearest even
+//   load_halves(p), store_halves(F, p)   N values, the same conversions
+// and the dot-product engine, which works a block (32 bytes) at a time:
+//   bytes, part                   a block's 32 bytes; their partial int32 sums
+//   parts_per_vector              parts that join into one I (blocks per step)
+//   load_bytes(p)                 32 bytes
+//   nibbles(qs)                   value j < 16 is qs[j] & 15, value j + 16 is qs[j] >> 4
+//   add_fifth_bits(b, qh)         b + 16 where bit j of the little-endian word qh is set
+//   sub_bytes(b, k)               b - k in every byte
+//   dot_unsigned(u, s)            partial sums of u * s, u in [0, 127], s any int8
+//   dot_signed(x, s)              partial sums of x * s, x in [-127, 127], s any int8
+//   join(const part*)             parts_per_vector parts as one I
+//   step_constants(x, y)          for the blocks x[k] and partners y[k] of a step: the
+//                                 products dx * dy and mx * sy of their first two binary16
+//                                 fields (d and m of x, d and s of y), in lanes of F
+//   step_scales(F)                dx * dy of each block spread over the lanes of its part
+//   sum_offsets(F)                the sum of the mx * sy lanes
+// Every primitive is exact; the float products of the dot-product engine are the only
+// place where rounding enters, and dot products need only agree to rounding.
+namespace qmix::kernels {
+
+template <class Arch>
+struct isa;
+
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/isa.hpp
+// ---- begin qmix/kernels/neon.hpp
+
+// 64-bit ARM: the isa<> primitives of the NEON level, which every aarch64 CPU runs.
+// Only baseline ARMv8-A instructions are used (no dot-product extension), so the level
+// needs no run-time check. See isa.hpp for what each primitive promises.
+
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+// ---- begin qmix/kernels/xsimd_shim.hpp
+
+// The few xsimd names that changed between Debian's xsimd 8.1 and later releases, and the
+// vector form of strict::settle. Kernels include this instead of <xsimd/xsimd.hpp>.
+
+// GCC 12's AVX-512 intrinsics start many results from an "undefined" register and then
+// trip -W(maybe-)uninitialized wherever they are inlined (GCC bug 105593). GCC judges a
+// warning by the pragmas in force where the intrinsic's text lies, so silencing it around
+// the first inclusion of the intrinsic headers silences exactly those and nothing else.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <type_traits>
+#include <xsimd/xsimd.hpp>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace qmix::simd {
+
+/// Sum of all lanes (xsimd 8 calls it hadd, later versions reduce_add).
+template <class T, class A>
+inline T reduce_add(const xsimd::batch<T, A>& value) {
+#if XSIMD_VERSION_MAJOR >= 9
+    return xsimd::reduce_add(value);
+#else
+    return xsimd::hadd(value);
+#endif
+}
+
+/// Hides a vector from the optimiser so that a product cannot be fused with a later add
+/// (the vector twin of strict::settle; see core/strict_math.hpp for why).
+template <class T, class A>
+inline xsimd::batch<T, A> settle(xsimd::batch<T, A> value) {
+#if defined(__GNUC__) || defined(__clang__)
+#if defined(__AVX512F__)
+    __asm__("" : "+v"(value.data));
+#elif defined(__x86_64__) || defined(__i386__)
+    __asm__("" : "+x"(value.data));
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__("" : "+w"(value.data));
+#endif
+#endif
+    return value;
+}
+
+/// a / b correctly rounded. (xsimd 8.1 divides float batches on NEON by a refined
+/// reciprocal estimate, which is not the IEEE quotient.)
+template <class A>
+inline xsimd::batch<float, A> div(const xsimd::batch<float, A>& a,
+                                  const xsimd::batch<float, A>& b) {
+#if defined(__aarch64__) && XSIMD_WITH_NEON64
+    if constexpr (std::is_same_v<A, xsimd::neon64>) return vdivq_f32(a, b);
+#endif
+    return a / b;
+}
+
+/// a * b rounded on its own: never fused with the addition that consumes it.
+template <class T, class A>
+inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) {
+    return settle(a * b);
+}
+
+}  // namespace qmix::simd
+// ---- end qmix/kernels/xsimd_shim.hpp
+
+#if defined(QMIX_ARCH_AARCH64) && defined(__ARM_NEON)
+#include <arm_neon.h>
+
+#define QMIX_ISA_NEON 1
+
+namespace qmix::kernels {
+
+template <>
+struct isa<xsimd::neon64> {
+    using arch = xsimd::neon64;
+    using floats = xsimd::batch<float, arch>;
+    using ints = xsimd::batch<std::int32_t, arch>;
+    using float_mask = xsimd::batch_bool<float, arch>;
+    static constexpr std::string_view name = "neon";
+
+    static float reduce_max(floats v) { return vmaxvq_f32(v); }
+    static std::uint32_t mask_bits(float_mask m) {
+        const std::uint32_t weights[4] = {1, 2, 4, 8};
+        return vaddvq_u32(vandq_u32(m, vld1q_u32(weights)));
+    }
+    static floats transpose_max(const floats* v) {
+        return vpmaxq_f32(vpmaxq_f32(v[0], v[1]), vpmaxq_f32(v[2], v[3]));
+    }
+    static floats transpose_min(const floats* v) {
+        return vpminq_f32(vpminq_f32(v[0], v[1]), vpminq_f32(v[2], v[3]));
+    }
+    static floats transpose_add(const floats* v) {
+        return vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]));
+    }
+
+    static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
+        auto narrow = [&](const ints* l) {
+            const int16x8_t a = vcombine_s16(vmovn_s32(l[0]), vmovn_s32(l[1]));
+            const int16x8_t b = vcombine_s16(vmovn_s32(l[2]), vmovn_s32(l[3]));
+            return vminq_u8(vreinterpretq_u8_s8(vcombine_s8(vmovn_s16(a), vmovn_s16(b))),
+                            vdupq_n_u8(std::uint8_t(top)));
+        };
+        const uint8x16_t low = narrow(levels);
+        const uint8x16_t high = narrow(levels + 4);
+        const uint8x16_t nibble = vdupq_n_u8(0x0f);
+        vst1q_u8(qs, vorrq_u8(vandq_u8(low, nibble), vshlq_n_u8(vandq_u8(high, nibble), 4)));
+        return fifth_bits(low) | fifth_bits(high) << 16;
+    }
+
+    static ints widen_u8(const std::uint8_t* p) {
+        const uint8x8_t b = vreinterpret_u8_u32(vdup_n_u32(load_u32(p)));
+        return vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(b))));
+    }
+    static ints widen_i8(const std::int8_t* p) {
+        const int8x8_t b = vreinterpret_s8_u32(vdup_n_u32(load_u32(p)));
+        return vmovl_s16(vget_low_s16(vmovl_s8(b)));
+    }
+    static ints bit_lanes(std::uint32_t bits, int first) {
+        const std::int32_t lane[4] = {0, 1, 2, 3};
+        // A negative count shifts right.
+        const int32x4_t shifts = vnegq_s32(vaddq_s32(vdupq_n_s32(first), vld1q_s32(lane)));
+        const uint32x4_t picked = vandq_u32(vshlq_u32(vdupq_n_u32(bits), shifts), vdupq_n_u32(1));
+        return vreinterpretq_s32_u32(picked);
+    }
+    static void store_i8x32(const ints* v, std::int8_t* out) {
+        for (int half = 0; half < 2; ++half, v += 4) {
+            const int16x8_t a = vcombine_s16(vmovn_s32(v[0]), vmovn_s32(v[1]));
+            const int16x8_t b = vcombine_s16(vmovn_s32(v[2]), vmovn_s32(v[3]));
+            vst1q_s8(out + 16 * half, vcombine_s8(vmovn_s16(a), vmovn_s16(b)));
+        }
+    }
+
+    // The hardware conversions round to nearest even (the default FPCR mode) and keep NaN
+    // payloads the way core/binary16.hpp does.
+    static float half_to_float(std::uint16_t h) {
+        return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+    }
+    static std::uint16_t float_to_half(float f) {
+        return vget_lane_u16(vreinterpret_u16_f16(vcvt_f16_f32(vdupq_n_f32(f))), 0);
+    }
+    static floats load_halves(const std::uint16_t* p) {
+        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+    }
+    static void store_halves(floats v, std::uint16_t* p) {
+        vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v)));
+    }
+
+    struct bytes {
+        int8x16_t low, high;
+    };
+    using part = int32x4_t;
+    static constexpr std::size_t parts_per_vector = 1;
+
+    static bytes load_bytes(const void* p) {
+        const auto* q = static_cast<const std::int8_t*>(p);
+        return {vld1q_s8(q), vld1q_s8(q + 16)};
+    }
+    static bytes nibbles(const std::uint8_t* qs) {
+        const uint8x16_t packed = vld1q_u8(qs);
+        return {vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(0x0f))),
+                vreinterpretq_s8_u8(vshrq_n_u8(packed, 4))};
+    }
+    static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
+        // Byte j picks byte j / 8 of qh and keeps 16 if its bit j % 8 is set.
+        static const std::uint8_t pick_low[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+        static const std::uint8_t pick_high[16] = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+        static const std::uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+                                             1, 2, 4, 8, 16, 32, 64, 128};
+        const uint8x16_t word = vreinterpretq_u8_u32(vdupq_n_u32(load_u32(qh)));
+        const uint8x16_t bits = vld1q_u8(bit);
+        const uint8x16_t sixteen = vdupq_n_u8(16);
+        const uint8x16_t low =
+            vandq_u8(vtstq_u8(vqtbl1q_u8(word, vld1q_u8(pick_low)), bits), sixteen);
+        const uint8x16_t high =
+            vandq_u8(vtstq_u8(vqtbl1q_u8(word, vld1q_u8(pick_high)), bits), sixteen);
+        return {vorrq_s8(b.low, vreinterpretq_s8_u8(low)),
+                vorrq_s8(b.high, vreinterpretq_s8_u8(high))};
+    }
+    static bytes sub_bytes(bytes b, std::int8_t k) {
+        const int8x16_t kk = vdupq_n_s8(k);
+        return {vsubq_s8(b.low, kk), vsubq_s8(b.high, kk)};
+    }
+    /// Widening products (exact for any bytes), summed pairwise into four int32 lanes.
+    static part dot_signed(bytes x, bytes s) {
+        int32x4_t sum = vpaddlq_s16(vmull_s8(vget_low_s8(x.low), vget_low_s8(s.low)));
+        sum = vpadalq_s16(sum, vmull_high_s8(x.low, s.low));
+        sum = vpadalq_s16(sum, vmull_s8(vget_low_s8(x.high), vget_low_s8(s.high)));
+        return vpadalq_s16(sum, vmull_high_s8(x.high, s.high));
+    }
+    static part dot_unsigned(bytes u, bytes s) { return dot_signed(u, s); }
+    static ints join(const part* p) { return p[0]; }
+
+    /// The first two binary16 values of both blocks (x: d and m, y: d and s), converted at
+    /// once: lane 0 holds dx * dy, lane 1 holds mx * sy.
+    template <class X, class Y>
+    static floats step_constants(const X* x, const Y* y) {
+        const uint32x2_t words = vset_lane_u32(load_u32(y), vdup_n_u32(load_u32(x)), 1);
+        const float32x4_t f = vcvt_f32_f16(vreinterpret_f16_u32(words));
+        return vmulq_f32(f, vcombine_f32(vget_high_f32(f), vget_high_f32(f)));
+    }
+    static floats step_scales(floats constants) { return vdupq_laneq_f32(constants, 0); }
+    static float sum_offsets(floats offsets) { return vgetq_lane_f32(offsets, 1); }
+
+  private:
+    /// Bit 4 of each of 16 bytes, as a 16-bit mask (byte j gives bit j).
+    static std::uint32_t fifth_bits(uint8x16_t b) {
+        static const std::uint8_t weight[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+                                                1, 2, 4, 8, 16, 32, 64, 128};
+        const uint8x16_t set = vandq_u8(vtstq_u8(b, vdupq_n_u8(16)), vld1q_u8(weight));
+        return std::uint32_t(vaddv_u8(vget_low_u8(set))) |
+               std::uint32_t(vaddv_u8(vget_high_u8(set))) << 8;
+    }
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+};
+
+}  // namespace qmix::kernels
+
+#endif  // aarch64 NEON
+// ---- end qmix/kernels/neon.hpp
+// ---- begin qmix/kernels/table.hpp
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+
+namespace qmix::kernels {
+
+/// Row-range kernels for one format. Pointers are aligned for the format's block struct
+/// (ops.hpp bounces unaligned buffers), rows are n_per_row values long and n_per_row is a
+/// multiple of the block size. A null entry means "use the scalar reference".
+using quantize_fn = void (*)(const float* src, void* dst, std::int64_t nrows,
+                             std::int64_t n_per_row, const float* importance);
+using dequantize_fn = void (*)(const void* src, float* dst, std::int64_t nrows,
+                               std::int64_t n_per_row);
+using dot_fn = float (*)(const void* x, const void* y, std::int64_t n);
+
+struct format_kernels {
+    quantize_fn quantize = nullptr;
+    dequantize_fn dequantize = nullptr;
+    dot_fn dot = nullptr;
+};
+
+/// Slots indexed by ggml type id (0..15).
+inline constexpr std::size_t type_slots = 16;
+
+/// The kernels of one instruction-set level. `name` is how QMIX_FORCE_ARCH spells it.
+struct kernel_table {
+    std::string_view name;
+    std::array<format_kernels, type_slots> formats{};
+
+    format_kernels& operator[](type_id id) { return formats[static_cast<std::size_t>(id)]; }
+    const format_kernels& operator[](type_id id) const {
+        return formats[static_cast<std::size_t>(id)];
+    }
+};
+
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/table.hpp
+// ---- begin qmix/kernels/x86.hpp
+
+// x86-64: what the CPU can run (cpuid, no compiler flags needed) and the isa<> primitives
+// of the three levels qmix builds for:
+//   sse2    every x86-64 CPU; the baseline
+//   avx2    AVX2 + F16C + BMI2 (Haswell, Zen and later); no FMA is assumed or needed
+//   avx512  AVX-512 F/BW/VL/DQ/CD + VNNI (Ice Lake, Zen 4 and later)
+// Each isa<> specialisation exists only in translation units compiled for its level; see
+// isa.hpp for what each primitive promises.
+
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+
+#if defined(QMIX_ARCH_X86_64)
+#include <immintrin.h>
+#if defined(__GNUC__) || defined(__clang__)
+#include <cpuid.h>
+#endif
+
+namespace qmix::kernels::x86 {
+
+/// The instruction-set extensions that decide which kernel level may run. The operating
+/// system must also save the wide registers, or AVX code faults even on an AVX CPU.
+struct cpu_features {
+    bool sse2 = false;
+    bool avx2 = false;    ///< AVX2 with F16C and BMI2, and OS support for ymm state
+    bool avx512 = false;  ///< F, BW, VL, DQ, CD, VNNI, F16C, BMI2, and OS support for zmm state
+};
+
+inline cpu_features detect_cpu() noexcept {
+    cpu_features found;
+#if defined(__GNUC__) || defined(__clang__)
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return found;
+    found.sse2 = (edx >> 26) & 1u;
+    const bool f16c = (ecx >> 29) & 1u;
+    const bool osxsave = (ecx >> 27) & 1u;
+    const bool avx = (ecx >> 28) & 1u;
+    std::uint64_t xcr0 = 0;
+    if (osxsave) {
+        unsigned lo = 0, hi = 0;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        xcr0 = (std::uint64_t(hi) << 32) | lo;
+    }
+    const bool os_ymm = (xcr0 & 0x6u) == 0x6u;    // SSE and AVX state
+    const bool os_zmm = (xcr0 & 0xe6u) == 0xe6u;  // plus opmask and both zmm halves
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return found;
+    const bool avx2 = (ebx >> 5) & 1u;
+    const bool bmi2 = (ebx >> 8) & 1u;
+    const bool avx512f = (ebx >> 16) & 1u;
+    const bool avx512dq = (ebx >> 17) & 1u;
+    const bool avx512cd = (ebx >> 28) & 1u;
+    const bool avx512bw = (ebx >> 30) & 1u;
+    const bool avx512vl = (ebx >> 31) & 1u;
+    const bool avx512vnni = (ecx >> 11) & 1u;
+    found.avx2 = avx && avx2 && f16c && bmi2 && os_ymm;
+    found.avx512 = found.avx2 && avx512f && avx512bw && avx512vl && avx512dq && avx512cd &&
+                   avx512vnni && os_zmm;
+#endif
+    return found;
+}
+
+}  // namespace qmix::kernels::x86
+
+namespace qmix::kernels {
+
+// ---------------------------------------------------------------------------------------
+// SSE2: no byte shuffle, no maddubs, no F16C. Bytes are widened to 16 bits for the dot
+// products, binary16 is converted in integer arithmetic (exactly as core/binary16.hpp).
+#if defined(__SSE2__)
+#define QMIX_ISA_SSE2 1
+template <>
+struct isa<xsimd::sse2> {
+    using arch = xsimd::sse2;
+    using floats = xsimd::batch<float, arch>;
+    using ints = xsimd::batch<std::int32_t, arch>;
+    using float_mask = xsimd::batch_bool<float, arch>;
+    static constexpr std::string_view name = "sse2";
+
+    static float reduce_max(floats v) {
+        __m128 m = _mm_max_ps(v, _mm_movehl_ps(v, v));
+        m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+        return _mm_cvtss_f32(m);
+    }
+    static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(_mm_movemask_ps(m)); }
+
+    static floats transpose_max(const floats* v) {
+        return transpose(v, [](__m128 a, __m128 b) { return _mm_max_ps(a, b); });
+    }
+    static floats transpose_min(const floats* v) {
+        return transpose(v, [](__m128 a, __m128 b) { return _mm_min_ps(a, b); });
+    }
+    static floats transpose_add(const floats* v) {
+        return transpose(v, [](__m128 a, __m128 b) { return _mm_add_ps(a, b); });
+    }
+
+    static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
+        // No 32-bit minimum in SSE2: clamp after narrowing, in bytes.
+        const __m128i low = _mm_packus_epi16(_mm_packs_epi32(levels[0], levels[1]),
+                                             _mm_packs_epi32(levels[2], levels[3]));
+        const __m128i high = _mm_packus_epi16(_mm_packs_epi32(levels[4], levels[5]),
+                                              _mm_packs_epi32(levels[6], levels[7]));
+        const __m128i limit = _mm_set1_epi8(char(top));
+        const __m128i l = _mm_min_epu8(low, limit);
+        const __m128i h = _mm_min_epu8(high, limit);
+        const __m128i nibble = _mm_set1_epi8(0x0f);
+        const __m128i packed =
+            _mm_or_si128(_mm_and_si128(l, nibble), _mm_slli_epi16(_mm_and_si128(h, nibble), 4));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), packed);
+        const auto fifth = [](__m128i b) {
+            return std::uint32_t(_mm_movemask_epi8(_mm_slli_epi16(b, 3)));
+        };
+        return fifth(l) | fifth(h) << 16;
+    }
+    static ints widen_u8(const std::uint8_t* p) {
+        const __m128i zero = _mm_setzero_si128();
+        const __m128i b = _mm_cvtsi32_si128(std::int32_t(load_u32(p)));
+        return _mm_unpacklo_epi16(_mm_unpacklo_epi8(b, zero), zero);
+    }
+    static ints widen_i8(const std::int8_t* p) {
+        __m128i b = _mm_cvtsi32_si128(std::int32_t(load_u32(p)));
+        b = _mm_unpacklo_epi8(b, b);
+        return _mm_srai_epi32(_mm_unpacklo_epi16(b, b), 24);
+    }
+    static ints bit_lanes(std::uint32_t bits, int first) {
+        const __m128i lane_bit = _mm_setr_epi32(1, 2, 4, 8);
+        const __m128i picked = _mm_and_si128(_mm_set1_epi32(std::int32_t(bits >> first)), lane_bit);
+        return _mm_srli_epi32(_mm_cmpeq_epi32(picked, lane_bit), 31);
+    }
+    static void store_i8x32(const ints* v, std::int8_t* out) {
+        for (int half = 0; half < 2; ++half, v += 4) {
+            const __m128i a = _mm_packs_epi32(v[0], v[1]);
+            const __m128i b = _mm_packs_epi32(v[2], v[3]);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * half), _mm_packs_epi16(a, b));
+        }
+    }
+
+    static float half_to_float(std::uint16_t h) { return qmix::half_to_float(h); }
+    static std::uint16_t float_to_half(float f) { return qmix::float_to_half(f); }
+
+    /// binary16 -> binary32 for four values, following core/binary16.hpp case by case:
+    /// normal numbers rebias the exponent, infinities and NaNs (made quiet) get exponent
+    /// 255, subnormals are normalised by one exact float subtraction.
+    static floats load_halves(const std::uint16_t* p) {
+        std::uint64_t raw;
+        std::memcpy(&raw, p, sizeof raw);
+        const __m128i h =
+            _mm_unpacklo_epi16(_mm_cvtsi64_si128(std::int64_t(raw)), _mm_setzero_si128());
+        const __m128i sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
+        const __m128i magnitude = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
+        const __m128i shifted = _mm_slli_epi32(magnitude, 13);
+        const __m128i exponent = _mm_and_si128(shifted, _mm_set1_epi32(0x0f800000));
+        const __m128i rebias = _mm_set1_epi32(112 << 23);
+        __m128i out = _mm_add_epi32(shifted, rebias);
+        const __m128i is_special = _mm_cmpeq_epi32(exponent, _mm_set1_epi32(0x0f800000));
+        out = _mm_add_epi32(out, _mm_and_si128(is_special, rebias));
+        const __m128i has_payload = _mm_andnot_si128(
+            _mm_cmpeq_epi32(_mm_and_si128(h, _mm_set1_epi32(0x3ff)), _mm_setzero_si128()),
+            is_special);
+        out = _mm_or_si128(out, _mm_and_si128(has_payload, _mm_set1_epi32(0x00400000)));
+        const __m128i is_small = _mm_cmpeq_epi32(exponent, _mm_setzero_si128());
+        const __m128 normalised =
+            _mm_sub_ps(_mm_castsi128_ps(_mm_add_epi32(out, _mm_set1_epi32(1 << 23))),
+                       _mm_castsi128_ps(_mm_set1_epi32(113 << 23)));
+        out = _mm_or_si128(_mm_and_si128(is_small, _mm_castps_si128(normalised)),
+                           _mm_andnot_si128(is_small, out));
+        return _mm_castsi128_ps(_mm_or_si128(out, sign));
+    }
+
+    /// binary32 -> binary16 for four values, rounding to nearest even like
+    /// core/binary16.hpp: normal results round in integer arithmetic; subnormal results
+    /// come from adding 0.5f, whose last mantissa bit weighs 2^-24 (the smallest binary16
+    /// subnormal), so the float addition itself rounds to nearest even at the right place.
+    static void store_halves(floats v, std::uint16_t* p) {
+        const __m128i bits = _mm_castps_si128(v);
+        const __m128i sign = _mm_and_si128(_mm_srli_epi32(bits, 16), _mm_set1_epi32(0x8000));
+        const __m128i a = _mm_and_si128(bits, _mm_set1_epi32(0x7fffffff));
+        const __m128i odd = _mm_and_si128(_mm_srli_epi32(a, 13), _mm_set1_epi32(1));
+        const __m128i normal = _mm_srli_epi32(
+            _mm_add_epi32(_mm_sub_epi32(a, _mm_set1_epi32(0x38000000 - 0xfff)), odd), 13);
+        const __m128 half = _mm_set1_ps(0.5f);
+        const __m128i subnormal = _mm_sub_epi32(
+            _mm_castps_si128(_mm_add_ps(_mm_castsi128_ps(a), half)), _mm_castps_si128(half));
+        const __m128i nan = _mm_or_si128(
+            _mm_set1_epi32(0x7e00), _mm_and_si128(_mm_srli_epi32(a, 13), _mm_set1_epi32(0x3ff)));
+        const __m128i is_normal = _mm_cmpgt_epi32(a, _mm_set1_epi32(0x38800000 - 1));
+        const __m128i is_overflow = _mm_cmpgt_epi32(a, _mm_set1_epi32(0x477ff000 - 1));
+        const __m128i is_nan = _mm_cmpgt_epi32(a, _mm_set1_epi32(0x7f800000));
+        __m128i out = select(is_normal, normal, subnormal);
+        out = select(is_overflow, _mm_set1_epi32(0x7c00), out);
+        out = select(is_nan, nan, out);
+        out = _mm_or_si128(out, sign);
+        // Sign-extend the 16-bit results so that the signed pack keeps their bits.
+        out = _mm_srai_epi32(_mm_slli_epi32(out, 16), 16);
+        const __m128i packed = _mm_packs_epi32(out, out);
+        const std::uint64_t raw = std::uint64_t(_mm_cvtsi128_si64(packed));
+        std::memcpy(p, &raw, sizeof raw);
+    }
+
+    // Dot-product engine: a block's 32 bytes as two 16-byte halves.
+    struct bytes {
+        __m128i low, high;
+    };
+    using part = __m128i;
+    static constexpr std::size_t parts_per_vector = 1;
+
+    static bytes load_bytes(const void* p) {
+        const auto* q = static_cast<const __m128i*>(p);
+        return {_mm_loadu_si128(q), _mm_loadu_si128(q + 1)};
+    }
+    static bytes nibbles(const std::uint8_t* qs) {
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        const __m128i low_nibble = _mm_set1_epi8(0x0f);
+        return {_mm_and_si128(packed, low_nibble),
+                _mm_and_si128(_mm_srli_epi16(packed, 4), low_nibble)};
+    }
+    static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
+        // Byte j of the result repeats byte j / 8 of qh; testing bit j % 8 of it gives bit j.
+        __m128i spread = _mm_cvtsi32_si128(std::int32_t(load_u32(qh)));
+        spread = _mm_unpacklo_epi8(spread, spread);
+        spread = _mm_unpacklo_epi16(spread, spread);
+        const __m128i bit = _mm_set1_epi64x(std::int64_t(0x8040201008040201ull));
+        const __m128i sixteen = _mm_set1_epi8(16);
+        auto fifth = [&](__m128i repeated) {
+            return _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(repeated, bit), bit), sixteen);
+        };
+        return {_mm_or_si128(b.low, fifth(_mm_unpacklo_epi32(spread, spread))),
+                _mm_or_si128(b.high, fifth(_mm_unpackhi_epi32(spread, spread)))};
+    }
+    static bytes sub_bytes(bytes b, std::int8_t k) {
+        const __m128i kk = _mm_set1_epi8(k);
+        return {_mm_sub_epi8(b.low, kk), _mm_sub_epi8(b.high, kk)};
+    }
+    static part dot_signed(bytes x, bytes s) {
+        return _mm_add_epi32(dot16(x.low, s.low), dot16(x.high, s.high));
+    }
+    static part dot_unsigned(bytes u, bytes s) { return dot_signed(u, s); }
+    static ints join(const part* p) { return p[0]; }
+
+    template <class X, class Y>
+    static floats step_constants(const X* x, const Y* y) {
+        const float dx = half_at(x, 0), mx = half_at(x, 2), dy = half_at(y, 0), sy = half_at(y, 2);
+        return _mm_setr_ps(dx * dy, mx * sy, 0.0f, 0.0f);
+    }
+    static floats step_scales(floats constants) { return _mm_shuffle_ps(constants, constants, 0); }
+    static float sum_offsets(floats offsets) {
+        return _mm_cvtss_f32(_mm_shuffle_ps(offsets, offsets, 1));
+    }
+
+  private:
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    static float half_at(const void* p, std::size_t offset) {
+        std::uint16_t h;
+        std::memcpy(&h, static_cast<const unsigned char*>(p) + offset, sizeof h);
+        return qmix::half_to_float(h);
+    }
+    /// Lane b of the result reduces vector b (four vectors of four).
+    template <class Op>
+    static floats transpose(const floats* v, Op op) {
+        const __m128 a = op(_mm_unpacklo_ps(v[0], v[1]), _mm_unpackhi_ps(v[0], v[1]));
+        const __m128 b = op(_mm_unpacklo_ps(v[2], v[3]), _mm_unpackhi_ps(v[2], v[3]));
+        return op(_mm_movelh_ps(a, b), _mm_movehl_ps(b, a));
+    }
+    static __m128i select(__m128i mask, __m128i yes, __m128i no) {
+        return _mm_or_si128(_mm_and_si128(mask, yes), _mm_andnot_si128(mask, no));
+    }
+    /// Sum of 16 signed byte products, as four int32 partial sums (exact for any bytes).
+    static __m128i dot16(__m128i a, __m128i b) {
+        const __m128i a_low = _mm_srai_epi16(_mm_unpacklo_epi8(a, a), 8);
+        const __m128i a_high = _mm_srai_epi16(_mm_unpackhi_epi8(a, a), 8);
+        const __m128i b_low = _mm_srai_epi16(_mm_unpacklo_epi8(b, b), 8);
+        const __m128i b_high = _mm_srai_epi16(_mm_unpackhi_epi8(b, b), 8);
+        return _mm_add_epi32(_mm_madd_epi16(a_low, b_low), _mm_madd_epi16(a_high, b_high));
+    }
+};
+#endif  // __SSE2__
+
+// ---------------------------------------------------------------------------------------
+// AVX2 + F16C: 8 floats per vector, one block of bytes per ymm register.
+#if defined(__AVX2__) && defined(__F16C__)
+#define QMIX_ISA_AVX2 1
+template <>
+struct isa<xsimd::avx2> {
+    using arch = xsimd::avx2;
+    using floats = xsimd::batch<float, arch>;
+    using ints = xsimd::batch<std::int32_t, arch>;
+    using float_mask = xsimd::batch_bool<float, arch>;
+    static constexpr std::string_view name = "avx2";
+
+    static float reduce_max(floats v) {
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        return _mm_cvtss_f32(m);
+    }
+    static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(_mm256_movemask_ps(m)); }
+
+    static floats transpose_max(const floats* v) {
+        return transpose(v, [](__m256 a, __m256 b) { return _mm256_max_ps(a, b); });
+    }
+    static floats transpose_min(const floats* v) {
+        return transpose(v, [](__m256 a, __m256 b) { return _mm256_min_ps(a, b); });
+    }
+    static floats transpose_add(const floats* v) {
+        return transpose(v, [](__m256 a, __m256 b) { return _mm256_add_ps(a, b); });
+    }
+
+    static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
+        // Narrow the 32 levels to bytes first (the packs interleave 128-bit lanes, the
+        // permutation restores the order), then clamp, split and join in bytes.
+        const __m256i words = _mm256_packs_epi16(_mm256_packs_epi32(levels[0], levels[1]),
+                                                 _mm256_packs_epi32(levels[2], levels[3]));
+        __m256i bytes =
+            _mm256_permutevar8x32_epi32(words, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        bytes = _mm256_min_epu8(bytes, _mm256_set1_epi8(char(top)));
+        const auto fifth = std::uint32_t(_mm256_movemask_epi8(_mm256_slli_epi16(bytes, 3)));
+        const __m256i nibbles = _mm256_and_si256(bytes, _mm256_set1_epi8(0x0f));
+        const __m128i packed =
+            _mm_or_si128(_mm256_castsi256_si128(nibbles),
+                         _mm_slli_epi16(_mm256_extracti128_si256(nibbles, 1), 4));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), packed);
+        return fifth;
+    }
+    static ints widen_u8(const std::uint8_t* p) {
+        return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ints widen_i8(const std::int8_t* p) {
+        return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ints bit_lanes(std::uint32_t bits, int first) {
+        const __m256i shifts =
+            _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(std::int32_t(bits)), shifts),
+                                _mm256_set1_epi32(1));
+    }
+    static void store_i8x32(const ints* v, std::int8_t* out) {
+        // The packs work within 128-bit lanes; the final permutation restores the order.
+        const __m256i a = _mm256_packs_epi32(v[0], v[1]);
+        const __m256i b = _mm256_packs_epi32(v[2], v[3]);
+        const __m256i packed = _mm256_permutevar8x32_epi32(
+            _mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), packed);
+    }
+
+    // F16C converts exactly and, with the rounding given explicitly, to nearest even
+    // whatever MXCSR says: the same results as core/binary16.hpp, NaN payloads included.
+    static float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
+    static std::uint16_t float_to_half(float f) {
+        return std::uint16_t(
+            _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
+    }
+    static floats load_halves(const std::uint16_t* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static void store_halves(floats v, std::uint16_t* p) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+
+    using bytes = __m256i;
+    using part = __m256i;
+    static constexpr std::size_t parts_per_vector = 1;
+
+    static bytes load_bytes(const void* p) {
+        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+    }
+    static bytes nibbles(const std::uint8_t* qs) {
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        const __m256i both =
+            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
+        return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+    }
+    static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
+        // Byte j gets byte j / 8 of qh, then keeps 16 if its bit j % 8 is set.
+        std::uint32_t word;
+        std::memcpy(&word, qh, sizeof word);
+        const __m256i spread =
+            _mm256_shuffle_epi8(_mm256_set1_epi32(std::int32_t(word)),
+                                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+                                                 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        const __m256i bit = _mm256_set1_epi64x(std::int64_t(0x8040201008040201ull));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+        return _mm256_or_si256(b, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+    }
+    static bytes sub_bytes(bytes b, std::int8_t k) {
+        return _mm256_sub_epi8(b, _mm256_set1_epi8(k));
+    }
+    static part dot_unsigned(bytes u, bytes s) {
+        // Pairs of u8 * s8 products fit in int16 because u <= 127.
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+    }
+    static part dot_signed(bytes x, bytes s) {
+        // x * s = |s| * (x * sign(s)): |s| is exact as an unsigned byte even for -128, and
+        // x * sign(s) cannot overflow because x is never -128.
+        return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
+    }
+    static ints join(const part* p) { return p[0]; }
+
+    /// The first two binary16 values of both blocks (x: d and m, y: d and s), converted at
+    /// once: lane 0 holds dx * dy, lane 1 holds mx * sy (the other lanes are unused).
+    template <class X, class Y>
+    static floats step_constants(const X* x, const Y* y) {
+        std::int32_t xw, yw;
+        std::memcpy(&xw, x, sizeof xw);
+        std::memcpy(&yw, y, sizeof yw);
+        const __m128 f = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(xw), yw, 1));
+        return _mm256_castps128_ps256(_mm_mul_ps(f, _mm_movehl_ps(f, f)));
+    }
+    static floats step_scales(floats constants) {
+        return _mm256_broadcastss_ps(_mm256_castps256_ps128(constants));
+    }
+    static float sum_offsets(floats offsets) {
+        return _mm_cvtss_f32(_mm_movehdup_ps(_mm256_castps256_ps128(offsets)));
+    }
+
+    /// Lane b of the result reduces vector b (eight vectors of eight): pairs of vectors
+    /// are interleaved and reduced three times, halving the lanes each vector spans.
+    template <class Op>
+    static floats transpose(const floats* v, Op op) {
+        __m256 pairs[4];
+        for (int i = 0; i < 4; ++i) {
+            pairs[i] = op(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                          _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+        }
+        auto quads = [&](__m256 a, __m256 b) {
+            const __m256d x = _mm256_castps_pd(a), y = _mm256_castps_pd(b);
+            return op(_mm256_castpd_ps(_mm256_unpacklo_pd(x, y)),
+                      _mm256_castpd_ps(_mm256_unpackhi_pd(x, y)));
+        };
+        const __m256 first = quads(pairs[0], pairs[1]);
+        const __m256 second = quads(pairs[2], pairs[3]);
+        return op(_mm256_permute2f128_ps(first, second, 0x20),
+                  _mm256_permute2f128_ps(first, second, 0x31));
+    }
+};
+#endif  // __AVX2__ && __F16C__
+
+// ---------------------------------------------------------------------------------------
+// AVX-512: 16 floats per vector; the dot products run one block per ymm (VNNI does the
+// multiply-add in one instruction) and join two blocks per zmm for the float part.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__) && defined(__AVX512VNNI__) && defined(__F16C__)
+#define QMIX_ISA_AVX512 1
+template <>
+struct isa<xsimd::avx512bw> {
+    using arch = xsimd::avx512bw;
+    using floats = xsimd::batch<float, arch>;
+    using ints = xsimd::batch<std::int32_t, arch>;
+    using float_mask = xsimd::batch_bool<float, arch>;
+    static constexpr std::string_view name = "avx512";
+
+    static float reduce_max(floats v) {
+        const __m256 m = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+        return isa_avx2_reduce(m, [](__m128 a, __m128 b) { return _mm_max_ps(a, b); });
+    }
+    static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(m.data); }
+
+    static floats transpose_max(const floats* v) {
+        return transpose(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+    }
+    static floats transpose_min(const floats* v) {
+        return transpose(v, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); });
+    }
+    static floats transpose_add(const floats* v) {
+        return transpose(v, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); });
+    }
+
+    static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
+        const __m512i limit = _mm512_set1_epi32(top);
+        const __m512i low = _mm512_min_epi32(levels[0], limit);
+        const __m512i high = _mm512_min_epi32(levels[1], limit);
+        const __m512i nibble = _mm512_set1_epi32(0x0f);
+        const __m512i packed = _mm512_or_si512(
+            _mm512_and_si512(low, nibble), _mm512_slli_epi32(_mm512_and_si512(high, nibble), 4));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtepi32_epi8(packed));
+        const __m512i fifth = _mm512_set1_epi32(16);
+        return std::uint32_t(_mm512_test_epi32_mask(low, fifth)) |
+               std::uint32_t(_mm512_test_epi32_mask(high, fifth)) << 16;
+    }
+    static ints widen_u8(const std::uint8_t* p) {
+        return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ints widen_i8(const std::int8_t* p) {
+        return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ints bit_lanes(std::uint32_t bits, int first) {
+        const __m512i shifts = _mm512_add_epi32(
+            _mm512_set1_epi32(first),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+        return _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(std::int32_t(bits)), shifts),
+                                _mm512_set1_epi32(1));
+    }
+    static void store_i8x32(const ints* v, std::int8_t* out) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(v[0]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(v[1]));
+    }
+
+    static float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
+    static std::uint16_t float_to_half(float f) {
+        return std::uint16_t(
+            _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
+    }
+    static floats load_halves(const std::uint16_t* p) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static void store_halves(floats v, std::uint16_t* p) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                            _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+
+    using bytes = __m256i;
+    using part = __m256i;
+    static constexpr std::size_t parts_per_vector = 2;
+
+    static bytes load_bytes(const void* p) {
+        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+    }
+    static bytes nibbles(const std::uint8_t* qs) {
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        const __m256i both =
+            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
+        return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+    }
+    static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
+        // A mask register holds one bit per byte: exactly the layout of qh.
+        std::uint32_t word;
+        std::memcpy(&word, qh, sizeof word);
+        return _mm256_or_si256(b, _mm256_maskz_mov_epi8(__mmask32(word), _mm256_set1_epi8(16)));
+    }
+    static bytes sub_bytes(bytes b, std::int8_t k) {
+        return _mm256_sub_epi8(b, _mm256_set1_epi8(k));
+    }
+    static part dot_unsigned(bytes u, bytes s) {
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+    }
+    static part dot_signed(bytes x, bytes s) {
+        // As for AVX2: x * s = |s| * (x * sign(s)), exact because x is never -128.
+        return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
+    }
+    static ints join(const part* p) {
+        return _mm512_inserti64x4(_mm512_castsi256_si512(p[0]), p[1], 1);
+    }
+
+    /// The first two binary16 values of the two blocks of a step and of their partners,
+    /// converted at once: lanes 0 and 4 hold dx * dy, lanes 1 and 5 mx * sy.
+    template <class X, class Y>
+    static floats step_constants(const X* x, const Y* y) {
+        std::int32_t w[4];
+        std::memcpy(&w[0], x, 4);
+        std::memcpy(&w[1], y, 4);
+        std::memcpy(&w[2], x + 1, 4);
+        std::memcpy(&w[3], y + 1, 4);
+        const __m256 f = _mm256_cvtph_ps(_mm_setr_epi32(w[0], w[1], w[2], w[3]));
+        return _mm512_zextps256_ps512(_mm256_mul_ps(f, _mm256_permute_ps(f, 0xee)));
+    }
+    static floats step_scales(floats constants) {
+        return _mm512_permutexvar_ps(
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4), constants);
+    }
+    static float sum_offsets(floats offsets) {
+        alignas(64) float lane[16];
+        offsets.store_aligned(lane);
+        return lane[1] + lane[5];
+    }
+
+  private:
+    /// Lane b of the result reduces vector b (sixteen vectors of sixteen). Within 128-bit
+    /// lanes as on AVX2: pairs of vectors interleaved and reduced, then pairs of pairs, so
+    /// that each 128-bit lane of quads[j] holds partial results of vectors 4j..4j+3; then
+    /// the 128-bit lanes themselves are paired up twice.
+    template <class Op>
+    static floats transpose(const floats* v, Op op) {
+        __m512 pairs[8];
+        for (int i = 0; i < 8; ++i) {
+            pairs[i] = op(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                          _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+        }
+        __m512 quads[4];
+        for (int j = 0; j < 4; ++j) {
+            const __m512d x = _mm512_castps_pd(pairs[2 * j]);
+            const __m512d y = _mm512_castps_pd(pairs[2 * j + 1]);
+            quads[j] = op(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                          _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+        }
+        // 0x88 picks 128-bit lanes 0 and 2 of each operand, 0xdd lanes 1 and 3.
+        const __m512 halves_low = op(_mm512_shuffle_f32x4(quads[0], quads[1], 0x88),
+                                     _mm512_shuffle_f32x4(quads[0], quads[1], 0xdd));
+        const __m512 halves_high = op(_mm512_shuffle_f32x4(quads[2], quads[3], 0x88),
+                                      _mm512_shuffle_f32x4(quads[2], quads[3], 0xdd));
+        return op(_mm512_shuffle_f32x4(halves_low, halves_high, 0x88),
+                  _mm512_shuffle_f32x4(halves_low, halves_high, 0xdd));
+    }
+    template <class Op>
+    static float isa_avx2_reduce(__m256 v, Op op) {
+        __m128 m = op(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        m = op(m, _mm_movehl_ps(m, m));
+        m = op(m, _mm_movehdup_ps(m));
+        return _mm_cvtss_f32(m);
+    }
+};
+#endif  // AVX-512
+
+}  // namespace qmix::kernels
+
+#endif  // QMIX_ARCH_X86_64
+// ---- end qmix/kernels/x86.hpp
+
+#if defined(__GNUC__) || defined(__clang__)
+#define QMIX_KERNEL_COLD __attribute__((noinline, cold))
+#else
+#define QMIX_KERNEL_COLD
+#endif
+
+namespace qmix::kernels {
+namespace generic {
+
+template <class Arch>
+struct block_kernels {
+    using cpu = isa<Arch>;
+    using floats = typename cpu::floats;
+    using ints = typename cpu::ints;
+    static constexpr std::size_t lanes = floats::size;
+    static constexpr std::size_t block_values = 32;
+    static constexpr std::size_t vectors = block_values / lanes;  ///< per block
+    static constexpr std::size_t half = vectors / 2;              ///< vectors per 16 values
+    static_assert(vectors >= 2 && block_values % lanes == 0, "a block must span whole vectors");
+
+    /// One block of 32 values; lane l of v[k] is value k * lanes + l.
+    struct block {
+        floats v[vectors];
+    };
+
+    // ---- helpers -----------------------------------------------------------------------
+
+    static block load(const float* x) {
+        block b;
+        for (std::size_t k = 0; k < vectors; ++k) b.v[k] = floats::load_unaligned(x + k * lanes);
+        return b;
+    }
+
+    static float max_magnitude(const block& b) {
+        floats m = xsimd::abs(b.v[0]);
+        for (std::size_t k = 1; k < vectors; ++k) m = xsimd::max(m, xsimd::abs(b.v[k]));
+        return cpu::reduce_max(m);
+    }
+
+    /// The value of the first element whose magnitude is `amax` (the reference keeps the
+    /// first of equal magnitudes, so the sign of a tie is that of the earlier value).
+    static float first_of_magnitude(const block& b, const float* x, float amax) {
+        std::uint32_t hits = 0;
+        for (std::size_t k = 0; k < vectors; ++k) {
+            hits |= cpu::mask_bits(xsimd::abs(b.v[k]) == floats(amax)) << (k * lanes);
+        }
+        return x[count_trailing_zeros(hits)];
+    }
+
+    static int count_trailing_zeros(std::uint32_t bits) {
+#if defined(__GNUC__) || defined(__clang__)
+        return __builtin_ctz(bits);
+#else
+        int n = 0;
+        while (!(bits & 1u)) bits >>= 1, ++n;
+        return n;
+#endif
+    }
+
+    /// std::round of each lane (half-way cases away from zero), for |v| < 2^30: with
+    /// v = n + f (n = trunc(v)), trunc(2v) = 2n + trunc(2f) and trunc(2f) is +-1 exactly
+    /// when |f| reaches one half, so trunc(2v) - trunc(v) is the rounded value; v + v is
+    /// exact.
+    static ints round_half_away(floats v) {
+        return xsimd::to_int(v + v) - xsimd::to_int(v);
+    }
+
+    static std::uint32_t load_word(const std::uint8_t* qh) {
+        return std::uint32_t(qh[0]) | std::uint32_t(qh[1]) << 8 | std::uint32_t(qh[2]) << 16 |
+               std::uint32_t(qh[3]) << 24;
+    }
+
+    /// Level j (0..31) of a q5 block for the lanes of vector k.
+    static ints fifth_level(const std::uint8_t* qs, std::uint32_t qh, std::size_t k) {
+        const std::size_t first = k * lanes;
+        const ints packed = cpu::widen_u8(qs + first % 16);
+        const ints low = first < 16 ? (packed & ints(15)) : (packed >> 4);
+        return low | (cpu::bit_lanes(qh, int(first)) << 4);
+    }
+
+    /// The reference itself, for the rare blocks the vector code leaves to it; kept out of
+    /// line so that it does not crowd the loops that call it.
+    template <class Format>
+    QMIX_KERNEL_COLD static void scalar_block(const float* x, typename Format::block& y) {
+        Format::quantize_row(x, &y, std::int64_t(block_values), nullptr);
+    }
+
+    /// Blocks whose scale d is subnormal: its inverse may be infinite or far off, levels
+    /// then leave the range the format holds, and the reference's float-to-integer casts
+    /// wrap in ways a vector conversion does not. Such blocks take the scalar path.
+    static std::uint32_t subnormal(floats d) {
+        const floats magnitude = xsimd::abs(d);
+        return cpu::mask_bits((magnitude < floats(FLT_MIN)) & (magnitude != floats(0.0f)));
+    }
+
+    static floats inverse_of(floats d) {
+        return xsimd::select(d != floats(0.0f), simd::div(floats(1.0f), d), floats(0.0f));
+    }
+
+    static void store_fifth_bits(std::uint32_t bits, std::uint8_t* qh) {
+        for (int i = 0; i < 4; ++i) qh[i] = std::uint8_t(bits >> (8 * i));
+    }
+
+    // ---- quantize (the reference quantizers) ---------------------------------------------
+    //
+    // Around its per-value work the reference spends a few scalar steps per block: the
+    // extremes, a scale, its inverse, their binary16 forms. The kernels take the blocks in
+    // groups of `lanes`: a first pass reduces each block's extremes across its lanes for
+    // the whole group at once (lane b of the result belongs to block b), so the scales,
+    // inverses and conversions of a group are one vector operation each; a second pass
+    // quantizes block by block with its own lane broadcast.
+
+    /// What the first pass learns about a group: lane b (bit b) describes block b.
+    struct group_scan {
+        floats max, min;
+        std::uint32_t finite = 0;  ///< block b holds neither NaN nor infinity
+    };
+
+    static group_scan scan(const float* x, std::size_t count) {
+        floats maxs[lanes], mins[lanes], checks[lanes];
+        for (std::size_t b = 0; b < lanes; ++b) {
+            if (b >= count) {  // past the end of the row: a harmless stand-in
+                maxs[b] = mins[b] = floats(1.0f);
+                checks[b] = floats(0.0f);
+                continue;
+            }
+            const block v = load(x + b * block_values);
+            floats hi = v.v[0], lo = v.v[0], sum = v.v[0];
+            for (std::size_t k = 1; k < vectors; ++k) {
+                hi = xsimd::max(hi, v.v[k]);
+                lo = xsimd::min(lo, v.v[k]);
+                sum = sum + v.v[k];
+            }
+            maxs[b] = hi;
+            mins[b] = lo;
+            // NaN or infinity anywhere makes sum - sum NaN. (A finite block whose sum
+            // overflows merely takes the scalar path.)
+            checks[b] = sum - sum;
+        }
+        group_scan g;
+        g.max = cpu::transpose_max(maxs);
+        g.min = cpu::transpose_min(mins);
+        g.finite = cpu::mask_bits(cpu::transpose_add(checks) == floats(0.0f));
+        return g;
+    }
+
+    /// Block b of a q8 group (nothing past `count`); returns the sum of its levels, in
+    /// lanes, for q8_1's s (zero where the scalar code took the block).
+    template <class Format>
+    static floats quantize_q8_block(const float* xb, typename Format::block* group, std::size_t b,
+                                    std::size_t count, std::uint32_t scalar, const float* inverse,
+                                    const std::uint16_t* d_half) {
+        if (b >= count) return floats(0.0f);
+        auto& out = group[b];
+        if (scalar >> b & 1u) {
+            scalar_block<Format>(xb, out);
+            return floats(0.0f);
+        }
+        out.d = d_half[b];
+        const block v = load(xb);
+        ints levels[vectors];
+        ints sum(0);
+        for (std::size_t k = 0; k < vectors; ++k) {
+            levels[k] = round_half_away(simd::mul(v.v[k], floats(inverse[b])));
+            sum = sum + levels[k];
+        }
+        cpu::store_i8x32(levels, out.qs);
+        return xsimd::to_float(sum);
+    }
+
+    /// q8_0 and q8_1: d = max |x| / 127, levels rounded half away from zero; q8_1 also
+    /// stores d * (sum of the levels).
+    template <class Format>
+    static void quantize_q8(const float* x, typename Format::block* y, std::int64_t blocks) {
+        constexpr bool with_sum = std::is_same_v<Format, formats::q8_1>;
+        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
+            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
+            const group_scan g = scan(x, count);
+            const floats d =
+                simd::div(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)), floats(127.0f));
+            const std::uint32_t scalar = ~g.finite | subnormal(d);
+            alignas(64) float inverse[lanes];
+            alignas(64) std::uint16_t d_half[lanes];
+            inverse_of(d).store_aligned(inverse);
+            cpu::store_halves(d, d_half);
+            floats sums[lanes];
+            for (std::size_t b = 0; b < lanes; ++b) {
+                sums[b] = quantize_q8_block<Format>(x + b * block_values, y + first, b, count,
+                                                    scalar, inverse, d_half);
+            }
+            if constexpr (with_sum) {
+                // The sums are small integers: exact in any order, and so is their product
+                // with d rounded once, as the reference rounds it.
+                alignas(64) std::uint16_t s_half[lanes];
+                cpu::store_halves(cpu::transpose_add(sums) * d, s_half);
+                for (std::size_t b = 0; b < count; ++b) {
+                    if (!(scalar >> b & 1u)) y[first + std::int64_t(b)].s = s_half[b];
+                }
+            }
+        }
+    }
+
+    /// q4_0 and q5_0: d = (the value of largest magnitude) / -half_range, levels
+    /// x / d + half_range + 0.5 truncated and clamped to `top`. Where +a and -a are both
+    /// extremes the reference keeps the first: such blocks find it on their own.
+    template <class Format, int half_range, int top>
+    static void quantize_symmetric(const float* x, typename Format::block* y, std::int64_t blocks) {
+        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
+            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
+            const group_scan g = scan(x, count);
+            const floats negated_min = -g.min;
+            const floats signed_max = xsimd::select(g.max >= negated_min, g.max, g.min);
+            const std::uint32_t ties = cpu::mask_bits(g.max == negated_min);
+            const std::uint32_t zero =
+                cpu::mask_bits(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)) == floats(0.0f));
+            const floats d = simd::div(signed_max, floats(-float(half_range)));
+            const std::uint32_t scalar = ~g.finite | zero | subnormal(d);
+            alignas(64) float inverse[lanes];
+            alignas(64) std::uint16_t d_half[lanes];
+            inverse_of(d).store_aligned(inverse);
+            cpu::store_halves(d, d_half);
+            for (std::size_t b = 0; b < count; ++b) {
+                const float* xb = x + b * block_values;
+                auto& out = y[first + std::int64_t(b)];
+                if (scalar >> b & 1u) {
+                    scalar_block<Format>(xb, out);
+                    continue;
+                }
+                const block v = load(xb);
+                float inverse_d = inverse[b];
+                out.d = d_half[b];
+                if (ties >> b & 1u) {
+                    const float tie_d = first_of_magnitude(v, xb, max_magnitude(v)) / -half_range;
+                    inverse_d = tie_d != 0.0f ? 1.0f / tie_d : 0.0f;
+                    out.d = cpu::float_to_half(tie_d);
+                }
+                ints levels[vectors];
+                for (std::size_t k = 0; k < vectors; ++k) {
+                    const floats shifted =
+                        simd::mul(v.v[k], floats(inverse_d)) + floats(float(half_range) + 0.5f);
+                    levels[k] = xsimd::to_int(shifted);
+                }
+                const std::uint32_t fifth = cpu::store_nibbles(levels, top, out.qs);
+                if constexpr (top == 31) store_fifth_bits(fifth, out.qh);
+            }
+        }
+    }
+
+    /// q4_1 and q5_1: d = (max - min) / top and m = min, levels (x - min) / d + 0.5
+    /// truncated (and clamped to top). A zero extreme goes to the scalar code, which takes
+    /// the sign of a zero from the first of equal values.
+    template <class Format, int top>
+    static void quantize_affine(const float* x, typename Format::block* y, std::int64_t blocks) {
+        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
+            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
+            const group_scan g = scan(x, count);
+            const floats d = simd::div(g.max - g.min, floats(float(top)));
+            const std::uint32_t scalar = ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
+                                         cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d);
+            alignas(64) float inverse[lanes];
+            alignas(64) float min[lanes];
+            alignas(64) std::uint16_t d_half[lanes];
+            alignas(64) std::uint16_t m_half[lanes];
+            inverse_of(d).store_aligned(inverse);
+            g.min.store_aligned(min);
+            cpu::store_halves(d, d_half);
+            cpu::store_halves(g.min, m_half);
+            for (std::size_t b = 0; b < count; ++b) {
+                const float* xb = x + b * block_values;
+                auto& out = y[first + std::int64_t(b)];
+                if (scalar >> b & 1u) {
+                    scalar_block<Format>(xb, out);
+                    continue;
+                }
+                out.d = d_half[b];
+                out.m = m_half[b];
+                const block v = load(xb);
+                ints levels[vectors];
+                for (std::size_t k = 0; k < vectors; ++k) {
+                    const floats shifted =
+                        simd::mul(v.v[k] - floats(min[b]), floats(inverse[b])) + floats(0.5f);
+                    levels[k] = xsimd::to_int(shifted);
+                }
+                const std::uint32_t fifth = cpu::store_nibbles(levels, top, out.qs);
+                if constexpr (top == 31) store_fifth_bits(fifth, out.qh);
+            }
+        }
+    }
+
+    static void quantize_q8_0(const float* x, formats::block_q8_0* y, std::int64_t blocks) {
+        quantize_q8<formats::q8_0>(x, y, blocks);
+    }
+    static void quantize_q8_1(const float* x, formats::block_q8_1* y, std::int64_t blocks) {
+        quantize_q8<formats::q8_1>(x, y, blocks);
+    }
+    static void quantize_q4_0(const float* x, formats::block_q4_0* y, std::int64_t blocks) {
+        quantize_symmetric<formats::q4_0, 8, 15>(x, y, blocks);
+    }
+    static void quantize_q5_0(const float* x, formats::block_q5_0* y, std::int64_t blocks) {
+        quantize_symmetric<formats::q5_0, 16, 31>(x, y, blocks);
+    }
+    static void quantize_q4_1(const float* x, formats::block_q4_1* y, std::int64_t blocks) {
+        quantize_affine<formats::q4_1, 15>(x, y, blocks);
+    }
+    static void quantize_q5_1(const float* x, formats::block_q5_1* y, std::int64_t blocks) {
+        quantize_affine<formats::q5_1, 31>(x, y, blocks);
+    }
+
+    static void quantize_f16(const float* x, std::uint16_t* y, std::int64_t n) {
+        std::int64_t i = 0;
+        for (; i + std::int64_t(lanes) <= n; i += lanes) {
+            cpu::store_halves(floats::load_unaligned(x + i), y + i);
+        }
+        for (; i < n; ++i) y[i] = cpu::float_to_half(x[i]);
+    }
+
+    static void quantize_f32(const float* x, float* y, std::int64_t n) {
+        std::memcpy(y, x, std::size_t(n) * sizeof(float));
+    }
+
+    // ---- dequantize ----------------------------------------------------------------------
+
+    static void dequantize_q4_0(const formats::block_q4_0* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            const floats d(cpu::half_to_float(x[ib].d));
+            for (std::size_t k = 0; k < half; ++k) {
+                const ints packed = cpu::widen_u8(x[ib].qs + k * lanes);
+                const ints low = (packed & ints(15)) - ints(8);
+                const ints high = (packed >> 4) - ints(8);
+                (xsimd::to_float(low) * d).store_unaligned(y + k * lanes);
+                (xsimd::to_float(high) * d).store_unaligned(y + 16 + k * lanes);
+            }
+        }
+    }
+
+    static void dequantize_q4_1(const formats::block_q4_1* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            const floats d(cpu::half_to_float(x[ib].d));
+            const floats m(cpu::half_to_float(x[ib].m));
+            for (std::size_t k = 0; k < half; ++k) {
+                const ints packed = cpu::widen_u8(x[ib].qs + k * lanes);
+                const floats low = xsimd::to_float(packed & ints(15));
+                const floats high = xsimd::to_float(packed >> 4);
+                (simd::mul(low, d) + m).store_unaligned(y + k * lanes);
+                (simd::mul(high, d) + m).store_unaligned(y + 16 + k * lanes);
+            }
+        }
+    }
+
+    static void dequantize_q5_0(const formats::block_q5_0* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            const floats d(cpu::half_to_float(x[ib].d));
+            const std::uint32_t qh = load_word(x[ib].qh);
+            for (std::size_t k = 0; k < vectors; ++k) {
+                const ints level = fifth_level(x[ib].qs, qh, k) - ints(16);
+                (xsimd::to_float(level) * d).store_unaligned(y + k * lanes);
+            }
+        }
+    }
+
+    static void dequantize_q5_1(const formats::block_q5_1* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            const floats d(cpu::half_to_float(x[ib].d));
+            const floats m(cpu::half_to_float(x[ib].m));
+            const std::uint32_t qh = load_word(x[ib].qh);
+            for (std::size_t k = 0; k < vectors; ++k) {
+                const floats level = xsimd::to_float(fifth_level(x[ib].qs, qh, k));
+                (simd::mul(level, d) + m).store_unaligned(y + k * lanes);
+            }
+        }
+    }
+
+    template <class Block>
+    static void dequantize_q8(const Block* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            const floats d(cpu::half_to_float(x[ib].d));
+            for (std::size_t k = 0; k < vectors; ++k) {
+                const floats level = xsimd::to_float(cpu::widen_i8(x[ib].qs + k * lanes));
+                (level * d).store_unaligned(y + k * lanes);
+            }
+        }
+    }
+
+    static void dequantize_f16(const std::uint16_t* x, float* y, std::int64_t n) {
+        std::int64_t i = 0;
+        for (; i + std::int64_t(lanes) <= n; i += lanes) {
+            cpu::load_halves(x + i).store_unaligned(y + i);
+        }
+        for (; i < n; ++i) y[i] = cpu::half_to_float(x[i]);
+    }
+
+    static void dequantize_f32(const float* x, float* y, std::int64_t n) {
+        std::memcpy(y, x, std::size_t(n) * sizeof(float));
+    }
+
+    // ---- dot products --------------------------------------------------------------------
+
+    /// The quantized dot products: the sum over blocks b of dx_b * dy_b * (the integer dot
+    /// product of block b, whose partial sums part_of(b) returns) and, for the formats with
+    /// an offset m (q4_1, q5_1), of m_b * s_b. Blocks that do not fill a step go to the
+    /// scalar code, `scalar_tail(first)`.
+    template <bool with_offset, class Block, class Partner, class PartOf, class Tail>
+    static float dot_blocks(const Block* x, const Partner* y, std::int64_t blocks, PartOf part_of,
+                            Tail scalar_tail) {
+        constexpr auto step = std::int64_t(cpu::parts_per_vector);
+        floats first_sum(0.0f), second_sum(0.0f), first_offsets(0.0f), second_offsets(0.0f);
+        auto add_step = [&](std::int64_t b, floats& sum, floats& offsets) {
+            typename cpu::part parts[step];
+            for (std::int64_t k = 0; k < step; ++k) parts[k] = part_of(b + k);
+            const floats constants = cpu::step_constants(x + b, y + b);
+            sum = sum + simd::mul(xsimd::to_float(cpu::join(parts)), cpu::step_scales(constants));
+            if constexpr (with_offset) offsets = offsets + constants;
+        };
+        std::int64_t b = 0;
+        for (; b + 2 * step <= blocks; b += 2 * step) {
+            add_step(b, first_sum, first_offsets);
+            add_step(b + step, second_sum, second_offsets);
+        }
+        for (; b + step <= blocks; b += step) add_step(b, first_sum, first_offsets);
+        float sum = simd::reduce_add(first_sum + second_sum);
+        if constexpr (with_offset) sum += cpu::sum_offsets(first_offsets + second_offsets);
+        if (b < blocks) sum += scalar_tail(b);
+        return sum;
+    }
+
+    static float dot_q4_0(const formats::block_q4_0* x, const formats::block_q8_0* y,
+                          std::int64_t blocks) {
+        return dot_blocks<false>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                return cpu::dot_signed(cpu::sub_bytes(cpu::nibbles(x[b].qs), 8),
+                                       cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q4_0::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    static float dot_q5_0(const formats::block_q5_0* x, const formats::block_q8_0* y,
+                          std::int64_t blocks) {
+        return dot_blocks<false>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
+                return cpu::dot_signed(cpu::sub_bytes(level, 16), cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q5_0::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    static float dot_q8_0(const formats::block_q8_0* x, const formats::block_q8_0* y,
+                          std::int64_t blocks) {
+        return dot_blocks<false>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                return cpu::dot_signed(cpu::load_bytes(x[b].qs), cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q8_0::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    static float dot_q4_1(const formats::block_q4_1* x, const formats::block_q8_1* y,
+                          std::int64_t blocks) {
+        return dot_blocks<true>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                return cpu::dot_unsigned(cpu::nibbles(x[b].qs), cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q4_1::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    static float dot_q5_1(const formats::block_q5_1* x, const formats::block_q8_1* y,
+                          std::int64_t blocks) {
+        return dot_blocks<true>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
+                return cpu::dot_unsigned(level, cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q5_1::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    /// f16 and f32: products summed in four float accumulators, each stretch of `chunk`
+    /// values then added in double, as the reference sums everything.
+    template <class Load>
+    static float dot_floats(std::int64_t n, Load load, double tail) {
+        constexpr std::int64_t chunk = 1024;
+        constexpr std::int64_t width = std::int64_t(lanes);
+        double total = tail;
+        std::int64_t i = 0;
+        while (i + width <= n) {
+            const std::int64_t end = std::min(n, i + chunk);
+            floats acc[4] = {floats(0.0f), floats(0.0f), floats(0.0f), floats(0.0f)};
+            for (; i + 4 * width <= end; i += 4 * width) {
+                for (std::int64_t k = 0; k < 4; ++k) acc[k] = acc[k] + load(i + k * width);
+            }
+            for (; i + width <= end; i += width) acc[0] = acc[0] + load(i);
+            total += double(simd::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3])));
+        }
+        return float(total);
+    }
+
+    static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
+        const std::int64_t whole = n - n % std::int64_t(lanes);
+        double tail = 0.0;
+        for (std::int64_t i = whole; i < n; ++i) {
+            tail += double(cpu::half_to_float(x[i]) * cpu::half_to_float(y[i]));
+        }
+        return dot_floats(
+            whole,
+            [&](std::int64_t i) {
+                return simd::mul(cpu::load_halves(x + i), cpu::load_halves(y + i));
+            },
+            tail);
+    }
+
+    static float dot_f32(const float* x, const float* y, std::int64_t n) {
+        const std::int64_t whole = n - n % std::int64_t(lanes);
+        double tail = 0.0;
+        for (std::int64_t i = whole; i < n; ++i) tail += double(x[i] * y[i]);
+        return dot_floats(
+            whole,
+            [&](std::int64_t i) {
+                return simd::mul(floats::load_unaligned(x + i), floats::load_unaligned(y + i));
+            },
+            tail);
+    }
+};
+
+// ---- row-range entry points of the kernel table ------------------------------------------
+
+template <class Format, void (*Rows)(const float*, typename Format::block*, std::int64_t)>
+void quantize_rows(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                   const float* importance) {
+    auto* out = static_cast<typename Format::block*>(dst);
+    const std::int64_t blocks = n_per_row / std::int64_t(Format::block_size);
+    for (std::int64_t r = 0; r < nrows; ++r) {
+        if (importance != nullptr && Format::uses_importance) {
+            // The importance-weighted searches (formats/detail/scale_search.hpp) stay
+            // scalar: they are sequential sums over a block, tried for many scales.
+            Format::quantize_row(src + r * n_per_row, out + r * blocks, n_per_row, importance);
+        } else {
+            Rows(src + r * n_per_row, out + r * blocks, blocks);
+        }
+    }
+}
+
+template <class Format, void (*Rows)(const typename Format::block*, float*, std::int64_t)>
+void dequantize_rows(const void* src, float* dst, std::int64_t nrows, std::int64_t n_per_row) {
+    const auto* in = static_cast<const typename Format::block*>(src);
+    const std::int64_t blocks = n_per_row / std::int64_t(Format::block_size);
+    for (std::int64_t r = 0; r < nrows; ++r) Rows(in + r * blocks, dst + r * n_per_row, blocks);
+}
+
+template <class Format, float (*Dot)(const typename Format::block*,
+                                     const typename Format::partner_block*, std::int64_t)>
+float dot_row(const void* x, const void* y, std::int64_t n) {
+    return Dot(static_cast<const typename Format::block*>(x),
+               static_cast<const typename Format::partner_block*>(y),
+               n / std::int64_t(Format::block_size));
+}
+
+}  // namespace generic
+
+/// Fills `table` with this architecture's kernels for q4_0 q4_1 q5_0 q5_1 q8_0 q8_1 f16 f32.
+template <class Arch>
+void add_block_kernels(kernel_table& table) {
+    using k = generic::block_kernels<Arch>;
+    using generic::dequantize_rows;
+    using generic::dot_row;
+    using generic::quantize_rows;
+    namespace f = formats;
+    table[type_id::f32] = {&quantize_rows<f::f32, &k::quantize_f32>,
+                           &dequantize_rows<f::f32, &k::dequantize_f32>,
+                           &dot_row<f::f32, &k::dot_f32>};
+    table[type_id::f16] = {&quantize_rows<f::f16, &k::quantize_f16>,
+                           &dequantize_rows<f::f16, &k::dequantize_f16>,
+                           &dot_row<f::f16, &k::dot_f16>};
+    table[type_id::q4_0] = {&quantize_rows<f::q4_0, &k::quantize_q4_0>,
+                            &dequantize_rows<f::q4_0, &k::dequantize_q4_0>,
+                            &dot_row<f::q4_0, &k::dot_q4_0>};
+    table[type_id::q4_1] = {&quantize_rows<f::q4_1, &k::quantize_q4_1>,
+                            &dequantize_rows<f::q4_1, &k::dequantize_q4_1>,
+                            &dot_row<f::q4_1, &k::dot_q4_1>};
+    table[type_id::q5_0] = {&quantize_rows<f::q5_0, &k::quantize_q5_0>,
+                            &dequantize_rows<f::q5_0, &k::dequantize_q5_0>,
+                            &dot_row<f::q5_0, &k::dot_q5_0>};
+    table[type_id::q5_1] = {&quantize_rows<f::q5_1, &k::quantize_q5_1>,
+                            &dequantize_rows<f::q5_1, &k::dequantize_q5_1>,
+                            &dot_row<f::q5_1, &k::dot_q5_1>};
+    table[type_id::q8_0] = {&quantize_rows<f::q8_0, &k::quantize_q8_0>,
+                            &dequantize_rows<f::q8_0, &k::template dequantize_q8<f::block_q8_0>>,
+                            &dot_row<f::q8_0, &k::dot_q8_0>};
+    table[type_id::q8_1] = {&quantize_rows<f::q8_1, &k::quantize_q8_1>,
+                            &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>,
+                            nullptr};
+}
+
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/generic.hpp
+// ---- begin qmix/kernels/kquants.hpp
+
+// SIMD kernels of the k-quant formats (q2_K .. q6_K and q8_K), written once with xsimd and
+// instantiated per instruction set by the translation unit compiled for it:
+//
+//     qmix::kernels::kernel_table table{"avx2"};
+//     qmix::kernels::add_kquant_kernels<xsimd::avx2>(table);
+//
+// Quantizing and dequantizing give the bytes and floats of the scalar reference
+// (formats/*.hpp) exactly, whatever the width of the instruction set. The dot products
+// sum exact integers per block and add the blocks in the reference's order, so they too
+// equal the scalar reference. Dot products exist for the instruction sets with integer
+// multiply-add of bytes (AVX2, AVX-512BW, NEON on aarch64); elsewhere the slot stays
+// empty and callers use the scalar reference.
+
+// ---- begin qmix/kernels/kquants/dot.hpp
+
+// Which dot-product kernels an instruction set gets: the AVX2 ones on AVX2 and on AVX-512
+// (which includes AVX2), the NEON ones on aarch64. Elsewhere the slots stay empty and the
+// table falls back to the scalar reference.
+
+// ---- begin qmix/kernels/kquants/batch_ops.hpp
+
+// The per-instruction-set floor of the k-quant kernels: operations on one xsimd batch,
+// with intrinsics where xsimd 8 has no expression or no exact one.
+//
+// Everything in kquants/ is a template on the xsimd architecture tag, even the scalar
+// helpers. The kernels of several instruction sets are linked into one program, each
+// translation unit compiled with its own -m flags; a plain inline function would be
+// emitted by every one of them and the linker would keep one copy at random, possibly the
+// AVX-512 one on a CPU without AVX-512. A template on Arch gives every instruction set
+// symbols of its own.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON) || defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+namespace qmix::kernels::kquants {
+
+/// True for the instruction sets (and their FMA variants) that have code paths of their
+/// own in this folder.
+template <class Arch>
+inline constexpr bool is_avx2 = std::is_base_of_v<xsimd::avx2, Arch>;
+template <class Arch>
+inline constexpr bool is_avx512bw = std::is_base_of_v<xsimd::avx512bw, Arch>;
+template <class Arch>
+inline constexpr bool is_neon64 = std::is_base_of_v<xsimd::neon64, Arch>;
+/// The 128-bit x86 sets (SSE2 .. SSE4.2): batches are __m128.
+template <class Arch>
+inline constexpr bool is_sse = std::is_base_of_v<xsimd::sse2, Arch>;
+/// 32-bit NEON: xsimd divides and takes square roots there by estimates (see batch_ops::div).
+template <class Arch>
+inline constexpr bool is_neon32 = std::is_base_of_v<xsimd::neon, Arch> && !is_neon64<Arch>;
+
+/// f(std::integral_constant<int, i>{}) for i = 0 .. N - 1, unrolled: inside f the index
+/// is a constant, so shift counts and shuffle masks built from it are immediates.
+template <class F, int... i>
+QMIX_FORCE_INLINE void unrolled_over(F&& f, std::integer_sequence<int, i...>) {
+    (f(std::integral_constant<int, i>{}), ...);
+}
+
+template <int N, class F>
+QMIX_FORCE_INLINE void unrolled(F&& f) {
+    unrolled_over(f, std::make_integer_sequence<int, N>{});
+}
+
+/// Operations on one xsimd batch; lanes<Arch, K> below spreads them over K batches.
+template <class Arch>
+struct batch_ops {
+    using floats = xsimd::batch<float, Arch>;
+    using ints = xsimd::batch<std::int32_t, Arch>;
+    using mask = xsimd::batch_bool<float, Arch>;
+    static constexpr int count = int(floats::size);
+
+    static floats load(const float* p) { return floats::load_unaligned(p); }
+    static ints load(const std::int32_t* p) { return ints::load_unaligned(p); }
+    static void store(float* p, floats v) { v.store_unaligned(p); }
+    static void store(std::int32_t* p, ints v) { v.store_unaligned(p); }
+
+    /// a * b rounded on its own, never fused with the addition that consumes it.
+    static floats mul(floats a, floats b) { return simd::mul(a, b); }
+
+    /// The correctly rounded quotient. xsimd 8 divides on NEON with a reciprocal estimate
+    /// and two Newton steps, which is not IEEE division and would change the bytes.
+    static floats div(floats a, floats b) {
+        if constexpr (is_neon64<Arch>) {
+#if XSIMD_WITH_NEON64
+            return floats(vdivq_f32(a, b));
+#endif
+        } else if constexpr (is_neon32<Arch>) {
+            alignas(64) float num[count];
+            alignas(64) float den[count];
+            a.store_aligned(num);
+            b.store_aligned(den);
+            for (int i = 0; i < count; ++i) num[i] = num[i] / den[i];
+            return floats::load_aligned(num);
+        } else {
+            return a / b;
+        }
+    }
+
+    /// The correctly rounded square root (xsimd 8 estimates it on NEON, as for division).
+    static floats sqrt(floats a) {
+        if constexpr (is_neon64<Arch>) {
+#if XSIMD_WITH_NEON64
+            return floats(vsqrtq_f32(a));
+#endif
+        } else if constexpr (is_neon32<Arch>) {
+            alignas(64) float v[count];
+            a.store_aligned(v);
+            for (int i = 0; i < count; ++i) v[i] = std::sqrt(v[i]);
+            return floats::load_aligned(v);
+        } else if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512F__)
+            return floats(_mm512_maskz_sqrt_ps(0xFFFF, a));
+#endif
+        } else {
+            return xsimd::sqrt(a);
+        }
+    }
+
+    /// strict::nearest_int per lane: the magic addition leaves the rounded integer in the
+    /// low mantissa bits. The argument is settled first, so a product passed in is rounded
+    /// before the addition, as in the reference.
+    static ints nearest_int(floats value) {
+        const floats shifted = simd::settle(value) + floats(12582912.0f);
+        return (xsimd::bitwise_cast<ints>(shifted) & ints(0x007fffff)) - ints(0x00400000);
+    }
+
+    static ints clamp(ints v, int lo, int hi) {
+        return max(ints(lo), min(ints(hi), v));
+    }
+
+    // The AVX-512 forms below are xsimd's instructions spelled with an all-ones zeroing
+    // mask: GCC 12's unmasked intrinsics start from an "undefined" vector that trips
+    // -Wmaybe-uninitialized in every includer. The compiler emits the unmasked instruction.
+
+    static ints min(ints a, ints b) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512F__)
+            return ints(_mm512_maskz_min_epi32(0xFFFF, a, b));
+#endif
+        } else {
+            return xsimd::min(a, b);
+        }
+    }
+
+    static ints max(ints a, ints b) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512F__)
+            return ints(_mm512_maskz_max_epi32(0xFFFF, a, b));
+#endif
+        } else {
+            return xsimd::max(a, b);
+        }
+    }
+
+    /// Exact for the small integers used here.
+    static floats to_float(ints v) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512F__)
+            return floats(_mm512_maskz_cvtepi32_ps(0xFFFF, v));
+#endif
+        } else {
+            return xsimd::to_float(v);
+        }
+    }
+
+    /// For floats that hold integers: exact.
+    static ints to_int(floats v) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512F__)
+            return ints(_mm512_maskz_cvttps_epi32(0xFFFF, v));
+#endif
+        } else {
+            return xsimd::to_int(v);
+        }
+    }
+
+    static floats select(mask m, floats a, floats b) {
+        return xsimd::select(m, a, b);
+    }
+    static ints select(mask m, ints a, ints b) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512F__)
+            // xsimd 8's own integer select on AVX-512BW does not compile at -O0 with GCC.
+            return ints(_mm512_mask_blend_epi32(m.data, b, a));
+#endif
+        } else {
+            return xsimd::select(xsimd::bool_cast(m), a, b);
+        }
+    }
+
+    /// |v|, by clearing the sign bit as fabs does.
+    static floats abs(floats v) {
+        return xsimd::abs(v);
+    }
+
+    /// Eight-bit levels p[0 .. count) as floats.
+    static floats widen(const std::int8_t* p) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512BW__)
+            const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            return to_float(ints(_mm512_maskz_cvtepi8_epi32(0xFFFF, bytes)));
+#endif
+        } else if constexpr (is_avx2<Arch>) {
+#if defined(__AVX2__)
+            const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+            return floats(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)));
+#endif
+        } else if constexpr (is_neon64<Arch>) {
+#if XSIMD_WITH_NEON64
+            std::int32_t word;
+            std::memcpy(&word, p, sizeof word);
+            const int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(word)));
+            return floats(vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide))));
+#endif
+        } else if constexpr (is_sse<Arch>) {
+#if defined(__SSE2__)
+            std::int32_t word;
+            std::memcpy(&word, p, sizeof word);
+            // Each byte copied into the top of its 32-bit lane, then shifted down with sign.
+            __m128i v = _mm_cvtsi32_si128(word);
+            v = _mm_unpacklo_epi8(v, v);
+            v = _mm_unpacklo_epi16(v, v);
+            return floats(_mm_cvtepi32_ps(_mm_srai_epi32(v, 24)));
+#endif
+        } else {
+            alignas(64) float values[count];
+            for (int i = 0; i < count; ++i) values[i] = float(p[i]);
+            return floats::load_aligned(values);
+        }
+    }
+
+    /// out[i] lane j = rows[j][i] for i, j < count: a square transpose of count rows.
+    QMIX_FORCE_INLINE static void transpose(const float* const* rows, floats* out) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512F__)
+            transpose16(rows, out);
+#endif
+        } else if constexpr (is_avx2<Arch>) {
+#if defined(__AVX2__)
+            transpose8(rows, out);
+#endif
+        } else if constexpr (is_neon64<Arch>) {
+#if XSIMD_WITH_NEON64
+            const float32x4x2_t p01 = vtrnq_f32(vld1q_f32(rows[0]), vld1q_f32(rows[1]));
+            const float32x4x2_t p23 = vtrnq_f32(vld1q_f32(rows[2]), vld1q_f32(rows[3]));
+            out[0] = vcombine_f32(vget_low_f32(p01.val[0]), vget_low_f32(p23.val[0]));
+            out[1] = vcombine_f32(vget_low_f32(p01.val[1]), vget_low_f32(p23.val[1]));
+            out[2] = vcombine_f32(vget_high_f32(p01.val[0]), vget_high_f32(p23.val[0]));
+            out[3] = vcombine_f32(vget_high_f32(p01.val[1]), vget_high_f32(p23.val[1]));
+#endif
+        } else if constexpr (is_sse<Arch>) {
+#if defined(__SSE2__)
+            __m128 r0 = _mm_loadu_ps(rows[0]);
+            __m128 r1 = _mm_loadu_ps(rows[1]);
+            __m128 r2 = _mm_loadu_ps(rows[2]);
+            __m128 r3 = _mm_loadu_ps(rows[3]);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            out[0] = r0;
+            out[1] = r1;
+            out[2] = r2;
+            out[3] = r3;
+#endif
+        } else {
+            alignas(64) float buffer[count * count];
+            for (int j = 0; j < count; ++j) {
+                for (int i = 0; i < count; ++i) buffer[i * count + j] = rows[j][i];
+            }
+            for (int i = 0; i < count; ++i) out[i] = floats::load_aligned(buffer + i * count);
+        }
+    }
+
+    /// Stores the lanes of v, each 0..255, as count bytes.
+    static void store_bytes(std::uint8_t* p, ints v) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512F__)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_maskz_cvtepi32_epi8(0xFFFF, v));
+#endif
+        } else if constexpr (is_avx2<Arch>) {
+#if defined(__AVX2__)
+            const __m256i all = v;
+            const __m128i words =
+                _mm_packus_epi32(_mm256_castsi256_si128(all), _mm256_extracti128_si256(all, 1));
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(words, words));
+#endif
+        } else if constexpr (is_neon64<Arch>) {
+#if XSIMD_WITH_NEON64
+            const uint16x4_t words = vmovn_u32(vreinterpretq_u32_s32(v));
+            const uint8x8_t bytes = vmovn_u16(vcombine_u16(words, words));
+            const std::uint32_t word = vget_lane_u32(vreinterpret_u32_u8(bytes), 0);
+            std::memcpy(p, &word, sizeof word);
+#endif
+        } else if constexpr (is_sse<Arch>) {
+#if defined(__SSE2__)
+            const __m128i words = _mm_packs_epi32(v, v);
+            const std::int32_t bytes = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));
+            std::memcpy(p, &bytes, sizeof bytes);
+#endif
+        } else {
+            alignas(64) std::int32_t values[count];
+            v.store_aligned(values);
+            for (int i = 0; i < count; ++i) p[i] = std::uint8_t(values[i]);
+        }
+    }
+
+  private:
+#if defined(__AVX2__)
+    QMIX_FORCE_INLINE static void transpose8(const float* const* rows, floats* out) {
+        const __m256 r0 = _mm256_loadu_ps(rows[0]);
+        const __m256 r1 = _mm256_loadu_ps(rows[1]);
+        const __m256 r2 = _mm256_loadu_ps(rows[2]);
+        const __m256 r3 = _mm256_loadu_ps(rows[3]);
+        const __m256 r4 = _mm256_loadu_ps(rows[4]);
+        const __m256 r5 = _mm256_loadu_ps(rows[5]);
+        const __m256 r6 = _mm256_loadu_ps(rows[6]);
+        const __m256 r7 = _mm256_loadu_ps(rows[7]);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1);
+        const __m256 t1 = _mm256_unpackhi_ps(r0, r1);
+        const __m256 t2 = _mm256_unpacklo_ps(r2, r3);
+        const __m256 t3 = _mm256_unpackhi_ps(r2, r3);
+        const __m256 t4 = _mm256_unpacklo_ps(r4, r5);
+        const __m256 t5 = _mm256_unpackhi_ps(r4, r5);
+        const __m256 t6 = _mm256_unpacklo_ps(r6, r7);
+        const __m256 t7 = _mm256_unpackhi_ps(r6, r7);
+        // u_c (u_c + 4): columns c and c + 4 of rows 0-3 (4-7) in its two 128-bit halves.
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44);
+        const __m256 u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44);
+        const __m256 u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44);
+        const __m256 u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44);
+        const __m256 u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        out[0] = floats(_mm256_permute2f128_ps(u0, u4, 0x20));
+        out[1] = floats(_mm256_permute2f128_ps(u1, u5, 0x20));
+        out[2] = floats(_mm256_permute2f128_ps(u2, u6, 0x20));
+        out[3] = floats(_mm256_permute2f128_ps(u3, u7, 0x20));
+        out[4] = floats(_mm256_permute2f128_ps(u0, u4, 0x31));
+        out[5] = floats(_mm256_permute2f128_ps(u1, u5, 0x31));
+        out[6] = floats(_mm256_permute2f128_ps(u2, u6, 0x31));
+        out[7] = floats(_mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+#endif
+#if defined(__AVX512F__)
+    // The unmasked forms would trip GCC 12's -Wmaybe-uninitialized (see min above).
+    QMIX_FORCE_INLINE static void transpose16(const float* const* rows, floats* out) {
+        __m512 t[16];
+        unrolled<8>([&](auto i) {
+            const __m512 a = _mm512_loadu_ps(rows[2 * i]);
+            const __m512 b = _mm512_loadu_ps(rows[2 * i + 1]);
+            t[2 * i] = _mm512_maskz_unpacklo_ps(0xFFFF, a, b);
+            t[2 * i + 1] = _mm512_maskz_unpackhi_ps(0xFFFF, a, b);
+        });
+        __m512 u[16];  // u[4 g + c], 128-bit lane l: rows 4g .. 4g + 3 of column 4 l + c
+        unrolled<4>([&](auto g) {
+            const __m512d p0 = _mm512_castps_pd(t[4 * g]);
+            const __m512d p1 = _mm512_castps_pd(t[4 * g + 1]);
+            const __m512d p2 = _mm512_castps_pd(t[4 * g + 2]);
+            const __m512d p3 = _mm512_castps_pd(t[4 * g + 3]);
+            u[4 * g + 0] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, p0, p2));
+            u[4 * g + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, p0, p2));
+            u[4 * g + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, p1, p3));
+            u[4 * g + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, p1, p3));
+        });
+        unrolled<4>([&](auto c) {
+            const __m512 v0 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[c], u[4 + c], 0x44);
+            const __m512 v1 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[c], u[4 + c], 0xEE);
+            const __m512 v2 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + c], u[12 + c], 0x44);
+            const __m512 v3 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + c], u[12 + c], 0xEE);
+            out[c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v0, v2, 0x88));
+            out[4 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v0, v2, 0xDD));
+            out[8 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v1, v3, 0x88));
+            out[12 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v1, v3, 0xDD));
+        });
+    }
+#endif
+};
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/batch_ops.hpp
+// ---- begin qmix/kernels/kquants/dot_avx2.hpp
+
+// Dot products of the k-quant weight formats with q8_K rows, for AVX2 (and the AVX-512
+// translation units, which have AVX2 too). Bytes are multiplied and summed in 16-bit
+// pairs (maddubs), weighted by the sub-block scales in 32-bit (madd), and each block's
+// exact integer sums are then scaled and added in the order of the scalar reference: the
+// results equal formats::*::dot_row bit for bit.
+//
+// maddubs takes an unsigned and a signed operand. Signed levels L = u - offset are split
+// into maddubs(u, q8) - maddubs(offset, q8). No 16-bit pair sum can saturate here: the
+// largest is 2 * 63 * 128 (q6_K).
+//
+// Eight blocks are reduced together: their eight 32-bit accumulators are folded into one
+// vector of eight block sums, and the block scales are applied to that vector, instead of
+// a horizontal sum per block.
+
+// ---- begin qmix/kernels/kquants/scalar.hpp
+
+// The few scalar steps of the k-quant kernels (binary16 conversions, the q4_K / q5_K
+// scale unpacking), as templates on Arch for the reason given in kquants/batch_ops.hpp.
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON) || defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+namespace qmix::kernels::kquants {
+
+/// binary16 conversions (the integer algorithm of core/binary16.hpp, or the exact hardware
+/// widening where the translation unit has one) and the q4_K / q5_K scale unpacking.
+template <class Arch>
+struct scalar {
+    static float bits_to_float(std::uint32_t bits) {
+        float value;
+        std::memcpy(&value, &bits, sizeof value);
+        return value;
+    }
+
+    static float half_to_float(std::uint16_t half) {
+#if defined(__F16C__)
+        return _cvtsh_ss(half);
+#elif defined(__aarch64__)
+        return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(half))), 0);
+#else
+        const std::uint32_t sign = std::uint32_t(half & 0x8000u) << 16;
+        const std::uint32_t exponent = (half >> 10) & 0x1fu;
+        const std::uint32_t mantissa = half & 0x3ffu;
+        if (exponent == 0x1f) {
+            const std::uint32_t quiet = mantissa ? 0x00400000u : 0u;
+            return bits_to_float(sign | 0x7f800000u | quiet | (mantissa << 13));
+        }
+        if (exponent != 0) return bits_to_float(sign | ((exponent + 112) << 23) | (mantissa << 13));
+        if (mantissa == 0) return bits_to_float(sign);
+        std::uint32_t shift = 0;
+        std::uint32_t m = mantissa;
+        while ((m & 0x400u) == 0) {
+            m <<= 1;
+            ++shift;
+        }
+        return bits_to_float(sign | ((113 - shift) << 23) | ((m & 0x3ffu) << 13));
+#endif
+    }
+
+    static std::uint16_t float_to_half(float value) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &value, sizeof bits);
+        const auto sign = std::uint16_t((bits >> 16) & 0x8000u);
+        bits &= 0x7fffffffu;
+        if (bits >= 0x7f800000u) {
+            if (bits == 0x7f800000u) return std::uint16_t(sign | 0x7c00u);
+            return std::uint16_t(sign | 0x7e00u | ((bits >> 13) & 0x3ffu));
+        }
+        if (bits >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);
+        if (bits >= 0x38800000u) {
+            const std::uint32_t odd = (bits >> 13) & 1u;
+            return std::uint16_t(sign | ((bits - 0x38000000u + 0xfffu + odd) >> 13));
+        }
+        if (bits <= 0x33000000u) return sign;
+        const std::uint32_t exponent = bits >> 23;
+        const std::uint32_t mantissa = (bits & 0x7fffffu) | 0x800000u;
+        const std::uint32_t shift = 126 - exponent;
+        const std::uint32_t half_ulp = 1u << (shift - 1);
+        const std::uint32_t remainder = mantissa & ((1u << shift) - 1);
+        std::uint32_t result = mantissa >> shift;
+        if (remainder > half_ulp || (remainder == half_ulp && (result & 1u))) ++result;
+        return std::uint16_t(sign | result);
+    }
+
+    /// |value|, by clearing the sign bit as fabs does.
+    static float abs(float value) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &value, sizeof bits);
+        return bits_to_float(bits & 0x7fffffffu);
+    }
+
+    static int clamp(int v, int lo, int hi) {
+        return v < lo ? lo : (v > hi ? hi : v);
+    }
+
+    /// The 6-bit scale and min of sub-block j of q4_K / q5_K (formats' unpack_scale_min_k4).
+    static void unpack_scale_min_k4(int j, const std::uint8_t* q, int& scale, int& min) {
+        if (j < 4) {
+            scale = q[j] & 63;
+            min = q[j + 4] & 63;
+        } else {
+            scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+            min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+        }
+    }
+};
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/scalar.hpp
+
+#if defined(__AVX2__)
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace qmix::kernels::kquants {
+
+template <class Arch>
+struct avx2_dot {
+    using act = formats::block_q8_k;
+
+    static float q2_k(const void* x, const void* y, std::int64_t n) {
+        return run<q2_k_unit>(static_cast<const formats::block_q2_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q3_k(const void* x, const void* y, std::int64_t n) {
+        return run<q3_k_unit>(static_cast<const formats::block_q3_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q4_k(const void* x, const void* y, std::int64_t n) {
+        return run<q4_k_unit>(static_cast<const formats::block_q4_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q5_k(const void* x, const void* y, std::int64_t n) {
+        return run<q5_k_unit>(static_cast<const formats::block_q5_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q6_k(const void* x, const void* y, std::int64_t n) {
+        return run<q6_k_unit>(static_cast<const formats::block_q6_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+
+  private:
+    static constexpr int group = 8;  ///< blocks reduced together
+
+    /// Per group of eight blocks: the integer sums, then
+    ///     sum += d * scaled - dmin * mins     (formats with a min)
+    ///     sum += d * scaled                   (symmetric formats)
+    /// block after block, with d = half(x.d) * y.d as the reference rounds it.
+    template <class Unit, class Block>
+    static float run(const Block* x, const act* y, std::int64_t blocks) {
+        float sum = 0;
+        for (std::int64_t first = 0; first < blocks; first += group) {
+            const int count = blocks - first < group ? int(blocks - first) : group;
+            __m256i scaled[group];
+            __m256i mins[group];
+            alignas(32) std::uint16_t d_half[group] = {};
+            alignas(32) std::uint16_t dmin_half[group] = {};
+            alignas(32) float act_d[group] = {};
+            for (int b = 0; b < count; ++b) {
+                Unit::sums(x[first + b], y[first + b], scaled[b], mins[b]);
+                d_half[b] = x[first + b].d;
+                if constexpr (Unit::has_min) dmin_half[b] = x[first + b].dmin;
+                act_d[b] = y[first + b].d;
+            }
+            for (int b = count; b < group; ++b) scaled[b] = mins[b] = _mm256_setzero_si256();
+            const __m256 act_scale = _mm256_load_ps(act_d);
+            const __m256 d = _mm256_mul_ps(halves(d_half), act_scale);
+            __m256 terms = settled(_mm256_mul_ps(d, _mm256_cvtepi32_ps(fold(scaled))));
+            if constexpr (Unit::has_min) {
+                const __m256 dmin = _mm256_mul_ps(halves(dmin_half), act_scale);
+                terms = _mm256_sub_ps(terms,
+                                      settled(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(fold(mins)))));
+            }
+            alignas(32) float term[group];
+            _mm256_store_ps(term, terms);
+            for (int b = 0; b < count; ++b) sum += term[b];
+        }
+        return sum;
+    }
+
+    /// A product rounded on its own (simd::settle for a raw __m256).
+    static __m256 settled(__m256 v) {
+        __asm__("" : "+x"(v));
+        return v;
+    }
+
+    /// Lane b = the sum of the eight lanes of v[b].
+    static __m256i fold(const __m256i* v) {
+        const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]);
+        const __m256i h23 = _mm256_hadd_epi32(v[2], v[3]);
+        const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]);
+        const __m256i h67 = _mm256_hadd_epi32(v[6], v[7]);
+        const __m256i q03 = _mm256_hadd_epi32(h01, h23);
+        const __m256i q47 = _mm256_hadd_epi32(h45, h67);
+        return _mm256_add_epi32(_mm256_permute2x128_si256(q03, q47, 0x20),
+                                _mm256_permute2x128_si256(q03, q47, 0x31));
+    }
+
+    /// Eight binary16 values widened (exact).
+    static __m256 halves(const std::uint16_t* h) {
+#if defined(__F16C__)
+        return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+#elif defined(__AVX512VL__)
+        return _mm256_maskz_cvtph_ps(0xFF, _mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+#else
+        alignas(32) float f[group];
+        for (int i = 0; i < group; ++i) f[i] = scalar<Arch>::half_to_float(h[i]);
+        return _mm256_load_ps(f);
+#endif
+    }
+
+    static __m256i load(const void* p) {
+        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+    }
+
+    /// 16-bit lanes 0-7 = lane 2 s of v16's 128-bit half, lanes 8-15 = lane 2 s + 1: the
+    /// scales of two consecutive groups of 16 for a vector of 32 values.
+    static __m256i pair_of_scales(__m256i half_dup, int s) {
+        const __m128i low = _mm_set1_epi16(short(0x0100 + 0x0404 * s));
+        const __m128i high = _mm_set1_epi16(short(0x0302 + 0x0404 * s));
+        return _mm256_shuffle_epi8(half_dup, _mm256_set_m128i(high, low));
+    }
+
+    /// Sixteen 16-bit scales, each 128-bit half duplicated: [0..7 | 0..7], [8..15 | 8..15].
+    static void duplicate_halves(__m256i scales16, __m256i& first, __m256i& second) {
+        first = _mm256_permute4x64_epi64(scales16, 0x44);
+        second = _mm256_permute4x64_epi64(scales16, 0xEE);
+    }
+
+    static std::uint32_t word(const std::uint8_t* p) {
+        std::uint32_t w;
+        std::memcpy(&w, p, sizeof w);
+        return w;
+    }
+
+    struct q2_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q2_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+            const __m256i scales16 =
+                _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0xF)));
+            const __m256i mins16 =
+                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
+            mins = _mm256_madd_epi16(load(y.bsums), mins16);
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<2>([&](auto h) {
+                const __m256i q2 = load(x.qs + 32 * h);
+                unrolled<4>([&](auto s) {
+                    const __m256i levels = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * s), two_bits);
+                    const __m256i products =
+                        _mm256_maddubs_epi16(levels, load(y.qs + 128 * h + 32 * s));
+                    acc = _mm256_add_epi32(
+                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                });
+            });
+            scaled = acc;
+        }
+    };
+
+    struct q3_k_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_q3_k& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            // The sixteen 6-bit scales (formats/q3_k.hpp), four per 32-bit word, minus 32.
+            const std::uint32_t w0 = word(x.scales);
+            const std::uint32_t w1 = word(x.scales + 4);
+            const std::uint32_t w2 = word(x.scales + 8);
+            const std::uint32_t nibbles = 0x0F0F0F0Fu;
+            const std::uint32_t pairs = 0x03030303u;
+            const __m128i biased =
+                _mm_setr_epi32(int((w0 & nibbles) | ((w2 & pairs) << 4)),
+                               int((w1 & nibbles) | (((w2 >> 2) & pairs) << 4)),
+                               int(((w0 >> 4) & nibbles) | (((w2 >> 4) & pairs) << 4)),
+                               int(((w1 >> 4) & nibbles) | (((w2 >> 6) & pairs) << 4)));
+            const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(biased, _mm_set1_epi8(32)));
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+
+            const __m256i hmask = load(x.hmask);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            const __m256i one = _mm256_set1_epi8(1);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<2>([&](auto h) {
+                const __m256i q3 = load(x.qs + 32 * h);
+                unrolled<4>([&](auto s) {
+                    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q3, 2 * s), two_bits);
+                    // Level = low - 4 where the third bit is clear.
+                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hmask, 4 * h + s), one);
+                    const __m256i offset = _mm256_slli_epi16(_mm256_xor_si256(high, one), 2);
+                    const __m256i q8 = load(y.qs + 128 * h + 32 * s);
+                    const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(low, q8),
+                                                              _mm256_maddubs_epi16(offset, q8));
+                    acc = _mm256_add_epi32(
+                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                });
+            });
+            scaled = acc;
+        }
+    };
+
+    /// q4_K and q5_K's sub-block scales and mins (detail::pack_scale_min_k4), unpacked four
+    /// bytes at a time: scale levels 0-3, 4-7, min levels 0-3, 4-7.
+    static void unpack_k4_scales(const std::uint8_t* packed, __m128i& scales, __m128i& mins) {
+        const std::uint32_t w0 = word(packed);
+        const std::uint32_t w1 = word(packed + 4);
+        const std::uint32_t w2 = word(packed + 8);
+        const std::uint32_t six = 0x3F3F3F3Fu;
+        const std::uint32_t nibbles = 0x0F0F0F0Fu;
+        const std::uint32_t pairs = 0x03030303u;
+        const std::uint32_t scales_high = (w2 & nibbles) | (((w0 >> 6) & pairs) << 4);
+        const std::uint32_t mins_high = ((w2 >> 4) & nibbles) | (((w1 >> 6) & pairs) << 4);
+        scales = _mm_cvtepu8_epi16(_mm_setr_epi32(int(w0 & six), int(scales_high), 0, 0));
+        mins = _mm_cvtepu8_epi16(_mm_setr_epi32(int(w1 & six), int(mins_high), 0, 0));
+    }
+
+    /// The min term: min level j times the sum of q8's 32 levels of sub-block j, as
+    /// bsums[2j] + bsums[2j + 1].
+    static __m256i k4_min_sums(const act& y, __m128i mins) {
+        const __m128i pair_sums =
+            _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
+                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8)));
+        return _mm256_zextsi128_si256(_mm_madd_epi16(pair_sums, mins));
+    }
+
+    /// Sub-block j's scale level in every 16-bit lane.
+    static __m256i k4_scale(__m256i scales_dup, int j) {
+        return _mm256_shuffle_epi8(scales_dup, _mm256_set1_epi16(short(0x0100 + 0x0202 * j)));
+    }
+
+    struct q4_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q4_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            __m128i scales;
+            __m128i min_levels;
+            unpack_k4_scales(x.scales, scales, min_levels);
+            mins = k4_min_sums(y, min_levels);
+            const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<4>([&](auto g) {
+                const __m256i q4 = load(x.qs + 32 * g);
+                const __m256i first = _mm256_and_si256(q4, nibble);
+                const __m256i second = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
+                const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
+                const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, k4_scale(scales_dup, 2 * g)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, k4_scale(scales_dup, 2 * g + 1)));
+            });
+            scaled = acc;
+        }
+    };
+
+    struct q5_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q5_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            __m128i scales;
+            __m128i min_levels;
+            unpack_k4_scales(x.scales, scales, min_levels);
+            mins = k4_min_sums(y, min_levels);
+            const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i qh = load(x.qh);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<4>([&](auto g) {
+                const __m256i q4 = load(x.qs + 32 * g);
+                const __m256i fifth0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one);
+                const __m256i fifth1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one);
+                const __m256i first =
+                    _mm256_or_si256(_mm256_and_si256(q4, nibble), _mm256_slli_epi16(fifth0, 4));
+                const __m256i second =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble),
+                                    _mm256_slli_epi16(fifth1, 4));
+                const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
+                const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, k4_scale(scales_dup, 2 * g)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, k4_scale(scales_dup, 2 * g + 1)));
+            });
+            scaled = acc;
+        }
+    };
+
+    struct q6_k_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_q6_k& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            const __m256i scales16 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            const __m256i offset = _mm256_set1_epi8(32);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<2>([&](auto h) {
+                const __m256i ql0 = load(x.ql + 64 * h);
+                const __m256i ql1 = load(x.ql + 64 * h + 32);
+                const __m256i qh = load(x.qh + 32 * h);
+                // Values 32 s .. 32 s + 31 of the half: low nibble and two high bits.
+                const __m256i lows[4] = {_mm256_and_si256(ql0, nibble),
+                                         _mm256_and_si256(ql1, nibble),
+                                         _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nibble),
+                                         _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nibble)};
+                unrolled<4>([&](auto s) {
+                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits);
+                    const __m256i levels = _mm256_or_si256(lows[s], _mm256_slli_epi16(high, 4));
+                    const __m256i q8 = load(y.qs + 128 * h + 32 * s);
+                    const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(levels, q8),
+                                                              _mm256_maddubs_epi16(offset, q8));
+                    acc = _mm256_add_epi32(
+                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                });
+            });
+            scaled = acc;
+        }
+    };
+};
+
+}  // namespace qmix::kernels::kquants
+
+#endif  // __AVX2__
+// ---- end qmix/kernels/kquants/dot_avx2.hpp
+// ---- begin qmix/kernels/kquants/dot_neon.hpp
+
+// Dot products of the k-quant weight formats with q8_K rows, for NEON on aarch64. Each
+// block's levels are unpacked to signed bytes (the dequantizers' unpacking), multiplied
+// with q8_K's bytes in 16-value groups (vdotq where the CPU has the dot-product extension,
+// widening multiplies otherwise), and each block's exact integer sums are scaled and
+// added in the order of the scalar reference: the results equal formats::*::dot_row bit
+// for bit.
+
+// ---- begin qmix/kernels/kquants/k4.hpp
+
+// q4_K and q5_K: quantize and dequantize. The two formats differ only in the level width,
+// the reference's search steps and the packing of the levels (formats/q4_k.hpp, q5_k.hpp).
+//
+// Quantizing runs in three steps over a chunk of blocks:
+//   1. every sub-block of 32 values gets its scale and min from the reference's search,
+//      one sub-block per lane;
+//   2. per block, those eight scales and mins become 6-bit levels and binary16 steps
+//      (the importance path searches them too, one block per lane);
+//   3. every value is rounded against the scales as stored, eight or sixteen at a time.
+
+#include <cstdint>
+
+// ---- begin qmix/kernels/kquants/lanes.hpp
+
+// The vector type of the k-quant searches: float lanes that each run the scalar reference
+// of one group of values, so every lane rounds exactly where the reference rounds. One
+// lane vector is K xsimd batches side by side (see wide).
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+
+namespace qmix::kernels::kquants {
+
+/// K batches used as one vector of K times the lanes. The searches below are long chains
+/// of dependent operations within a lane; running several independent batches side by
+/// side lets the processor overlap those chains.
+template <class B, int K>
+struct wide {
+    B part[K];
+
+    struct from_parts {};
+
+    wide() = default;
+    /// Broadcast.
+    template <class T, class = std::enable_if_t<std::is_arithmetic_v<T>>>
+    explicit wide(T value) : wide(value, std::make_index_sequence<K>{}) {}
+    template <class... P>
+    explicit wide(from_parts, const P&... parts) : part{parts...} {}
+    // Copies part by part: the implicit copy moves the array as a block of bytes, through
+    // general registers.
+    wide(const wide& other) : wide(other, std::make_index_sequence<K>{}) {}
+    wide& operator=(const wide& other) {
+        assign(other, std::make_index_sequence<K>{});
+        return *this;
+    }
+
+  private:
+    template <std::size_t... k>
+    wide(const wide& other, std::index_sequence<k...>) : part{other.part[k]...} {}
+    template <std::size_t... k>
+    void assign(const wide& other, std::index_sequence<k...>) {
+        ((part[k] = other.part[k]), ...);
+    }
+
+    template <class T, std::size_t... k>
+    wide(T value, std::index_sequence<k...>) : part{((void)k, B(value))...} {}
+};
+
+/// part-wise f(a.part[k], b.part[k], ...). The parts are named by constant indices (no
+/// loop over k), so the compiler keeps each part in a register of its own.
+template <class F, class B, int K, class... W, std::size_t... k>
+auto zip_parts(F f, std::index_sequence<k...>, const wide<B, K>& first, const W&... rest) {
+    auto at = [&](auto index) { return f(first.part[index()], rest.part[index()]...); };
+    using R = wide<decltype(at(std::integral_constant<std::size_t, 0>{})), K>;
+    return R(typename R::from_parts{}, at(std::integral_constant<std::size_t, k>{})...);
+}
+
+template <class F, class B, int K, class... W>
+auto zip(F f, const wide<B, K>& first, const W&... rest) {
+    return zip_parts(f, std::make_index_sequence<K>{}, first, rest...);
+}
+
+#define QMIX_KQUANTS_WIDE_OPERATOR(op)                                         \
+    template <class B, int K>                                                  \
+    auto operator op(const wide<B, K>& a, const wide<B, K>& b) {               \
+        return zip([](const auto& x, const auto& y) { return x op y; }, a, b); \
+    }
+QMIX_KQUANTS_WIDE_OPERATOR(+)
+QMIX_KQUANTS_WIDE_OPERATOR(-)
+QMIX_KQUANTS_WIDE_OPERATOR(*)
+QMIX_KQUANTS_WIDE_OPERATOR(&)
+QMIX_KQUANTS_WIDE_OPERATOR(&&)
+QMIX_KQUANTS_WIDE_OPERATOR(||)
+QMIX_KQUANTS_WIDE_OPERATOR(<)
+QMIX_KQUANTS_WIDE_OPERATOR(>)
+QMIX_KQUANTS_WIDE_OPERATOR(<=)
+QMIX_KQUANTS_WIDE_OPERATOR(==)
+QMIX_KQUANTS_WIDE_OPERATOR(!=)
+#undef QMIX_KQUANTS_WIDE_OPERATOR
+
+template <class B, int K>
+wide<B, K> operator-(const wide<B, K>& a) {
+    return zip([](const auto& x) { return -x; }, a);
+}
+
+template <class B, int K>
+wide<B, K>& operator+=(wide<B, K>& a, const wide<B, K>& b) {
+    a = a + b;
+    return a;
+}
+
+/// The vector type of the kernels: count = K * (lanes of one batch) float lanes. Lane j
+/// lives in batch j / batch_size, so loads and stores of `count` values stay contiguous.
+template <class Arch, int K = 1>
+struct lanes {
+    using ops = batch_ops<Arch>;
+    static constexpr int batch_size = ops::count;
+    static constexpr int count = K * batch_size;
+    using floats = std::conditional_t<K == 1, typename ops::floats, wide<typename ops::floats, K>>;
+    using ints = std::conditional_t<K == 1, typename ops::ints, wide<typename ops::ints, K>>;
+    using mask = std::conditional_t<K == 1, typename ops::mask, wide<typename ops::mask, K>>;
+
+    static floats load(const float* p) { return load_as<floats>(p); }
+    static ints load(const std::int32_t* p) { return load_as<ints>(p); }
+    static void store(float* p, const floats& v) { store_as(p, v); }
+    static void store(std::int32_t* p, const ints& v) { store_as(p, v); }
+
+    static floats mul(const floats& a, const floats& b) { return apply(of_mul{}, a, b); }
+    static floats div(const floats& a, const floats& b) { return apply(of_div{}, a, b); }
+    static floats sqrt(const floats& a) { return apply(of_sqrt{}, a); }
+    static ints nearest_int(const floats& a) { return apply(of_nearest_int{}, a); }
+    static ints min(const ints& a, const ints& b) { return apply(of_min{}, a, b); }
+    static ints max(const ints& a, const ints& b) { return apply(of_max{}, a, b); }
+    static ints clamp(const ints& v, int lo, int hi) { return max(ints(lo), min(ints(hi), v)); }
+    static floats to_float(const ints& a) { return apply(of_to_float{}, a); }
+    static ints to_int(const floats& a) { return apply(of_to_int{}, a); }
+    static floats abs(const floats& a) { return apply(of_abs{}, a); }
+    static floats select(const mask& m, const floats& a, const floats& b) {
+        return apply(of_select{}, m, a, b);
+    }
+    static ints select(const mask& m, const ints& a, const ints& b) {
+        return apply(of_select{}, m, a, b);
+    }
+
+    /// Batch k of v (v itself when K is 1).
+    template <class V>
+    static auto& part(V& v, int k) {
+        if constexpr (K == 1) {
+            (void)k;
+            return v;
+        } else {
+            return v.part[k];
+        }
+    }
+
+    static bool none(const mask& m) {
+        if constexpr (K == 1) {
+            return xsimd::none(m);
+        } else {
+            bool result = true;
+            for (int k = 0; k < K; ++k) result = result && xsimd::none(m.part[k]);
+            return result;
+        }
+    }
+
+    static floats widen(const std::int8_t* p) {
+        static_assert(K == 1, "widen reads one batch");
+        return ops::widen(p);
+    }
+
+    static void store_bytes(std::uint8_t* p, const ints& v) {
+        static_assert(K == 1, "store_bytes writes one batch");
+        ops::store_bytes(p, v);
+    }
+
+    /// Copies lane `lane` of each of the n vectors v[0 .. n) to out[0 .. n).
+    template <class V, class T>
+    static void extract_lane(const V* v, int n, int lane, T* out) {
+        alignas(64) T values[count];
+        for (int i = 0; i < n; ++i) {
+            store(values, v[i]);
+            out[i] = values[lane];
+        }
+    }
+
+  private:
+    template <class F, class... V>
+    static auto apply(F f, const V&... v) {
+        if constexpr (K == 1) {
+            return f(v...);
+        } else {
+            return zip(f, v...);
+        }
+    }
+
+    template <class V, class T>
+    static V load_as(const T* p) {
+        if constexpr (K == 1) {
+            return V::load_unaligned(p);
+        } else {
+            return load_parts<V>(p, std::make_index_sequence<K>{});
+        }
+    }
+
+    template <class V, class T, std::size_t... k>
+    static V load_parts(const T* p, std::index_sequence<k...>) {
+        using B = std::remove_reference_t<decltype(V{}.part[0])>;
+        return V(typename V::from_parts{}, B::load_unaligned(p + k * batch_size)...);
+    }
+
+    template <class V, class T>
+    static void store_as(T* p, const V& v) {
+        if constexpr (K == 1) {
+            v.store_unaligned(p);
+        } else {
+            store_parts(p, v, std::make_index_sequence<K>{});
+        }
+    }
+
+    template <class V, class T, std::size_t... k>
+    static void store_parts(T* p, const V& v, std::index_sequence<k...>) {
+        (v.part[k].store_unaligned(p + k * batch_size), ...);
+    }
+
+    struct of_mul {
+        template <class B>
+        B operator()(const B& a, const B& b) const {
+            return ops::mul(a, b);
+        }
+    };
+    struct of_div {
+        template <class B>
+        B operator()(const B& a, const B& b) const {
+            return ops::div(a, b);
+        }
+    };
+    struct of_sqrt {
+        template <class B>
+        B operator()(const B& a) const {
+            return ops::sqrt(a);
+        }
+    };
+    struct of_nearest_int {
+        typename ops::ints operator()(const typename ops::floats& a) const {
+            return ops::nearest_int(a);
+        }
+    };
+    struct of_min {
+        template <class B>
+        B operator()(const B& a, const B& b) const {
+            return ops::min(a, b);
+        }
+    };
+    struct of_max {
+        template <class B>
+        B operator()(const B& a, const B& b) const {
+            return ops::max(a, b);
+        }
+    };
+    struct of_to_float {
+        typename ops::floats operator()(const typename ops::ints& a) const {
+            return ops::to_float(a);
+        }
+    };
+    struct of_to_int {
+        typename ops::ints operator()(const typename ops::floats& a) const {
+            return ops::to_int(a);
+        }
+    };
+    struct of_abs {
+        template <class B>
+        B operator()(const B& a) const {
+            return ops::abs(a);
+        }
+    };
+    struct of_select {
+        template <class M, class B>
+        B operator()(const M& m, const B& a, const B& b) const {
+            return ops::select(m, a, b);
+        }
+    };
+};
+
+/// How many batches the scale searches run side by side (see wide). Two measured best on
+/// AVX2 and AVX-512 (about 1.15 to 1.35 times one; four is no better than two).
+template <class Arch>
+inline constexpr int search_batches = 2;
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/lanes.hpp
+// ---- begin qmix/kernels/kquants/searches.hpp
+
+// The scale searches of formats/detail/scale_search.hpp, one group of values per lane.
+// Each lane performs the reference's operations in the reference's order (sums run over
+// i sequentially within the lane), so its results are the scalar results bit for bit.
+// A branch of the reference becomes a per-lane mask and a select; a loop that the
+// reference leaves early runs on for the lanes that are done only when that cannot change
+// them. Products that are then added go through lanes::mul (never fused).
+//
+// Levels are not carried through the trials: the winning trial is remembered by the
+// parameters that produced its levels, and callers recompute the levels from those when
+// they need them (only for groups whose stored scale comes out zero). That saves a blend
+// of every level at every improvement.
+
+#include <cstdint>
+
+
+namespace qmix::kernels::kquants {
+
+template <class Arch, int K = 1>
+struct group_search {
+    using L = lanes<Arch, K>;
+    using floats = typename L::floats;
+    using ints = typename L::ints;
+    using mask = typename L::mask;
+
+    /// Below this magnitude a group counts as all zero (detail::group_max_eps).
+    static constexpr float group_max_eps = 1e-15f;
+
+    /// Result of scale_and_min, per lane. The levels of the kept trial are
+    /// clamp(nearest_int(level_iscale * (x - level_min)), 0, nmax); flat groups get
+    /// level_iscale = level_min = 0, which gives level 0 as the reference's memset does.
+    struct scale_min_fit {
+        floats scale;
+        floats min;  ///< the reference's *the_min: the offset added back, -min
+        floats level_iscale;
+        floats level_min;
+    };
+
+    /// ggml's make_qkx2_quants / make_qkx3_quants (detail::search_scale_and_min) over n
+    /// values per lane, with weights w.
+    template <int n, bool use_mad>
+    static scale_min_fit scale_and_min(const floats* x, const floats* w, int nmax, float rmin,
+                                       float rdelta, int nstep) {
+        const floats zero(0.0f);
+        floats min = x[0];
+        floats max = x[0];
+        floats sum_w = w[0];
+        floats sum_x = L::mul(sum_w, x[0]);
+        for (int i = 1; i < n; ++i) {
+            min = L::select(x[i] < min, x[i], min);
+            max = L::select(x[i] > max, x[i], max);
+            sum_w += w[i];
+            sum_x += L::mul(w[i], x[i]);
+        }
+        min = L::select(min > zero, zero, min);
+        const floats start_min = min;
+        const mask flat = max <= min;
+
+        floats iscale = L::div(floats(float(nmax)), max - min);
+        scale_min_fit fit{L::div(floats(1.0f), iscale), zero, iscale, min};
+        floats best_error = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats l = level(iscale * (x[i] - min), 0, nmax);
+            const floats diff = L::mul(fit.scale, l) + min - x[i];
+            best_error += L::mul(w[i], error_of<use_mad>(diff));
+        }
+
+        floats levels[n];
+        for (int is = 0; nstep >= 1 && is <= nstep; ++is) {
+            // The trial's numerator is the same in every lane: computed once, as a scalar.
+            const float numerator = rmin + strict::mul(rdelta, float(is)) + float(nmax);
+            iscale = L::div(floats(numerator), max - min);
+            floats sum_l = zero;
+            floats sum_l2 = zero;
+            floats sum_xl = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats l = level(iscale * (x[i] - min), 0, nmax);
+                levels[i] = l;
+                const floats wl = L::mul(w[i], l);
+                sum_l += wl;
+                sum_l2 += L::mul(wl, l);
+                sum_xl += L::mul(wl, x[i]);
+            }
+            const floats det = L::mul(sum_w, sum_l2) - L::mul(sum_l, sum_l);
+            const mask solvable = det > zero;
+            if (L::none(solvable)) continue;
+            floats this_scale = L::div(L::mul(sum_w, sum_xl) - L::mul(sum_x, sum_l), det);
+            floats this_min = L::div(L::mul(sum_l2, sum_x) - L::mul(sum_l, sum_xl), det);
+            const mask positive_min = this_min > zero;
+            this_min = L::select(positive_min, zero, this_min);
+            this_scale = L::select(positive_min, L::div(sum_xl, sum_l2), this_scale);
+            floats error = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats diff = L::mul(this_scale, levels[i]) + this_min - x[i];
+                error += L::mul(w[i], error_of<use_mad>(diff));
+            }
+            const mask better = solvable && (error < best_error);
+            best_error = L::select(better, error, best_error);
+            fit.scale = L::select(better, this_scale, fit.scale);
+            fit.level_iscale = L::select(better, iscale, fit.level_iscale);
+            fit.level_min = L::select(better, min, fit.level_min);
+            min = L::select(better, this_min, min);
+        }
+
+        fit.scale = L::select(flat, zero, fit.scale);
+        fit.min = -L::select(flat, start_min, min);
+        fit.level_iscale = L::select(flat, zero, fit.level_iscale);
+        fit.level_min = L::select(flat, zero, fit.level_min);
+        return fit;
+    }
+
+    /// The levels of a scale_and_min trial, for values x of the fitted group.
+    static ints scale_min_levels(floats x, floats level_iscale, floats level_min, int nmax) {
+        return L::clamp(L::nearest_int(level_iscale * (x - level_min)), 0, nmax);
+    }
+
+    /// Result of symmetric, per lane. The levels of the kept trial are
+    /// nmax + clamp(nearest_int(level_iscale * x), -nmax, nmax - 1), or 0 in flat lanes.
+    struct symmetric_fit {
+        floats scale;
+        floats level_iscale;
+        mask flat;
+    };
+
+    /// ggml's make_qx_quants with rmse_type 1 (detail::search_symmetric_scale): weights w,
+    /// or x^2 when weighted is false.
+    template <int n, bool weighted>
+    static symmetric_fit symmetric(const floats* x, const floats* w, int nmax) {
+        const floats zero(0.0f);
+        const floats max = signed_extreme<n>(x);
+        const mask flat = L::abs(max) < floats(group_max_eps);
+        auto weight = [&](int i) {
+            if constexpr (weighted) {
+                return w[i];
+            } else {
+                return x[i] * x[i];
+            }
+        };
+
+        floats iscale = L::div(floats(float(-nmax)), max);
+        floats level_iscale = iscale;
+        floats sum_lx = zero;
+        floats sum_l2 = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats l = level(iscale * x[i], -nmax, nmax - 1);
+            const floats wi = weight(i);
+            sum_lx += L::mul(wi * x[i], l);
+            sum_l2 += L::mul(wi * l, l);
+        }
+        // `sum_l2 ? a : 0` of the reference: NaN counts as true, hence == rather than !=.
+        floats scale = L::select(sum_l2 == zero, zero, L::div(sum_lx, sum_l2));
+        floats best = scale * sum_lx;
+        for (int is = -9; is <= 9; ++is) {
+            if (is == 0) continue;
+            const float numerator = -(float(nmax) + strict::mul(0.1f, float(is)));
+            iscale = L::div(floats(numerator), max);
+            sum_lx = zero;
+            sum_l2 = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats l = level(iscale * x[i], -nmax, nmax - 1);
+                const floats wi = weight(i);
+                sum_lx += L::mul(wi * x[i], l);
+                sum_l2 += L::mul(wi * l, l);
+            }
+            const mask better = (sum_l2 > zero) && (sum_lx * sum_lx > best * sum_l2);
+            if (L::none(better)) continue;
+            const floats this_scale = L::div(sum_lx, sum_l2);
+            level_iscale = L::select(better, iscale, level_iscale);
+            scale = L::select(better, this_scale, scale);
+            best = L::select(better, this_scale * sum_lx, best);
+        }
+        return {L::select(flat, zero, scale), level_iscale, flat};
+    }
+
+    /// The biased levels (0 .. 2 nmax - 1) of a symmetric fit, for values x of the group.
+    static ints symmetric_levels(floats x, floats level_iscale, int nmax) {
+        return L::clamp(L::nearest_int(level_iscale * x), -nmax, nmax - 1) + ints(nmax);
+    }
+
+    /// ggml's make_q3_quants with do_rmse (detail::search_symmetric_scale_greedy): weights
+    /// x^2, then up to five sweeps that move single levels while the fit improves. Writes
+    /// the biased levels (0 .. 2 nmax - 1, 0 in flat lanes; as floats) and returns the scale.
+    ///
+    /// The reference stops after a sweep that changed nothing. Here a lane whose sweep
+    /// changed nothing may sweep again with the others; that sweep starts from the same
+    /// state, so it changes nothing either.
+    template <int n>
+    static floats symmetric_greedy(const floats* x, floats* levels_out, int nmax) {
+        const floats zero(0.0f);
+        const floats max = signed_extreme<n>(x);
+        const mask flat = L::abs(max) < floats(group_max_eps);
+        const floats iscale = L::div(floats(float(-nmax)), max);
+        floats w[n];   // x^2, the weight
+        floats wx[n];  // x^3, rounded as the reference's w * x
+        floats levels[n];
+        floats sum_lx = zero;
+        floats sum_l2 = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats l = level(iscale * x[i], -nmax, nmax - 1);
+            levels[i] = l;
+            w[i] = x[i] * x[i];
+            wx[i] = w[i] * x[i];
+            sum_lx += L::mul(wx[i], l);
+            sum_l2 += L::mul(w[i] * l, l);
+        }
+        for (int sweep = 0; sweep < 5; ++sweep) {
+            mask changed(false);
+            for (int i = 0; i < n; ++i) {
+                floats slx = sum_lx - L::mul(wx[i], levels[i]);
+                floats sl2 = sum_l2 - L::mul(w[i] * levels[i], levels[i]);
+                const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
+                const mask moved = (slx > zero) && (new_l != levels[i]);
+                // Most levels stay where they are: skip the trial when no lane moves one.
+                if (L::none(moved)) continue;
+                slx += L::mul(wx[i], new_l);
+                sl2 += L::mul(w[i] * new_l, new_l);
+                const mask take =
+                    moved && (sl2 > zero) && (slx * slx * sum_l2 > sum_lx * sum_lx * sl2);
+                levels[i] = L::select(take, new_l, levels[i]);
+                sum_lx = L::select(take, slx, sum_lx);
+                sum_l2 = L::select(take, sl2, sum_l2);
+                changed = changed || take;
+            }
+            if (L::none(changed)) break;
+        }
+        const floats bias(static_cast<float>(nmax));
+        for (int i = 0; i < n; ++i) levels_out[i] = L::select(flat, zero, levels[i] + bias);
+        const floats scale = L::select(sum_l2 > zero, L::div(sum_lx, sum_l2), zero);
+        return L::select(flat, zero, scale);
+    }
+
+    /// ggml's make_qp_quants (detail::search_positive_scale): levels in [0, nmax] for the
+    /// non-negative sub-block scales of one block per lane, weighted by w. Writes the levels
+    /// as the reference stores them (uint8: a negative level wraps) and returns the scale.
+    template <int n>
+    static floats positive(const floats* x, const floats* w, int nmax, ints* levels_out) {
+        const floats zero(0.0f);
+        const ints top(nmax);
+        floats max = zero;
+        for (int i = 0; i < n; ++i) max = L::select(max < x[i], x[i], max);
+        const mask flat = max < floats(group_max_eps);
+
+        floats iscale = L::div(floats(float(nmax)), max);
+        floats stored[n];  // the uint8 levels, as floats
+        for (int i = 0; i < n; ++i) stored[i] = wrap_to_byte(L::nearest_int(iscale * x[i]));
+        const floats scale = L::div(floats(1.0f), iscale);
+        floats best_mse = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats diff = x[i] - L::mul(scale, stored[i]);
+            best_mse += L::mul(w[i] * diff, diff);
+        }
+        for (int is = -4; is <= 4; ++is) {
+            if (is == 0) continue;
+            const float numerator = strict::mul(0.1f, float(is)) + float(nmax);
+            const floats iscale_is = L::div(floats(numerator), max);
+            const floats scale_is = L::div(floats(1.0f), iscale_is);
+            floats mse = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats l = L::to_float(L::min(top, L::nearest_int(iscale_is * x[i])));
+                const floats diff = x[i] - L::mul(scale_is, l);
+                mse += L::mul(w[i] * diff, diff);
+            }
+            const mask better = mse < best_mse;
+            best_mse = L::select(better, mse, best_mse);
+            iscale = L::select(better, iscale_is, iscale);
+        }
+        floats sum_lx = zero;
+        floats sum_l2 = zero;
+        for (int i = 0; i < n; ++i) {
+            const ints l = L::min(top, L::nearest_int(iscale * x[i]));
+            stored[i] = wrap_to_byte(l);
+            const floats lf = L::to_float(l);
+            sum_lx += L::mul(w[i] * x[i], lf);
+            sum_l2 += L::mul(w[i] * lf, lf);
+        }
+        for (int sweep = 0; sweep < 5; ++sweep) {
+            mask changed(false);
+            for (int i = 0; i < n; ++i) {
+                floats slx = sum_lx - L::mul(w[i] * x[i], stored[i]);
+                floats sl2 = sum_l2 - L::mul(w[i] * stored[i], stored[i]);
+                const mask usable = (slx > zero) && (sl2 > zero);
+                const ints new_l = L::min(top, L::nearest_int(L::div(x[i] * sl2, slx)));
+                const floats new_lf = L::to_float(new_l);
+                const mask moved = usable && (new_lf != stored[i]);
+                slx += L::mul(w[i] * x[i], new_lf);
+                sl2 += L::mul(w[i] * new_lf, new_lf);
+                const mask take = moved && (slx * slx * sum_l2 > sum_lx * sum_lx * sl2);
+                stored[i] = L::select(take, wrap_to_byte(new_l), stored[i]);
+                sum_lx = L::select(take, slx, sum_lx);
+                sum_l2 = L::select(take, sl2, sum_l2);
+                changed = changed || take;
+            }
+            if (L::none(changed)) break;
+        }
+        const ints none(0);
+        for (int i = 0; i < n; ++i) {
+            levels_out[i] = L::select(flat, none, L::to_int(stored[i]));
+        }
+        const floats result = L::select(sum_l2 > zero, L::div(sum_lx, sum_l2), zero);
+        return L::select(flat, zero, result);
+    }
+
+  private:
+    /// clamp(nearest_int(value), lo, hi) as a float.
+    static floats level(floats value, int lo, int hi) {
+        return L::to_float(L::clamp(L::nearest_int(value), lo, hi));
+    }
+
+    template <bool use_mad>
+    static floats error_of(floats diff) {
+        if constexpr (use_mad) {
+            return L::abs(diff);
+        } else {
+            return diff * diff;
+        }
+    }
+
+    /// The value of largest magnitude, the first one on ties (the reference's `max`).
+    template <int n>
+    static floats signed_extreme(const floats* x) {
+        floats amax(0.0f);
+        floats max(0.0f);
+        for (int i = 0; i < n; ++i) {
+            const floats ax = L::abs(x[i]);
+            const mask bigger = ax > amax;
+            amax = L::select(bigger, ax, amax);
+            max = L::select(bigger, x[i], max);
+        }
+        return max;
+    }
+
+    /// The value a level takes once stored in a uint8 (modulo 256), as a float.
+    static floats wrap_to_byte(ints l) { return L::to_float(l & ints(0xFF)); }
+};
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/searches.hpp
+// ---- begin qmix/kernels/kquants/staging.hpp
+
+// Moving values between the layout of a row (blocks of groups, value after value) and the
+// lane-major layout of the searches (one group per lane), and walking a row range in
+// chunks of blocks.
+
+#include <cstdint>
+
+
+namespace qmix::kernels::kquants {
+
+/// Lane-major staging of groups: lane j of batch i holds value i of group j. Groups that
+/// do not exist (the tail of a row) are filled with zeros; their lanes compute throwaway
+/// results.
+template <class Arch, int GroupSize, int K = 1>
+struct transposed {
+    using L = lanes<Arch, K>;
+    typename L::floats v[GroupSize];
+
+    /// Loads up to L::count groups whose values start at `sources[j]`.
+    void load(const float* const* sources, int valid) {
+        constexpr int width = L::batch_size;
+        if constexpr (GroupSize % width == 0) {
+            if (valid == L::count) {
+                // Square transposes of batch_size groups by batch_size values, in registers.
+                unrolled<L::count / width>([&](auto k) {
+                    unrolled<GroupSize / width>([&](auto column_block) {
+                        constexpr int c = decltype(column_block)::value * width;
+                        const float* rows[width];
+                        for (int j = 0; j < width; ++j) rows[j] = sources[k * width + j] + c;
+                        typename L::ops::floats columns[width];
+                        L::ops::transpose(rows, columns);
+                        unrolled<width>([&](auto i) { L::part(v[c + i], k) = columns[i]; });
+                    });
+                });
+                return;
+            }
+        }
+        alignas(64) float buffer[GroupSize * L::count];
+        for (int lane = 0; lane < L::count; ++lane) {
+            if (lane < valid) {
+                const float* src = sources[lane];
+                for (int i = 0; i < GroupSize; ++i) buffer[i * L::count + lane] = src[i];
+            } else {
+                for (int i = 0; i < GroupSize; ++i) buffer[i * L::count + lane] = 0.0f;
+            }
+        }
+        for (int i = 0; i < GroupSize; ++i) v[i] = L::load(buffer + i * L::count);
+    }
+};
+
+/// One lane per group for the groups first .. first + lanes of a chunk of blocks: the
+/// group's values and, on the importance path, its importance, both lane-major.
+template <class Arch, int GroupSize, int GroupsPerBlock, int K = 1>
+struct group_batch {
+    using L = lanes<Arch, K>;
+
+    int first = 0;
+    int valid = 0;  ///< lanes that hold a group; the others hold zeros
+    transposed<Arch, GroupSize, K> x;
+    transposed<Arch, GroupSize, K> importance;
+
+    /// `chunk_x` holds the chunk's blocks back to back; `chunk_importance` is null or
+    /// points to each block's importance.
+    void load(const float* chunk_x, const float* const* chunk_importance, int first_group,
+              int groups) {
+        first = first_group;
+        valid = groups - first < L::count ? groups - first : L::count;
+        const float* sources[L::count];
+        for (int lane = 0; lane < valid; ++lane) {
+            sources[lane] = chunk_x + (first + lane) * GroupSize;
+        }
+        x.load(sources, valid);
+        if (chunk_importance) {
+            for (int lane = 0; lane < valid; ++lane) {
+                const int group = first + lane;
+                sources[lane] =
+                    chunk_importance[group / GroupsPerBlock] + (group % GroupsPerBlock) * GroupSize;
+            }
+            importance.load(sources, valid);
+        }
+    }
+
+    /// The importance path's value weights, importance * sqrt(sigma2 + x^2) with sigma2
+    /// the block's spread; returns their sum over the group, in index order.
+    typename L::floats importance_weights(const float* block_sigma2, typename L::floats* w) const {
+        const auto sigma2 = per_block(block_sigma2);
+        typename L::floats sum(0.0f);
+        for (int i = 0; i < GroupSize; ++i) {
+            w[i] = L::mul(importance.v[i], L::sqrt(sigma2 + L::mul(x.v[i], x.v[i])));
+        }
+        for (int i = 0; i < GroupSize; ++i) sum += w[i];
+        return sum;
+    }
+
+    /// Lane j gets per_block[block of group j]: a block-wide quantity, per lane.
+    typename L::floats per_block(const float* per_block_values) const {
+        alignas(64) float spread[L::count] = {};
+        for (int lane = 0; lane < valid; ++lane) {
+            spread[lane] = per_block_values[(first + lane) / GroupsPerBlock];
+        }
+        return L::load(spread);
+    }
+};
+
+/// Sum of x[i]^2 over the `length` values of each of `count` consecutive blocks, summed in
+/// index order as the reference does (one block per lane).
+template <class Arch>
+void sums_of_squares(const float* x, int count, int length, float* out) {
+    using L = lanes<Arch>;
+    alignas(64) float column[L::count];
+    alignas(64) float sums[L::count];
+    for (int first = 0; first < count; first += L::count) {
+        const int valid = count - first < L::count ? count - first : L::count;
+        typename L::floats sum(0.0f);
+        for (int i = 0; i < length; ++i) {
+            for (int lane = 0; lane < L::count; ++lane) {
+                column[lane] = lane < valid ? x[std::int64_t(first + lane) * length + i] : 0.0f;
+            }
+            const auto v = L::floats::load_aligned(column);
+            sum += L::mul(v, v);
+        }
+        sum.store_aligned(sums);
+        for (int lane = 0; lane < valid; ++lane) out[first + lane] = sums[lane];
+    }
+}
+
+/// Cuts the blocks of nrows rows into chunks of at most Chunk blocks and calls
+/// body(first block, block count, importance of each block or nullptr). The importance
+/// vector covers one row and applies to every row.
+template <class Arch, int Chunk, class Body>
+void for_each_chunk(std::int64_t nrows, std::int64_t n_per_row, int block_size,
+                    const float* importance, Body&& body) {
+    const std::int64_t per_row = n_per_row / block_size;
+    const std::int64_t total = nrows * per_row;
+    const float* weights[Chunk];
+    for (std::int64_t first = 0; first < total; first += Chunk) {
+        const int count = total - first < Chunk ? int(total - first) : Chunk;
+        if (importance) {
+            for (int b = 0; b < count; ++b) {
+                weights[b] = importance + ((first + b) % per_row) * block_size;
+            }
+        }
+        body(first, count, importance ? weights : nullptr);
+    }
+}
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/staging.hpp
+
+namespace qmix::kernels::kquants {
+
+/// What differs between q4_K and q5_K (see formats/q4_k.hpp: k4_search).
+template <class Format>
+struct k4_traits;
+
+template <>
+struct k4_traits<formats::q4_k> {
+    static constexpr int nmax = 15;
+    static constexpr float rmin = -1.f;
+    static constexpr float rdelta = 0.1f;
+    static constexpr int nstep = 20;
+    static constexpr bool cap_weighted_levels = false;
+    static constexpr bool has_fifth_bit = false;
+};
+
+template <>
+struct k4_traits<formats::q5_k> {
+    static constexpr int nmax = 31;
+    static constexpr float rmin = -0.5f;
+    static constexpr float rdelta = 0.1f;
+    static constexpr int nstep = 15;
+    static constexpr bool cap_weighted_levels = true;
+    static constexpr bool has_fifth_bit = true;
+};
+
+template <class Arch, class Format>
+struct k4_kernels {
+    using L = lanes<Arch>;
+    using floats = typename L::floats;
+    using ints = typename L::ints;
+    using block = typename Format::block;
+    /// The sub-block searches run on K batches at once (W::count lanes).
+    static constexpr int K = search_batches<Arch>;
+    using W = lanes<Arch, K>;
+    using search = group_search<Arch, K>;
+    /// One block per lane, and the level recomputation, on single batches.
+    using block_search = group_search<Arch>;
+    using traits = k4_traits<Format>;
+
+    static constexpr int values = 256;
+    static constexpr int sub_blocks = 8;
+    static constexpr int sub_size = 32;
+    /// Blocks quantized together: enough to fill sixteen lanes with one block each.
+    static constexpr int chunk = 16;
+    static_assert(chunk * sub_blocks % W::count == 0, "a chunk fills whole search batches");
+
+    static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* importance) {
+        auto* out = static_cast<block*>(dst);
+        for_each_chunk<Arch, chunk>(
+            nrows, n_per_row, values, importance,
+            [&](std::int64_t first, int count, const float* const* weights) {
+                quantize_chunk(src + first * values, out + first, count, weights);
+            });
+    }
+
+    static void dequantize(const void* src, float* dst, std::int64_t nrows,
+                           std::int64_t n_per_row) {
+        const auto* in = static_cast<const block*>(src);
+        const std::int64_t total = nrows * (n_per_row / values);
+        for (std::int64_t b = 0; b < total; ++b) {
+            alignas(64) std::int8_t levels[values];
+            unpack_levels(in[b], levels);
+            const float d = scalar<Arch>::half_to_float(in[b].d);
+            const float dmin = scalar<Arch>::half_to_float(in[b].dmin);
+            float* out = dst + b * values;
+            for (int j = 0; j < sub_blocks; ++j) {
+                int scale_level;
+                int min_level;
+                scalar<Arch>::unpack_scale_min_k4(j, in[b].scales, scale_level, min_level);
+                const floats scale(d * float(scale_level));
+                const floats offset(strict::mul(dmin, float(min_level)));
+                for (int i = sub_size * j; i < sub_size * (j + 1); i += L::count) {
+                    L::store(out + i, L::mul(scale, L::widen(levels + i)) - offset);
+                }
+            }
+        }
+    }
+
+    /// Levels (0..15, or 0..31 for q5_K) in value order. The NEON dot product uses it too.
+    static void unpack_levels(const block& x, std::int8_t* levels) {
+        for (int g = 0; g < 4; ++g) {
+            const std::uint8_t* q = x.qs + 32 * g;
+            std::int8_t* out = levels + 64 * g;
+            for (int l = 0; l < 32; ++l) {
+                int low = q[l] & 0xF;
+                int high = q[l] >> 4;
+                if constexpr (traits::has_fifth_bit) {
+                    low |= ((x.qh[l] >> (2 * g)) & 1) << 4;
+                    high |= ((x.qh[l] >> (2 * g + 1)) & 1) << 4;
+                }
+                out[l] = std::int8_t(low);
+                out[l + 32] = std::int8_t(high);
+            }
+        }
+    }
+
+  private:
+    /// Step 1's results, per sub-block of the chunk.
+    struct fits {
+        alignas(64) float scale[chunk * sub_blocks];
+        alignas(64) float min[chunk * sub_blocks];
+        alignas(64) float level_iscale[chunk * sub_blocks];
+        alignas(64) float level_min[chunk * sub_blocks];
+        alignas(64) float weight[chunk * sub_blocks];  ///< sum of the value weights
+    };
+
+    static void quantize_chunk(const float* x, block* y, int count,
+                               const float* const* importance) {
+        fits f;
+        fit_sub_blocks(x, count, importance, f);
+        if (importance) {
+            choose_scales_weighted(count, f, y);
+        } else {
+            choose_scales_reference(count, f, y);
+        }
+        for (int b = 0; b < count; ++b) {
+            requantize_and_pack(x + b * values, f, b * sub_blocks, y[b]);
+        }
+    }
+
+    /// Step 1: choose_scales_reference_k4 / choose_scales_weighted_k4's sub-block loop.
+    static void fit_sub_blocks(const float* x, int count, const float* const* importance, fits& f) {
+        float sigma2[chunk];
+        if (importance) {
+            sums_of_squares<Arch>(x, count, values, sigma2);
+            for (int b = 0; b < count; ++b) sigma2[b] = 2 * sigma2[b] / values;
+        }
+        const int groups = count * sub_blocks;
+        group_batch<Arch, sub_size, sub_blocks, K> batch;
+        for (int g = 0; g < groups; g += W::count) {
+            batch.load(x, importance, g, groups);
+            const auto* xs = batch.x.v;
+            typename W::floats w[sub_size];
+            typename search::scale_min_fit fit;
+            if (importance) {
+                W::store(f.weight + g, batch.importance_weights(sigma2, w));
+                fit = search::template scale_and_min<sub_size, false>(xs, w, traits::nmax, -0.9f,
+                                                                      0.05f, 36);
+            } else {
+                typename W::floats sum_x2(0.0f);
+                for (int i = 0; i < sub_size; ++i) sum_x2 += W::mul(xs[i], xs[i]);
+                const auto rms = W::sqrt(W::div(sum_x2, typename W::floats(float(sub_size))));
+                for (int i = 0; i < sub_size; ++i) w[i] = rms + W::abs(xs[i]);
+                fit = search::template scale_and_min<sub_size, false>(
+                    xs, w, traits::nmax, traits::rmin, traits::rdelta, traits::nstep);
+            }
+            W::store(f.scale + g, fit.scale);
+            W::store(f.min + g, fit.min);
+            W::store(f.level_iscale + g, fit.level_iscale);
+            W::store(f.level_min + g, fit.level_min);
+        }
+    }
+
+    /// Step 2 of the reference quantizer: 6-bit levels against the largest scale and min.
+    static void choose_scales_reference(int count, const fits& f, block* y) {
+        for (int b = 0; b < count; ++b) {
+            const float* scales = f.scale + b * sub_blocks;
+            const float* mins = f.min + b * sub_blocks;
+            float max_scale = 0;
+            float max_min = 0;
+            for (int j = 0; j < sub_blocks; ++j) {
+                if (scales[j] > max_scale) max_scale = scales[j];
+                if (mins[j] > max_min) max_min = mins[j];
+            }
+            const float inverse_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+            const float inverse_min = max_min > 0 ? 63.f / max_min : 0.f;
+            std::uint8_t scale_levels[sub_blocks];
+            std::uint8_t min_levels[sub_blocks];
+            for (int j = 0; j < sub_blocks; ++j) {
+                // Narrowed to 8 bits before the cap, as the reference does.
+                const auto ls = std::uint8_t(strict::nearest_int(inverse_scale * scales[j]));
+                const auto lm = std::uint8_t(strict::nearest_int(inverse_min * mins[j]));
+                scale_levels[j] = ls < 63 ? ls : 63;
+                min_levels[j] = lm < 63 ? lm : 63;
+            }
+            pack_scale_min(scale_levels, min_levels, y[b].scales);
+            y[b].d = scalar<Arch>::float_to_half(max_scale / 63.f);
+            y[b].dmin = scalar<Arch>::float_to_half(max_min / 63.f);
+        }
+    }
+
+    /// Step 2 with importance: the weighted search of the 6-bit levels, one block per lane.
+    static void choose_scales_weighted(int count, const fits& f, block* y) {
+        for (int first = 0; first < count; first += L::count) {
+            const int valid = count - first < L::count ? count - first : L::count;
+            const float* scale_rows[L::count];
+            const float* min_rows[L::count];
+            const float* weight_rows[L::count];
+            for (int lane = 0; lane < valid; ++lane) {
+                scale_rows[lane] = f.scale + (first + lane) * sub_blocks;
+                min_rows[lane] = f.min + (first + lane) * sub_blocks;
+                weight_rows[lane] = f.weight + (first + lane) * sub_blocks;
+            }
+            transposed<Arch, sub_blocks> scales;
+            transposed<Arch, sub_blocks> mins;
+            transposed<Arch, sub_blocks> weights;
+            scales.load(scale_rows, valid);
+            mins.load(min_rows, valid);
+            weights.load(weight_rows, valid);
+            ints scale_levels[sub_blocks];
+            ints min_levels[sub_blocks];
+            alignas(64) float d[L::count];
+            alignas(64) float dmin[L::count];
+            L::store(d, block_search::template positive<sub_blocks>(scales.v, weights.v, 63,
+                                                                    scale_levels));
+            L::store(dmin, block_search::template positive<sub_blocks>(mins.v, weights.v, 63,
+                                                                       min_levels));
+            for (int lane = 0; lane < valid; ++lane) {
+                std::int32_t ls[sub_blocks];
+                std::int32_t lm[sub_blocks];
+                L::extract_lane(scale_levels, sub_blocks, lane, ls);
+                L::extract_lane(min_levels, sub_blocks, lane, lm);
+                std::uint8_t scale_bytes[sub_blocks];
+                std::uint8_t min_bytes[sub_blocks];
+                for (int j = 0; j < sub_blocks; ++j) {
+                    scale_bytes[j] = std::uint8_t(ls[j]);
+                    min_bytes[j] = std::uint8_t(lm[j]);
+                    if (traits::cap_weighted_levels) {
+                        if (scale_bytes[j] > 63) scale_bytes[j] = 63;
+                        if (min_bytes[j] > 63) min_bytes[j] = 63;
+                    }
+                }
+                block& out = y[first + lane];
+                pack_scale_min(scale_bytes, min_bytes, out.scales);
+                out.d = scalar<Arch>::float_to_half(d[lane]);
+                out.dmin = scalar<Arch>::float_to_half(dmin[lane]);
+            }
+        }
+    }
+
+    /// Step 3: every level against the scale and min as stored; a sub-block whose stored
+    /// scale is zero keeps the levels of its search.
+    static void requantize_and_pack(const float* x, const fits& f, int first_fit, block& y) {
+        const float d = scalar<Arch>::half_to_float(y.d);
+        const float dmin = scalar<Arch>::half_to_float(y.dmin);
+        alignas(64) std::int32_t levels[values];
+        for (int j = 0; j < sub_blocks; ++j) {
+            int scale_level;
+            int min_level;
+            scalar<Arch>::unpack_scale_min_k4(j, y.scales, scale_level, min_level);
+            const float scale = d * float(scale_level);
+            const float* xs = x + sub_size * j;
+            std::int32_t* ls = levels + sub_size * j;
+            if (scale == 0) {
+                const floats iscale(f.level_iscale[first_fit + j]);
+                const floats min(f.level_min[first_fit + j]);
+                for (int i = 0; i < sub_size; i += L::count) {
+                    L::store(ls + i, block_search::scale_min_levels(L::load(xs + i), iscale, min,
+                                                                    traits::nmax));
+                }
+                continue;
+            }
+            const floats step(scale);
+            const floats offset(strict::mul(dmin, float(min_level)));
+            for (int i = 0; i < sub_size; i += L::count) {
+                const ints l = L::nearest_int(L::div(L::load(xs + i) + offset, step));
+                L::store(ls + i, L::clamp(l, 0, traits::nmax));
+            }
+        }
+        pack_levels(levels, y);
+    }
+
+    /// detail::pack_scale_min_k4.
+    static void pack_scale_min(const std::uint8_t* scale_levels, const std::uint8_t* min_levels,
+                               std::uint8_t* packed) {
+        for (int j = 0; j < 4; ++j) {
+            packed[j] = scale_levels[j];
+            packed[j + 4] = min_levels[j];
+        }
+        for (int j = 4; j < 8; ++j) {
+            packed[j + 4] = std::uint8_t((scale_levels[j] & 0xF) | ((min_levels[j] & 0xF) << 4));
+            packed[j - 4] = std::uint8_t(packed[j - 4] | ((scale_levels[j] >> 4) << 6));
+            packed[j] = std::uint8_t(packed[j] | ((min_levels[j] >> 4) << 6));
+        }
+    }
+
+    /// Levels in value order -> nibbles (and fifth bits for q5_K); see the format headers.
+    static void pack_levels(const std::int32_t* levels, block& y) {
+        const ints nibble(0xF);
+        for (int l = 0; l < 32; l += L::count) {
+            ints fifth_bits(0);
+            unrolled<4>([&](auto g) {
+                const ints first = L::load(levels + 64 * g + l);
+                const ints second = L::load(levels + 64 * g + 32 + l);
+                L::store_bytes(y.qs + 32 * g + l, (first & nibble) | ((second & nibble) << 4));
+                if constexpr (traits::has_fifth_bit) {
+                    fifth_bits = fifth_bits | (((first >> 4) & ints(1)) << (2 * g)) |
+                                 (((second >> 4) & ints(1)) << (2 * g + 1));
+                }
+            });
+            if constexpr (traits::has_fifth_bit) L::store_bytes(y.qh + l, fifth_bits);
+        }
+    }
+};
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/k4.hpp
+// ---- begin qmix/kernels/kquants/q2_k.hpp
+
+// q2_K: quantize and dequantize (layout and reference in formats/q2_k.hpp). Quantizing
+// runs as for q4_K (kquants/k4.hpp): each group of 16 values gets its scale and min from
+// the reference's search, one group per lane; per block the 16 scales and mins become
+// 4-bit levels (searched one block per lane on the importance path); then every value is
+// rounded against the scales as stored.
+
+#include <cstdint>
+
+
+namespace qmix::kernels::kquants {
+
+template <class Arch>
+struct q2_k_kernels {
+    using L = lanes<Arch>;
+    using floats = typename L::floats;
+    using ints = typename L::ints;
+    /// The group searches run on K batches at once (W::count lanes); the per-block steps
+    /// and the level recomputation on single batches.
+    static constexpr int K = search_batches<Arch>;
+    using W = lanes<Arch, K>;
+    using search = group_search<Arch, K>;
+    using block_search = group_search<Arch>;
+    using block = formats::block_q2_k;
+
+    static constexpr int values = 256;
+    static constexpr int groups = 16;
+    static constexpr int group_size = 16;
+    static constexpr int max_level = 3;
+    static constexpr int chunk = 16;
+    static_assert(chunk * groups % W::count == 0, "a chunk fills whole search batches");
+
+    static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* importance) {
+        auto* out = static_cast<block*>(dst);
+        for_each_chunk<Arch, chunk>(
+            nrows, n_per_row, values, importance,
+            [&](std::int64_t first, int count, const float* const* weights) {
+                quantize_chunk(src + first * values, out + first, count, weights);
+            });
+    }
+
+    static void dequantize(const void* src, float* dst, std::int64_t nrows,
+                           std::int64_t n_per_row) {
+        const auto* in = static_cast<const block*>(src);
+        const std::int64_t total = nrows * (n_per_row / values);
+        for (std::int64_t b = 0; b < total; ++b) {
+            alignas(64) std::int8_t levels[values];
+            unpack_levels(in[b].qs, levels);
+            const float d = scalar<Arch>::half_to_float(in[b].d);
+            const float dmin = scalar<Arch>::half_to_float(in[b].dmin);
+            float* out = dst + b * values;
+            for (int g = 0; g < groups; ++g) {
+                const std::uint8_t packed = in[b].scales[g];
+                const floats step(d * float(packed & 0xF));
+                const floats offset(strict::mul(dmin, float(packed >> 4)));
+                for (int i = group_size * g; i < group_size * (g + 1); i += L::count) {
+                    L::store(out + i, L::mul(step, L::widen(levels + i)) - offset);
+                }
+            }
+        }
+    }
+
+    /// Levels (0..3) in value order. The NEON dot product uses it too.
+    static void unpack_levels(const std::uint8_t* qs, std::int8_t* levels) {
+        for (int half = 0; half < 2; ++half) {
+            for (int shift = 0; shift < 4; ++shift) {
+                std::int8_t* out = levels + 128 * half + 32 * shift;
+                for (int k = 0; k < 32; ++k) {
+                    out[k] = std::int8_t((qs[32 * half + k] >> (2 * shift)) & 3);
+                }
+            }
+        }
+    }
+
+  private:
+    struct fits {
+        alignas(64) float scale[chunk * groups];
+        alignas(64) float min[chunk * groups];
+        alignas(64) float level_iscale[chunk * groups];
+        alignas(64) float level_min[chunk * groups];
+        alignas(64) float weight[chunk * groups];
+    };
+
+    static void quantize_chunk(const float* x, block* y, int count,
+                               const float* const* importance) {
+        fits f;
+        fit_groups(x, count, importance, f);
+        if (importance) {
+            choose_scales_weighted(count, f, y);
+        } else {
+            choose_scales_reference(count, f, y);
+        }
+        for (int b = 0; b < count; ++b) requantize_and_pack(x + b * values, f, b * groups, y[b]);
+    }
+
+    static void fit_groups(const float* x, int count, const float* const* importance, fits& f) {
+        float sigma2[chunk];
+        if (importance) {
+            sums_of_squares<Arch>(x, count, values, sigma2);
+            for (int b = 0; b < count; ++b) sigma2[b] = sigma2[b] / float(values);
+        }
+        const int total = count * groups;
+        group_batch<Arch, group_size, groups, K> batch;
+        for (int g = 0; g < total; g += W::count) {
+            batch.load(x, importance, g, total);
+            typename W::floats w[group_size];
+            typename search::scale_min_fit fit;
+            if (importance) {
+                W::store(f.weight + g, batch.importance_weights(sigma2, w));
+                fit = search::template scale_and_min<group_size, false>(batch.x.v, w, max_level,
+                                                                        -0.9f, 0.05f, 36);
+            } else {
+                for (int i = 0; i < group_size; ++i) w[i] = W::abs(batch.x.v[i]);
+                fit = search::template scale_and_min<group_size, true>(batch.x.v, w, max_level,
+                                                                       -0.5f, 0.1f, 15);
+            }
+            W::store(f.scale + g, fit.scale);
+            W::store(f.min + g, fit.min);
+            W::store(f.level_iscale + g, fit.level_iscale);
+            W::store(f.level_min + g, fit.level_min);
+        }
+    }
+
+    /// The reference: 4-bit scales and mins against the block's largest of each.
+    static void choose_scales_reference(int count, const fits& f, block* y) {
+        for (int b = 0; b < count; ++b) {
+            const float* scales = f.scale + b * groups;
+            const float* mins = f.min + b * groups;
+            float max_scale = 0;
+            float max_min = 0;
+            for (int g = 0; g < groups; ++g) {
+                if (scales[g] > max_scale) max_scale = scales[g];
+                if (mins[g] > max_min) max_min = mins[g];
+            }
+            block& out = y[b];
+            if (max_scale > 0) {
+                const float inverse = 15.f / max_scale;
+                for (int g = 0; g < groups; ++g) {
+                    out.scales[g] = std::uint8_t(strict::nearest_int(inverse * scales[g]));
+                }
+                out.d = scalar<Arch>::float_to_half(max_scale / 15.f);
+            } else {
+                for (int g = 0; g < groups; ++g) out.scales[g] = 0;
+                out.d = scalar<Arch>::float_to_half(0.f);
+            }
+            if (max_min > 0) {
+                const float inverse = 15.f / max_min;
+                for (int g = 0; g < groups; ++g) {
+                    const int packed_min = strict::nearest_int(inverse * mins[g]);
+                    out.scales[g] = std::uint8_t(out.scales[g] | (unsigned(packed_min) << 4));
+                }
+                out.dmin = scalar<Arch>::float_to_half(max_min / 15.f);
+            } else {
+                out.dmin = scalar<Arch>::float_to_half(0.f);
+            }
+        }
+    }
+
+    /// The importance path: weighted searches of the 4-bit levels, one block per lane.
+    static void choose_scales_weighted(int count, const fits& f, block* y) {
+        for (int first = 0; first < count; first += L::count) {
+            const int valid = count - first < L::count ? count - first : L::count;
+            const float* scale_rows[L::count];
+            const float* min_rows[L::count];
+            const float* weight_rows[L::count];
+            for (int lane = 0; lane < valid; ++lane) {
+                scale_rows[lane] = f.scale + (first + lane) * groups;
+                min_rows[lane] = f.min + (first + lane) * groups;
+                weight_rows[lane] = f.weight + (first + lane) * groups;
+            }
+            transposed<Arch, groups> scales;
+            transposed<Arch, groups> mins;
+            transposed<Arch, groups> weights;
+            scales.load(scale_rows, valid);
+            mins.load(min_rows, valid);
+            weights.load(weight_rows, valid);
+            ints scale_levels[groups];
+            ints min_levels[groups];
+            alignas(64) float d[L::count];
+            alignas(64) float dmin[L::count];
+            L::store(
+                d, block_search::template positive<groups>(scales.v, weights.v, 15, scale_levels));
+            L::store(dmin,
+                     block_search::template positive<groups>(mins.v, weights.v, 15, min_levels));
+            for (int lane = 0; lane < valid; ++lane) {
+                std::int32_t ls[groups];
+                std::int32_t lm[groups];
+                L::extract_lane(scale_levels, groups, lane, ls);
+                L::extract_lane(min_levels, groups, lane, lm);
+                block& out = y[first + lane];
+                out.d = scalar<Arch>::float_to_half(d[lane]);
+                out.dmin = scalar<Arch>::float_to_half(dmin[lane]);
+                for (int g = 0; g < groups; ++g) out.scales[g] = std::uint8_t(ls[g] | (lm[g] << 4));
+            }
+        }
+    }
+
+    /// Every level against the scales as stored; a group whose stored scale is zero keeps
+    /// the levels of its search.
+    static void requantize_and_pack(const float* x, const fits& f, int first_fit, block& y) {
+        const float d = scalar<Arch>::half_to_float(y.d);
+        const float dmin = scalar<Arch>::half_to_float(y.dmin);
+        alignas(64) std::int32_t levels[values];
+        for (int g = 0; g < groups; ++g) {
+            const float step = d * float(y.scales[g] & 0xF);
+            const float* xs = x + group_size * g;
+            std::int32_t* ls = levels + group_size * g;
+            if (step == 0) {
+                const floats iscale(f.level_iscale[first_fit + g]);
+                const floats min(f.level_min[first_fit + g]);
+                for (int i = 0; i < group_size; i += L::count) {
+                    L::store(ls + i, block_search::scale_min_levels(L::load(xs + i), iscale, min,
+                                                                    max_level));
+                }
+                continue;
+            }
+            const floats steps(step);
+            const floats offset(strict::mul(dmin, float(y.scales[g] >> 4)));
+            for (int i = 0; i < group_size; i += L::count) {
+                const ints l = L::nearest_int(L::div(L::load(xs + i) + offset, steps));
+                L::store(ls + i, L::clamp(l, 0, max_level));
+            }
+        }
+        for (int half = 0; half < 2; ++half) {
+            for (int k = 0; k < 32; k += L::count) {
+                ints packed(0);
+                unrolled<4>([&](auto j) {
+                    packed = packed | (L::load(levels + 128 * half + 32 * j + k) << (2 * j));
+                });
+                L::store_bytes(y.qs + 32 * half + k, packed);
+            }
+        }
+    }
+};
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/q2_k.hpp
+// ---- begin qmix/kernels/kquants/q3_k.hpp
+
+// q3_K: quantize and dequantize (layout and reference in formats/q3_k.hpp). Each group of
+// 16 values gets its symmetric scale from the reference's search, one group per lane (the
+// greedy x^2-weighted search without importance, the weighted least-squares search with
+// it); per block the 16 scales become 6-bit levels (searched one block per lane on the
+// importance path); then every value is rounded against the scales as stored.
+
+#include <cstdint>
+#include <cstring>
+
+
+namespace qmix::kernels::kquants {
+
+template <class Arch>
+struct q3_k_kernels {
+    using L = lanes<Arch>;
+    using floats = typename L::floats;
+    using ints = typename L::ints;
+    /// The group searches run on K batches at once (W::count lanes); the per-block steps
+    /// and the level recomputation on single batches.
+    static constexpr int K = search_batches<Arch>;
+    using W = lanes<Arch, K>;
+    using search = group_search<Arch, K>;
+    using block_search = group_search<Arch>;
+    using block = formats::block_q3_k;
+
+    static constexpr int values = 256;
+    static constexpr int groups = 16;
+    static constexpr int group_size = 16;
+    static constexpr int level_bias = 4;
+    static constexpr int scale_bias = 32;
+    static constexpr int chunk = 16;
+    static_assert(chunk * groups % W::count == 0, "a chunk fills whole search batches");
+
+    static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* importance) {
+        auto* out = static_cast<block*>(dst);
+        for_each_chunk<Arch, chunk>(
+            nrows, n_per_row, values, importance,
+            [&](std::int64_t first, int count, const float* const* weights) {
+                quantize_chunk(src + first * values, out + first, count, weights);
+            });
+    }
+
+    static void dequantize(const void* src, float* dst, std::int64_t nrows,
+                           std::int64_t n_per_row) {
+        const auto* in = static_cast<const block*>(src);
+        const std::int64_t total = nrows * (n_per_row / values);
+        for (std::int64_t b = 0; b < total; ++b) {
+            alignas(64) std::int8_t levels[values];
+            unpack_levels(in[b], levels);
+            const float d = scalar<Arch>::half_to_float(in[b].d);
+            float* out = dst + b * values;
+            for (int g = 0; g < groups; ++g) {
+                const floats step(d * float(scale_at(in[b].scales, g) - scale_bias));
+                for (int i = group_size * g; i < group_size * (g + 1); i += L::count) {
+                    L::store(out + i, step * L::widen(levels + i));
+                }
+            }
+        }
+    }
+
+    /// Signed levels (-4..3) in value order: value 128 h + 32 s + k has its low bits at
+    /// 2 s in qs[32 h + k] and its third bit at 4 h + s in hmask[k].
+    static void unpack_levels(const block& x, std::int8_t* levels) {
+        for (int h = 0; h < 2; ++h) {
+            for (int s = 0; s < 4; ++s) {
+                std::int8_t* out = levels + 128 * h + 32 * s;
+                for (int k = 0; k < 32; ++k) {
+                    const int low = (x.qs[32 * h + k] >> (2 * s)) & 3;
+                    const int high = (x.hmask[k] >> (4 * h + s)) & 1;
+                    out[k] = std::int8_t(low + 4 * high - level_bias);
+                }
+            }
+        }
+    }
+
+    /// Stored (biased, 0..63) scale of group `group` (the format's scale_at).
+    static int scale_at(const std::uint8_t* scales, int group) {
+        const int low = group < 8 ? scales[group] & 0xF : scales[group - 8] >> 4;
+        const int high = (scales[8 + group % 4] >> (2 * (group / 4))) & 3;
+        return low | (high << 4);
+    }
+
+  private:
+    /// The search results of each group of a chunk. The greedy search's levels are kept
+    /// lane-major, as it produced them: batch k holds groups k * lanes .. (k + 1) * lanes.
+    struct fits {
+        alignas(64) float scale[chunk * groups];
+        alignas(64) float level_iscale[chunk * groups];
+        alignas(64) float flat[chunk * groups];  ///< 1 where the group is all zero
+        alignas(64) float weight[chunk * groups];
+        alignas(64) std::int32_t scale_level[chunk * groups];  ///< stored (biased) 6-bit scales
+        alignas(64) float greedy_levels[chunk * groups * group_size];
+
+        std::int32_t greedy_level(int group, int i) const {
+            const int batch_start = group / W::count * W::count;
+            return std::int32_t(
+                greedy_levels[batch_start * group_size + i * W::count + group % W::count]);
+        }
+    };
+
+    static void quantize_chunk(const float* x, block* y, int count,
+                               const float* const* importance) {
+        fits f;
+        fit_groups(x, count, importance, f);
+        if (importance) {
+            choose_scales_weighted(count, f, y);
+        } else {
+            choose_scales_reference(count, f, y);
+        }
+        for (int b = 0; b < count; ++b) {
+            requantize_and_pack(x + b * values, f, b * groups, importance != nullptr, y[b]);
+        }
+    }
+
+    static void fit_groups(const float* x, int count, const float* const* importance, fits& f) {
+        float sigma2[chunk];
+        if (importance) {
+            sums_of_squares<Arch>(x, count, values, sigma2);
+            for (int b = 0; b < count; ++b) sigma2[b] = 2 * sigma2[b] / float(values);
+        }
+        const int total = count * groups;
+        group_batch<Arch, group_size, groups, K> batch;
+        for (int g = 0; g < total; g += W::count) {
+            batch.load(x, importance, g, total);
+            if (importance) {
+                typename W::floats w[group_size];
+                W::store(f.weight + g, batch.importance_weights(sigma2, w));
+                const auto fit =
+                    search::template symmetric<group_size, true>(batch.x.v, w, level_bias);
+                W::store(f.scale + g, fit.scale);
+                W::store(f.level_iscale + g, fit.level_iscale);
+                W::store(f.flat + g,
+                         W::select(fit.flat, typename W::floats(1.0f), typename W::floats(0.0f)));
+            } else {
+                typename W::floats levels[group_size];
+                W::store(f.scale + g, search::template symmetric_greedy<group_size>(
+                                          batch.x.v, levels, level_bias));
+                for (int i = 0; i < group_size; ++i) {
+                    W::store(f.greedy_levels + g * group_size + i * W::count, levels[i]);
+                }
+            }
+        }
+    }
+
+    /// The reference: 6-bit levels against the scale of largest magnitude.
+    static void choose_scales_reference(int count, fits& f, block* y) {
+        for (int b = 0; b < count; ++b) {
+            const float* scales = f.scale + b * groups;
+            std::int32_t* levels = f.scale_level + b * groups;
+            const float max_scale = first_of_largest_magnitude(scales);
+            block& out = y[b];
+            if (max_scale != 0) {
+                const float inverse = -float(scale_bias) / max_scale;
+                for (int g = 0; g < groups; g += L::count) {
+                    ints l = L::nearest_int(floats(inverse) * L::load(scales + g));
+                    l = (l << 24) >> 24;  // narrowed to int8 before the clamp, as the reference
+                    L::store(levels + g,
+                             L::clamp(l, -scale_bias, scale_bias - 1) + ints(scale_bias));
+                }
+                out.d = scalar<Arch>::float_to_half(1 / inverse);
+            } else {
+                for (int g = 0; g < groups; ++g) levels[g] = 0;
+                out.d = scalar<Arch>::float_to_half(0.f);
+            }
+            pack_scales(levels, out.scales);
+        }
+    }
+
+    /// The signed scale of largest magnitude, the first one on ties (NaN never wins).
+    static float first_of_largest_magnitude(const float* scales) {
+        floats largest(0.0f);
+        for (int g = 0; g < groups; g += L::count) {
+            const floats magnitude = L::abs(L::load(scales + g));
+            largest = L::select(magnitude > largest, magnitude, largest);
+        }
+        alignas(64) float lanes_largest[L::count];
+        L::store(lanes_largest, largest);
+        float max_magnitude = 0;
+        for (int lane = 0; lane < L::count; ++lane) {
+            if (lanes_largest[lane] > max_magnitude) max_magnitude = lanes_largest[lane];
+        }
+        if (max_magnitude == 0) return 0;
+        for (int g = 0;; ++g) {
+            if (scalar<Arch>::abs(scales[g]) == max_magnitude) return scales[g];
+        }
+    }
+
+    /// The importance path: a weighted symmetric search of the 16 scales, one block per lane.
+    static void choose_scales_weighted(int count, fits& f, block* y) {
+        for (int first = 0; first < count; first += L::count) {
+            const int valid = count - first < L::count ? count - first : L::count;
+            const float* scale_rows[L::count];
+            const float* weight_rows[L::count];
+            for (int lane = 0; lane < valid; ++lane) {
+                scale_rows[lane] = f.scale + (first + lane) * groups;
+                weight_rows[lane] = f.weight + (first + lane) * groups;
+            }
+            transposed<Arch, groups> scales;
+            transposed<Arch, groups> weights;
+            scales.load(scale_rows, valid);
+            weights.load(weight_rows, valid);
+            const auto fit =
+                block_search::template symmetric<groups, true>(scales.v, weights.v, scale_bias);
+            ints levels[groups];
+            for (int g = 0; g < groups; ++g) {
+                levels[g] = L::select(
+                    fit.flat, ints(0),
+                    block_search::symmetric_levels(scales.v[g], fit.level_iscale, scale_bias));
+            }
+            alignas(64) float d[L::count];
+            L::store(d, fit.scale);
+            for (int lane = 0; lane < valid; ++lane) {
+                std::int32_t* packed = f.scale_level + (first + lane) * groups;
+                L::extract_lane(levels, groups, lane, packed);
+                block& out = y[first + lane];
+                pack_scales(packed, out.scales);
+                out.d = scalar<Arch>::float_to_half(d[lane]);
+            }
+        }
+    }
+
+    /// The sixteen stored (biased) scales -> 12 bytes; see the layout in formats/q3_k.hpp.
+    static void pack_scales(const std::int32_t* levels, std::uint8_t* scales) {
+        for (int g = 0; g < 8; ++g) {
+            scales[g] = std::uint8_t((levels[g] & 0xF) | ((levels[g + 8] & 0xF) << 4));
+        }
+        for (int r = 0; r < 4; ++r) {
+            scales[8 + r] = std::uint8_t(
+                ((levels[r] >> 4) & 3) | (((levels[4 + r] >> 4) & 3) << 2) |
+                (((levels[8 + r] >> 4) & 3) << 4) | (((levels[12 + r] >> 4) & 3) << 6));
+        }
+    }
+
+    /// Every level against the scales as stored; a group whose stored scale is zero keeps
+    /// the levels of its search.
+    static void requantize_and_pack(const float* x, const fits& f, int first_fit, bool weighted,
+                                    block& y) {
+        const float d = scalar<Arch>::half_to_float(y.d);
+        alignas(64) std::int32_t levels[values];
+        for (int g = 0; g < groups; ++g) {
+            const float step = d * float(f.scale_level[first_fit + g] - scale_bias);
+            const float* xs = x + group_size * g;
+            std::int32_t* ls = levels + group_size * g;
+            const int fit = first_fit + g;
+            if (step == 0 && !weighted) {
+                for (int i = 0; i < group_size; ++i) ls[i] = f.greedy_level(fit, i);
+            } else if (step == 0) {
+                const floats iscale(f.level_iscale[fit]);
+                const bool flat = f.flat[fit] != 0;
+                for (int i = 0; i < group_size; i += L::count) {
+                    const ints l =
+                        block_search::symmetric_levels(L::load(xs + i), iscale, level_bias);
+                    L::store(ls + i, flat ? ints(0) : l);
+                }
+            } else {
+                const floats steps(step);
+                for (int i = 0; i < group_size; i += L::count) {
+                    const ints l = L::nearest_int(L::div(L::load(xs + i), steps));
+                    L::store(ls + i, L::clamp(l, -level_bias, level_bias - 1) + ints(level_bias));
+                }
+            }
+        }
+        pack_levels(levels, y);
+    }
+
+    /// Biased levels (0..7) -> third bits in hmask and low two bits in qs.
+    static void pack_levels(const std::int32_t* levels, block& y) {
+        for (int k = 0; k < 32; k += L::count) {
+            ints high(0);
+            unrolled<8>([&](auto b) {
+                high = high | (((L::load(levels + 32 * b + k) >> 2) & ints(1)) << b);
+            });
+            L::store_bytes(y.hmask + k, high);
+        }
+        for (int half = 0; half < 2; ++half) {
+            for (int k = 0; k < 32; k += L::count) {
+                ints low(0);
+                unrolled<4>([&](auto j) {
+                    low = low | ((L::load(levels + 128 * half + 32 * j + k) & ints(3)) << (2 * j));
+                });
+                L::store_bytes(y.qs + 32 * half + k, low);
+            }
+        }
+    }
+};
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/q3_k.hpp
+// ---- begin qmix/kernels/kquants/q6_k.hpp
+
+// q6_K: quantize and dequantize (layout and reference in formats/q6_k.hpp). Each group of
+// 16 values gets its symmetric scale from the reference's weighted least-squares search,
+// one group per lane; per block the 16 scales become int8 against the one of largest
+// magnitude; then every value is rounded against the scales as stored.
+
+#include <cstdint>
+#include <cstring>
+
+
+namespace qmix::kernels::kquants {
+
+template <class Arch>
+struct q6_k_kernels {
+    using L = lanes<Arch>;
+    using floats = typename L::floats;
+    using ints = typename L::ints;
+    /// The group searches run on K batches at once (W::count lanes); the per-block steps
+    /// and the level recomputation on single batches.
+    static constexpr int K = search_batches<Arch>;
+    using W = lanes<Arch, K>;
+    using search = group_search<Arch, K>;
+    using block_search = group_search<Arch>;
+    using block = formats::block_q6_k;
+
+    static constexpr int values = 256;
+    static constexpr int groups = 16;
+    static constexpr int group_size = 16;
+    static constexpr int level_offset = 32;
+    static constexpr int chunk = 16;
+    static_assert(chunk * groups % W::count == 0, "a chunk fills whole search batches");
+
+    static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* importance) {
+        auto* out = static_cast<block*>(dst);
+        for_each_chunk<Arch, chunk>(
+            nrows, n_per_row, values, importance,
+            [&](std::int64_t first, int count, const float* const* weights) {
+                quantize_chunk(src + first * values, out + first, count, weights);
+            });
+    }
+
+    static void dequantize(const void* src, float* dst, std::int64_t nrows,
+                           std::int64_t n_per_row) {
+        const auto* in = static_cast<const block*>(src);
+        const std::int64_t total = nrows * (n_per_row / values);
+        for (std::int64_t b = 0; b < total; ++b) {
+            alignas(64) std::int8_t levels[values];
+            unpack_levels(in[b], levels);
+            const float d = scalar<Arch>::half_to_float(in[b].d);
+            float* out = dst + b * values;
+            for (int g = 0; g < groups; ++g) {
+                // (d * scale) * level, in this order, as the reference rounds it.
+                const floats step(d * float(in[b].scales[g]));
+                for (int i = group_size * g; i < group_size * (g + 1); i += L::count) {
+                    L::store(out + i, step * L::widen(levels + i));
+                }
+            }
+        }
+    }
+
+    /// Signed levels (-32..31) in value order.
+    static void unpack_levels(const block& x, std::int8_t* levels) {
+        for (int h = 0; h < 2; ++h) {
+            std::int8_t* l = levels + 128 * h;
+            const std::uint8_t* ql = x.ql + 64 * h;
+            const std::uint8_t* qh = x.qh + 32 * h;
+            for (int p = 0; p < 32; ++p) {
+                l[p] = std::int8_t(((ql[p] & 0xF) | ((qh[p] & 3) << 4)) - level_offset);
+                l[p + 32] =
+                    std::int8_t(((ql[p + 32] & 0xF) | (((qh[p] >> 2) & 3) << 4)) - level_offset);
+                l[p + 64] = std::int8_t(((ql[p] >> 4) | (((qh[p] >> 4) & 3) << 4)) - level_offset);
+                l[p + 96] =
+                    std::int8_t(((ql[p + 32] >> 4) | (((qh[p] >> 6) & 3) << 4)) - level_offset);
+            }
+        }
+    }
+
+  private:
+    struct fits {
+        alignas(64) float scale[chunk * groups];
+        alignas(64) float level_iscale[chunk * groups];
+        alignas(64) float flat[chunk * groups];  ///< 1 where the group is all zero
+    };
+
+    static void quantize_chunk(const float* x, block* y, int count,
+                               const float* const* importance) {
+        fits f;
+        const int total = count * groups;
+        group_batch<Arch, group_size, groups, K> batch;
+        for (int g = 0; g < total; g += W::count) {
+            batch.load(x, importance, g, total);
+            // Without importance the search weighs each value by x^2 (rmse_type 1); with it,
+            // by the importance itself.
+            const auto fit = importance ? search::template symmetric<group_size, true>(
+                                              batch.x.v, batch.importance.v, level_offset)
+                                        : search::template symmetric<group_size, false>(
+                                              batch.x.v, nullptr, level_offset);
+            W::store(f.scale + g, fit.scale);
+            W::store(f.level_iscale + g, fit.level_iscale);
+            W::store(f.flat + g,
+                     W::select(fit.flat, typename W::floats(1.0f), typename W::floats(0.0f)));
+        }
+        for (int b = 0; b < count; ++b) {
+            if (choose_scales(f.scale + b * groups, y[b])) {
+                requantize_and_pack(x + b * values, f, b * groups, y[b]);
+            }
+        }
+    }
+
+    /// The int8 scales against the one of largest magnitude (which maps to -128). Returns
+    /// false for an all-zero block, which the reference stores as zero bytes.
+    static bool choose_scales(const float* scales, block& y) {
+        float extreme = 0;
+        float largest = 0;
+        for (int g = 0; g < groups; ++g) {
+            const float magnitude = scalar<Arch>::abs(scales[g]);
+            if (magnitude > largest) {
+                largest = magnitude;
+                extreme = scales[g];
+            }
+        }
+        if (largest < block_search::group_max_eps) {
+            std::memset(&y, 0, sizeof y);
+            return false;
+        }
+        const float inverse = -128.f / extreme;
+        y.d = scalar<Arch>::float_to_half(1 / inverse);
+        for (int g = 0; g < groups; ++g) {
+            const int q = strict::nearest_int(strict::mul(inverse, scales[g]));
+            y.scales[g] = std::int8_t(q < 127 ? q : 127);
+        }
+        return true;
+    }
+
+    /// Every level against the scales as stored; a group whose stored scale is zero keeps
+    /// the levels of its search.
+    static void requantize_and_pack(const float* x, const fits& f, int first_fit, block& y) {
+        const float d = scalar<Arch>::half_to_float(y.d);
+        alignas(64) std::int32_t levels[values];
+        for (int g = 0; g < groups; ++g) {
+            const float step = d * float(y.scales[g]);
+            const float* xs = x + group_size * g;
+            std::int32_t* ls = levels + group_size * g;
+            const int fit = first_fit + g;
+            if (step == 0) {
+                const floats iscale(f.level_iscale[fit]);
+                const bool flat = f.flat[fit] != 0;
+                for (int i = 0; i < group_size; i += L::count) {
+                    const ints l =
+                        block_search::symmetric_levels(L::load(xs + i), iscale, level_offset);
+                    L::store(ls + i, flat ? ints(0) : l);
+                }
+                continue;
+            }
+            const floats steps(step);
+            for (int i = 0; i < group_size; i += L::count) {
+                const ints l = L::nearest_int(L::div(L::load(xs + i), steps));
+                L::store(ls + i, L::clamp(l, -level_offset, level_offset - 1) + ints(level_offset));
+            }
+        }
+        pack_levels(levels, y);
+    }
+
+    static void pack_levels(const std::int32_t* levels, block& y) {
+        const ints nibble(0xF);
+        for (int h = 0; h < 2; ++h) {
+            const std::int32_t* l = levels + 128 * h;
+            for (int p = 0; p < 32; p += L::count) {
+                const ints l0 = L::load(l + p);
+                const ints l1 = L::load(l + p + 32);
+                const ints l2 = L::load(l + p + 64);
+                const ints l3 = L::load(l + p + 96);
+                L::store_bytes(y.ql + 64 * h + p, (l0 & nibble) | ((l2 & nibble) << 4));
+                L::store_bytes(y.ql + 64 * h + p + 32, (l1 & nibble) | ((l3 & nibble) << 4));
+                L::store_bytes(y.qh + 32 * h + p,
+                               (l0 >> 4) | ((l1 >> 4) << 2) | ((l2 >> 4) << 4) | ((l3 >> 4) << 6));
+            }
+        }
+    }
+};
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/q6_k.hpp
+
+#if defined(__aarch64__)
+
+#include <arm_neon.h>
+
+#include <cstdint>
+
+namespace qmix::kernels::kquants {
+
+template <class Arch>
+struct neon_dot {
+    using act = formats::block_q8_k;
+
+    static float q2_k(const void* x, const void* y, std::int64_t n) {
+        const auto* blocks = static_cast<const formats::block_q2_k*>(x);
+        const auto* acts = static_cast<const act*>(y);
+        float sum = 0;
+        for (std::int64_t b = 0; b < n / 256; ++b) {
+            const auto& blk = blocks[b];
+            alignas(16) std::int8_t levels[256];
+            q2_k_kernels<Arch>::unpack_levels(blk.qs, levels);
+            std::int32_t scaled = 0;
+            std::int32_t mins = 0;
+            for (int g = 0; g < 16; ++g) {
+                scaled += (blk.scales[g] & 0xF) * dot16(levels + 16 * g, acts[b].qs + 16 * g);
+                mins += acts[b].bsums[g] * (blk.scales[g] >> 4);
+            }
+            const float d = acts[b].d * scalar<Arch>::half_to_float(blk.d);
+            const float dmin = acts[b].d * scalar<Arch>::half_to_float(blk.dmin);
+            sum += strict::mul(d, float(scaled)) - strict::mul(dmin, float(mins));
+        }
+        return sum;
+    }
+
+    static float q3_k(const void* x, const void* y, std::int64_t n) {
+        using kernels = q3_k_kernels<Arch>;
+        const auto* blocks = static_cast<const formats::block_q3_k*>(x);
+        const auto* acts = static_cast<const act*>(y);
+        float sum = 0;
+        for (std::int64_t b = 0; b < n / 256; ++b) {
+            const auto& blk = blocks[b];
+            alignas(16) std::int8_t levels[256];
+            kernels::unpack_levels(blk, levels);
+            std::int32_t scaled = 0;
+            for (int g = 0; g < 16; ++g) {
+                scaled += (kernels::scale_at(blk.scales, g) - kernels::scale_bias) *
+                          dot16(levels + 16 * g, acts[b].qs + 16 * g);
+            }
+            const float d = scalar<Arch>::half_to_float(blk.d) * acts[b].d;
+            sum += strict::mul(d, float(scaled));
+        }
+        return sum;
+    }
+
+    static float q4_k(const void* x, const void* y, std::int64_t n) {
+        return k4<formats::q4_k>(x, y, n);
+    }
+
+    static float q5_k(const void* x, const void* y, std::int64_t n) {
+        return k4<formats::q5_k>(x, y, n);
+    }
+
+    static float q6_k(const void* x, const void* y, std::int64_t n) {
+        const auto* blocks = static_cast<const formats::block_q6_k*>(x);
+        const auto* acts = static_cast<const act*>(y);
+        float sum = 0;
+        for (std::int64_t b = 0; b < n / 256; ++b) {
+            const auto& blk = blocks[b];
+            alignas(16) std::int8_t levels[256];
+            q6_k_kernels<Arch>::unpack_levels(blk, levels);
+            std::int32_t scaled = 0;
+            for (int g = 0; g < 16; ++g) {
+                scaled += blk.scales[g] * dot16(levels + 16 * g, acts[b].qs + 16 * g);
+            }
+            const float d = scalar<Arch>::half_to_float(blk.d) * acts[b].d;
+            sum += strict::mul(d, float(scaled));
+        }
+        return sum;
+    }
+
+  private:
+    /// Sum of a[i] * b[i] over 16 signed bytes (exact: at most 16 * 128 * 128).
+    static std::int32_t dot16(const std::int8_t* a, const std::int8_t* b) {
+        const int8x16_t va = vld1q_s8(a);
+        const int8x16_t vb = vld1q_s8(b);
+#if defined(__ARM_FEATURE_DOTPROD)
+        return vaddvq_s32(vdotq_s32(vdupq_n_s32(0), va, vb));
+#else
+        // Products fit 16 bits and so do sums of two (|level| <= 32 here).
+        const int16x8_t products =
+            vmlal_high_s8(vmull_s8(vget_low_s8(va), vget_low_s8(vb)), va, vb);
+        return vaddlvq_s16(products);
+#endif
+    }
+
+    template <class Format>
+    static float k4(const void* x, const void* y, std::int64_t n) {
+        using block = typename Format::block;
+        const auto* blocks = static_cast<const block*>(x);
+        const auto* acts = static_cast<const act*>(y);
+        float sum = 0;
+        for (std::int64_t b = 0; b < n / 256; ++b) {
+            const auto& blk = blocks[b];
+            alignas(16) std::int8_t levels[256];
+            k4_kernels<Arch, Format>::unpack_levels(blk, levels);
+            std::int32_t scaled = 0;
+            std::int32_t mins = 0;
+            for (int j = 0; j < 8; ++j) {
+                int scale_level;
+                int min_level;
+                scalar<Arch>::unpack_scale_min_k4(j, blk.scales, scale_level, min_level);
+                const std::int32_t sub = dot16(levels + 32 * j, acts[b].qs + 32 * j) +
+                                         dot16(levels + 32 * j + 16, acts[b].qs + 32 * j + 16);
+                scaled += scale_level * sub;
+                mins += min_level * (acts[b].bsums[2 * j] + acts[b].bsums[2 * j + 1]);
+            }
+            const float d = scalar<Arch>::half_to_float(blk.d) * acts[b].d;
+            const float dmin = scalar<Arch>::half_to_float(blk.dmin) * acts[b].d;
+            sum += strict::mul(d, float(scaled)) - strict::mul(dmin, float(mins));
+        }
+        return sum;
+    }
+};
+
+}  // namespace qmix::kernels::kquants
+
+#endif  // __aarch64__
+// ---- end qmix/kernels/kquants/dot_neon.hpp
+
+namespace qmix::kernels::kquants {
+
+template <class Kernels>
+void set_dots(kernel_table& table) {
+    table[type_id::q2_k].dot = &Kernels::q2_k;
+    table[type_id::q3_k].dot = &Kernels::q3_k;
+    table[type_id::q4_k].dot = &Kernels::q4_k;
+    table[type_id::q5_k].dot = &Kernels::q5_k;
+    table[type_id::q6_k].dot = &Kernels::q6_k;
+}
+
+template <class Arch>
+void add_dots(kernel_table& table) {
+    if constexpr (is_avx2<Arch> || is_avx512bw<Arch>) {
+#if defined(__AVX2__)
+        set_dots<avx2_dot<Arch>>(table);
+#endif
+    } else if constexpr (is_neon64<Arch>) {
+#if defined(__aarch64__)
+        set_dots<neon_dot<Arch>>(table);
+#endif
+    }
+    (void)table;
+}
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/dot.hpp
+// ---- begin qmix/kernels/kquants/q8_k.hpp
+
+// q8_K, the activation format of the k-quant dot products: quantize and dequantize
+// (layout and reference in formats/q8_k.hpp). Every value of a block is rounded on its own
+// against one scale, so the lanes simply take consecutive values.
+
+#include <cstdint>
+#include <cstring>
+
+
+namespace qmix::kernels::kquants {
+
+template <class Arch>
+struct q8_k_kernels {
+    using L = lanes<Arch>;
+    using floats = typename L::floats;
+    using ints = typename L::ints;
+    using block = formats::block_q8_k;
+
+    static constexpr int values = 256;
+    static constexpr int sum_size = 16;
+
+    /// ggml ignores an importance vector for this format, and so do we.
+    static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* /*importance*/) {
+        auto* out = static_cast<block*>(dst);
+        const std::int64_t total = nrows * (n_per_row / values);
+        for (std::int64_t b = 0; b < total; ++b) quantize_block(src + b * values, out[b]);
+    }
+
+    static void dequantize(const void* src, float* dst, std::int64_t nrows,
+                           std::int64_t n_per_row) {
+        const auto* in = static_cast<const block*>(src);
+        const std::int64_t total = nrows * (n_per_row / values);
+        for (std::int64_t b = 0; b < total; ++b) {
+            const floats d(in[b].d);
+            float* out = dst + b * values;
+            for (int i = 0; i < values; i += L::count) {
+                L::store(out + i, d * L::widen(in[b].qs + i));
+            }
+        }
+    }
+
+  private:
+    static void quantize_block(const float* x, block& out) {
+        const float largest = largest_magnitude(x);
+        if (largest == 0.0f) {
+            std::memset(&out, 0, sizeof out);
+            return;
+        }
+        // The reference keeps the first value of largest magnitude: its sign decides the
+        // sign of the scale.
+        const float extreme = x[first_index_of_magnitude(x, largest)];
+        const float inverse = -127.f / extreme;
+        const floats inverses(inverse);
+        alignas(64) std::int32_t levels[values];
+        for (int i = 0; i < values; i += L::count) {
+            const ints level = L::nearest_int(inverses * L::load(x + i));
+            L::store(levels + i, L::min(level, ints(127)));
+        }
+        for (int i = 0; i < values; ++i) out.qs[i] = std::int8_t(levels[i]);
+        for (int j = 0; j < values / sum_size; ++j) {
+            std::int32_t sum = 0;
+            for (int i = 0; i < sum_size; ++i) sum += levels[j * sum_size + i];
+            out.bsums[j] = std::int16_t(sum);
+        }
+        out.d = 1 / inverse;
+    }
+
+    /// max |x[i]|, skipping NaN as the reference's `>` does.
+    static float largest_magnitude(const float* x) {
+        floats largest(0.0f);
+        for (int i = 0; i < values; i += L::count) {
+            const floats magnitude = xsimd::abs(L::load(x + i));
+            largest = L::select(magnitude > largest, magnitude, largest);
+        }
+        alignas(64) float lanes_max[L::count];
+        largest.store_aligned(lanes_max);
+        float result = 0;
+        for (int lane = 0; lane < L::count; ++lane) {
+            if (lanes_max[lane] > result) result = lanes_max[lane];
+        }
+        return result;
+    }
+
+    static int first_index_of_magnitude(const float* x, float magnitude) {
+        const floats target(magnitude);
+        for (int i = 0; i < values; i += L::count) {
+            if (xsimd::any(xsimd::abs(L::load(x + i)) == target)) {
+                for (int k = i;; ++k) {
+                    if (scalar<Arch>::abs(x[k]) == magnitude) return k;
+                }
+            }
+        }
+        return 0;  // not reached: the magnitude was taken from x
+    }
+};
+
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/q8_k.hpp
+
+namespace qmix::kernels {
+
+namespace kquants {
+
+template <class Kernels>
+void set_conversions(kernel_table& table, type_id id) {
+    table[id].quantize = &Kernels::quantize;
+    table[id].dequantize = &Kernels::dequantize;
+}
+
+}  // namespace kquants
+
+/// Fills the q2_K .. q6_K and q8_K slots of `table` with the kernels of instruction set
+/// Arch (an xsimd architecture tag the translation unit is compiled for).
+template <class Arch>
+void add_kquant_kernels(kernel_table& table) {
+    using namespace kquants;
+    set_conversions<q2_k_kernels<Arch>>(table, type_id::q2_k);
+    set_conversions<q3_k_kernels<Arch>>(table, type_id::q3_k);
+    set_conversions<k4_kernels<Arch, formats::q4_k>>(table, type_id::q4_k);
+    set_conversions<k4_kernels<Arch, formats::q5_k>>(table, type_id::q5_k);
+    set_conversions<q6_k_kernels<Arch>>(table, type_id::q6_k);
+    set_conversions<q8_k_kernels<Arch>>(table, type_id::q8_k);
+    add_dots<Arch>(table);
+}
+
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/kquants.hpp
+
+namespace qmix::kernels {
+
+template <class Arch>
+kernel_table make_kernel_table() {
+    kernel_table table;
+    table.name = isa<Arch>::name;
+    add_block_kernels<Arch>(table);
+    add_kquant_kernels<Arch>(table);
+    return table;
+}
+
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/build.hpp
+
+#if defined(QMIX_WITH_DISPATCH)
+#define QMIX_KERNELS_ABI runtime_dispatch
+#elif defined(QMIX_ISA_AVX512)
+#define QMIX_KERNELS_ABI header_avx512
+#define QMIX_HEADER_ARCH xsimd::avx512bw
+#elif defined(QMIX_ISA_AVX2)
+#define QMIX_KERNELS_ABI header_avx2
+#define QMIX_HEADER_ARCH xsimd::avx2
+#elif defined(QMIX_ISA_SSE2)
+#define QMIX_KERNELS_ABI header_sse2
+#define QMIX_HEADER_ARCH xsimd::sse2
+#elif defined(QMIX_ISA_NEON)
+#define QMIX_KERNELS_ABI header_neon
+#define QMIX_HEADER_ARCH xsimd::neon64
+#else
+#define QMIX_KERNELS_ABI header_scalar
+#endif
+
+namespace qmix::kernels {
+inline namespace QMIX_KERNELS_ABI {
+
+/// One kernel level built into the program.
+struct level {
+    std::string_view name;         ///< as QMIX_FORCE_ARCH spells it
+    const kernel_table* table;     ///< null when this CPU cannot run the level
+    std::string_view requirement;  ///< what the level needs from the CPU, for messages
+};
+
+/// The scalar reference: every entry null, so the row API calls the format's own code.
+inline const kernel_table& scalar_table() {
+    static const kernel_table table{"scalar", {}};
+    return table;
+}
+
+namespace detail {
+
+#if defined(QMIX_WITH_DISPATCH)
+/// The levels built into the program, weakest first, the scalar reference first of all.
+/// Defined in src/kernels_dispatch.cpp.
+const std::vector<level>& built_levels();
+#else
+inline const std::vector<level>& built_levels() {
+    static const std::vector<level> levels = [] {
+        std::vector<level> all{{"scalar", &scalar_table(), "nothing"}};
+#if defined(QMIX_HEADER_ARCH)
+        // Compiled with the includer's flags, so whatever runs this program runs it.
+        static const kernel_table native = make_kernel_table<QMIX_HEADER_ARCH>();
+        all.push_back({native.name, &native, "the flags this program was compiled with"});
+#endif
+        return all;
+    }();
+    return levels;
+}
+#endif
+
+inline std::string names_of(bool runnable_only) {
+    std::string names;
+    for (const level& l : built_levels()) {
+        if (runnable_only && l.table == nullptr) continue;
+        if (!names.empty()) names += ' ';
+        names += l.name;
+    }
+    return names;
+}
+
+}  // namespace detail
+
+/// The kernel tables this CPU runs, weakest first; the first is the scalar reference.
+inline std::vector<const kernel_table*> available_tables() {
+    std::vector<const kernel_table*> tables;
+    for (const level& l : detail::built_levels()) {
+        if (l.table != nullptr) tables.push_back(l.table);
+    }
+    return tables;
+}
+
+/// The names of available_tables(), separated by spaces ("scalar sse2 avx2").
+inline std::string available_names() {
+    return detail::names_of(true);
+}
+
+/// The table of the level spelled `name` (as QMIX_FORCE_ARCH spells it). Throws
+/// qmix::error naming the levels that are available when this build lacks the level or
+/// this CPU cannot run it.
+inline const kernel_table& table_for(std::string_view name) {
+    for (const level& l : detail::built_levels()) {
+        if (l.name != name) continue;
+        if (l.table != nullptr) return *l.table;
+        throw error("kernel level '" + std::string(name) + "' needs " + std::string(l.requirement) +
+                    ", which this CPU lacks; available: " + detail::names_of(true));
+    }
+    throw error("kernel level '" + std::string(name) +
+                "' is not built into this program (built: " + detail::names_of(false) +
+                "; available on this CPU: " + detail::names_of(true) + ")");
+}
+
+/// The strongest level this CPU runs.
+inline const kernel_table& best_table() {
+    return *available_tables().back();
+}
+
+/// The table the row API uses: QMIX_FORCE_ARCH if set (and not empty), else best_table().
+/// Chosen on first use and never changed; a bad QMIX_FORCE_ARCH throws from every call.
+inline const kernel_table& active_table() {
+    static const kernel_table* const chosen = [] {
+        const char* forced = std::getenv("QMIX_FORCE_ARCH");
+        if (forced == nullptr || *forced == '\0') return &best_table();
+        try {
+            return &table_for(forced);
+        } catch (const error& e) {
+            throw error(std::string("QMIX_FORCE_ARCH=") + forced + ": " + e.what());
+        }
+    }();
+    return *chosen;
+}
+
+}  // namespace QMIX_KERNELS_ABI
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/dispatch.hpp
 
 namespace qmix {
 
@@ -2756,26 +7393,38 @@ bool is_aligned(const void* p) noexcept {
 
 }  // namespace detail
 
-/// Quantizes nrows rows of n_per_row floats from src into dst, as ggml_quantize_chunk does.
+/// Quantizes nrows rows of n_per_row floats from src into dst, as ggml_quantize_chunk does,
+/// with the kernels of `table` (a null entry means the format's scalar reference code).
 /// `importance` (n_per_row weights, may be null) steers the formats that use one. Returns
 /// the bytes written. A row length the format cannot hold is an error, never a truncation.
-/// dst needs no particular alignment.
-inline std::size_t quantize(type_id type, const float* src, void* dst, std::int64_t nrows,
-                            std::int64_t n_per_row, const float* importance = nullptr) {
+/// dst needs no particular alignment. The bytes are the same for every kernel table.
+inline std::size_t quantize(const kernels::kernel_table& table, type_id type, const float* src,
+                            void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                            const float* importance = nullptr) {
     detail::check_rows(type, nrows, n_per_row);
     return visit(all_formats{}, type, [&](auto tag) {
         using F = typename decltype(tag)::type;
         using block = typename F::block;
         const std::size_t bytes = row_size(type, n_per_row);
-        auto* out = static_cast<unsigned char*>(dst);
-        std::vector<block> bounce;
-        for (std::int64_t r = 0; r < nrows; ++r, out += bytes) {
-            const float* row = src + r * n_per_row;
-            if (detail::is_aligned<block>(out)) {
-                F::quantize_row(row, reinterpret_cast<block*>(out), n_per_row, importance);
+        const kernels::quantize_fn kernel = table[type].quantize;
+        auto rows = [&](const float* from, block* to, std::int64_t count) {
+            if (kernel != nullptr) {
+                kernel(from, to, count, n_per_row, importance);
             } else {
-                bounce.resize(bytes / sizeof(block));
-                F::quantize_row(row, bounce.data(), n_per_row, importance);
+                for (std::int64_t r = 0; r < count; ++r) {
+                    F::quantize_row(from + r * n_per_row,
+                                    to + std::size_t(r) * (bytes / sizeof(block)), n_per_row,
+                                    importance);
+                }
+            }
+        };
+        auto* out = static_cast<unsigned char*>(dst);
+        if (detail::is_aligned<block>(out)) {  // then every row is: rows are whole blocks
+            rows(src, reinterpret_cast<block*>(out), nrows);
+        } else {
+            std::vector<block> bounce(bytes / sizeof(block));
+            for (std::int64_t r = 0; r < nrows; ++r, out += bytes) {
+                rows(src + r * n_per_row, bounce.data(), 1);
                 std::memcpy(out, bounce.data(), bytes);
             }
         }
@@ -2783,32 +7432,57 @@ inline std::size_t quantize(type_id type, const float* src, void* dst, std::int6
     });
 }
 
-/// Dequantizes nrows rows of n_per_row values of `type` from src (any alignment) into dst.
-inline void dequantize(type_id type, const void* src, float* dst, std::int64_t nrows,
-                       std::int64_t n_per_row) {
+/// quantize() with the active kernel table (kernels::active_table()).
+inline std::size_t quantize(type_id type, const float* src, void* dst, std::int64_t nrows,
+                            std::int64_t n_per_row, const float* importance = nullptr) {
+    return quantize(kernels::active_table(), type, src, dst, nrows, n_per_row, importance);
+}
+
+/// Dequantizes nrows rows of n_per_row values of `type` from src (any alignment) into dst,
+/// with the kernels of `table`. The floats are the same for every kernel table.
+inline void dequantize(const kernels::kernel_table& table, type_id type, const void* src,
+                       float* dst, std::int64_t nrows, std::int64_t n_per_row) {
     detail::check_rows(type, nrows, n_per_row);
     visit(all_formats{}, type, [&](auto tag) {
         using F = typename decltype(tag)::type;
         using block = typename F::block;
         const std::size_t bytes = row_size(type, n_per_row);
-        const auto* in = static_cast<const unsigned char*>(src);
-        std::vector<block> bounce;
-        for (std::int64_t r = 0; r < nrows; ++r, in += bytes) {
-            float* row = dst + r * n_per_row;
-            if (detail::is_aligned<block>(in)) {
-                F::dequantize_row(reinterpret_cast<const block*>(in), row, n_per_row);
+        const kernels::dequantize_fn kernel = table[type].dequantize;
+        auto rows = [&](const block* from, float* to, std::int64_t count) {
+            if (kernel != nullptr) {
+                kernel(from, to, count, n_per_row);
             } else {
-                bounce.resize(bytes / sizeof(block));
+                for (std::int64_t r = 0; r < count; ++r) {
+                    F::dequantize_row(from + std::size_t(r) * (bytes / sizeof(block)),
+                                      to + r * n_per_row, n_per_row);
+                }
+            }
+        };
+        const auto* in = static_cast<const unsigned char*>(src);
+        if (detail::is_aligned<block>(in)) {
+            rows(reinterpret_cast<const block*>(in), dst, nrows);
+        } else {
+            std::vector<block> bounce(bytes / sizeof(block));
+            for (std::int64_t r = 0; r < nrows; ++r, in += bytes) {
                 std::memcpy(bounce.data(), in, bytes);
-                F::dequantize_row(bounce.data(), row, n_per_row);
+                rows(bounce.data(), dst + r * n_per_row, 1);
             }
         }
     });
 }
 
+/// dequantize() with the active kernel table.
+inline void dequantize(type_id type, const void* src, float* dst, std::int64_t nrows,
+                       std::int64_t n_per_row) {
+    dequantize(kernels::active_table(), type, src, dst, nrows, n_per_row);
+}
+
 /// Dot product of one row x of `type` with one row y of its dot partner format
-/// (info(type).dot_partner), both n values long.
-inline float dot(type_id type, const void* x, const void* y, std::int64_t n) {
+/// (info(type).dot_partner), both n values long, with the kernels of `table`. Kernels
+/// may sum in another order than the scalar code: results agree to rounding, as ggml's
+/// own kernels agree with its scalar code.
+inline float dot(const kernels::kernel_table& table, type_id type, const void* x, const void* y,
+                 std::int64_t n) {
     detail::check_rows(type, 1, n);
     return visit(all_formats{}, type, [&](auto tag) -> float {
         using F = typename decltype(tag)::type;
@@ -2833,11 +7507,1824 @@ inline float dot(type_id type, const void* x, const void* y, std::int64_t n) {
                 std::memcpy(yb.data(), y, bytes);
                 yp = yb.data();
             }
+            if (const kernels::dot_fn kernel = table[type].dot) return kernel(xp, yp, n);
             return F::dot_row(xp, yp, n);
         }
     });
 }
 
+/// dot() with the active kernel table.
+inline float dot(type_id type, const void* x, const void* y, std::int64_t n) {
+    return dot(kernels::active_table(), type, x, y, n);
+}
+
 }  // namespace qmix
 // ---- end qmix/ops.hpp
+// ---- begin qmix/parallel.hpp
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <thread>
+#include <vector>
+
+
+namespace qmix {
+
+/// The thread count to use when the caller asks for "all cores" (0).
+inline unsigned resolve_threads(unsigned requested) noexcept {
+    if (requested > 0) return requested;
+    const unsigned cores = std::thread::hardware_concurrency();
+    return cores > 0 ? cores : 1;
+}
+
+/// Calls work(begin, end) over [0, count) split into at most `threads` contiguous ranges,
+/// one thread each (the calling thread takes the first). Every index is handled exactly
+/// once, so results written per index do not depend on the thread count. The first
+/// exception thrown by any range is rethrown after all threads have finished.
+template <class Work>
+void parallel_ranges(std::int64_t count, unsigned threads, Work&& work) {
+    if (count <= 0) return;
+    const auto parts = static_cast<std::int64_t>(std::max(1u, threads));
+    const std::int64_t used = std::min(parts, count);
+    if (used == 1) {
+        work(std::int64_t(0), count);
+        return;
+    }
+    std::vector<std::exception_ptr> failures(static_cast<std::size_t>(used));
+    auto run = [&](std::int64_t part) {
+        const std::int64_t begin = count * part / used;
+        const std::int64_t end = count * (part + 1) / used;
+        try {
+            work(begin, end);
+        } catch (...) {
+            failures[static_cast<std::size_t>(part)] = std::current_exception();
+        }
+    };
+    std::vector<std::thread> pool;
+    pool.reserve(static_cast<std::size_t>(used - 1));
+    for (std::int64_t part = 1; part < used; ++part) pool.emplace_back(run, part);
+    run(0);
+    for (auto& t : pool) t.join();
+    for (const auto& failure : failures) {
+        if (failure) std::rethrow_exception(failure);
+    }
+}
+
+/// quantize() over rows split between threads, with the kernels of `table`. The bytes are
+/// identical for every thread count: each row is quantized on its own, by the same code,
+/// wherever it runs.
+inline std::size_t quantize_parallel(const kernels::kernel_table& table, type_id type,
+                                     const float* src, void* dst, std::int64_t nrows,
+                                     std::int64_t n_per_row, const float* importance,
+                                     unsigned threads) {
+    const std::size_t bytes = row_size(type, n_per_row);
+    parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
+        quantize(table, type, src + begin * n_per_row,
+                 static_cast<unsigned char*>(dst) + std::size_t(begin) * bytes, end - begin,
+                 n_per_row, importance);
+    });
+    return bytes * static_cast<std::size_t>(nrows);
+}
+
+/// quantize_parallel() with the active kernel table.
+inline std::size_t quantize_parallel(type_id type, const float* src, void* dst, std::int64_t nrows,
+                                     std::int64_t n_per_row, const float* importance,
+                                     unsigned threads) {
+    return quantize_parallel(kernels::active_table(), type, src, dst, nrows, n_per_row, importance,
+                             threads);
+}
+
+/// dequantize() over rows split between threads, with the kernels of `table`.
+inline void dequantize_parallel(const kernels::kernel_table& table, type_id type, const void* src,
+                                float* dst, std::int64_t nrows, std::int64_t n_per_row,
+                                unsigned threads) {
+    const std::size_t bytes = row_size(type, n_per_row);
+    parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
+        dequantize(table, type, static_cast<const unsigned char*>(src) + std::size_t(begin) * bytes,
+                   dst + begin * n_per_row, end - begin, n_per_row);
+    });
+}
+
+/// dequantize_parallel() with the active kernel table.
+inline void dequantize_parallel(type_id type, const void* src, float* dst, std::int64_t nrows,
+                                std::int64_t n_per_row, unsigned threads) {
+    dequantize_parallel(kernels::active_table(), type, src, dst, nrows, n_per_row, threads);
+}
+
+}  // namespace qmix
+// ---- end qmix/parallel.hpp
+// ---- begin qmix/rules/rules.hpp
+
+#include <cstddef>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace qmix::rules {
+
+/// The types a model tensor may be stored as: those an ftype names (f32, f16, q4_0, q4_1,
+/// q5_0, q5_1, q8_0, q2_k ... q6_k). q8_1 and q8_k exist only as dot-product operands.
+inline bool is_storage_type(type_id type) {
+    return ftype_of_type(type).has_value();
+}
+
+/// Parses a storage type name in any letter case; throws a qmix::error listing the choices.
+inline type_id parse_storage_type(std::string_view text, std::string_view where) {
+    const auto type = parse_type_name(text);
+    if (!type || !is_storage_type(*type)) {
+        throw error(std::string(where) + ": unknown type '" + std::string(text) +
+                    "' (choose one of f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k)");
+    }
+    return *type;
+}
+
+/// Patterns longer than this are refused: tensor names are short, and std::regex compiles
+/// recursively, so a huge pattern could exhaust the stack.
+inline constexpr std::size_t max_pattern_length = 1024;
+
+/// Refuses what std::regex (libstdc++) handles badly although no tensor name needs it:
+/// - a quantifier directly after another (".**", "a+*", "a?{2}"): ECMAScript forbids it,
+///   libstdc++ accepts it and then backtracks exponentially on every failed match; one '?'
+///   after a quantifier (lazy) is allowed;
+/// - a run of more than 9 digits (a back-reference or repeat count that large overflows
+///   an int inside the regex compiler).
+/// Returns an explanation, or an empty string for a pattern that passes.
+inline std::string unsafe_for_std_regex(std::string_view pattern) {
+    std::size_t digits = 0;
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        digits = (pattern[i] >= '0' && pattern[i] <= '9') ? digits + 1 : 0;
+        if (digits > 9) return "number too long at offset " + std::to_string(i - 9);
+    }
+    bool in_class = false;
+    bool after_quantifier = false;  // the previous token was a quantifier
+    bool lazy_allowed = false;      // ... and a '?' may still make it lazy
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        const char c = pattern[i];
+        if (c == '\\') {  // an escape is one atom
+            ++i;
+            after_quantifier = false;
+            continue;
+        }
+        if (in_class) {
+            in_class = c != ']';
+            continue;
+        }
+        const bool quantifier = c == '*' || c == '+' || c == '?' || c == '{';
+        if (quantifier && after_quantifier) {
+            if (c == '?' && lazy_allowed) {
+                lazy_allowed = false;
+                continue;
+            }
+            return "nothing to repeat at offset " + std::to_string(i) +
+                   " (a quantifier follows a quantifier)";
+        }
+        if (c == '{') {  // skip the counts {n}, {n,}, {n,m}
+            const auto close = pattern.find('}', i);
+            if (close != std::string_view::npos) i = close;
+        }
+        if (c == '[') in_class = true;
+        after_quantifier = quantifier;
+        lazy_allowed = quantifier;
+    }
+    return {};
+}
+
+/// One PATTERN=TYPE rule: the pattern is an ECMAScript regular expression that must match
+/// a tensor's whole name.
+struct rule {
+    std::string pattern;
+    type_id type;
+    std::string origin;  ///< where the rule came from: "--tensor-type 2" or "rules.txt:7"
+    std::regex regex;
+
+    bool matches(const std::string& name) const { return std::regex_match(name, regex); }
+};
+
+/// An ordered list of rules; the first rule that matches a name decides its type.
+class rule_set {
+  public:
+    /// Adds "PATTERN=TYPE", split at the last '=' (a pattern may itself contain '=').
+    /// Compiles the pattern once; a bad pattern or type is a qmix::error naming both.
+    void add(std::string_view text, std::string origin) {
+        const auto equals = text.rfind('=');
+        if (equals == std::string_view::npos) {
+            throw error(origin + ": '" + std::string(text) + "' is not PATTERN=TYPE");
+        }
+        const std::string pattern(text.substr(0, equals));
+        const std::string_view type_text = text.substr(equals + 1);
+        if (pattern.empty()) throw error(origin + ": empty pattern in '" + std::string(text) + "'");
+        const type_id type = parse_storage_type(type_text, origin);
+        if (pattern.size() > max_pattern_length) {
+            throw error(origin + ": the pattern is " + std::to_string(pattern.size()) +
+                        " characters long; at most " + std::to_string(max_pattern_length) +
+                        " are accepted");
+        }
+        if (const std::string problem = unsafe_for_std_regex(pattern); !problem.empty()) {
+            throw error(origin + ": bad regular expression '" + pattern + "': " + problem);
+        }
+        std::regex compiled;
+        try {
+            compiled = std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
+        } catch (const std::regex_error& e) {
+            throw error(origin + ": bad regular expression '" + pattern + "': " + e.what());
+        }
+        rules_.push_back({pattern, type, std::move(origin), std::move(compiled)});
+    }
+
+    /// Adds the rules of a file: one PATTERN=TYPE per line, '#' starts a comment line,
+    /// blank lines are skipped, surrounding white space is ignored.
+    void add_file(const std::string& path) {
+        std::ifstream in(path);
+        if (!in) throw error(path + ": cannot open the rule file");
+        std::string line;
+        for (std::size_t number = 1; std::getline(in, line); ++number) {
+            const auto first = line.find_first_not_of(" \t\r");
+            if (first == std::string::npos || line[first] == '#') continue;
+            const auto last = line.find_last_not_of(" \t\r");
+            add(std::string_view(line).substr(first, last - first + 1),
+                path + ":" + std::to_string(number));
+        }
+        if (in.bad()) throw error(path + ": read error in the rule file");
+    }
+
+    /// Index of the first rule matching the whole name, if any.
+    std::optional<std::size_t> first_match(const std::string& name) const {
+        for (std::size_t i = 0; i < rules_.size(); ++i) {
+            if (rules_[i].matches(name)) return i;
+        }
+        return std::nullopt;
+    }
+
+    const std::vector<rule>& rules() const noexcept { return rules_; }
+    bool empty() const noexcept { return rules_.empty(); }
+    std::size_t size() const noexcept { return rules_.size(); }
+
+  private:
+    std::vector<rule> rules_;
+};
+
+/// How a set of rules fared over a list of tensor names, for the warnings users need:
+/// a rule that matched nothing, and a rule that matched only names an earlier rule took.
+struct rule_usage {
+    std::size_t wins = 0;                    ///< names this rule decided
+    std::size_t matches = 0;                 ///< names it matched, decided or not
+    std::optional<std::size_t> shadowed_by;  ///< when it decided nothing: an earlier rule that won
+};
+
+inline std::vector<rule_usage> explain(const rule_set& rules,
+                                       const std::vector<std::string>& names) {
+    std::vector<rule_usage> usage(rules.size());
+    std::vector<std::optional<std::size_t>> first_winner_over(rules.size());
+    for (const auto& name : names) {
+        std::optional<std::size_t> winner;
+        for (std::size_t i = 0; i < rules.size(); ++i) {
+            if (!rules.rules()[i].matches(name)) continue;
+            ++usage[i].matches;
+            if (!winner) {
+                winner = i;
+                ++usage[i].wins;
+            } else if (!first_winner_over[i]) {
+                first_winner_over[i] = winner;
+            }
+        }
+    }
+    for (std::size_t i = 0; i < rules.size(); ++i) {
+        if (usage[i].matches > 0 && usage[i].wins == 0) usage[i].shadowed_by = first_winner_over[i];
+    }
+    return usage;
+}
+
+}  // namespace qmix::rules
+// ---- end qmix/rules/rules.hpp
+// ---- begin qmix/whisper/model_file.hpp
+
+// Reading whisper ggml model files.
+//
+// Opening a model reads its header and its tensor records, nothing else, then maps the
+// file read-only, so a 3 GB model costs no more resident memory than the tensors being
+// worked on: a tensor's bytes are paged in when touched and dropped again by release().
+// When mapping fails (a file system without mmap, or too little address space in a 32-bit
+// process) the reader falls back to plain reads: each tensor is read on demand into a
+// buffer of its own, freed by release().
+//
+// Every field is checked before it is used, and every size is checked against the bytes
+// left in the file before anything is allocated, so a damaged or hostile file ends in a
+// qmix::error naming the file, the byte offset, the tensor where known and what was
+// expected, never in a crash or an unbounded allocation.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+
+namespace qmix::whisper {
+
+/// "ggml" as a little-endian uint32: the first four bytes of every whisper ggml model.
+inline constexpr std::uint32_t file_magic = 0x67676d6c;
+/// Longest tensor name accepted; whisper's longest is under 50 bytes.
+inline constexpr std::int32_t max_name_length = 4096;
+inline constexpr int max_dims = 4;
+/// Bounds on the mel filter bank (real models: 80 or 128 bands of 201 bins). Anything
+/// beyond them is a damaged header, not a model.
+inline constexpr std::int32_t max_mel_bands = 1024;
+inline constexpr std::int32_t max_mel_bins = 16384;
+/// Header ftype values are ftype + quantization version * 1000; versions seen so far.
+inline constexpr std::int32_t max_quantization_version = 2;
+
+/// The eleven int32 that follow the magic, in file order.
+struct hyper_parameters {
+    std::int32_t n_vocab = 0;
+    std::int32_t n_audio_ctx = 0;
+    std::int32_t n_audio_state = 0;
+    std::int32_t n_audio_head = 0;
+    std::int32_t n_audio_layer = 0;
+    std::int32_t n_text_ctx = 0;
+    std::int32_t n_text_state = 0;
+    std::int32_t n_text_head = 0;
+    std::int32_t n_text_layer = 0;
+    std::int32_t n_mels = 0;
+    std::int32_t ftype = 0;  ///< as stored: ftype + quantization version * 1000
+
+    friend bool operator==(const hyper_parameters& a, const hyper_parameters& b) noexcept {
+        return a.n_vocab == b.n_vocab && a.n_audio_ctx == b.n_audio_ctx &&
+               a.n_audio_state == b.n_audio_state && a.n_audio_head == b.n_audio_head &&
+               a.n_audio_layer == b.n_audio_layer && a.n_text_ctx == b.n_text_ctx &&
+               a.n_text_state == b.n_text_state && a.n_text_head == b.n_text_head &&
+               a.n_text_layer == b.n_text_layer && a.n_mels == b.n_mels && a.ftype == b.ftype;
+    }
+};
+
+/// One table drives the reader, the writer and the printer, so the field order is written
+/// down exactly once.
+struct hyper_parameter_field {
+    std::int32_t hyper_parameters::*member;
+    std::string_view name;
+};
+inline constexpr std::array<hyper_parameter_field, 11> hyper_parameter_fields{{
+    {&hyper_parameters::n_vocab, "n_vocab"},
+    {&hyper_parameters::n_audio_ctx, "n_audio_ctx"},
+    {&hyper_parameters::n_audio_state, "n_audio_state"},
+    {&hyper_parameters::n_audio_head, "n_audio_head"},
+    {&hyper_parameters::n_audio_layer, "n_audio_layer"},
+    {&hyper_parameters::n_text_ctx, "n_text_ctx"},
+    {&hyper_parameters::n_text_state, "n_text_state"},
+    {&hyper_parameters::n_text_head, "n_text_head"},
+    {&hyper_parameters::n_text_layer, "n_text_layer"},
+    {&hyper_parameters::n_mels, "n_mels"},
+    {&hyper_parameters::ftype, "ftype"},
+}};
+
+/// Byte offset of the header's ftype field: after the magic and ten int32.
+inline constexpr std::uint64_t ftype_field_offset = 4 + 10 * 4;
+
+/// The mel filter bank: n_mel rows of n_fft float32, row after row.
+struct mel_filters {
+    std::int32_t n_mel = 0;
+    std::int32_t n_fft = 0;
+    std::vector<float> values;
+};
+
+/// Where each part of the file starts.
+struct file_layout {
+    std::uint64_t mel_offset = 0;         ///< the n_mel field
+    std::uint64_t vocabulary_offset = 0;  ///< the token count field
+    std::uint64_t tensors_offset = 0;     ///< first tensor record = size of the header
+    std::uint64_t file_size = 0;
+};
+
+/// One tensor of the directory. Extents past n_dims are 1.
+struct tensor_entry {
+    std::string name;
+    type_id type = type_id::f32;
+    int n_dims = 1;
+    std::array<std::int64_t, max_dims> ne{{1, 1, 1, 1}};
+    std::uint64_t record_offset = 0;  ///< the n_dims field of its record
+    std::uint64_t data_offset = 0;    ///< first byte of its data
+    std::uint64_t data_size = 0;      ///< row_size(type, ne[0]) * ne[1] * ne[2] * ne[3]
+
+    std::int64_t element_count() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
+    std::int64_t row_count() const noexcept { return ne[1] * ne[2] * ne[3]; }
+};
+
+/// "384 x 51865": a tensor's extents, row length first, as far as n_dims.
+inline std::string shape_text(const tensor_entry& tensor) {
+    std::string text;
+    for (int d = 0; d < tensor.n_dims; ++d) {
+        if (d > 0) text += " x ";
+        text += std::to_string(tensor.ne[d]);
+    }
+    return text;
+}
+
+/// A read-only view of bytes owned by someone else. Tensor data inside a file sits at
+/// whatever offset the names before it leave, so it is NOT aligned: copy it out with
+/// memcpy (or use unaligned loads) rather than casting to float* or uint16_t*.
+struct byte_view {
+    const std::uint8_t* data = nullptr;
+    std::size_t size = 0;
+
+    const std::uint8_t* begin() const noexcept { return data; }
+    const std::uint8_t* end() const noexcept { return data + size; }
+};
+
+/// Whether `value` is a valid header ftype field: a known ftype plus 1000 times a
+/// quantization version in 0..2.
+constexpr bool is_valid_header_ftype(std::int32_t value) noexcept {
+    if (value < 0) return false;
+    const std::int32_t version = value / quantization_version_factor;
+    return version <= max_quantization_version &&
+           type_of_ftype(value % quantization_version_factor).has_value();
+}
+
+/// The header field for `f` at the current quantization version.
+constexpr std::int32_t header_ftype_value(ftype f,
+                                          std::int32_t version = quantization_version) noexcept {
+    return static_cast<std::int32_t>(f) + version * quantization_version_factor;
+}
+
+namespace detail {
+
+inline std::uint32_t load_u32(const std::uint8_t* p) noexcept {
+    return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
+           std::uint32_t(p[3]) << 24;
+}
+
+inline std::int32_t load_i32(const std::uint8_t* p) noexcept {
+    const std::uint32_t bits = load_u32(p);
+    std::int32_t value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+inline float load_f32(const std::uint8_t* p) noexcept {
+    const std::uint32_t bits = load_u32(p);
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+inline std::string errno_text(int code) {
+    return std::strerror(code);
+}
+
+inline std::string hex32(std::uint32_t value) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string text = "0x";
+    for (int shift = 28; shift >= 0; shift -= 4) text += digits[(value >> shift) & 0xf];
+    return text;
+}
+
+/// a * b when it fits in int64, else nothing.
+inline bool multiply_fits(std::int64_t a, std::int64_t b, std::int64_t& product) noexcept {
+    return !__builtin_mul_overflow(a, b, &product);
+}
+
+inline std::string known_type_ids() {
+    std::string text;
+    for (const auto& entry : type_table) {
+        if (!text.empty()) text += ", ";
+        text += std::to_string(static_cast<int>(entry.id)) + " (" + std::string(entry.name) + ")";
+    }
+    return text;
+}
+
+inline std::string known_ftype_values() {
+    std::string text;
+    for (std::int32_t value = 0; value < quantization_version_factor; ++value) {
+        if (!type_of_ftype(value)) continue;
+        if (!text.empty()) text += ", ";
+        text += std::to_string(value);
+    }
+    return text;
+}
+
+/// A file descriptor that closes itself.
+class unique_fd {
+  public:
+    unique_fd() = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    unique_fd& operator=(unique_fd&& other) noexcept {
+        if (this != &other) {
+            reset();
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
+    }
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    void reset() noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+    }
+
+  private:
+    int fd_ = -1;
+};
+
+/// A read-only private mapping of a whole file that unmaps itself. Empty when mmap
+/// failed, in which case the caller reads instead.
+class file_mapping {
+  public:
+    file_mapping() = default;
+    file_mapping(int fd, std::size_t size) noexcept {
+        void* address = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (address == MAP_FAILED) return;
+        base_ = static_cast<std::uint8_t*>(address);
+        size_ = size;
+    }
+    file_mapping(file_mapping&& other) noexcept
+        : base_(std::exchange(other.base_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    file_mapping& operator=(file_mapping&& other) noexcept {
+        if (this != &other) {
+            reset();
+            base_ = std::exchange(other.base_, nullptr);
+            size_ = std::exchange(other.size_, 0);
+        }
+        return *this;
+    }
+    file_mapping(const file_mapping&) = delete;
+    file_mapping& operator=(const file_mapping&) = delete;
+    ~file_mapping() { reset(); }
+
+    const std::uint8_t* data() const noexcept { return base_; }
+    std::size_t size() const noexcept { return size_; }
+
+    /// madvise on [offset, offset + length) widened to whole pages.
+    void advise(std::uint64_t offset, std::uint64_t length, int advice) const noexcept {
+        if (base_ == nullptr || length == 0) return;
+        const long reported = ::sysconf(_SC_PAGESIZE);
+        const std::uint64_t page = reported > 0 ? static_cast<std::uint64_t>(reported) : 4096;
+        const std::uint64_t begin = offset / page * page;
+        std::uint64_t end = (offset + length + page - 1) / page * page;
+        if (end > size_) end = size_;
+        if (end > begin) {
+            ::madvise(base_ + begin, static_cast<std::size_t>(end - begin), advice);
+        }
+    }
+
+  private:
+    void reset() noexcept {
+        if (base_ != nullptr) ::munmap(base_, size_);
+        base_ = nullptr;
+        size_ = 0;
+    }
+
+    std::uint8_t* base_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// Reads the whole range or throws; a short count means the file shrank under us.
+inline void read_exactly(int fd, std::uint64_t offset, void* destination, std::size_t size,
+                         const std::string& path) {
+    auto* out = static_cast<std::uint8_t*>(destination);
+    while (size > 0) {
+        const std::size_t step = size < (std::size_t(1) << 30) ? size : (std::size_t(1) << 30);
+        const ssize_t got = ::pread(fd, out, step, static_cast<off_t>(offset));
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            throw error(path + ": byte " + std::to_string(offset) +
+                        ": read failed: " + errno_text(errno));
+        }
+        if (got == 0) {
+            throw error(path + ": byte " + std::to_string(offset) +
+                        ": the file ended early (was it truncated while being read?)");
+        }
+        out += got;
+        offset += static_cast<std::uint64_t>(got);
+        size -= static_cast<std::size_t>(got);
+    }
+}
+
+/// The file's bytes through a read window. The directory is parsed with reads even when
+/// the file will be mapped: touching a mapping would also map the cached pages around
+/// each tensor record, tens of megabytes of resident tensor data nobody asked for.
+class byte_source {
+  public:
+    byte_source(int fd, std::uint64_t size, const std::string& path)
+        : fd_(fd), size_(size), path_(path) {}
+
+    /// Copies [offset, offset + n); the caller has checked the range lies in the file.
+    void copy(std::uint64_t offset, void* destination, std::size_t n) {
+        if (n == 0) return;
+        if (n > sequential_window) {
+            read_exactly(fd_, offset, destination, n, path_);
+            return;
+        }
+        if (offset < window_offset_ || offset + n > window_offset_ + window_.size()) {
+            // Reading on from the window's end is the header's sequential walk; anything
+            // else is a jump over tensor data to the next record, which is small.
+            const bool sequential = offset == window_offset_ + window_.size();
+            const std::uint64_t wanted = sequential ? sequential_window : record_window;
+            const std::uint64_t left = size_ - offset;
+            const std::uint64_t length = std::max<std::uint64_t>(n, std::min(wanted, left));
+            window_.resize(static_cast<std::size_t>(length));
+            read_exactly(fd_, offset, window_.data(), window_.size(), path_);
+            window_offset_ = offset;
+        }
+        std::memcpy(destination, window_.data() + (offset - window_offset_), n);
+    }
+
+  private:
+    static constexpr std::uint64_t sequential_window = 1 << 16;
+    static constexpr std::uint64_t record_window = 1 << 12;
+    int fd_;
+    std::uint64_t size_;
+    const std::string& path_;
+    std::vector<std::uint8_t> window_;
+    std::uint64_t window_offset_ = 0;
+};
+
+/// Walks the file front to back; every read is checked against the end of the file and
+/// every complaint carries the file, the offset and the tensor being read.
+class cursor {
+  public:
+    cursor(byte_source& source, std::uint64_t size, const std::string& path)
+        : source_(source), size_(size), path_(path) {}
+
+    std::uint64_t offset() const noexcept { return offset_; }
+    std::uint64_t bytes_left() const noexcept { return size_ - offset_; }
+    bool at_end() const noexcept { return offset_ == size_; }
+    void set_tensor(std::string_view name) { tensor_ = name; }
+
+    [[noreturn]] void fail_at(std::uint64_t offset, const std::string& what) const {
+        std::string message = path_ + ": byte " + std::to_string(offset);
+        if (!tensor_.empty()) message += " (tensor '" + tensor_ + "')";
+        throw error(message + ": " + what);
+    }
+
+    void need(std::uint64_t n, std::string_view what) const {
+        if (n > bytes_left()) {
+            fail_at(offset_, "truncated: expected " + std::to_string(n) + " bytes of " +
+                                 std::string(what) + " but only " + std::to_string(bytes_left()) +
+                                 " are left (file size " + std::to_string(size_) + ")");
+        }
+    }
+
+    std::uint32_t u32(std::string_view what) {
+        std::uint8_t bytes[4];
+        read(bytes, 4, what);
+        return load_u32(bytes);
+    }
+    std::int32_t i32(std::string_view what) {
+        std::uint8_t bytes[4];
+        read(bytes, 4, what);
+        return load_i32(bytes);
+    }
+    void read(void* destination, std::size_t n, std::string_view what) {
+        need(n, what);
+        source_.copy(offset_, destination, n);
+        offset_ += n;
+    }
+    void skip(std::uint64_t n, std::string_view what) {
+        need(n, what);
+        offset_ += n;
+    }
+
+  private:
+    byte_source& source_;
+    std::uint64_t size_;
+    const std::string& path_;
+    std::uint64_t offset_ = 0;
+    std::string tensor_;
+};
+
+}  // namespace detail
+
+/// A whisper ggml model file, parsed and validated when opened. The const members may be
+/// called from several threads at once (e.g. one tensor per worker).
+///
+///     const model_file model("ggml-base.bin");
+///     for (const tensor_entry& t : model.tensors()) {
+///         const byte_view bytes = model.data(t);  // unaligned; memcpy rows out
+///         ...
+///         model.release(t);
+///     }
+class model_file {
+  public:
+    /// How the tensor bytes are reached: `map` tries mmap and falls back to reads when the
+    /// mapping fails; `read` never maps (for tests and for file systems that misbehave).
+    enum class access { map, read };
+
+    explicit model_file(std::string path, access mode = access::map) : path_(std::move(path)) {
+        open();
+        parse();
+        map(mode);
+    }
+
+    model_file(model_file&&) = default;
+    model_file& operator=(model_file&&) = default;
+    model_file(const model_file&) = delete;
+    model_file& operator=(const model_file&) = delete;
+    ~model_file() = default;
+
+    const std::string& path() const noexcept { return path_; }
+    const hyper_parameters& hparams() const noexcept { return hparams_; }
+    const mel_filters& filters() const noexcept { return mel_; }
+    const std::vector<std::string>& vocabulary() const noexcept { return vocabulary_; }
+    const std::vector<tensor_entry>& tensors() const noexcept { return tensors_; }
+    const file_layout& layout() const noexcept { return layout_; }
+    std::uint64_t file_size() const noexcept { return layout_.file_size; }
+    bool is_mapped() const noexcept { return map_.data() != nullptr; }
+
+    /// The tensor called `name`, or nullptr.
+    const tensor_entry* find(std::string_view name) const {
+        const auto found = by_name_.find(std::string(name));
+        return found == by_name_.end() ? nullptr : &tensors_[found->second];
+    }
+
+    /// Everything before the first tensor record: magic, hyper-parameters, mel filters and
+    /// vocabulary, exactly as stored. The ftype field is at ftype_offset().
+    byte_view header_bytes() const noexcept {
+        if (is_mapped()) return {map_.data(), static_cast<std::size_t>(layout_.tensors_offset)};
+        return {header_copy_.data(), header_copy_.size()};
+    }
+    static constexpr std::uint64_t ftype_offset() noexcept { return ftype_field_offset; }
+
+    /// The tensor's data bytes. With a mapping this costs nothing until the bytes are
+    /// touched; without one the tensor is read into a buffer kept until release(). The view
+    /// stays valid until release(tensor) or the end of the model_file.
+    byte_view data(const tensor_entry& tensor) const {
+        check_owned(tensor);
+        const auto size = static_cast<std::size_t>(tensor.data_size);
+        if (is_mapped()) return {map_.data() + tensor.data_offset, size};
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        auto& buffer = loaded_->buffers[tensor.data_offset];
+        if (buffer.size() != size) {
+            buffer.resize(size);
+            detail::read_exactly(fd_.get(), tensor.data_offset, buffer.data(), size, path_);
+        }
+        return {buffer.data(), buffer.size()};
+    }
+
+    /// The tensor's record (n_dims, name length, type, extents, name) as stored.
+    byte_view record(const tensor_entry& tensor) const {
+        check_owned(tensor);
+        const auto size = static_cast<std::size_t>(tensor.data_offset - tensor.record_offset);
+        if (is_mapped()) return {map_.data() + tensor.record_offset, size};
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        auto& buffer = loaded_->records[tensor.record_offset];
+        if (buffer.size() != size) {
+            buffer.resize(size);
+            detail::read_exactly(fd_.get(), tensor.record_offset, buffer.data(), size, path_);
+        }
+        return {buffer.data(), buffer.size()};
+    }
+
+    /// Asks the kernel to read the tensor's pages ahead of use.
+    void prefetch(const tensor_entry& tensor) const noexcept {
+        map_.advise(tensor.data_offset, tensor.data_size, MADV_WILLNEED);
+    }
+
+    /// Drops the tensor's pages from this process (they are read again from the file if
+    /// touched later), so that a pass over all tensors keeps the resident set small. Views
+    /// of the tensor obtained earlier must not be used afterwards.
+    void release(const tensor_entry& tensor) const noexcept {
+        if (is_mapped()) {
+            // The range is widened to whole pages; a neighbour sharing an edge page merely
+            // reads that page again from the page cache.
+            map_.advise(tensor.data_offset, tensor.data_size, MADV_DONTNEED);
+            return;
+        }
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        loaded_->buffers.erase(tensor.data_offset);
+        loaded_->records.erase(tensor.record_offset);
+    }
+
+    /// Drops the pages of part of a tensor ([offset, offset + size) of its data) once a
+    /// caller streaming through it is done with them, so that even the largest tensor never
+    /// needs to be resident at once. Earlier views stay valid: touched again, the bytes are
+    /// read again from the file. Without a mapping the tensor's buffer stays until release().
+    void release_part(const tensor_entry& tensor, std::uint64_t offset,
+                      std::uint64_t size) const noexcept {
+        if (is_mapped() && offset < tensor.data_size) {
+            size = std::min(size, tensor.data_size - offset);
+            map_.advise(tensor.data_offset + offset, size, MADV_DONTNEED);
+        }
+    }
+
+  private:
+    struct loaded_tensors {
+        std::mutex mutex;
+        std::unordered_map<std::uint64_t, std::vector<std::uint8_t>> buffers;
+        std::unordered_map<std::uint64_t, std::vector<std::uint8_t>> records;
+    };
+
+    void open() {
+        fd_ = detail::unique_fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+        if (fd_.get() < 0) {
+            throw error(path_ + ": cannot open: " + detail::errno_text(errno));
+        }
+        struct stat status;
+        if (::fstat(fd_.get(), &status) != 0) {
+            throw error(path_ + ": cannot stat: " + detail::errno_text(errno));
+        }
+        if (!S_ISREG(status.st_mode)) throw error(path_ + ": not a regular file");
+        layout_.file_size = static_cast<std::uint64_t>(status.st_size);
+        loaded_ = std::make_unique<loaded_tensors>();
+    }
+
+    /// Maps the file once it is known to be valid; on failure the reads carry on.
+    void map(access mode) {
+        const bool fits = layout_.file_size <= std::numeric_limits<std::size_t>::max();
+        if (mode == access::map && fits && layout_.file_size > 0) {
+            map_ = detail::file_mapping(fd_.get(), static_cast<std::size_t>(layout_.file_size));
+            if (is_mapped()) {
+                fd_.reset();  // the mapping keeps the file alive
+                return;
+            }
+        }
+        header_copy_.resize(static_cast<std::size_t>(layout_.tensors_offset));
+        detail::read_exactly(fd_.get(), 0, header_copy_.data(), header_copy_.size(), path_);
+    }
+
+    void check_owned(const tensor_entry& tensor) const {
+        const bool owned = !tensors_.empty() && &tensor >= tensors_.data() &&
+                           &tensor < tensors_.data() + tensors_.size();
+        if (!owned) {
+            throw error(path_ + ": tensor '" + tensor.name +
+                        "' was not read from this file (pass an entry of tensors())");
+        }
+    }
+
+    void parse() {
+        detail::byte_source source(fd_.get(), layout_.file_size, path_);
+        detail::cursor at(source, layout_.file_size, path_);
+        parse_hyper_parameters(at);
+        parse_mel_filters(at);
+        parse_vocabulary(at);
+        layout_.tensors_offset = at.offset();
+        while (!at.at_end()) parse_tensor(at);
+    }
+
+    void parse_hyper_parameters(detail::cursor& at) {
+        const std::uint32_t magic = at.u32("magic");
+        if (magic != file_magic) {
+            at.fail_at(0, "bad magic " + detail::hex32(magic) + ", expected " +
+                              detail::hex32(file_magic) + " (\"ggml\"): not a ggml model file");
+        }
+        for (const auto& field : hyper_parameter_fields) {
+            const std::uint64_t offset = at.offset();
+            const std::int32_t value = at.i32(field.name);
+            if (field.member == &hyper_parameters::ftype) {
+                if (!is_valid_header_ftype(value)) {
+                    at.fail_at(offset, "header ftype " + std::to_string(value) +
+                                           " is not a ggml file type: expected ftype + 1000 * "
+                                           "version with ftype one of " +
+                                           detail::known_ftype_values() + " and version 0.." +
+                                           std::to_string(max_quantization_version));
+                }
+            } else if (value < 0) {
+                at.fail_at(offset, "negative count: " + std::string(field.name) + " is " +
+                                       std::to_string(value) + ", expected 0 or more");
+            }
+            hparams_.*field.member = value;
+        }
+    }
+
+    void parse_mel_filters(detail::cursor& at) {
+        layout_.mel_offset = at.offset();
+        mel_.n_mel = at.i32("mel filter n_mel");
+        mel_.n_fft = at.i32("mel filter n_fft");
+        if (mel_.n_mel < 1 || mel_.n_mel > max_mel_bands || mel_.n_fft < 1 ||
+            mel_.n_fft > max_mel_bins) {
+            at.fail_at(layout_.mel_offset, "absurd mel filter size " + std::to_string(mel_.n_mel) +
+                                               " x " + std::to_string(mel_.n_fft) +
+                                               ", expected 1.." + std::to_string(max_mel_bands) +
+                                               " x 1.." + std::to_string(max_mel_bins));
+        }
+        const std::size_t count = std::size_t(mel_.n_mel) * std::size_t(mel_.n_fft);
+        at.need(count * 4, "mel filter values");
+        std::vector<std::uint8_t> raw(count * 4);
+        at.read(raw.data(), raw.size(), "mel filter values");
+        mel_.values.resize(count);
+        for (std::size_t i = 0; i < count; ++i) mel_.values[i] = detail::load_f32(&raw[i * 4]);
+    }
+
+    void parse_vocabulary(detail::cursor& at) {
+        layout_.vocabulary_offset = at.offset();
+        const std::int32_t count = at.i32("vocabulary count");
+        if (count < 0) {
+            at.fail_at(layout_.vocabulary_offset, "negative count: vocabulary count is " +
+                                                      std::to_string(count) +
+                                                      ", expected 0 or more");
+        }
+        // Each entry takes at least its 4-byte length, which bounds the reservation.
+        if (std::uint64_t(count) * 4 > at.bytes_left()) {
+            at.fail_at(layout_.vocabulary_offset,
+                       "truncated: vocabulary count " + std::to_string(count) + " needs at least " +
+                           std::to_string(std::uint64_t(count) * 4) + " bytes but only " +
+                           std::to_string(at.bytes_left()) + " are left");
+        }
+        vocabulary_.reserve(static_cast<std::size_t>(count));
+        for (std::int32_t i = 0; i < count; ++i) {
+            // Messages are composed only on failure: this loop runs 50k times per model.
+            const std::uint64_t offset = at.offset();
+            const auto entry = [i] { return "vocabulary entry " + std::to_string(i); };
+            if (at.bytes_left() < 4) at.need(4, entry() + " length");
+            const std::uint32_t length = at.u32("vocabulary entry length");
+            if (length > at.bytes_left()) {
+                at.fail_at(offset, "truncated: " + entry() + " is " + std::to_string(length) +
+                                       " bytes long but only " + std::to_string(at.bytes_left()) +
+                                       " bytes are left");
+            }
+            std::string token(length, '\0');
+            at.read(token.data(), length, "vocabulary entry");
+            vocabulary_.push_back(std::move(token));
+        }
+    }
+
+    void parse_tensor(detail::cursor& at) {
+        at.set_tensor({});
+        tensor_entry tensor;
+        tensor.record_offset = at.offset();
+        const std::uint64_t record = tensor.record_offset;
+        const std::int32_t n_dims = at.i32("tensor record n_dims");
+        if (n_dims < 1 || n_dims > max_dims) {
+            at.fail_at(record, "n_dims is " + std::to_string(n_dims) + ", expected 1..4");
+        }
+        const std::int32_t name_length = at.i32("tensor record name length");
+        if (name_length < 1 || name_length > max_name_length) {
+            at.fail_at(record + 4, "name length is " + std::to_string(name_length) +
+                                       ", expected 1.." + std::to_string(max_name_length));
+        }
+        const std::int32_t raw_type = at.i32("tensor record type id");
+        std::array<std::int32_t, max_dims> extents{{1, 1, 1, 1}};
+        for (int d = 0; d < n_dims; ++d) extents[d] = at.i32("tensor record extents");
+        tensor.name.resize(static_cast<std::size_t>(name_length));
+        at.read(tensor.name.data(), tensor.name.size(), "tensor name");
+        at.set_tensor(tensor.name);
+
+        if (!is_known_type(raw_type)) {
+            at.fail_at(record + 8, "unknown type id " + std::to_string(raw_type) +
+                                       ", expected one of " + detail::known_type_ids());
+        }
+        tensor.type = static_cast<type_id>(raw_type);
+        tensor.n_dims = n_dims;
+        std::int64_t elements = 1;
+        for (int d = 0; d < n_dims; ++d) {
+            if (extents[d] < 1) {
+                at.fail_at(record + 12 + 4 * std::uint64_t(d),
+                           "extent ne[" + std::to_string(d) + "] is " + std::to_string(extents[d]) +
+                               ", expected a positive number");
+            }
+            tensor.ne[d] = extents[d];
+        }
+        for (int d = 0; d < n_dims; ++d) {
+            if (!detail::multiply_fits(elements, tensor.ne[d], elements)) {
+                at.fail_at(record + 12, "the element count of extents " + shape_text(tensor) +
+                                            " overflows 64 bits");
+            }
+        }
+        if (!can_hold_row(tensor.type, tensor.ne[0])) {
+            at.fail_at(record + 12, "row length ne[0] = " + std::to_string(tensor.ne[0]) +
+                                        " cannot be stored as " +
+                                        std::string(type_name(tensor.type)) +
+                                        ": its rows must be a multiple of " +
+                                        std::to_string(block_size(tensor.type)) + " values");
+        }
+        std::int64_t bytes = static_cast<std::int64_t>(type_size(tensor.type));
+        if (!detail::multiply_fits(bytes, tensor.ne[0] / std::int64_t(block_size(tensor.type)),
+                                   bytes) ||
+            !detail::multiply_fits(bytes, tensor.row_count(), bytes)) {
+            at.fail_at(record + 12, "the data size of " + std::string(type_name(tensor.type)) +
+                                        " extents " + shape_text(tensor) + " overflows 64 bits");
+        }
+        tensor.data_offset = at.offset();
+        tensor.data_size = static_cast<std::uint64_t>(bytes);
+        if (tensor.data_size > at.bytes_left()) {
+            at.fail_at(tensor.data_offset,
+                       "truncated: the data (" + std::to_string(tensor.data_size) + " bytes of " +
+                           std::string(type_name(tensor.type)) + " " + shape_text(tensor) +
+                           ") runs past the end of the file (" + std::to_string(at.bytes_left()) +
+                           " bytes left)");
+        }
+        const auto [existing, inserted] = by_name_.emplace(tensor.name, tensors_.size());
+        if (!inserted) {
+            at.fail_at(record, "duplicate tensor name '" + tensor.name +
+                                   "' (first record at byte " +
+                                   std::to_string(tensors_[existing->second].record_offset) + ")");
+        }
+        at.skip(tensor.data_size, "tensor data");
+        tensors_.push_back(std::move(tensor));
+    }
+
+    std::string path_;
+    detail::unique_fd fd_;  // open only when the file is not mapped
+    detail::file_mapping map_;
+    std::vector<std::uint8_t> header_copy_;  // header bytes when not mapped
+    hyper_parameters hparams_;
+    mel_filters mel_;
+    std::vector<std::string> vocabulary_;
+    std::vector<tensor_entry> tensors_;
+    std::unordered_map<std::string, std::size_t> by_name_;
+    file_layout layout_;
+    std::unique_ptr<loaded_tensors> loaded_;
+};
+
+}  // namespace qmix::whisper
+// ---- end qmix/whisper/model_file.hpp
+// ---- begin qmix/whisper/model_writer.hpp
+
+// Writing whisper ggml model files, all or nothing.
+//
+// The model is streamed into a temporary file next to the destination (same folder, so the
+// final rename cannot cross file systems), and only commit() flushes it to disk and renames
+// it into place. Until then the destination is untouched: a failure, an exception passing
+// through the caller or the destructor removes the temporary file. Writing a model over the
+// file it is being read from is therefore safe: the reader's mapping keeps the old file.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+
+namespace qmix::whisper {
+
+namespace detail {
+
+inline void store_u32(std::uint8_t* p, std::uint32_t value) noexcept {
+    p[0] = std::uint8_t(value);
+    p[1] = std::uint8_t(value >> 8);
+    p[2] = std::uint8_t(value >> 16);
+    p[3] = std::uint8_t(value >> 24);
+}
+
+inline void store_i32(std::uint8_t* p, std::int32_t value) noexcept {
+    std::uint32_t bits;
+    std::memcpy(&bits, &value, sizeof bits);
+    store_u32(p, bits);
+}
+
+/// The process umask, read without changing it (umask() can only be read by setting it,
+/// which would race with other threads creating files).
+inline mode_t current_umask() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("Umask:", 0) == 0) {
+            return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+        }
+    }
+    return 022;
+}
+
+}  // namespace detail
+
+/// Streams a model to a temporary file and renames it over `destination` on commit().
+///
+///     model_writer out("ggml-base-q5.bin");
+///     out.write_header(model, new_ftype);
+///     for (...) { out.begin_tensor(...); out.write_data(...); out.end_tensor(); }
+///     out.commit();
+class model_writer {
+  public:
+    explicit model_writer(std::string destination, std::size_t buffer_size = std::size_t(1) << 20)
+        : destination_(std::move(destination)) {
+        const std::size_t slash = destination_.rfind('/');
+        const std::string folder =
+            slash == std::string::npos ? std::string() : destination_.substr(0, slash + 1);
+        const std::string base =
+            slash == std::string::npos ? destination_ : destination_.substr(slash + 1);
+        if (base.empty() || base == "." || base == "..") {
+            throw error(destination_ + ": not a file name to write a model to");
+        }
+        buffer_.reserve(buffer_size > 0 ? buffer_size : 1);  // before there is a file to leak
+        temporary_ = folder + "." + base + ".qmix-XXXXXX";
+        fd_ = ::mkstemp(temporary_.data());
+        if (fd_ < 0) {
+            const int code = errno;
+            throw error(destination_ + ": cannot create a temporary file in '" +
+                        (folder.empty() ? std::string(".") : folder) +
+                        "': " + detail::errno_text(code));
+        }
+        ::fcntl(fd_, F_SETFD, FD_CLOEXEC);
+        temporary_exists_ = true;
+    }
+
+    model_writer(const model_writer&) = delete;
+    model_writer& operator=(const model_writer&) = delete;
+    ~model_writer() { discard(); }
+
+    const std::string& destination() const noexcept { return destination_; }
+    /// The temporary file's path, stable for the writer's lifetime, so that a signal
+    /// handler can unlink() it. It no longer exists after commit() or discard().
+    const char* temporary_path() const noexcept { return temporary_.c_str(); }
+    std::uint64_t bytes_written() const noexcept { return written_; }
+    bool committed() const noexcept { return state_ == state::committed; }
+
+    /// The header of `source` byte for byte, except the ftype field, which becomes
+    /// `header_ftype` (ftype + 1000 * quantization version).
+    void write_header(const model_file& source, std::int32_t header_ftype) {
+        expect(state::no_header, "write_header");
+        check_header_ftype(header_ftype);
+        const byte_view header = source.header_bytes();
+        const auto at = static_cast<std::size_t>(model_file::ftype_offset());
+        if (header.size < at + 4) fail("the source header is too short to hold an ftype");
+        std::uint8_t field[4];
+        detail::store_i32(field, header_ftype);
+        put(header.data, at);
+        put(field, 4);
+        put(header.data + at + 4, header.size - at - 4);
+        state_ = state::between_tensors;
+    }
+
+    /// A header built from its parts, as whisper.cpp's converter lays it out.
+    void write_header(const hyper_parameters& hparams, const mel_filters& mel,
+                      const std::vector<std::string>& vocabulary) {
+        expect(state::no_header, "write_header");
+        for (const auto& field : hyper_parameter_fields) {
+            const std::int32_t value = hparams.*field.member;
+            if (field.member == &hyper_parameters::ftype) {
+                check_header_ftype(value);
+            } else if (value < 0) {
+                fail("hyper-parameter " + std::string(field.name) + " is " + std::to_string(value) +
+                     ", expected 0 or more");
+            }
+        }
+        if (mel.n_mel < 1 || mel.n_mel > max_mel_bands || mel.n_fft < 1 ||
+            mel.n_fft > max_mel_bins) {
+            fail("mel filter size " + std::to_string(mel.n_mel) + " x " +
+                 std::to_string(mel.n_fft) + " is outside 1.." + std::to_string(max_mel_bands) +
+                 " x 1.." + std::to_string(max_mel_bins));
+        }
+        if (mel.values.size() != std::size_t(mel.n_mel) * std::size_t(mel.n_fft)) {
+            fail("mel filters hold " + std::to_string(mel.values.size()) + " values, expected " +
+                 std::to_string(mel.n_mel) + " x " + std::to_string(mel.n_fft));
+        }
+        if (vocabulary.size() > std::size_t(std::numeric_limits<std::int32_t>::max())) {
+            fail("a vocabulary of " + std::to_string(vocabulary.size()) + " entries is too large");
+        }
+
+        put_u32(file_magic);
+        for (const auto& field : hyper_parameter_fields) put_i32(hparams.*field.member);
+        put_i32(mel.n_mel);
+        put_i32(mel.n_fft);
+        for (const float value : mel.values) {
+            std::uint32_t bits;
+            std::memcpy(&bits, &value, sizeof bits);
+            put_u32(bits);
+        }
+        put_i32(static_cast<std::int32_t>(vocabulary.size()));
+        for (const std::string& token : vocabulary) {
+            if (token.size() > std::numeric_limits<std::uint32_t>::max()) {
+                fail("a vocabulary entry of " + std::to_string(token.size()) + " bytes");
+            }
+            put_u32(static_cast<std::uint32_t>(token.size()));
+            put(token.data(), token.size());
+        }
+        state_ = state::between_tensors;
+    }
+
+    /// Starts a tensor: writes its record and expects exactly
+    /// row_size(type, ne[0]) * ne[1] * ne[2] * ne[3] bytes of data before end_tensor().
+    /// Extents past n_dims must be 1.
+    void begin_tensor(std::string_view name, type_id type, int n_dims,
+                      const std::array<std::int64_t, max_dims>& ne) {
+        expect(state::between_tensors, "begin_tensor");
+        const std::string quoted = "tensor '" + std::string(name) + "': ";
+        if (name.empty() || name.size() > std::size_t(max_name_length)) {
+            fail(quoted + "name length " + std::to_string(name.size()) + " is outside 1.." +
+                 std::to_string(max_name_length));
+        }
+        if (n_dims < 1 || n_dims > max_dims) {
+            fail(quoted + "n_dims " + std::to_string(n_dims) + " is outside 1..4");
+        }
+        if (!is_known_type(static_cast<std::int32_t>(type))) {
+            fail(quoted + "unknown type id " + std::to_string(static_cast<int>(type)));
+        }
+        for (int d = 0; d < max_dims; ++d) {
+            const bool used = d < n_dims;
+            const bool fits = ne[d] >= 1 && ne[d] <= std::numeric_limits<std::int32_t>::max();
+            if ((used && !fits) || (!used && ne[d] != 1)) {
+                fail(quoted + "extent ne[" + std::to_string(d) + "] = " + std::to_string(ne[d]) +
+                     (used ? " is outside 1..2147483647" : " must be 1 past n_dims"));
+            }
+        }
+        if (!can_hold_row(type, ne[0])) {
+            fail(quoted + "a row of " + std::to_string(ne[0]) + " values cannot be stored as " +
+                 std::string(type_name(type)));
+        }
+        std::int64_t bytes = static_cast<std::int64_t>(type_size(type));
+        if (!detail::multiply_fits(bytes, ne[0] / std::int64_t(block_size(type)), bytes) ||
+            !detail::multiply_fits(bytes, ne[1], bytes) ||
+            !detail::multiply_fits(bytes, ne[2], bytes) ||
+            !detail::multiply_fits(bytes, ne[3], bytes)) {
+            fail(quoted + "the data size overflows 64 bits");
+        }
+        if (!names_.emplace(name).second)
+            fail(quoted + "a tensor of that name was already written");
+
+        put_i32(n_dims);
+        put_i32(static_cast<std::int32_t>(name.size()));
+        put_i32(static_cast<std::int32_t>(type));
+        for (int d = 0; d < n_dims; ++d) put_i32(static_cast<std::int32_t>(ne[d]));
+        put(name.data(), name.size());
+        tensor_name_ = std::string(name);
+        expected_ = static_cast<std::uint64_t>(bytes);
+        received_ = 0;
+        state_ = state::in_tensor;
+    }
+
+    /// The next `size` bytes of the current tensor's data (call as often as convenient).
+    void write_data(const void* data, std::size_t size) {
+        expect(state::in_tensor, "write_data");
+        if (size > expected_ - received_) {
+            fail("tensor '" + tensor_name_ + "': " + std::to_string(received_ + size) +
+                 " bytes of data arrived but it holds exactly " + std::to_string(expected_));
+        }
+        put(data, size);
+        received_ += size;
+    }
+
+    void end_tensor() {
+        expect(state::in_tensor, "end_tensor");
+        if (received_ != expected_) {
+            fail("tensor '" + tensor_name_ + "': only " + std::to_string(received_) +
+                 " bytes of data arrived but it holds exactly " + std::to_string(expected_));
+        }
+        state_ = state::between_tensors;
+    }
+
+    void write_tensor(std::string_view name, type_id type, int n_dims,
+                      const std::array<std::int64_t, max_dims>& ne, const void* data,
+                      std::size_t size) {
+        begin_tensor(name, type, n_dims, ne);
+        write_data(data, size);
+        end_tensor();
+    }
+
+    /// A tensor of `source` copied unchanged.
+    void copy_tensor(const model_file& source, const tensor_entry& tensor) {
+        const byte_view bytes = source.data(tensor);
+        write_tensor(tensor.name, tensor.type, tensor.n_dims, tensor.ne, bytes.data, bytes.size);
+    }
+
+    /// Flushes the model to disk and renames it over the destination. Without this call
+    /// nothing reaches the destination.
+    void commit() {
+        expect(state::between_tensors, "commit");
+        flush();
+        // mkstemp creates the file private (0600); give it the mode a plainly created file
+        // would have, or keep that of the model being replaced.
+        struct stat existing;
+        const mode_t mode = ::stat(destination_.c_str(), &existing) == 0
+                                ? (existing.st_mode & 07777)
+                                : (0666 & ~detail::current_umask());
+        ::fchmod(fd_, mode);
+        if (::fsync(fd_) != 0) fail_errno("flushing the temporary file to disk failed");
+        const int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0) fail_errno("closing the temporary file failed");
+        if (::rename(temporary_.c_str(), destination_.c_str()) != 0) {
+            fail_errno("renaming the temporary file over the destination failed");
+        }
+        temporary_exists_ = false;
+        state_ = state::committed;
+        sync_folder();
+    }
+
+    /// Abandons the model: the temporary file goes, the destination stays as it was.
+    void discard() noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+        if (temporary_exists_) ::unlink(temporary_.c_str());
+        temporary_exists_ = false;
+        if (state_ != state::committed) state_ = state::failed;
+    }
+
+  private:
+    enum class state { no_header, between_tensors, in_tensor, committed, failed };
+
+    void expect(state wanted, const char* call) {
+        if (state_ == wanted) return;
+        static constexpr const char* names[] = {"before the header", "between tensors",
+                                                "inside tensor '", "after commit",
+                                                "after a failure"};
+        std::string where = names[static_cast<int>(state_)];
+        if (state_ == state::in_tensor) where += tensor_name_ + "'";
+        if (state_ == state::committed || state_ == state::failed) {
+            throw error(destination_ + ": " + call + " called " + where);
+        }
+        fail(std::string(call) + " called " + where);
+    }
+
+    void check_header_ftype(std::int32_t value) {
+        if (!is_valid_header_ftype(value)) {
+            fail("header ftype " + std::to_string(value) +
+                 " is not a known ftype + 1000 * version (version 0.." +
+                 std::to_string(max_quantization_version) + ")");
+        }
+    }
+
+    /// Removes the temporary file and reports: every failure leaves the destination as
+    /// it was and no temporary file behind.
+    [[noreturn]] void fail(const std::string& what) {
+        discard();
+        throw error(destination_ + ": " + what);
+    }
+
+    [[noreturn]] void fail_errno(const std::string& what) {
+        const int code = errno;
+        fail(what + " (temporary file '" + temporary_ + "'): " + detail::errno_text(code));
+    }
+
+    void put(const void* data, std::size_t size) {
+        const auto* bytes = static_cast<const std::uint8_t*>(data);
+        written_ += size;
+        if (buffer_.size() + size <= buffer_.capacity()) {
+            buffer_.insert(buffer_.end(), bytes, bytes + size);
+            return;
+        }
+        flush();
+        if (size >= buffer_.capacity()) {
+            write_all(bytes, size);  // large chunks skip the copy
+        } else {
+            buffer_.insert(buffer_.end(), bytes, bytes + size);
+        }
+    }
+
+    void put_u32(std::uint32_t value) {
+        std::uint8_t bytes[4];
+        detail::store_u32(bytes, value);
+        put(bytes, 4);
+    }
+    void put_i32(std::int32_t value) {
+        std::uint8_t bytes[4];
+        detail::store_i32(bytes, value);
+        put(bytes, 4);
+    }
+
+    void flush() {
+        write_all(buffer_.data(), buffer_.size());
+        buffer_.clear();
+    }
+
+    void write_all(const std::uint8_t* data, std::size_t size) {
+        while (size > 0) {
+            const std::size_t step = size < (std::size_t(1) << 30) ? size : (std::size_t(1) << 30);
+            const ssize_t done = ::write(fd_, data, step);
+            if (done < 0) {
+                if (errno == EINTR) continue;
+                fail_errno("writing failed");
+            }
+            data += done;
+            size -= static_cast<std::size_t>(done);
+        }
+    }
+
+    /// Makes the rename itself durable. Best effort: the model is already in place.
+    void sync_folder() noexcept {
+        const std::size_t slash = destination_.rfind('/');
+        const std::string folder = slash == std::string::npos ? std::string(".")
+                                   : slash == 0               ? std::string("/")
+                                                              : destination_.substr(0, slash);
+        const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) return;
+        ::fsync(fd);
+        ::close(fd);
+    }
+
+    std::string destination_;
+    std::string temporary_;
+    int fd_ = -1;
+    bool temporary_exists_ = false;
+    state state_ = state::no_header;
+    std::vector<std::uint8_t> buffer_;
+    std::uint64_t written_ = 0;
+    std::unordered_set<std::string> names_;
+    std::string tensor_name_;
+    std::uint64_t expected_ = 0;
+    std::uint64_t received_ = 0;
+};
+
+}  // namespace qmix::whisper
+// ---- end qmix/whisper/model_writer.hpp
+// ---- begin qmix/whisper/quantize_model.hpp
+
+// Mixed-precision quantization of a whisper model: plan which type each tensor gets
+// (rules, default type, fallbacks, exactly the reference tool's choice of candidates), then
+// stream the model through the quantizers into an atomically written output file.
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace qmix::whisper {
+
+/// Tensors the reference quantizer never touches, whatever their shape.
+inline constexpr std::array<std::string_view, 4> never_quantized{
+    "encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding",
+    "decoder.positional_embedding"};
+
+/// Whether the reference quantizer would convert this tensor: exactly two dimensions and
+/// not in the list above.
+inline bool is_candidate(const tensor_entry& tensor) {
+    if (tensor.n_dims != 2) return false;
+    return std::find(never_quantized.begin(), never_quantized.end(), tensor.name) ==
+           never_quantized.end();
+}
+
+/// The format used across the ggml ecosystem when a k-quant cannot hold a row length:
+/// a 32-value block format of similar or better precision. Nothing for the others.
+inline std::optional<type_id> fallback_of(type_id type) {
+    switch (type) {
+        case type_id::q2_k:
+        case type_id::q3_k:
+            return type_id::q4_0;
+        case type_id::q4_k:
+            return type_id::q5_0;
+        case type_id::q5_k:
+            return type_id::q5_1;
+        case type_id::q6_k:
+            return type_id::q8_0;
+        default:
+            return std::nullopt;
+    }
+}
+
+struct quantize_options {
+    type_id default_type = type_id::q4_0;
+    rules::rule_set rules;
+    unsigned threads = 0;           ///< 0: all cores
+    bool allow_requantize = false;  ///< accept already-quantized candidates (widen first)
+    bool no_fallback = false;       ///< a row length the chosen type cannot hold is an error
+    bool allow_nonfinite = false;   ///< accept NaN and infinity in weights
+    bool compute_stats = false;     ///< RMSE and max abs error per converted tensor
+};
+
+/// Why a tensor ends up with its output type.
+enum class decision {
+    rule,          ///< a --tensor-type rule chose the type
+    default_type,  ///< no rule matched: the default type
+    fallback,      ///< the chosen type cannot hold the rows: the fallback format
+    kept,          ///< a candidate whose rows no format of the family can hold: unchanged
+    copied,        ///< not a candidate (not 2-D, or never quantized): copied byte for byte
+};
+
+inline std::string_view decision_name(decision d) {
+    switch (d) {
+        case decision::rule:
+            return "rule";
+        case decision::default_type:
+            return "default";
+        case decision::fallback:
+            return "fallback";
+        case decision::kept:
+            return "kept";
+        case decision::copied:
+            return "copied";
+    }
+    return "?";
+}
+
+struct tensor_plan {
+    const tensor_entry* tensor = nullptr;
+    bool candidate = false;
+    type_id requested = type_id::f32;  ///< what the rules or the default asked for
+    type_id output = type_id::f32;     ///< what is written
+    decision why = decision::copied;
+    std::optional<std::size_t> rule;          ///< the rule that chose `requested`
+    std::optional<std::size_t> ignored_rule;  ///< a rule that matched a non-candidate
+    std::uint64_t output_bytes = 0;
+    std::string note;  ///< one line for the table, e.g. why it was copied
+
+    bool converts() const { return candidate && output != tensor->type; }
+};
+
+struct model_plan {
+    std::vector<tensor_plan> tensors;
+    std::int32_t header_ftype = 0;  ///< as written: ftype + 1000 * quantization version
+    bool mixed = false;             ///< the candidates end up with more than one type
+    std::vector<rules::rule_usage> rule_usage;
+    std::uint64_t input_bytes = 0;
+    std::uint64_t output_bytes = 0;
+    std::int64_t candidate_values = 0;
+    double nominal_bits = 0;  ///< bits of the candidates at the requested types
+    double actual_bits = 0;   ///< bits of the candidates as written
+    std::vector<std::string> warnings;
+
+    std::size_t count(decision d) const {
+        return static_cast<std::size_t>(std::count_if(
+            tensors.begin(), tensors.end(), [d](const tensor_plan& t) { return t.why == d; }));
+    }
+};
+
+namespace detail {
+
+inline std::string tensor_label(const model_file& model, const tensor_entry& tensor) {
+    return model.path() + ": tensor '" + tensor.name + "' (offset " +
+           std::to_string(tensor.record_offset) + ")";
+}
+
+inline std::int32_t header_ftype_for(const std::vector<tensor_plan>& plans, type_id default_type,
+                                     bool& mixed) {
+    std::optional<type_id> common;
+    bool any_f32 = false;
+    mixed = false;
+    for (const auto& p : plans) {
+        if (!p.candidate) continue;
+        any_f32 = any_f32 || p.output == type_id::f32;
+        if (!common)
+            common = p.output;
+        else if (*common != p.output)
+            mixed = true;
+    }
+    ftype chosen;
+    if (!mixed) {
+        chosen = *ftype_of_type(common.value_or(default_type));
+    } else {
+        // Loaders that size buffers from the header need a type at least as wide as any
+        // tensor: f32 if some candidate is stored as f32, f16 otherwise.
+        chosen = any_f32 ? ftype::all_f32 : ftype::mostly_f16;
+    }
+    return static_cast<std::int32_t>(chosen) + quantization_version * quantization_version_factor;
+}
+
+}  // namespace detail
+
+/// Decides every tensor's output type without reading any tensor data. Throws a
+/// qmix::error for candidates that cannot be converted (quantized input without
+/// allow_requantize; with no_fallback, every row length a chosen type cannot hold).
+inline model_plan make_plan(const model_file& model, const quantize_options& options) {
+    model_plan plan;
+    std::vector<std::string> candidate_names;
+    std::vector<std::string> unholdable;
+    for (const auto& tensor : model.tensors()) {
+        tensor_plan p;
+        p.tensor = &tensor;
+        p.candidate = is_candidate(tensor);
+        p.output = tensor.type;
+        plan.input_bytes += tensor.data_size;
+        if (!p.candidate) {
+            p.why = decision::copied;
+            p.note = tensor.n_dims != 2 ? std::to_string(tensor.n_dims) + "-D" : "never quantized";
+            p.ignored_rule = options.rules.first_match(tensor.name);
+        } else {
+            candidate_names.push_back(tensor.name);
+            p.rule = options.rules.first_match(tensor.name);
+            p.requested = p.rule ? options.rules.rules()[*p.rule].type : options.default_type;
+            p.why = p.rule ? decision::rule : decision::default_type;
+            p.output = p.requested;
+            if (info(tensor.type).is_quantized && tensor.type != p.requested &&
+                !options.allow_requantize) {
+                throw error(detail::tensor_label(model, tensor) + " is already quantized as " +
+                            std::string(type_name(tensor.type)) +
+                            "; converting it again loses precision (use --allow-requantize)");
+            }
+            if (!can_hold_row(p.requested, tensor.ne[0])) {
+                const std::string why_text = std::string(type_name(p.requested)) +
+                                             " cannot hold rows of " + std::to_string(tensor.ne[0]);
+                if (options.no_fallback) {
+                    unholdable.push_back(tensor.name + " (" + why_text + ")");
+                }
+                const auto fallback = fallback_of(p.requested);
+                if (fallback && can_hold_row(*fallback, tensor.ne[0])) {
+                    p.output = *fallback;
+                    p.why = decision::fallback;
+                    p.note = why_text + ": " + std::string(type_name(*fallback));
+                } else {
+                    p.output = tensor.type;
+                    p.why = decision::kept;
+                    p.note = why_text + ": kept as " + std::string(type_name(tensor.type));
+                }
+            }
+            const double values = static_cast<double>(tensor.element_count());
+            plan.candidate_values += tensor.element_count();
+            plan.nominal_bits += values * bits_per_weight(p.requested);
+            plan.actual_bits += values * bits_per_weight(p.output);
+        }
+        p.output_bytes = p.converts() ? row_size(p.output, tensor.ne[0]) *
+                                            static_cast<std::uint64_t>(tensor.row_count())
+                                      : tensor.data_size;
+        plan.output_bytes += p.output_bytes + (tensor.data_offset - tensor.record_offset);
+        plan.tensors.push_back(std::move(p));
+    }
+    plan.output_bytes += model.header_bytes().size;
+    if (!unholdable.empty()) {
+        std::string list;
+        for (const auto& u : unholdable) list += "\n  " + u;
+        throw error(model.path() + ": --no-fallback: " + std::to_string(unholdable.size()) +
+                    " tensor(s) have rows their type cannot hold:" + list);
+    }
+    plan.header_ftype = detail::header_ftype_for(plan.tensors, options.default_type, plan.mixed);
+    plan.rule_usage = rules::explain(options.rules, candidate_names);
+    for (std::size_t i = 0; i < options.rules.size(); ++i) {
+        const auto& r = options.rules.rules()[i];
+        const auto& u = plan.rule_usage[i];
+        if (u.matches == 0) {
+            plan.warnings.push_back("rule '" + r.pattern + "=" + std::string(type_name(r.type)) +
+                                    "' (" + r.origin + ") matched no candidate tensor");
+        } else if (u.wins == 0 && u.shadowed_by) {
+            const auto& earlier = options.rules.rules()[*u.shadowed_by];
+            plan.warnings.push_back("rule '" + r.pattern + "' (" + r.origin +
+                                    ") is never reached: every tensor it matches is taken by "
+                                    "the earlier rule '" +
+                                    earlier.pattern + "' (" + earlier.origin + ")");
+        }
+    }
+    return plan;
+}
+
+/// Per-tensor error of the written values against the input, when asked for.
+struct tensor_stats {
+    bool computed = false;
+    double rmse = 0;
+    double max_abs_error = 0;
+};
+
+/// Reported as the work goes: bytes of tensor data done out of the total.
+using progress_fn = std::function<void(std::size_t tensor_index, std::uint64_t bytes_done,
+                                       std::uint64_t bytes_total)>;
+
+struct quantize_result {
+    std::vector<tensor_stats> stats;  ///< parallel to plan.tensors
+    double seconds = 0;
+};
+
+namespace detail {
+
+/// Widens `rows` rows of a tensor of `type` (f32, f16 or a quantized format) to floats.
+inline void widen_rows(type_id type, const std::uint8_t* src, float* dst, std::int64_t rows,
+                       std::int64_t n_per_row) {
+    dequantize(type, src, dst, rows, n_per_row);
+}
+
+inline void check_finite(const model_file& model, const tensor_entry& tensor, const float* values,
+                         std::int64_t count, std::int64_t first_index) {
+    // A branch-free pass the compiler vectorises; the slow search only runs on a finding.
+    std::uint32_t any_nonfinite = 0;
+    for (std::int64_t i = 0; i < count; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, values + i, sizeof bits);
+        any_nonfinite |= std::uint32_t((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (any_nonfinite == 0) return;
+    for (std::int64_t i = 0; i < count; ++i) {
+        if (!std::isfinite(values[i])) {
+            throw error(tensor_label(model, tensor) + ": value " + std::to_string(first_index + i) +
+                        " is " + (std::isnan(values[i]) ? "NaN" : "infinite") +
+                        " (use --allow-nonfinite to quantize it anyway)");
+        }
+    }
+}
+
+/// Error of one row of written values against the input.
+struct error_sums {
+    double squared = 0;
+    double max_abs = 0;
+};
+
+inline error_sums row_error(const float* input, const float* written, std::int64_t n) {
+    error_sums e;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const double d = double(written[i]) - double(input[i]);
+        e.squared += d * d;
+        e.max_abs = std::max(e.max_abs, std::fabs(d));
+    }
+    return e;
+}
+
+}  // namespace detail
+
+/// Streams the model through the plan into `writer` (header, every tensor, commit is left
+/// to the caller). Memory stays proportional to one chunk of rows per thread.
+inline quantize_result execute_plan(const model_file& model, const model_plan& plan,
+                                    const quantize_options& options, model_writer& writer,
+                                    const progress_fn& progress = {}) {
+    const auto start = std::chrono::steady_clock::now();
+    const unsigned threads = resolve_threads(options.threads);
+    quantize_result result;
+    result.stats.resize(plan.tensors.size());
+    writer.write_header(model, plan.header_ftype);
+
+    std::uint64_t total = 0;
+    for (const auto& p : plan.tensors) total += p.tensor->data_size;
+    std::uint64_t done = 0;
+    // Rows are converted in chunks of about this many input values, split across threads.
+    constexpr std::int64_t chunk_values = std::int64_t(1) << 20;
+    std::vector<float> widened;
+    std::vector<std::uint8_t> packed;
+    std::vector<float> restored;
+
+    for (std::size_t index = 0; index < plan.tensors.size(); ++index) {
+        const tensor_plan& p = plan.tensors[index];
+        const tensor_entry& tensor = *p.tensor;
+        if (!p.converts()) {
+            writer.copy_tensor(model, tensor);
+        } else {
+            writer.begin_tensor(tensor.name, p.output, tensor.n_dims, tensor.ne);
+            const std::int64_t n = tensor.ne[0];
+            const std::int64_t rows = tensor.row_count();
+            const std::int64_t chunk_rows = std::max<std::int64_t>(1, chunk_values / n);
+            const std::size_t in_row = row_size(tensor.type, n);
+            const std::size_t out_row = row_size(p.output, n);
+            const byte_view source = model.data(tensor);
+            std::vector<detail::error_sums> row_errors;
+            double squared = 0;
+            double max_abs = 0;
+            for (std::int64_t first = 0; first < rows; first += chunk_rows) {
+                const std::int64_t count = std::min(chunk_rows, rows - first);
+                widened.resize(static_cast<std::size_t>(count * n));
+                packed.resize(out_row * static_cast<std::size_t>(count));
+                if (options.compute_stats) {
+                    restored.resize(widened.size());
+                    row_errors.resize(static_cast<std::size_t>(count));
+                }
+                parallel_ranges(count, threads, [&](std::int64_t begin, std::int64_t end) {
+                    float* values = widened.data() + begin * n;
+                    detail::widen_rows(tensor.type,
+                                       source.data + std::size_t(first + begin) * in_row, values,
+                                       end - begin, n);
+                    if (!options.allow_nonfinite) {
+                        detail::check_finite(model, tensor, values, (end - begin) * n,
+                                             (first + begin) * n);
+                    }
+                    quantize(p.output, values, packed.data() + std::size_t(begin) * out_row,
+                             end - begin, n);
+                    if (options.compute_stats) {
+                        float* back = restored.data() + begin * n;
+                        dequantize(p.output, packed.data() + std::size_t(begin) * out_row, back,
+                                   end - begin, n);
+                        for (std::int64_t r = begin; r < end; ++r) {
+                            row_errors[std::size_t(r)] = detail::row_error(
+                                values + (r - begin) * n, back + (r - begin) * n, n);
+                        }
+                    }
+                });
+                writer.write_data(packed.data(), packed.size());
+                model.release_part(tensor, std::uint64_t(first) * in_row,
+                                   std::uint64_t(count) * in_row);
+                for (std::size_t r = 0; r < row_errors.size() && options.compute_stats; ++r) {
+                    squared += row_errors[r].squared;  // summed in row order: thread-independent
+                    max_abs = std::max(max_abs, row_errors[r].max_abs);
+                }
+                if (progress) progress(index, done + std::uint64_t(first + count) * in_row, total);
+            }
+            writer.end_tensor();
+            if (options.compute_stats) {
+                auto& st = result.stats[index];
+                st.computed = true;
+                st.rmse = std::sqrt(squared / double(tensor.element_count()));
+                st.max_abs_error = max_abs;
+            }
+        }
+        model.release(tensor);
+        done += tensor.data_size;
+        if (progress) progress(index, done, total);
+    }
+    result.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return result;
+}
+
+}  // namespace qmix::whisper
+// ---- end qmix/whisper/quantize_model.hpp
 // ---- end qmix/qmix.hpp

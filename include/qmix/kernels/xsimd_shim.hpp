@@ -4,7 +4,23 @@
 // The few xsimd names that changed between Debian's xsimd 8.1 and later releases, and the
 // vector form of strict::settle. Kernels include this instead of <xsimd/xsimd.hpp>.
 
+// GCC 12's AVX-512 intrinsics start many results from an "undefined" register and then
+// trip -W(maybe-)uninitialized wherever they are inlined (GCC bug 105593). GCC judges a
+// warning by the pragmas in force where the intrinsic's text lies, so silencing it around
+// the first inclusion of the intrinsic headers silences exactly those and nothing else.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <type_traits>
 #include <xsimd/xsimd.hpp>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace qmix::simd {
 
@@ -32,6 +48,17 @@ inline xsimd::batch<T, A> settle(xsimd::batch<T, A> value) {
 #endif
 #endif
     return value;
+}
+
+/// a / b correctly rounded. (xsimd 8.1 divides float batches on NEON by a refined
+/// reciprocal estimate, which is not the IEEE quotient.)
+template <class A>
+inline xsimd::batch<float, A> div(const xsimd::batch<float, A>& a,
+                                  const xsimd::batch<float, A>& b) {
+#if defined(__aarch64__) && XSIMD_WITH_NEON64
+    if constexpr (std::is_same_v<A, xsimd::neon64>) return vdivq_f32(a, b);
+#endif
+    return a / b;
 }
 
 /// a * b rounded on its own: never fused with the addition that consumes it.

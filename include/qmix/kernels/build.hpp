@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Assembles the kernel table of one architecture from every kernel family: the block
+// formats and float formats of generic.hpp and the k-quants of kquants.hpp.
+
+#include "qmix/kernels/generic.hpp"
+#include "qmix/kernels/kquants.hpp"
+#include "qmix/kernels/table.hpp"
+
+namespace qmix::kernels {
+
+template <class Arch>
+kernel_table make_kernel_table() {
+    kernel_table table;
+    table.name = isa<Arch>::name;
+    add_block_kernels<Arch>(table);
+    add_kquant_kernels<Arch>(table);
+    return table;
+}
+
+}  // namespace qmix::kernels

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Dot products of the k-quant weight formats with q8_K rows, for AVX2 (and the AVX-512
+// translation units, which have AVX2 too). Bytes are multiplied and summed in 16-bit
+// pairs (maddubs), weighted by the sub-block scales in 32-bit (madd), and each block's
+// exact integer sums are then scaled and added in the order of the scalar reference: the
+// results equal formats::*::dot_row bit for bit.
+//
+// maddubs takes an unsigned and a signed operand. Signed levels L = u - offset are split
+// into maddubs(u, q8) - maddubs(offset, q8). No 16-bit pair sum can saturate here: the
+// largest is 2 * 63 * 128 (q6_K).
+//
+// Eight blocks are reduced together: their eight 32-bit accumulators are folded into one
+// vector of eight block sums, and the block scales are applied to that vector, instead of
+// a horizontal sum per block.
+
+#include "qmix/formats/q2_k.hpp"
+#include "qmix/formats/q3_k.hpp"
+#include "qmix/formats/q4_k.hpp"
+#include "qmix/formats/q5_k.hpp"
+#include "qmix/formats/q6_k.hpp"
+#include "qmix/formats/q8_k.hpp"
+#include "qmix/kernels/kquants/batch_ops.hpp"
+#include "qmix/kernels/kquants/scalar.hpp"
+
+#if defined(__AVX2__)
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace qmix::kernels::kquants {
+
+template <class Arch>
+struct avx2_dot {
+    using act = formats::block_q8_k;
+
+    static float q2_k(const void* x, const void* y, std::int64_t n) {
+        return run<q2_k_unit>(static_cast<const formats::block_q2_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q3_k(const void* x, const void* y, std::int64_t n) {
+        return run<q3_k_unit>(static_cast<const formats::block_q3_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q4_k(const void* x, const void* y, std::int64_t n) {
+        return run<q4_k_unit>(static_cast<const formats::block_q4_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q5_k(const void* x, const void* y, std::int64_t n) {
+        return run<q5_k_unit>(static_cast<const formats::block_q5_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q6_k(const void* x, const void* y, std::int64_t n) {
+        return run<q6_k_unit>(static_cast<const formats::block_q6_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+
+  private:
+    static constexpr int group = 8;  ///< blocks reduced together
+
+    /// Per group of eight blocks: the integer sums, then
+    ///     sum += d * scaled - dmin * mins     (formats with a min)
+    ///     sum += d * scaled                   (symmetric formats)
+    /// block after block, with d = half(x.d) * y.d as the reference rounds it.
+    template <class Unit, class Block>
+    static float run(const Block* x, const act* y, std::int64_t blocks) {
+        float sum = 0;
+        for (std::int64_t first = 0; first < blocks; first += group) {
+            const int count = blocks - first < group ? int(blocks - first) : group;
+            __m256i scaled[group];
+            __m256i mins[group];
+            alignas(32) std::uint16_t d_half[group] = {};
+            alignas(32) std::uint16_t dmin_half[group] = {};
+            alignas(32) float act_d[group] = {};
+            for (int b = 0; b < count; ++b) {
+                Unit::sums(x[first + b], y[first + b], scaled[b], mins[b]);
+                d_half[b] = x[first + b].d;
+                if constexpr (Unit::has_min) dmin_half[b] = x[first + b].dmin;
+                act_d[b] = y[first + b].d;
+            }
+            for (int b = count; b < group; ++b) scaled[b] = mins[b] = _mm256_setzero_si256();
+            const __m256 act_scale = _mm256_load_ps(act_d);
+            const __m256 d = _mm256_mul_ps(halves(d_half), act_scale);
+            __m256 terms = settled(_mm256_mul_ps(d, _mm256_cvtepi32_ps(fold(scaled))));
+            if constexpr (Unit::has_min) {
+                const __m256 dmin = _mm256_mul_ps(halves(dmin_half), act_scale);
+                terms = _mm256_sub_ps(terms,
+                                      settled(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(fold(mins)))));
+            }
+            alignas(32) float term[group];
+            _mm256_store_ps(term, terms);
+            for (int b = 0; b < count; ++b) sum += term[b];
+        }
+        return sum;
+    }
+
+    /// A product rounded on its own (simd::settle for a raw __m256).
+    static __m256 settled(__m256 v) {
+        __asm__("" : "+x"(v));
+        return v;
+    }
+
+    /// Lane b = the sum of the eight lanes of v[b].
+    static __m256i fold(const __m256i* v) {
+        const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]);
+        const __m256i h23 = _mm256_hadd_epi32(v[2], v[3]);
+        const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]);
+        const __m256i h67 = _mm256_hadd_epi32(v[6], v[7]);
+        const __m256i q03 = _mm256_hadd_epi32(h01, h23);
+        const __m256i q47 = _mm256_hadd_epi32(h45, h67);
+        return _mm256_add_epi32(_mm256_permute2x128_si256(q03, q47, 0x20),
+                                _mm256_permute2x128_si256(q03, q47, 0x31));
+    }
+
+    /// Eight binary16 values widened (exact).
+    static __m256 halves(const std::uint16_t* h) {
+#if defined(__F16C__)
+        return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+#elif defined(__AVX512VL__)
+        return _mm256_maskz_cvtph_ps(0xFF, _mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+#else
+        alignas(32) float f[group];
+        for (int i = 0; i < group; ++i) f[i] = scalar<Arch>::half_to_float(h[i]);
+        return _mm256_load_ps(f);
+#endif
+    }
+
+    static __m256i load(const void* p) {
+        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+    }
+
+    /// 16-bit lanes 0-7 = lane 2 s of v16's 128-bit half, lanes 8-15 = lane 2 s + 1: the
+    /// scales of two consecutive groups of 16 for a vector of 32 values.
+    static __m256i pair_of_scales(__m256i half_dup, int s) {
+        const __m128i low = _mm_set1_epi16(short(0x0100 + 0x0404 * s));
+        const __m128i high = _mm_set1_epi16(short(0x0302 + 0x0404 * s));
+        return _mm256_shuffle_epi8(half_dup, _mm256_set_m128i(high, low));
+    }
+
+    /// Sixteen 16-bit scales, each 128-bit half duplicated: [0..7 | 0..7], [8..15 | 8..15].
+    static void duplicate_halves(__m256i scales16, __m256i& first, __m256i& second) {
+        first = _mm256_permute4x64_epi64(scales16, 0x44);
+        second = _mm256_permute4x64_epi64(scales16, 0xEE);
+    }
+
+    static std::uint32_t word(const std::uint8_t* p) {
+        std::uint32_t w;
+        std::memcpy(&w, p, sizeof w);
+        return w;
+    }
+
+    struct q2_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q2_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+            const __m256i scales16 =
+                _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0xF)));
+            const __m256i mins16 =
+                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
+            mins = _mm256_madd_epi16(load(y.bsums), mins16);
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<2>([&](auto h) {
+                const __m256i q2 = load(x.qs + 32 * h);
+                unrolled<4>([&](auto s) {
+                    const __m256i levels = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * s), two_bits);
+                    const __m256i products =
+                        _mm256_maddubs_epi16(levels, load(y.qs + 128 * h + 32 * s));
+                    acc = _mm256_add_epi32(
+                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                });
+            });
+            scaled = acc;
+        }
+    };
+
+    struct q3_k_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_q3_k& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            // The sixteen 6-bit scales (formats/q3_k.hpp), four per 32-bit word, minus 32.
+            const std::uint32_t w0 = word(x.scales);
+            const std::uint32_t w1 = word(x.scales + 4);
+            const std::uint32_t w2 = word(x.scales + 8);
+            const std::uint32_t nibbles = 0x0F0F0F0Fu;
+            const std::uint32_t pairs = 0x03030303u;
+            const __m128i biased =
+                _mm_setr_epi32(int((w0 & nibbles) | ((w2 & pairs) << 4)),
+                               int((w1 & nibbles) | (((w2 >> 2) & pairs) << 4)),
+                               int(((w0 >> 4) & nibbles) | (((w2 >> 4) & pairs) << 4)),
+                               int(((w1 >> 4) & nibbles) | (((w2 >> 6) & pairs) << 4)));
+            const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(biased, _mm_set1_epi8(32)));
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+
+            const __m256i hmask = load(x.hmask);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            const __m256i one = _mm256_set1_epi8(1);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<2>([&](auto h) {
+                const __m256i q3 = load(x.qs + 32 * h);
+                unrolled<4>([&](auto s) {
+                    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q3, 2 * s), two_bits);
+                    // Level = low - 4 where the third bit is clear.
+                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hmask, 4 * h + s), one);
+                    const __m256i offset = _mm256_slli_epi16(_mm256_xor_si256(high, one), 2);
+                    const __m256i q8 = load(y.qs + 128 * h + 32 * s);
+                    const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(low, q8),
+                                                              _mm256_maddubs_epi16(offset, q8));
+                    acc = _mm256_add_epi32(
+                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                });
+            });
+            scaled = acc;
+        }
+    };
+
+    /// q4_K and q5_K's sub-block scales and mins (detail::pack_scale_min_k4), unpacked four
+    /// bytes at a time: scale levels 0-3, 4-7, min levels 0-3, 4-7.
+    static void unpack_k4_scales(const std::uint8_t* packed, __m128i& scales, __m128i& mins) {
+        const std::uint32_t w0 = word(packed);
+        const std::uint32_t w1 = word(packed + 4);
+        const std::uint32_t w2 = word(packed + 8);
+        const std::uint32_t six = 0x3F3F3F3Fu;
+        const std::uint32_t nibbles = 0x0F0F0F0Fu;
+        const std::uint32_t pairs = 0x03030303u;
+        const std::uint32_t scales_high = (w2 & nibbles) | (((w0 >> 6) & pairs) << 4);
+        const std::uint32_t mins_high = ((w2 >> 4) & nibbles) | (((w1 >> 6) & pairs) << 4);
+        scales = _mm_cvtepu8_epi16(_mm_setr_epi32(int(w0 & six), int(scales_high), 0, 0));
+        mins = _mm_cvtepu8_epi16(_mm_setr_epi32(int(w1 & six), int(mins_high), 0, 0));
+    }
+
+    /// The min term: min level j times the sum of q8's 32 levels of sub-block j, as
+    /// bsums[2j] + bsums[2j + 1].
+    static __m256i k4_min_sums(const act& y, __m128i mins) {
+        const __m128i pair_sums =
+            _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
+                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8)));
+        return _mm256_zextsi128_si256(_mm_madd_epi16(pair_sums, mins));
+    }
+
+    /// Sub-block j's scale level in every 16-bit lane.
+    static __m256i k4_scale(__m256i scales_dup, int j) {
+        return _mm256_shuffle_epi8(scales_dup, _mm256_set1_epi16(short(0x0100 + 0x0202 * j)));
+    }
+
+    struct q4_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q4_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            __m128i scales;
+            __m128i min_levels;
+            unpack_k4_scales(x.scales, scales, min_levels);
+            mins = k4_min_sums(y, min_levels);
+            const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<4>([&](auto g) {
+                const __m256i q4 = load(x.qs + 32 * g);
+                const __m256i first = _mm256_and_si256(q4, nibble);
+                const __m256i second = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
+                const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
+                const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, k4_scale(scales_dup, 2 * g)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, k4_scale(scales_dup, 2 * g + 1)));
+            });
+            scaled = acc;
+        }
+    };
+
+    struct q5_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q5_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            __m128i scales;
+            __m128i min_levels;
+            unpack_k4_scales(x.scales, scales, min_levels);
+            mins = k4_min_sums(y, min_levels);
+            const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i qh = load(x.qh);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<4>([&](auto g) {
+                const __m256i q4 = load(x.qs + 32 * g);
+                const __m256i fifth0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one);
+                const __m256i fifth1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one);
+                const __m256i first =
+                    _mm256_or_si256(_mm256_and_si256(q4, nibble), _mm256_slli_epi16(fifth0, 4));
+                const __m256i second =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble),
+                                    _mm256_slli_epi16(fifth1, 4));
+                const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
+                const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, k4_scale(scales_dup, 2 * g)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, k4_scale(scales_dup, 2 * g + 1)));
+            });
+            scaled = acc;
+        }
+    };
+
+    struct q6_k_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_q6_k& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            const __m256i scales16 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            const __m256i offset = _mm256_set1_epi8(32);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<2>([&](auto h) {
+                const __m256i ql0 = load(x.ql + 64 * h);
+                const __m256i ql1 = load(x.ql + 64 * h + 32);
+                const __m256i qh = load(x.qh + 32 * h);
+                // Values 32 s .. 32 s + 31 of the half: low nibble and two high bits.
+                const __m256i lows[4] = {_mm256_and_si256(ql0, nibble),
+                                         _mm256_and_si256(ql1, nibble),
+                                         _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nibble),
+                                         _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nibble)};
+                unrolled<4>([&](auto s) {
+                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits);
+                    const __m256i levels = _mm256_or_si256(lows[s], _mm256_slli_epi16(high, 4));
+                    const __m256i q8 = load(y.qs + 128 * h + 32 * s);
+                    const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(levels, q8),
+                                                              _mm256_maddubs_epi16(offset, q8));
+                    acc = _mm256_add_epi32(
+                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                });
+            });
+            scaled = acc;
+        }
+    };
+};
+
+}  // namespace qmix::kernels::kquants
+
+#endif  // __AVX2__

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// q3_K: quantize and dequantize (layout and reference in formats/q3_k.hpp). Each group of
+// 16 values gets its symmetric scale from the reference's search, one group per lane (the
+// greedy x^2-weighted search without importance, the weighted least-squares search with
+// it); per block the 16 scales become 6-bit levels (searched one block per lane on the
+// importance path); then every value is rounded against the scales as stored.
+
+#include <cstdint>
+#include <cstring>
+
+#include "qmix/core/strict_math.hpp"
+#include "qmix/formats/q3_k.hpp"
+#include "qmix/kernels/kquants/lanes.hpp"
+#include "qmix/kernels/kquants/scalar.hpp"
+#include "qmix/kernels/kquants/searches.hpp"
+#include "qmix/kernels/kquants/staging.hpp"
+
+namespace qmix::kernels::kquants {
+
+template <class Arch>
+struct q3_k_kernels {
+    using L = lanes<Arch>;
+    using floats = typename L::floats;
+    using ints = typename L::ints;
+    /// The group searches run on K batches at once (W::count lanes); the per-block steps
+    /// and the level recomputation on single batches.
+    static constexpr int K = search_batches<Arch>;
+    using W = lanes<Arch, K>;
+    using search = group_search<Arch, K>;
+    using block_search = group_search<Arch>;
+    using block = formats::block_q3_k;
+
+    static constexpr int values = 256;
+    static constexpr int groups = 16;
+    static constexpr int group_size = 16;
+    static constexpr int level_bias = 4;
+    static constexpr int scale_bias = 32;
+    static constexpr int chunk = 16;
+    static_assert(chunk * groups % W::count == 0, "a chunk fills whole search batches");
+
+    static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* importance) {
+        auto* out = static_cast<block*>(dst);
+        for_each_chunk<Arch, chunk>(
+            nrows, n_per_row, values, importance,
+            [&](std::int64_t first, int count, const float* const* weights) {
+                quantize_chunk(src + first * values, out + first, count, weights);
+            });
+    }
+
+    static void dequantize(const void* src, float* dst, std::int64_t nrows,
+                           std::int64_t n_per_row) {
+        const auto* in = static_cast<const block*>(src);
+        const std::int64_t total = nrows * (n_per_row / values);
+        for (std::int64_t b = 0; b < total; ++b) {
+            alignas(64) std::int8_t levels[values];
+            unpack_levels(in[b], levels);
+            const float d = scalar<Arch>::half_to_float(in[b].d);
+            float* out = dst + b * values;
+            for (int g = 0; g < groups; ++g) {
+                const floats step(d * float(scale_at(in[b].scales, g) - scale_bias));
+                for (int i = group_size * g; i < group_size * (g + 1); i += L::count) {
+                    L::store(out + i, step * L::widen(levels + i));
+                }
+            }
+        }
+    }
+
+    /// Signed levels (-4..3) in value order: value 128 h + 32 s + k has its low bits at
+    /// 2 s in qs[32 h + k] and its third bit at 4 h + s in hmask[k].
+    static void unpack_levels(const block& x, std::int8_t* levels) {
+        for (int h = 0; h < 2; ++h) {
+            for (int s = 0; s < 4; ++s) {
+                std::int8_t* out = levels + 128 * h + 32 * s;
+                for (int k = 0; k < 32; ++k) {
+                    const int low = (x.qs[32 * h + k] >> (2 * s)) & 3;
+                    const int high = (x.hmask[k] >> (4 * h + s)) & 1;
+                    out[k] = std::int8_t(low + 4 * high - level_bias);
+                }
+            }
+        }
+    }
+
+    /// Stored (biased, 0..63) scale of group `group` (the format's scale_at).
+    static int scale_at(const std::uint8_t* scales, int group) {
+        const int low = group < 8 ? scales[group] & 0xF : scales[group - 8] >> 4;
+        const int high = (scales[8 + group % 4] >> (2 * (group / 4))) & 3;
+        return low | (high << 4);
+    }
+
+  private:
+    /// The search results of each group of a chunk. The greedy search's levels are kept
+    /// lane-major, as it produced them: batch k holds groups k * lanes .. (k + 1) * lanes.
+    struct fits {
+        alignas(64) float scale[chunk * groups];
+        alignas(64) float level_iscale[chunk * groups];
+        alignas(64) float flat[chunk * groups];  ///< 1 where the group is all zero
+        alignas(64) float weight[chunk * groups];
+        alignas(64) std::int32_t scale_level[chunk * groups];  ///< stored (biased) 6-bit scales
+        alignas(64) float greedy_levels[chunk * groups * group_size];
+
+        std::int32_t greedy_level(int group, int i) const {
+            const int batch_start = group / W::count * W::count;
+            return std::int32_t(
+                greedy_levels[batch_start * group_size + i * W::count + group % W::count]);
+        }
+    };
+
+    static void quantize_chunk(const float* x, block* y, int count,
+                               const float* const* importance) {
+        fits f;
+        fit_groups(x, count, importance, f);
+        if (importance) {
+            choose_scales_weighted(count, f, y);
+        } else {
+            choose_scales_reference(count, f, y);
+        }
+        for (int b = 0; b < count; ++b) {
+            requantize_and_pack(x + b * values, f, b * groups, importance != nullptr, y[b]);
+        }
+    }
+
+    static void fit_groups(const float* x, int count, const float* const* importance, fits& f) {
+        float sigma2[chunk];
+        if (importance) {
+            sums_of_squares<Arch>(x, count, values, sigma2);
+            for (int b = 0; b < count; ++b) sigma2[b] = 2 * sigma2[b] / float(values);
+        }
+        const int total = count * groups;
+        group_batch<Arch, group_size, groups, K> batch;
+        for (int g = 0; g < total; g += W::count) {
+            batch.load(x, importance, g, total);
+            if (importance) {
+                typename W::floats w[group_size];
+                W::store(f.weight + g, batch.importance_weights(sigma2, w));
+                const auto fit =
+                    search::template symmetric<group_size, true>(batch.x.v, w, level_bias);
+                W::store(f.scale + g, fit.scale);
+                W::store(f.level_iscale + g, fit.level_iscale);
+                W::store(f.flat + g,
+                         W::select(fit.flat, typename W::floats(1.0f), typename W::floats(0.0f)));
+            } else {
+                typename W::floats levels[group_size];
+                W::store(f.scale + g, search::template symmetric_greedy<group_size>(
+                                          batch.x.v, levels, level_bias));
+                for (int i = 0; i < group_size; ++i) {
+                    W::store(f.greedy_levels + g * group_size + i * W::count, levels[i]);
+                }
+            }
+        }
+    }
+
+    /// The reference: 6-bit levels against the scale of largest magnitude.
+    static void choose_scales_reference(int count, fits& f, block* y) {
+        for (int b = 0; b < count; ++b) {
+            const float* scales = f.scale + b * groups;
+            std::int32_t* levels = f.scale_level + b * groups;
+            const float max_scale = first_of_largest_magnitude(scales);
+            block& out = y[b];
+            if (max_scale != 0) {
+                const float inverse = -float(scale_bias) / max_scale;
+                for (int g = 0; g < groups; g += L::count) {
+                    ints l = L::nearest_int(floats(inverse) * L::load(scales + g));
+                    l = (l << 24) >> 24;  // narrowed to int8 before the clamp, as the reference
+                    L::store(levels + g,
+                             L::clamp(l, -scale_bias, scale_bias - 1) + ints(scale_bias));
+                }
+                out.d = scalar<Arch>::float_to_half(1 / inverse);
+            } else {
+                for (int g = 0; g < groups; ++g) levels[g] = 0;
+                out.d = scalar<Arch>::float_to_half(0.f);
+            }
+            pack_scales(levels, out.scales);
+        }
+    }
+
+    /// The signed scale of largest magnitude, the first one on ties (NaN never wins).
+    static float first_of_largest_magnitude(const float* scales) {
+        floats largest(0.0f);
+        for (int g = 0; g < groups; g += L::count) {
+            const floats magnitude = L::abs(L::load(scales + g));
+            largest = L::select(magnitude > largest, magnitude, largest);
+        }
+        alignas(64) float lanes_largest[L::count];
+        L::store(lanes_largest, largest);
+        float max_magnitude = 0;
+        for (int lane = 0; lane < L::count; ++lane) {
+            if (lanes_largest[lane] > max_magnitude) max_magnitude = lanes_largest[lane];
+        }
+        if (max_magnitude == 0) return 0;
+        for (int g = 0;; ++g) {
+            if (scalar<Arch>::abs(scales[g]) == max_magnitude) return scales[g];
+        }
+    }
+
+    /// The importance path: a weighted symmetric search of the 16 scales, one block per lane.
+    static void choose_scales_weighted(int count, fits& f, block* y) {
+        for (int first = 0; first < count; first += L::count) {
+            const int valid = count - first < L::count ? count - first : L::count;
+            const float* scale_rows[L::count];
+            const float* weight_rows[L::count];
+            for (int lane = 0; lane < valid; ++lane) {
+                scale_rows[lane] = f.scale + (first + lane) * groups;
+                weight_rows[lane] = f.weight + (first + lane) * groups;
+            }
+            transposed<Arch, groups> scales;
+            transposed<Arch, groups> weights;
+            scales.load(scale_rows, valid);
+            weights.load(weight_rows, valid);
+            const auto fit =
+                block_search::template symmetric<groups, true>(scales.v, weights.v, scale_bias);
+            ints levels[groups];
+            for (int g = 0; g < groups; ++g) {
+                levels[g] = L::select(
+                    fit.flat, ints(0),
+                    block_search::symmetric_levels(scales.v[g], fit.level_iscale, scale_bias));
+            }
+            alignas(64) float d[L::count];
+            L::store(d, fit.scale);
+            for (int lane = 0; lane < valid; ++lane) {
+                std::int32_t* packed = f.scale_level + (first + lane) * groups;
+                L::extract_lane(levels, groups, lane, packed);
+                block& out = y[first + lane];
+                pack_scales(packed, out.scales);
+                out.d = scalar<Arch>::float_to_half(d[lane]);
+            }
+        }
+    }
+
+    /// The sixteen stored (biased) scales -> 12 bytes; see the layout in formats/q3_k.hpp.
+    static void pack_scales(const std::int32_t* levels, std::uint8_t* scales) {
+        for (int g = 0; g < 8; ++g) {
+            scales[g] = std::uint8_t((levels[g] & 0xF) | ((levels[g + 8] & 0xF) << 4));
+        }
+        for (int r = 0; r < 4; ++r) {
+            scales[8 + r] = std::uint8_t(
+                ((levels[r] >> 4) & 3) | (((levels[4 + r] >> 4) & 3) << 2) |
+                (((levels[8 + r] >> 4) & 3) << 4) | (((levels[12 + r] >> 4) & 3) << 6));
+        }
+    }
+
+    /// Every level against the scales as stored; a group whose stored scale is zero keeps
+    /// the levels of its search.
+    static void requantize_and_pack(const float* x, const fits& f, int first_fit, bool weighted,
+                                    block& y) {
+        const float d = scalar<Arch>::half_to_float(y.d);
+        alignas(64) std::int32_t levels[values];
+        for (int g = 0; g < groups; ++g) {
+            const float step = d * float(f.scale_level[first_fit + g] - scale_bias);
+            const float* xs = x + group_size * g;
+            std::int32_t* ls = levels + group_size * g;
+            const int fit = first_fit + g;
+            if (step == 0 && !weighted) {
+                for (int i = 0; i < group_size; ++i) ls[i] = f.greedy_level(fit, i);
+            } else if (step == 0) {
+                const floats iscale(f.level_iscale[fit]);
+                const bool flat = f.flat[fit] != 0;
+                for (int i = 0; i < group_size; i += L::count) {
+                    const ints l =
+                        block_search::symmetric_levels(L::load(xs + i), iscale, level_bias);
+                    L::store(ls + i, flat ? ints(0) : l);
+                }
+            } else {
+                const floats steps(step);
+                for (int i = 0; i < group_size; i += L::count) {
+                    const ints l = L::nearest_int(L::div(L::load(xs + i), steps));
+                    L::store(ls + i, L::clamp(l, -level_bias, level_bias - 1) + ints(level_bias));
+                }
+            }
+        }
+        pack_levels(levels, y);
+    }
+
+    /// Biased levels (0..7) -> third bits in hmask and low two bits in qs.
+    static void pack_levels(const std::int32_t* levels, block& y) {
+        for (int k = 0; k < 32; k += L::count) {
+            ints high(0);
+            unrolled<8>([&](auto b) {
+                high = high | (((L::load(levels + 32 * b + k) >> 2) & ints(1)) << b);
+            });
+            L::store_bytes(y.hmask + k, high);
+        }
+        for (int half = 0; half < 2; ++half) {
+            for (int k = 0; k < 32; k += L::count) {
+                ints low(0);
+                unrolled<4>([&](auto j) {
+                    low = low | ((L::load(levels + 128 * half + 32 * j + k) & ints(3)) << (2 * j));
+                });
+                L::store_bytes(y.qs + 32 * half + k, low);
+            }
+        }
+    }
+};
+
+}  // namespace qmix::kernels::kquants

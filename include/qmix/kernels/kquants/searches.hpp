@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The scale searches of formats/detail/scale_search.hpp, one group of values per lane.
+// Each lane performs the reference's operations in the reference's order (sums run over
+// i sequentially within the lane), so its results are the scalar results bit for bit.
+// A branch of the reference becomes a per-lane mask and a select; a loop that the
+// reference leaves early runs on for the lanes that are done only when that cannot change
+// them. Products that are then added go through lanes::mul (never fused).
+//
+// Levels are not carried through the trials: the winning trial is remembered by the
+// parameters that produced its levels, and callers recompute the levels from those when
+// they need them (only for groups whose stored scale comes out zero). That saves a blend
+// of every level at every improvement.
+
+#include <cstdint>
+
+#include "qmix/core/strict_math.hpp"
+#include "qmix/kernels/kquants/lanes.hpp"
+
+namespace qmix::kernels::kquants {
+
+template <class Arch, int K = 1>
+struct group_search {
+    using L = lanes<Arch, K>;
+    using floats = typename L::floats;
+    using ints = typename L::ints;
+    using mask = typename L::mask;
+
+    /// Below this magnitude a group counts as all zero (detail::group_max_eps).
+    static constexpr float group_max_eps = 1e-15f;
+
+    /// Result of scale_and_min, per lane. The levels of the kept trial are
+    /// clamp(nearest_int(level_iscale * (x - level_min)), 0, nmax); flat groups get
+    /// level_iscale = level_min = 0, which gives level 0 as the reference's memset does.
+    struct scale_min_fit {
+        floats scale;
+        floats min;  ///< the reference's *the_min: the offset added back, -min
+        floats level_iscale;
+        floats level_min;
+    };
+
+    /// ggml's make_qkx2_quants / make_qkx3_quants (detail::search_scale_and_min) over n
+    /// values per lane, with weights w.
+    template <int n, bool use_mad>
+    static scale_min_fit scale_and_min(const floats* x, const floats* w, int nmax, float rmin,
+                                       float rdelta, int nstep) {
+        const floats zero(0.0f);
+        floats min = x[0];
+        floats max = x[0];
+        floats sum_w = w[0];
+        floats sum_x = L::mul(sum_w, x[0]);
+        for (int i = 1; i < n; ++i) {
+            min = L::select(x[i] < min, x[i], min);
+            max = L::select(x[i] > max, x[i], max);
+            sum_w += w[i];
+            sum_x += L::mul(w[i], x[i]);
+        }
+        min = L::select(min > zero, zero, min);
+        const floats start_min = min;
+        const mask flat = max <= min;
+
+        floats iscale = L::div(floats(float(nmax)), max - min);
+        scale_min_fit fit{L::div(floats(1.0f), iscale), zero, iscale, min};
+        floats best_error = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats l = level(iscale * (x[i] - min), 0, nmax);
+            const floats diff = L::mul(fit.scale, l) + min - x[i];
+            best_error += L::mul(w[i], error_of<use_mad>(diff));
+        }
+
+        floats levels[n];
+        for (int is = 0; nstep >= 1 && is <= nstep; ++is) {
+            // The trial's numerator is the same in every lane: computed once, as a scalar.
+            const float numerator = rmin + strict::mul(rdelta, float(is)) + float(nmax);
+            iscale = L::div(floats(numerator), max - min);
+            floats sum_l = zero;
+            floats sum_l2 = zero;
+            floats sum_xl = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats l = level(iscale * (x[i] - min), 0, nmax);
+                levels[i] = l;
+                const floats wl = L::mul(w[i], l);
+                sum_l += wl;
+                sum_l2 += L::mul(wl, l);
+                sum_xl += L::mul(wl, x[i]);
+            }
+            const floats det = L::mul(sum_w, sum_l2) - L::mul(sum_l, sum_l);
+            const mask solvable = det > zero;
+            if (L::none(solvable)) continue;
+            floats this_scale = L::div(L::mul(sum_w, sum_xl) - L::mul(sum_x, sum_l), det);
+            floats this_min = L::div(L::mul(sum_l2, sum_x) - L::mul(sum_l, sum_xl), det);
+            const mask positive_min = this_min > zero;
+            this_min = L::select(positive_min, zero, this_min);
+            this_scale = L::select(positive_min, L::div(sum_xl, sum_l2), this_scale);
+            floats error = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats diff = L::mul(this_scale, levels[i]) + this_min - x[i];
+                error += L::mul(w[i], error_of<use_mad>(diff));
+            }
+            const mask better = solvable && (error < best_error);
+            best_error = L::select(better, error, best_error);
+            fit.scale = L::select(better, this_scale, fit.scale);
+            fit.level_iscale = L::select(better, iscale, fit.level_iscale);
+            fit.level_min = L::select(better, min, fit.level_min);
+            min = L::select(better, this_min, min);
+        }
+
+        fit.scale = L::select(flat, zero, fit.scale);
+        fit.min = -L::select(flat, start_min, min);
+        fit.level_iscale = L::select(flat, zero, fit.level_iscale);
+        fit.level_min = L::select(flat, zero, fit.level_min);
+        return fit;
+    }
+
+    /// The levels of a scale_and_min trial, for values x of the fitted group.
+    static ints scale_min_levels(floats x, floats level_iscale, floats level_min, int nmax) {
+        return L::clamp(L::nearest_int(level_iscale * (x - level_min)), 0, nmax);
+    }
+
+    /// Result of symmetric, per lane. The levels of the kept trial are
+    /// nmax + clamp(nearest_int(level_iscale * x), -nmax, nmax - 1), or 0 in flat lanes.
+    struct symmetric_fit {
+        floats scale;
+        floats level_iscale;
+        mask flat;
+    };
+
+    /// ggml's make_qx_quants with rmse_type 1 (detail::search_symmetric_scale): weights w,
+    /// or x^2 when weighted is false.
+    template <int n, bool weighted>
+    static symmetric_fit symmetric(const floats* x, const floats* w, int nmax) {
+        const floats zero(0.0f);
+        const floats max = signed_extreme<n>(x);
+        const mask flat = L::abs(max) < floats(group_max_eps);
+        auto weight = [&](int i) {
+            if constexpr (weighted) {
+                return w[i];
+            } else {
+                return x[i] * x[i];
+            }
+        };
+
+        floats iscale = L::div(floats(float(-nmax)), max);
+        floats level_iscale = iscale;
+        floats sum_lx = zero;
+        floats sum_l2 = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats l = level(iscale * x[i], -nmax, nmax - 1);
+            const floats wi = weight(i);
+            sum_lx += L::mul(wi * x[i], l);
+            sum_l2 += L::mul(wi * l, l);
+        }
+        // `sum_l2 ? a : 0` of the reference: NaN counts as true, hence == rather than !=.
+        floats scale = L::select(sum_l2 == zero, zero, L::div(sum_lx, sum_l2));
+        floats best = scale * sum_lx;
+        for (int is = -9; is <= 9; ++is) {
+            if (is == 0) continue;
+            const float numerator = -(float(nmax) + strict::mul(0.1f, float(is)));
+            iscale = L::div(floats(numerator), max);
+            sum_lx = zero;
+            sum_l2 = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats l = level(iscale * x[i], -nmax, nmax - 1);
+                const floats wi = weight(i);
+                sum_lx += L::mul(wi * x[i], l);
+                sum_l2 += L::mul(wi * l, l);
+            }
+            const mask better = (sum_l2 > zero) && (sum_lx * sum_lx > best * sum_l2);
+            if (L::none(better)) continue;
+            const floats this_scale = L::div(sum_lx, sum_l2);
+            level_iscale = L::select(better, iscale, level_iscale);
+            scale = L::select(better, this_scale, scale);
+            best = L::select(better, this_scale * sum_lx, best);
+        }
+        return {L::select(flat, zero, scale), level_iscale, flat};
+    }
+
+    /// The biased levels (0 .. 2 nmax - 1) of a symmetric fit, for values x of the group.
+    static ints symmetric_levels(floats x, floats level_iscale, int nmax) {
+        return L::clamp(L::nearest_int(level_iscale * x), -nmax, nmax - 1) + ints(nmax);
+    }
+
+    /// ggml's make_q3_quants with do_rmse (detail::search_symmetric_scale_greedy): weights
+    /// x^2, then up to five sweeps that move single levels while the fit improves. Writes
+    /// the biased levels (0 .. 2 nmax - 1, 0 in flat lanes; as floats) and returns the scale.
+    ///
+    /// The reference stops after a sweep that changed nothing. Here a lane whose sweep
+    /// changed nothing may sweep again with the others; that sweep starts from the same
+    /// state, so it changes nothing either.
+    template <int n>
+    static floats symmetric_greedy(const floats* x, floats* levels_out, int nmax) {
+        const floats zero(0.0f);
+        const floats max = signed_extreme<n>(x);
+        const mask flat = L::abs(max) < floats(group_max_eps);
+        const floats iscale = L::div(floats(float(-nmax)), max);
+        floats w[n];   // x^2, the weight
+        floats wx[n];  // x^3, rounded as the reference's w * x
+        floats levels[n];
+        floats sum_lx = zero;
+        floats sum_l2 = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats l = level(iscale * x[i], -nmax, nmax - 1);
+            levels[i] = l;
+            w[i] = x[i] * x[i];
+            wx[i] = w[i] * x[i];
+            sum_lx += L::mul(wx[i], l);
+            sum_l2 += L::mul(w[i] * l, l);
+        }
+        for (int sweep = 0; sweep < 5; ++sweep) {
+            mask changed(false);
+            for (int i = 0; i < n; ++i) {
+                floats slx = sum_lx - L::mul(wx[i], levels[i]);
+                floats sl2 = sum_l2 - L::mul(w[i] * levels[i], levels[i]);
+                const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
+                const mask moved = (slx > zero) && (new_l != levels[i]);
+                // Most levels stay where they are: skip the trial when no lane moves one.
+                if (L::none(moved)) continue;
+                slx += L::mul(wx[i], new_l);
+                sl2 += L::mul(w[i] * new_l, new_l);
+                const mask take =
+                    moved && (sl2 > zero) && (slx * slx * sum_l2 > sum_lx * sum_lx * sl2);
+                levels[i] = L::select(take, new_l, levels[i]);
+                sum_lx = L::select(take, slx, sum_lx);
+                sum_l2 = L::select(take, sl2, sum_l2);
+                changed = changed || take;
+            }
+            if (L::none(changed)) break;
+        }
+        const floats bias(static_cast<float>(nmax));
+        for (int i = 0; i < n; ++i) levels_out[i] = L::select(flat, zero, levels[i] + bias);
+        const floats scale = L::select(sum_l2 > zero, L::div(sum_lx, sum_l2), zero);
+        return L::select(flat, zero, scale);
+    }
+
+    /// ggml's make_qp_quants (detail::search_positive_scale): levels in [0, nmax] for the
+    /// non-negative sub-block scales of one block per lane, weighted by w. Writes the levels
+    /// as the reference stores them (uint8: a negative level wraps) and returns the scale.
+    template <int n>
+    static floats positive(const floats* x, const floats* w, int nmax, ints* levels_out) {
+        const floats zero(0.0f);
+        const ints top(nmax);
+        floats max = zero;
+        for (int i = 0; i < n; ++i) max = L::select(max < x[i], x[i], max);
+        const mask flat = max < floats(group_max_eps);
+
+        floats iscale = L::div(floats(float(nmax)), max);
+        floats stored[n];  // the uint8 levels, as floats
+        for (int i = 0; i < n; ++i) stored[i] = wrap_to_byte(L::nearest_int(iscale * x[i]));
+        const floats scale = L::div(floats(1.0f), iscale);
+        floats best_mse = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats diff = x[i] - L::mul(scale, stored[i]);
+            best_mse += L::mul(w[i] * diff, diff);
+        }
+        for (int is = -4; is <= 4; ++is) {
+            if (is == 0) continue;
+            const float numerator = strict::mul(0.1f, float(is)) + float(nmax);
+            const floats iscale_is = L::div(floats(numerator), max);
+            const floats scale_is = L::div(floats(1.0f), iscale_is);
+            floats mse = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats l = L::to_float(L::min(top, L::nearest_int(iscale_is * x[i])));
+                const floats diff = x[i] - L::mul(scale_is, l);
+                mse += L::mul(w[i] * diff, diff);
+            }
+            const mask better = mse < best_mse;
+            best_mse = L::select(better, mse, best_mse);
+            iscale = L::select(better, iscale_is, iscale);
+        }
+        floats sum_lx = zero;
+        floats sum_l2 = zero;
+        for (int i = 0; i < n; ++i) {
+            const ints l = L::min(top, L::nearest_int(iscale * x[i]));
+            stored[i] = wrap_to_byte(l);
+            const floats lf = L::to_float(l);
+            sum_lx += L::mul(w[i] * x[i], lf);
+            sum_l2 += L::mul(w[i] * lf, lf);
+        }
+        for (int sweep = 0; sweep < 5; ++sweep) {
+            mask changed(false);
+            for (int i = 0; i < n; ++i) {
+                floats slx = sum_lx - L::mul(w[i] * x[i], stored[i]);
+                floats sl2 = sum_l2 - L::mul(w[i] * stored[i], stored[i]);
+                const mask usable = (slx > zero) && (sl2 > zero);
+                const ints new_l = L::min(top, L::nearest_int(L::div(x[i] * sl2, slx)));
+                const floats new_lf = L::to_float(new_l);
+                const mask moved = usable && (new_lf != stored[i]);
+                slx += L::mul(w[i] * x[i], new_lf);
+                sl2 += L::mul(w[i] * new_lf, new_lf);
+                const mask take = moved && (slx * slx * sum_l2 > sum_lx * sum_lx * sl2);
+                stored[i] = L::select(take, wrap_to_byte(new_l), stored[i]);
+                sum_lx = L::select(take, slx, sum_lx);
+                sum_l2 = L::select(take, sl2, sum_l2);
+                changed = changed || take;
+            }
+            if (L::none(changed)) break;
+        }
+        const ints none(0);
+        for (int i = 0; i < n; ++i) {
+            levels_out[i] = L::select(flat, none, L::to_int(stored[i]));
+        }
+        const floats result = L::select(sum_l2 > zero, L::div(sum_lx, sum_l2), zero);
+        return L::select(flat, zero, result);
+    }
+
+  private:
+    /// clamp(nearest_int(value), lo, hi) as a float.
+    static floats level(floats value, int lo, int hi) {
+        return L::to_float(L::clamp(L::nearest_int(value), lo, hi));
+    }
+
+    template <bool use_mad>
+    static floats error_of(floats diff) {
+        if constexpr (use_mad) {
+            return L::abs(diff);
+        } else {
+            return diff * diff;
+        }
+    }
+
+    /// The value of largest magnitude, the first one on ties (the reference's `max`).
+    template <int n>
+    static floats signed_extreme(const floats* x) {
+        floats amax(0.0f);
+        floats max(0.0f);
+        for (int i = 0; i < n; ++i) {
+            const floats ax = L::abs(x[i]);
+            const mask bigger = ax > amax;
+            amax = L::select(bigger, ax, amax);
+            max = L::select(bigger, x[i], max);
+        }
+        return max;
+    }
+
+    /// The value a level takes once stored in a uint8 (modulo 256), as a float.
+    static floats wrap_to_byte(ints l) { return L::to_float(l & ints(0xFF)); }
+};
+
+}  // namespace qmix::kernels::kquants

@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: MIT
+// The SIMD kernels against the scalar reference: the same bytes and floats for every
+// kernel level this CPU runs, on rows built to hit what a vector formulation could get
+// wrong, and dot products that agree to rounding.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "qmix/parallel.hpp"
+#include "qmix/qmix.hpp"
+
+using namespace qmix;
+
+namespace {
+
+std::vector<const kernels::kernel_table*> vector_tables() {
+    std::vector<const kernels::kernel_table*> tables;
+    for (const kernels::kernel_table* t : kernels::available_tables()) {
+        if (t != &kernels::scalar_table()) tables.push_back(t);
+    }
+    return tables;
+}
+
+std::uint32_t bits_of(float f) {
+    std::uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+float float_of(std::uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+/// Rows made of 32-value stretches, each of one kind chosen at random: the kinds probe
+/// ties, signed zeros, equal magnitudes of opposite sign, zero extremes, scales that
+/// underflow or overflow binary16, and (when allowed) NaN and infinity.
+class row_maker {
+  public:
+    explicit row_maker(std::uint32_t seed) : rng_(seed) {}
+
+    std::vector<float> row(std::int64_t n, bool non_finite) {
+        std::vector<float> x(std::size_t(n), 0.0f);
+        for (std::int64_t start = 0; start < n; start += 32) {
+            const std::int64_t end = std::min(n, start + 32);
+            fill(&x[std::size_t(start)], end - start, non_finite);
+        }
+        return x;
+    }
+
+    std::vector<float> importance(std::int64_t n) {
+        std::vector<float> w(static_cast<std::size_t>(n));
+        std::uniform_real_distribution<float> u(0.0f, 4.0f);
+        for (auto& v : w) v = pick(8) == 0 ? 0.0f : u(rng_);
+        return w;
+    }
+
+    int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
+    std::mt19937& rng() { return rng_; }
+
+  private:
+    float gauss() { return std::normal_distribution<float>(0.0f, 1.0f)(rng_); }
+    float scale() { return std::pow(10.0f, std::uniform_real_distribution<float>(-4, 3)(rng_)); }
+
+    void fill(float* x, std::int64_t m, bool non_finite) {
+        const float s = scale();
+        const int kinds = non_finite ? 16 : 15;
+        switch (pick(kinds)) {
+            case 0:
+                for (std::int64_t i = 0; i < m; ++i) x[i] = s * gauss();
+                break;
+            case 1:
+                for (std::int64_t i = 0; i < m; ++i) {
+                    x[i] = s * std::uniform_real_distribution<float>(-1, 1)(rng_);
+                }
+                break;
+            case 2:
+                for (std::int64_t i = 0; i < m; ++i) x[i] = s * std::fabs(gauss());
+                break;
+            case 3:
+                for (std::int64_t i = 0; i < m; ++i) x[i] = -s * std::fabs(gauss());
+                break;
+            case 4:
+                for (std::int64_t i = 0; i < m; ++i) x[i] = pick(3) == 0 ? -0.0f : 0.0f;
+                break;
+            case 5: {
+                const float c = pick(2) ? s : -s;
+                for (std::int64_t i = 0; i < m; ++i) x[i] = c;
+                break;
+            }
+            case 6:
+                for (std::int64_t i = 0; i < m; ++i) {
+                    x[i] = pick(10) ? (pick(2) ? 0.0f : -0.0f) : s * gauss();
+                }
+                break;
+            case 7: {  // halves of a step: exact ties for the rounding of every format
+                const float step = s / 64;
+                for (std::int64_t i = 0; i < m; ++i) x[i] = step * float(pick(509) - 254) * 0.5f;
+                x[pick(int(m))] = 127 * step;
+                break;
+            }
+            case 8:
+                for (std::int64_t i = 0; i < m; ++i) x[i] = 1e-30f * gauss();
+                break;
+            case 9:
+                for (std::int64_t i = 0; i < m; ++i) x[i] = 1e-41f * gauss();
+                break;
+            case 10:
+                for (std::int64_t i = 0; i < m; ++i) x[i] = 3e4f * gauss();
+                break;
+            case 11: {  // equal magnitudes, random signs: the first decides the sign of d
+                for (std::int64_t i = 0; i < m; ++i) x[i] = pick(2) ? s : -s;
+                break;
+            }
+            case 12: {  // small values and two spikes of equal magnitude, opposite signs
+                for (std::int64_t i = 0; i < m; ++i) x[i] = 0.01f * s * gauss();
+                x[pick(int(m))] = 10 * s;
+                x[pick(int(m))] = -10 * s;
+                break;
+            }
+            case 13: {  // a zero maximum (or minimum) with values of one sign
+                const float sign = pick(2) ? 1.0f : -1.0f;
+                for (std::int64_t i = 0; i < m; ++i) x[i] = -sign * s * std::fabs(gauss());
+                x[pick(int(m))] = pick(2) ? 0.0f : -0.0f;
+                break;
+            }
+            case 14: {  // binary16 rounding boundaries: midpoints between halves, +-1 ulp
+                for (std::int64_t i = 0; i < m; ++i) {
+                    const std::uint16_t h = std::uint16_t(pick(0x7bff) | (pick(2) << 15));
+                    const float a = half_to_float(h);
+                    const float b = half_to_float(std::uint16_t(h + 1));
+                    const std::uint32_t mid = bits_of(0.5f * (a + b));
+                    x[i] = float_of(mid + std::uint32_t(pick(3)) - 1);
+                }
+                break;
+            }
+            default: {
+                for (std::int64_t i = 0; i < m; ++i) x[i] = s * gauss();
+                const float specials[] = {std::numeric_limits<float>::infinity(),
+                                          -std::numeric_limits<float>::infinity(),
+                                          std::numeric_limits<float>::quiet_NaN(),
+                                          -std::numeric_limits<float>::quiet_NaN()};
+                x[pick(int(m))] = specials[pick(4)];
+                break;
+            }
+        }
+    }
+
+    std::mt19937 rng_;
+};
+
+/// A buffer whose data starts `offset` bytes past an allocation aligned to 64.
+class offset_buffer {
+  public:
+    offset_buffer(std::size_t bytes, std::size_t offset) : storage_(bytes + offset + 64) {
+        auto base = reinterpret_cast<std::uintptr_t>(storage_.data());
+        data_ = storage_.data() + ((64 - base % 64) % 64) + offset;
+    }
+    unsigned char* data() { return data_; }
+
+  private:
+    std::vector<unsigned char> storage_;
+    unsigned char* data_;
+};
+
+std::size_t first_difference(const unsigned char* a, const unsigned char* b, std::size_t n) {
+    std::size_t i = 0;
+    while (i < n && a[i] == b[i]) ++i;
+    return i;
+}
+
+/// Row lengths in blocks: one, odd and even counts, and counts around the group sizes of
+/// the 32-value kernels (4, 8 and 16 blocks); the 256-value k-quants take the short ones.
+const std::int64_t block_counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33};
+const std::int64_t k_block_counts[] = {1, 2, 3, 5, 8};
+/// Row lengths of the one-value-per-block float formats: vector tails of every size.
+const std::int64_t float_lengths[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 1027};
+
+std::vector<std::int64_t> lengths_of(type_id id) {
+    const auto size = std::int64_t(block_size(id));
+    std::vector<std::int64_t> lengths;
+    if (size == 1) {
+        lengths.assign(std::begin(float_lengths), std::end(float_lengths));
+    } else if (size == 32) {
+        for (std::int64_t blocks : block_counts) lengths.push_back(blocks * size);
+    } else {
+        for (std::int64_t blocks : k_block_counts) lengths.push_back(blocks * size);
+    }
+    return lengths;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the scalar reference comes first and every level is named as QMIX_FORCE_ARCH "
+    "spells it",
+    "[kernels][dispatch]") {
+    const auto tables = kernels::available_tables();
+    REQUIRE(!tables.empty());
+    CHECK(tables.front() == &kernels::scalar_table());
+    CHECK(tables.front()->name == "scalar");
+    for (const auto& entry : tables.front()->formats) {
+        CHECK(entry.quantize == nullptr);
+        CHECK(entry.dequantize == nullptr);
+        CHECK(entry.dot == nullptr);
+    }
+    for (const kernels::kernel_table* t : tables) {
+        const std::string name(t->name);
+        INFO("level " << name);
+        CHECK((name == "scalar" || name == "sse2" || name == "avx2" || name == "avx512" ||
+               name == "neon"));
+        CHECK(&kernels::table_for(t->name) == t);
+    }
+    CHECK(&kernels::best_table() == tables.back());
+#if defined(QMIX_WITH_DISPATCH) && (defined(__x86_64__) || defined(__aarch64__))
+    // The dispatch build holds a vector level on both architectures the project targets.
+    CHECK(tables.size() >= 2);
+#endif
+}
+
+TEST_CASE("asking for a level that is not available names the levels that are",
+          "[kernels][dispatch]") {
+    try {
+        kernels::table_for("mmx");
+        FAIL("no error for an unknown level");
+    } catch (const error& e) {
+        const std::string message = e.what();
+        INFO(message);
+        CHECK(message.find("'mmx'") != std::string::npos);
+        CHECK(message.find("not built") != std::string::npos);
+        CHECK(message.find(kernels::available_names()) != std::string::npos);
+    }
+}
+
+TEST_CASE("the active table is the forced level, or else the best one", "[kernels][dispatch]") {
+    const char* forced = std::getenv("QMIX_FORCE_ARCH");
+    if (forced != nullptr && *forced != '\0') {
+        CHECK(kernels::active_table().name == forced);
+    } else {
+        CHECK(&kernels::active_table() == &kernels::best_table());
+    }
+    std::cout << "kernels: active level " << kernels::active_table().name
+              << " (available: " << kernels::available_names() << ")\n";
+}
+
+TEST_CASE("list the kernel levels this CPU runs", "[.levels]") {
+    std::cout << "kernel levels: " << kernels::available_names() << "\n";
+}
+
+TEST_CASE("every kernel level quantizes to the scalar reference's bytes", "[kernels]") {
+    for (const kernels::kernel_table* table : vector_tables()) {
+        row_maker make(20240601u);
+        std::size_t rows_compared = 0;
+        for_each_format(all_formats{}, [&](auto tag) {
+            using F = typename decltype(tag)::type;
+            const type_id id = F::id;
+            for (std::int64_t n : lengths_of(id)) {
+                for (int trial = 0; trial < 12; ++trial) {
+                    const std::int64_t rows = 1 + make.pick(3);
+                    const bool non_finite = trial % 6 == 5;  // NaN and infinity too
+                    std::vector<float> input;
+                    for (std::int64_t r = 0; r < rows; ++r) {
+                        const auto row = make.row(n, non_finite);
+                        input.insert(input.end(), row.begin(), row.end());
+                    }
+                    const auto weights = make.importance(n);
+                    // Input shifted off any vector alignment; outputs at block alignment
+                    // (kernels see it) and at an odd address (the row API bounces it).
+                    std::vector<float> shifted(input.size() + 1);
+                    std::copy(input.begin(), input.end(), shifted.begin() + 1);
+                    const std::size_t bytes = row_size(id, n) * std::size_t(rows);
+                    const std::size_t offset =
+                        trial % 3 == 2 ? 1 : alignof(typename F::block) * std::size_t(trial % 2);
+                    for (const float* importance : {(const float*)nullptr, weights.data()}) {
+                        if (importance != nullptr && !F::uses_importance) continue;
+                        offset_buffer ours(bytes, offset), reference(bytes, 0);
+                        quantize(*table, id, shifted.data() + 1, ours.data(), rows, n, importance);
+                        quantize(kernels::scalar_table(), id, input.data(), reference.data(), rows,
+                                 n, importance);
+                        const std::size_t at =
+                            first_difference(ours.data(), reference.data(), bytes);
+                        INFO(table->name << " " << F::name << ": " << rows << " rows of " << n
+                                         << (importance ? " with importance" : "")
+                                         << (non_finite ? " (non-finite values)" : "")
+                                         << ", output offset " << offset
+                                         << ", first differing byte " << at);
+                        REQUIRE(at == bytes);
+                        ++rows_compared;
+                    }
+                }
+            }
+        });
+        std::cout << "kernels: " << table->name << " quantized " << rows_compared
+                  << " row sets exactly as the scalar reference\n";
+    }
+}
+
+TEST_CASE("every kernel level dequantizes to the scalar reference's floats", "[kernels]") {
+    for (const kernels::kernel_table* table : vector_tables()) {
+        row_maker make(77u);
+        for_each_format(all_formats{}, [&](auto tag) {
+            using F = typename decltype(tag)::type;
+            const type_id id = F::id;
+            for (std::int64_t n : lengths_of(id)) {
+                for (int trial = 0; trial < 4; ++trial) {
+                    const std::int64_t rows = 1 + make.pick(3);
+                    const std::size_t bytes = row_size(id, n) * std::size_t(rows);
+                    std::vector<unsigned char> packed(bytes);
+                    if (trial < 2) {  // bytes written by the quantizer
+                        std::vector<float> input;
+                        for (std::int64_t r = 0; r < rows; ++r) {
+                            const auto row = make.row(n, false);
+                            input.insert(input.end(), row.begin(), row.end());
+                        }
+                        quantize(kernels::scalar_table(), id, input.data(), packed.data(), rows, n);
+                    } else {  // arbitrary bytes: every scale, level and NaN pattern
+                        for (auto& b : packed) b = std::uint8_t(make.pick(256));
+                    }
+                    offset_buffer source(bytes, trial % 2 ? alignof(typename F::block) : 0);
+                    std::memcpy(source.data(), packed.data(), bytes);
+                    std::vector<float> ours(std::size_t(n * rows) + 1),
+                        reference(std::size_t(n * rows));
+                    dequantize(*table, id, source.data(), ours.data() + 1, rows, n);
+                    dequantize(kernels::scalar_table(), id, packed.data(), reference.data(), rows,
+                               n);
+                    const std::size_t at =
+                        first_difference(reinterpret_cast<const unsigned char*>(ours.data() + 1),
+                                         reinterpret_cast<const unsigned char*>(reference.data()),
+                                         reference.size() * sizeof(float));
+                    INFO(table->name << " " << F::name << ": " << rows << " rows of " << n
+                                     << (trial < 2 ? " (quantizer output)" : " (arbitrary bytes)")
+                                     << ", first differing value " << at / sizeof(float));
+                    REQUIRE(at == reference.size() * sizeof(float));
+                }
+            }
+        });
+    }
+}
+
+TEST_CASE("binary16 conversion in every kernel level rounds like the scalar code", "[kernels]") {
+    // Every binary16 pattern widened, and a spread of binary32 patterns narrowed: every
+    // 1021st pattern plus each half's rounding midpoint and its neighbours. (All 2^32 were
+    // checked once, outside the suite, for F16C, the SSE2 code and NEON.)
+    std::vector<std::uint16_t> halves(65536);
+    for (std::size_t h = 0; h < halves.size(); ++h) halves[h] = std::uint16_t(h);
+    std::vector<float> floats;
+    for (std::uint64_t b = 0; b < (1ull << 32); b += 1021)
+        floats.push_back(float_of(std::uint32_t(b)));
+    for (std::uint32_t h = 0; h < 0x7c00; ++h) {
+        for (std::uint32_t sign : {0u, 0x8000u}) {
+            const float a = half_to_float(std::uint16_t(h | sign));
+            const float c = half_to_float(std::uint16_t((h + 1) | sign));
+            const std::uint32_t mid = bits_of(0.5f * (a + c));
+            for (std::uint32_t d : {mid - 1, mid, mid + 1}) floats.push_back(float_of(d));
+        }
+    }
+    const auto n = std::int64_t(floats.size());
+    std::vector<std::uint16_t> narrowed_reference(floats.size());
+    quantize(kernels::scalar_table(), type_id::f16, floats.data(), narrowed_reference.data(), 1, n);
+    std::vector<float> widened_reference(halves.size());
+    dequantize(kernels::scalar_table(), type_id::f16, halves.data(), widened_reference.data(), 1,
+               65536);
+    for (const kernels::kernel_table* table : vector_tables()) {
+        INFO("level " << table->name);
+        std::vector<std::uint16_t> narrowed(floats.size());
+        quantize(*table, type_id::f16, floats.data(), narrowed.data(), 1, n);
+        std::size_t narrowing_mismatches = 0;
+        for (std::size_t i = 0; i < floats.size(); ++i) {
+            narrowing_mismatches += narrowed[i] != narrowed_reference[i];
+        }
+        CHECK(narrowing_mismatches == 0);
+        std::vector<float> widened(halves.size());
+        dequantize(*table, type_id::f16, halves.data(), widened.data(), 1, 65536);
+        CHECK(std::memcmp(widened.data(), widened_reference.data(), widened.size() * 4) == 0);
+    }
+}
+
+TEST_CASE("every kernel level's dot products agree with the scalar reference to rounding",
+          "[kernels]") {
+    for (const kernels::kernel_table* table : vector_tables()) {
+        row_maker make(4242u);
+        for_each_format(all_formats{}, [&](auto tag) {
+            using F = typename decltype(tag)::type;
+            if constexpr (F::has_dot) {
+                const type_id id = F::id;
+                const type_id partner = F::dot_partner;
+                for (std::int64_t n : lengths_of(id)) {
+                    for (int trial = 0; trial < 4; ++trial) {
+                        const auto a = make.row(n, false);
+                        const auto b = make.row(n, false);
+                        std::vector<unsigned char> x(row_size(id, n)), y(row_size(partner, n));
+                        quantize(kernels::scalar_table(), id, a.data(), x.data(), 1, n);
+                        quantize(kernels::scalar_table(), partner, b.data(), y.data(), 1, n);
+                        // The size of the sum's terms bounds its rounding error.
+                        std::vector<float> xf(static_cast<std::size_t>(n)),
+                            yf(static_cast<std::size_t>(n));
+                        dequantize(kernels::scalar_table(), id, x.data(), xf.data(), 1, n);
+                        dequantize(kernels::scalar_table(), partner, y.data(), yf.data(), 1, n);
+                        double magnitude = 0;
+                        for (std::int64_t i = 0; i < n; ++i) {
+                            magnitude += std::fabs(double(xf[std::size_t(i)]) * yf[std::size_t(i)]);
+                        }
+                        if (!std::isfinite(magnitude)) continue;
+                        offset_buffer xs(x.size(), trial % 2 ? alignof(typename F::block) : 0);
+                        std::memcpy(xs.data(), x.data(), x.size());
+                        const float ours = dot(*table, id, xs.data(), y.data(), n);
+                        const float reference =
+                            dot(kernels::scalar_table(), id, x.data(), y.data(), n);
+                        INFO(table->name << " " << F::name << " . " << type_name(partner) << ", n "
+                                         << n << ": ours " << ours << ", scalar " << reference
+                                         << ", sum of |terms| " << magnitude);
+                        if (!std::isfinite(reference)) {
+                            // q4_1 and q5_1 rows of 1e4-sized values overflow the partner's
+                            // binary16 sum s: both sides must see it.
+                            CHECK(!std::isfinite(ours));
+                        } else {
+                            CHECK(std::fabs(double(ours) - reference) <=
+                                  2e-5 * (magnitude + std::fabs(double(reference))) + 1e-30);
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+TEST_CASE("the parallel drivers give the same bytes and floats for any thread count",
+          "[kernels][parallel][dispatch]") {
+    row_maker make(99u);
+    const std::int64_t rows = 37;
+    for (const kernels::kernel_table* table : kernels::available_tables()) {
+        for_each_format(all_formats{}, [&](auto tag) {
+            using F = typename decltype(tag)::type;
+            const std::int64_t n = 512;
+            std::vector<float> input;
+            for (std::int64_t r = 0; r < rows; ++r) {
+                const auto row = make.row(n, false);
+                input.insert(input.end(), row.begin(), row.end());
+            }
+            const auto weights = make.importance(n);
+            const float* importance = F::uses_importance ? weights.data() : nullptr;
+            const std::size_t bytes = row_size(F::id, n) * std::size_t(rows);
+            std::vector<unsigned char> one(bytes);
+            quantize_parallel(*table, F::id, input.data(), one.data(), rows, n, importance, 1);
+            std::vector<float> one_back(input.size());
+            dequantize_parallel(*table, F::id, one.data(), one_back.data(), rows, n, 1);
+            for (unsigned threads : {2u, 3u, 8u, 64u}) {
+                INFO(table->name << " " << F::name << " with " << threads << " threads");
+                std::vector<unsigned char> many(bytes);
+                quantize_parallel(*table, F::id, input.data(), many.data(), rows, n, importance,
+                                  threads);
+                CHECK(many == one);
+                std::vector<float> back(input.size());
+                dequantize_parallel(*table, F::id, one.data(), back.data(), rows, n, threads);
+                CHECK(std::memcmp(back.data(), one_back.data(), back.size() * 4) == 0);
+            }
+            // The default overloads use the active table, with the same result.
+            if (table == &kernels::active_table()) {
+                std::vector<unsigned char> active(bytes);
+                quantize_parallel(F::id, input.data(), active.data(), rows, n, importance, 3);
+                CHECK(active == one);
+            }
+        });
+    }
+}
