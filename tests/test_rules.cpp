@@ -54,6 +54,24 @@ TEST_CASE("bad rules are refused with the pattern and the problem named", "[rule
     CHECK(rules.empty());
 }
 
+TEST_CASE("stacked quantifiers, which std::regex would backtrack on forever, are refused",
+          "[rules]") {
+    rule_set rules;
+    for (const char* bad : {".**attn=q8_0", "a+*=q4_0", "a?{2}=q4_0", "x{2}*=q4_0", "(a)*+=q4_0"}) {
+        INFO(bad);
+        CHECK_THROWS_WITH(rules.add(bad, "r"), Catch::Contains("nothing to repeat"));
+    }
+    for (const char* good :
+         {".*?attn=q8_0", "a+?=q4_0", "[*+?]+=q4_0", "a\\*+=q4_0", "x{2,3}=q4_0", "(a*)+b=q4_0"}) {
+        INFO(good);
+        CHECK_NOTHROW(rules.add(good, "r"));
+    }
+    CHECK_THROWS_WITH(rules.add("(a)\\12345678901234567890=q4_0", "r"),
+                      Catch::Contains("number too long"));
+    CHECK_THROWS_WITH(rules.add(std::string(2000, 'a') + "=q4_0", "r"),
+                      Catch::Contains("at most 1024"));
+}
+
 TEST_CASE("rule files keep order, skip comments and blank lines, and report line numbers",
           "[rules]") {
     const auto path = std::filesystem::temp_directory_path() / "qmix-test-rules.txt";
@@ -77,8 +95,7 @@ TEST_CASE("rule files keep order, skip comments and blank lines, and report line
     CHECK_THROWS_WITH(broken.add_file(path.string()), Catch::Contains("cannot open"));
 }
 
-TEST_CASE("explain finds rules that matched nothing and rules an earlier rule shadows",
-          "[rules]") {
+TEST_CASE("explain finds rules that matched nothing and rules an earlier rule shadows", "[rules]") {
     rule_set rules;
     rules.add(".*weight=q8_0", "1");
     rules.add(".*mlp.*=q4_0", "2");

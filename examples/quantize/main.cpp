@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // qmix-quantize: mixed-precision quantization of whisper ggml models.
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,10 +12,13 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <new>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "qmix/qmix.hpp"
 #include "qmix/whisper/info.hpp"
 #include "qmix/whisper/quantize_model.hpp"
@@ -23,98 +27,7 @@ namespace {
 
 using namespace qmix;
 using namespace qmix::whisper;
-
-constexpr int exit_failure = 1;
-constexpr int exit_usage = 2;
-
-const char* const usage_text = R"(usage: qmix-quantize [options] INPUT OUTPUT TYPE
-       qmix-quantize --info MODEL | --list-types | --help | --version
-
-Quantizes a whisper ggml model (f32 or f16) into OUTPUT. Two-dimensional weight
-matrices are converted; everything else is copied byte for byte. Each matrix gets
-the type of the first --tensor-type rule whose pattern matches its whole name,
-else TYPE.
-
-TYPE and rule types: f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k
-(any letter case). TYPE may also be whisper.cpp's number: 2 q4_0, 3 q4_1,
-7 q8_0, 8 q5_0, 9 q5_1, 10 q2_k, 11 q3_k, 12 q4_k, 13 q5_k, 14 q6_k.
-
-rules:
-  --tensor-type PATTERN=TYPE   PATTERN is an ECMAScript regular expression that
-                               must match the whole tensor name; repeatable; the
-                               first matching rule wins; split at the last '='
-  --tensor-type-file FILE      one PATTERN=TYPE per line, '#' comments allowed;
-                               rules keep their command-line order
-
-options:
-  -t, --threads N        worker threads (default: all cores)
-  --dry-run              print the plan, write nothing
-  --no-fallback          a row length the chosen type cannot hold is an error
-                         (k-quants need rows of 256*k) instead of a fallback
-  --allow-requantize     accept already-quantized tensors (widened first)
-  --allow-nonfinite      quantize NaN or infinite weights instead of refusing
-  --stats                per tensor RMSE and max abs error of the result
-  --json FILE            write a machine-readable report to FILE
-  -v, --verbose          print the per-tensor table even on a terminal
-  -q, --quiet            only errors and warnings
-  --info MODEL           print a model's hyper-parameters and tensor table
-  --list-types           the types with their sizes and fallbacks
-  -h, --help, --version
-
-examples:
-  # encoder and attention at higher precision, everything else q4_k
-  qmix-quantize --tensor-type 'encoder\..*=q8_0' --tensor-type '.*attn.*=q5_k' \
-      ggml-base.bin ggml-base-mixed.bin q4_k
-  # what whisper.cpp's quantize does (9 is its number for q5_1)
-  qmix-quantize ggml-base.bin ggml-base-q5_1.bin 9
-  # rules from a file, checked without writing anything
-  qmix-quantize --tensor-type-file rules.txt --no-fallback --dry-run \
-      ggml-tiny.bin ggml-tiny-q4_k.bin q4_k
-
-Fallbacks when a row length does not fit: q2_k q3_k -> q4_0, q4_k -> q5_0,
-q5_k -> q5_1, q6_k -> q8_0; rows no 32-value block holds stay unchanged.
-Exit status: 0 success, 1 failure, 2 usage error. The output is written to a
-temporary file and renamed into place only when complete; INPUT is never modified.
-)";
-
-struct usage_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-struct command_line {
-    std::string input, output;
-    std::string default_type_text;
-    std::vector<std::pair<std::string, std::string>> rule_sources;  // ("flag"|"file", text)
-    quantize_options options;
-    bool dry_run = false, verbose = false, quiet = false;
-    std::string json_path;
-};
-
-type_id parse_default_type(const std::string& text) {
-    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
-        text.size() < 4) {
-        const auto type = type_of_ftype(std::stoi(text));
-        if (!type || *type == type_id::f32 || *type == type_id::f16) {
-            throw usage_error("TYPE " + text + " is not a quantized ftype (2, 3, 7..14)");
-        }
-        return *type;
-    }
-    try {
-        return rules::parse_storage_type(text, "TYPE");
-    } catch (const qmix::error& e) {
-        throw usage_error(e.what());
-    }
-}
-
-unsigned parse_threads(const std::string& text) {
-    char* end = nullptr;
-    errno = 0;
-    const long value = std::strtol(text.c_str(), &end, 10);
-    if (text.empty() || *end != '\0' || errno != 0 || value < 1 || value > 1024) {
-        throw usage_error("--threads takes a whole number from 1 to 1024, not '" + text + "'");
-    }
-    return static_cast<unsigned>(value);
-}
+using namespace qmix::quantize_cli;
 
 void print_types(std::ostream& out) {
     out << "type   bits/weight  block  bytes/block  ftype  fallback\n";
@@ -127,87 +40,6 @@ void print_types(std::ostream& out) {
             << std::setw(13) << t.type_size << std::setw(7) << static_cast<int>(*f) << "  "
             << (fb ? std::string(type_name(*fb)) : std::string("-")) << "\n";
     }
-}
-
-// The rest of main's work, split so that each piece reads whole.
-
-command_line parse(int argc, char** argv, bool& handled) {
-    command_line cl;
-    std::vector<std::string> positional;
-    auto value = [&](int& i, const std::string& flag) -> std::string {
-        if (i + 1 >= argc) throw usage_error(flag + " needs a value");
-        return argv[++i];
-    };
-    for (int i = 1; i < argc; ++i) {
-        const std::string arg = argv[i];
-        if (arg == "-h" || arg == "--help") {
-            std::cout << usage_text;
-            handled = true;
-            return cl;
-        } else if (arg == "--version") {
-            std::cout << "qmix-quantize " << QMIX_VERSION_STRING << "\n";
-            handled = true;
-            return cl;
-        } else if (arg == "--list-types") {
-            print_types(std::cout);
-            handled = true;
-            return cl;
-        } else if (arg == "--info") {
-            const model_file model(value(i, arg));
-            print_model_info(std::cout, model);
-            handled = true;
-            return cl;
-        } else if (arg == "--tensor-type") {
-            cl.rule_sources.emplace_back("flag", value(i, arg));
-        } else if (arg.rfind("--tensor-type=", 0) == 0) {
-            cl.rule_sources.emplace_back("flag", arg.substr(14));
-        } else if (arg == "--tensor-type-file") {
-            cl.rule_sources.emplace_back("file", value(i, arg));
-        } else if (arg == "-t" || arg == "--threads") {
-            cl.options.threads = parse_threads(value(i, arg));
-        } else if (arg == "--json") {
-            cl.json_path = value(i, arg);
-        } else if (arg == "--dry-run") {
-            cl.dry_run = true;
-        } else if (arg == "--no-fallback") {
-            cl.options.no_fallback = true;
-        } else if (arg == "--allow-requantize") {
-            cl.options.allow_requantize = true;
-        } else if (arg == "--allow-nonfinite") {
-            cl.options.allow_nonfinite = true;
-        } else if (arg == "--stats") {
-            cl.options.compute_stats = true;
-        } else if (arg == "-v" || arg == "--verbose") {
-            cl.verbose = true;
-        } else if (arg == "-q" || arg == "--quiet") {
-            cl.quiet = true;
-        } else if (arg.size() > 1 && arg[0] == '-') {
-            throw usage_error("unknown option " + arg + " (see --help)");
-        } else {
-            positional.push_back(arg);
-        }
-    }
-    if (positional.size() != 3) {
-        throw usage_error("expected INPUT OUTPUT TYPE, got " + std::to_string(positional.size()) +
-                          " argument(s) (see --help)");
-    }
-    cl.input = positional[0];
-    cl.output = positional[1];
-    cl.default_type_text = positional[2];
-    cl.options.default_type = parse_default_type(positional[2]);
-    int flag_number = 0;
-    for (const auto& [kind, text] : cl.rule_sources) {
-        try {
-            if (kind == "flag") {
-                cl.options.rules.add(text, "--tensor-type " + std::to_string(++flag_number));
-            } else {
-                cl.options.rules.add_file(text);
-            }
-        } catch (const qmix::error& e) {
-            throw usage_error(e.what());
-        }
-    }
-    return cl;
 }
 
 /// INPUT and OUTPUT naming one file (directly, through a link or a hard link) would
@@ -235,25 +67,29 @@ std::string mib(std::uint64_t bytes) {
 
 std::string decided_by(const tensor_plan& p, const rules::rule_set& rules) {
     switch (p.why) {
-        case decision::rule: return rules.rules()[*p.rule].origin;
+        case decision::rule:
+            return rules.rules()[*p.rule].origin;
         case decision::copied:
             return p.ignored_rule ? "copied (" + p.note + "; " +
                                         rules.rules()[*p.ignored_rule].origin + " ignored)"
                                   : "copied (" + p.note + ")";
         case decision::fallback:
-        case decision::kept: return std::string(decision_name(p.why)) + " (" + p.note + ")";
-        default: return std::string(decision_name(p.why));
+        case decision::kept:
+            return std::string(decision_name(p.why)) + " (" + p.note + ")";
+        default:
+            return std::string(decision_name(p.why));
     }
 }
 
 void print_table(std::ostream& out, const model_plan& plan, const quantize_result* result,
                  const rules::rule_set& rules) {
     out << std::left << std::setw(48) << "tensor" << std::setw(14) << "shape" << std::setw(14)
-        << "type" << std::setw(22) << "size" << "decided by\n";
+        << "type" << std::setw(22) << "size"
+        << "decided by\n";
     for (std::size_t i = 0; i < plan.tensors.size(); ++i) {
         const auto& p = plan.tensors[i];
-        const std::string types = std::string(type_name(p.tensor->type)) + " -> " +
-                                  std::string(type_name(p.output));
+        const std::string types =
+            std::string(type_name(p.tensor->type)) + " -> " + std::string(type_name(p.output));
         out << std::left << std::setw(48) << p.tensor->name << std::setw(14)
             << shape_text(*p.tensor) << std::setw(14) << types << std::setw(22)
             << (mib(p.tensor->data_size) + " -> " + mib(p.output_bytes)) << decided_by(p, rules);
@@ -284,14 +120,13 @@ void print_summary(std::ostream& out, const model_plan& plan, const command_line
     out << "\n  size: " << mib(plan.input_bytes) << " -> " << mib(plan.output_bytes) << "\n";
     if (plan.candidate_values > 0) {
         const double values = double(plan.candidate_values);
-        out << std::fixed << std::setprecision(3) << "  bits per weight of the matrices: "
-            << plan.nominal_bits / values << " as requested, " << plan.actual_bits / values
-            << " as written\n";
+        out << std::fixed << std::setprecision(3)
+            << "  bits per weight of the matrices: " << plan.nominal_bits / values
+            << " as requested, " << plan.actual_bits / values << " as written\n";
     }
     const std::int32_t f = plan.header_ftype % quantization_version_factor;
-    out << "  header ftype: " << plan.header_ftype << " ("
-        << type_name(*type_of_ftype(f)) << (plan.mixed ? ", the matrices mix types" : "")
-        << ")\n";
+    out << "  header ftype: " << plan.header_ftype << " (" << type_name(*type_of_ftype(f))
+        << (plan.mixed ? ", the matrices mix types" : "") << ")\n";
     if (!fallbacks.empty()) {
         out << "  fallbacks (" << plan.count(decision::fallback) + plan.count(decision::kept)
             << " tensors):\n";
@@ -330,8 +165,9 @@ void write_json(const std::string& path, const model_plan& plan, const command_l
     if (!out) throw qmix::error(path + ": cannot write the JSON report");
     out << "{\n  \"input\": \"" << json_escape(cl.input) << "\",\n  \"output\": \""
         << json_escape(cl.output) << "\",\n  \"default_type\": \""
-        << type_name(cl.options.default_type) << "\",\n  \"dry_run\": "
-        << (cl.dry_run ? "true" : "false") << ",\n  \"header_ftype\": " << plan.header_ftype
+        << type_name(cl.options.default_type)
+        << "\",\n  \"dry_run\": " << (cl.dry_run ? "true" : "false")
+        << ",\n  \"header_ftype\": " << plan.header_ftype
         << ",\n  \"mixed\": " << (plan.mixed ? "true" : "false")
         << ",\n  \"input_bytes\": " << plan.input_bytes
         << ",\n  \"output_bytes\": " << plan.output_bytes;
@@ -347,7 +183,9 @@ void write_json(const std::string& path, const model_plan& plan, const command_l
         for (int d = 0; d < p.tensor->n_dims; ++d) out << (d ? ", " : "") << p.tensor->ne[d];
         out << "], \"input_type\": \"" << type_name(p.tensor->type) << "\", \"output_type\": \""
             << type_name(p.output) << "\", \"decision\": \"" << decision_name(p.why) << "\"";
-        if (p.rule) out << ", \"rule\": \"" << json_escape(cl.options.rules.rules()[*p.rule].origin) << "\"";
+        if (p.rule)
+            out << ", \"rule\": \"" << json_escape(cl.options.rules.rules()[*p.rule].origin)
+                << "\"";
         out << ", \"input_bytes\": " << p.tensor->data_size
             << ", \"output_bytes\": " << p.output_bytes;
         if (result && result->stats[i].computed) {
@@ -378,9 +216,57 @@ void install_signal_handlers() {
     for (int s : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(s, &action, nullptr);
 }
 
+// The input is memory-mapped. When another program truncates it while we read, touching a
+// page past its new end raises SIGBUS, which would otherwise kill us with a core dump and
+// leave the temporary output behind. A handler may only write and exit, so its message is
+// composed before the input is opened and kept here for the rest of the run.
+std::string input_changed_message;
+const char* volatile input_changed_text = nullptr;
+volatile std::size_t input_changed_length = 0;
+
+extern "C" void on_input_changed(int) {
+    if (const char* text = input_changed_text) {
+        if (::write(STDERR_FILENO, text, input_changed_length) < 0) {
+            // Nothing more can be done from here; the exit status still says it failed.
+        }
+    }
+    if (const char* path = temporary_to_remove) ::unlink(path);
+    ::_exit(exit_failure);
+}
+
+void install_input_changed_handler(const std::string& input) {
+    input_changed_message = "qmix-quantize: error: " + input +
+                            ": the input changed while it was being read (truncated by another "
+                            "program?); nothing was written\n";
+    input_changed_length = input_changed_message.size();
+    input_changed_text = input_changed_message.c_str();
+    struct sigaction action {};
+    action.sa_handler = on_input_changed;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGBUS, &action, nullptr);
+}
+
+/// Blocks the termination signals while the temporary output is created and registered, so
+/// that Ctrl-C cannot land between mkstemp and the handler learning the file's name.
+class termination_signals_blocked {
+  public:
+    termination_signals_blocked() {
+        sigset_t blocked;
+        sigemptyset(&blocked);
+        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&blocked, s);
+        ::pthread_sigmask(SIG_BLOCK, &blocked, &previous_);
+    }
+    ~termination_signals_blocked() { ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+    termination_signals_blocked(const termination_signals_blocked&) = delete;
+    termination_signals_blocked& operator=(const termination_signals_blocked&) = delete;
+
+  private:
+    sigset_t previous_;
+};
+
 /// A one-line progress bar on a terminal.
 class progress_bar {
-public:
+  public:
     explicit progress_bar(bool enabled) : enabled_(enabled), start_(clock::now()) {}
     void update(std::uint64_t done, std::uint64_t total) {
         if (!enabled_ || total == 0) return;
@@ -392,13 +278,13 @@ public:
         const double left = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0;
         const int width = 30;
         const int filled = int(fraction * width);
-        std::fprintf(stderr, "\r[%.*s%*s] %5.1f%%  %s / %s  %.1f s left   ",
-                     filled, "##############################", width - filled, "",
-                     100 * fraction, mib(done).c_str(), mib(total).c_str(), left);
+        std::fprintf(stderr, "\r[%.*s%*s] %5.1f%%  %s / %s  %.1f s left   ", filled,
+                     "##############################", width - filled, "", 100 * fraction,
+                     mib(done).c_str(), mib(total).c_str(), left);
         if (done >= total) std::fprintf(stderr, "\n");
     }
 
-private:
+  private:
     using clock = std::chrono::steady_clock;
     bool enabled_;
     clock::time_point start_;
@@ -407,6 +293,7 @@ private:
 
 int run(const command_line& cl) {
     refuse_same_file(cl.input, cl.output);
+    if (!cl.dry_run) install_input_changed_handler(cl.input);
     const model_file model(cl.input);
     const model_plan plan = make_plan(model, cl.options);
     const bool terminal = ::isatty(STDERR_FILENO) != 0;
@@ -420,14 +307,14 @@ int run(const command_line& cl) {
         return 0;
     }
     install_signal_handlers();
+    std::optional<termination_signals_blocked> creating_output(std::in_place);
     model_writer writer(cl.output);
     temporary_to_remove = writer.temporary_path();
+    creating_output.reset();
     progress_bar bar(terminal && !cl.quiet && !cl.verbose);
-    const quantize_result result =
-        execute_plan(model, plan, cl.options, writer,
-                     [&](std::size_t, std::uint64_t done, std::uint64_t total) {
-                         bar.update(done, total);
-                     });
+    const quantize_result result = execute_plan(
+        model, plan, cl.options, writer,
+        [&](std::size_t, std::uint64_t done, std::uint64_t total) { bar.update(done, total); });
     writer.commit();
     temporary_to_remove = nullptr;
     if (table_first || (cl.options.compute_stats && !cl.quiet)) {
@@ -442,14 +329,37 @@ int run(const command_line& cl) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Past a file size limit (ulimit -f) a write should fail with EFBIG, reported and
+    // cleaned up like a full disk, rather than kill the process with SIGXFSZ.
+    std::signal(SIGXFSZ, SIG_IGN);
     try {
-        bool handled = false;
-        const command_line cl = parse(argc, argv, handled);
-        if (handled) return 0;
-        return run(cl);
+        const parsed_command command = parse_command_line(argc, argv);
+        switch (command.what) {
+            case request::help:
+                std::cout << usage_text;
+                return 0;
+            case request::version:
+                std::cout << "qmix-quantize " << QMIX_VERSION_STRING << "\n";
+                return 0;
+            case request::list_types:
+                print_types(std::cout);
+                return 0;
+            case request::info: {
+                const model_file model(command.info_model);
+                print_model_info(std::cout, model);
+                return 0;
+            }
+            case request::quantize:
+                break;
+        }
+        return run(command.line);
     } catch (const usage_error& e) {
         std::cerr << "qmix-quantize: " << e.what() << "\n";
         return exit_usage;
+    } catch (const std::bad_alloc&) {
+        // The temporary output, if any, is gone already: the writer removed it on unwinding.
+        std::cerr << "qmix-quantize: error: out of memory (std::bad_alloc)\n";
+        return exit_failure;
     } catch (const std::exception& e) {
         std::cerr << "qmix-quantize: error: " << e.what() << "\n";
         return exit_failure;

@@ -17,7 +17,9 @@ namespace qmix::rules {
 
 /// The types a model tensor may be stored as: those an ftype names (f32, f16, q4_0, q4_1,
 /// q5_0, q5_1, q8_0, q2_k ... q6_k). q8_1 and q8_k exist only as dot-product operands.
-inline bool is_storage_type(type_id type) { return ftype_of_type(type).has_value(); }
+inline bool is_storage_type(type_id type) {
+    return ftype_of_type(type).has_value();
+}
 
 /// Parses a storage type name in any letter case; throws a qmix::error listing the choices.
 inline type_id parse_storage_type(std::string_view text, std::string_view where) {
@@ -27,6 +29,57 @@ inline type_id parse_storage_type(std::string_view text, std::string_view where)
                     "' (choose one of f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k)");
     }
     return *type;
+}
+
+/// Patterns longer than this are refused: tensor names are short, and std::regex compiles
+/// recursively, so a huge pattern could exhaust the stack.
+inline constexpr std::size_t max_pattern_length = 1024;
+
+/// Refuses what std::regex (libstdc++) handles badly although no tensor name needs it:
+/// - a quantifier directly after another (".**", "a+*", "a?{2}"): ECMAScript forbids it,
+///   libstdc++ accepts it and then backtracks exponentially on every failed match; one '?'
+///   after a quantifier (lazy) is allowed;
+/// - a run of more than 9 digits (a back-reference or repeat count that large overflows
+///   an int inside the regex compiler).
+/// Returns an explanation, or an empty string for a pattern that passes.
+inline std::string unsafe_for_std_regex(std::string_view pattern) {
+    std::size_t digits = 0;
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        digits = (pattern[i] >= '0' && pattern[i] <= '9') ? digits + 1 : 0;
+        if (digits > 9) return "number too long at offset " + std::to_string(i - 9);
+    }
+    bool in_class = false;
+    bool after_quantifier = false;  // the previous token was a quantifier
+    bool lazy_allowed = false;      // ... and a '?' may still make it lazy
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        const char c = pattern[i];
+        if (c == '\\') {  // an escape is one atom
+            ++i;
+            after_quantifier = false;
+            continue;
+        }
+        if (in_class) {
+            in_class = c != ']';
+            continue;
+        }
+        const bool quantifier = c == '*' || c == '+' || c == '?' || c == '{';
+        if (quantifier && after_quantifier) {
+            if (c == '?' && lazy_allowed) {
+                lazy_allowed = false;
+                continue;
+            }
+            return "nothing to repeat at offset " + std::to_string(i) +
+                   " (a quantifier follows a quantifier)";
+        }
+        if (c == '{') {  // skip the counts {n}, {n,}, {n,m}
+            const auto close = pattern.find('}', i);
+            if (close != std::string_view::npos) i = close;
+        }
+        if (c == '[') in_class = true;
+        after_quantifier = quantifier;
+        lazy_allowed = quantifier;
+    }
+    return {};
 }
 
 /// One PATTERN=TYPE rule: the pattern is an ECMAScript regular expression that must match
@@ -42,7 +95,7 @@ struct rule {
 
 /// An ordered list of rules; the first rule that matches a name decides its type.
 class rule_set {
-public:
+  public:
     /// Adds "PATTERN=TYPE", split at the last '=' (a pattern may itself contain '=').
     /// Compiles the pattern once; a bad pattern or type is a qmix::error naming both.
     void add(std::string_view text, std::string origin) {
@@ -54,6 +107,14 @@ public:
         const std::string_view type_text = text.substr(equals + 1);
         if (pattern.empty()) throw error(origin + ": empty pattern in '" + std::string(text) + "'");
         const type_id type = parse_storage_type(type_text, origin);
+        if (pattern.size() > max_pattern_length) {
+            throw error(origin + ": the pattern is " + std::to_string(pattern.size()) +
+                        " characters long; at most " + std::to_string(max_pattern_length) +
+                        " are accepted");
+        }
+        if (const std::string problem = unsafe_for_std_regex(pattern); !problem.empty()) {
+            throw error(origin + ": bad regular expression '" + pattern + "': " + problem);
+        }
         std::regex compiled;
         try {
             compiled = std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
@@ -91,20 +152,20 @@ public:
     bool empty() const noexcept { return rules_.empty(); }
     std::size_t size() const noexcept { return rules_.size(); }
 
-private:
+  private:
     std::vector<rule> rules_;
 };
 
 /// How a set of rules fared over a list of tensor names, for the warnings users need:
 /// a rule that matched nothing, and a rule that matched only names an earlier rule took.
 struct rule_usage {
-    std::size_t wins = 0;      ///< names this rule decided
-    std::size_t matches = 0;   ///< names it matched, decided or not
+    std::size_t wins = 0;                    ///< names this rule decided
+    std::size_t matches = 0;                 ///< names it matched, decided or not
     std::optional<std::size_t> shadowed_by;  ///< when it decided nothing: an earlier rule that won
 };
 
 inline std::vector<rule_usage> explain(const rule_set& rules,
-                                      const std::vector<std::string>& names) {
+                                       const std::vector<std::string>& names) {
     std::vector<rule_usage> usage(rules.size());
     std::vector<std::optional<std::size_t>> first_winner_over(rules.size());
     for (const auto& name : names) {

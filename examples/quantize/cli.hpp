@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// qmix-quantize's command line, parsed without side effects on the terminal or the process:
+// no printing, no exit. main() acts on the result; the fuzz target (tests/fuzz/fuzz_cli.cpp)
+// calls the same parser with arbitrary arguments. The only thing parsing reads from outside
+// is a --tensor-type-file, through a loader the caller may replace.
+
+#include <cerrno>
+#include <cstdlib>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qmix/core/error.hpp"
+#include "qmix/core/ftype.hpp"
+#include "qmix/rules/rules.hpp"
+#include "qmix/whisper/quantize_model.hpp"
+
+namespace qmix::quantize_cli {
+
+inline constexpr int exit_failure = 1;
+inline constexpr int exit_usage = 2;
+
+inline constexpr const char* usage_text = R"(usage: qmix-quantize [options] INPUT OUTPUT TYPE
+       qmix-quantize --info MODEL | --list-types | --help | --version
+
+Quantizes a whisper ggml model (f32 or f16) into OUTPUT. Two-dimensional weight
+matrices are converted; everything else is copied byte for byte. Each matrix gets
+the type of the first --tensor-type rule whose pattern matches its whole name,
+else TYPE.
+
+TYPE and rule types: f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k
+(any letter case). TYPE may also be whisper.cpp's number: 2 q4_0, 3 q4_1,
+7 q8_0, 8 q5_0, 9 q5_1, 10 q2_k, 11 q3_k, 12 q4_k, 13 q5_k, 14 q6_k.
+
+rules:
+  --tensor-type PATTERN=TYPE   PATTERN is an ECMAScript regular expression that
+                               must match the whole tensor name; repeatable; the
+                               first matching rule wins; split at the last '='
+  --tensor-type-file FILE      one PATTERN=TYPE per line, '#' comments allowed;
+                               rules keep their command-line order
+
+options:
+  -t, --threads N        worker threads (default: all cores)
+  --dry-run              print the plan, write nothing
+  --no-fallback          a row length the chosen type cannot hold is an error
+                         (k-quants need rows of 256*k) instead of a fallback
+  --allow-requantize     accept already-quantized tensors (widened first)
+  --allow-nonfinite      quantize NaN or infinite weights instead of refusing
+  --stats                per tensor RMSE and max abs error of the result
+  --json FILE            write a machine-readable report to FILE
+  -v, --verbose          print the per-tensor table even on a terminal
+  -q, --quiet            only errors and warnings
+  --info MODEL           print a model's hyper-parameters and tensor table
+  --list-types           the types with their sizes and fallbacks
+  -h, --help, --version
+
+examples:
+  # encoder and attention at higher precision, everything else q4_k
+  qmix-quantize --tensor-type 'encoder\..*=q8_0' --tensor-type '.*attn.*=q5_k' \
+      ggml-base.bin ggml-base-mixed.bin q4_k
+  # what whisper.cpp's quantize does (9 is its number for q5_1)
+  qmix-quantize ggml-base.bin ggml-base-q5_1.bin 9
+  # rules from a file, checked without writing anything
+  qmix-quantize --tensor-type-file rules.txt --no-fallback --dry-run \
+      ggml-tiny.bin ggml-tiny-q4_k.bin q4_k
+
+Fallbacks when a row length does not fit: q2_k q3_k -> q4_0, q4_k -> q5_0,
+q5_k -> q5_1, q6_k -> q8_0; rows no 32-value block holds stay unchanged.
+Exit status: 0 success, 1 failure, 2 usage error. The output is written to a
+temporary file and renamed into place only when complete; INPUT is never modified.
+)";
+
+/// A mistake in the arguments themselves: reported with exit status 2, before any model
+/// is opened.
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// Everything a quantization run needs from the command line.
+struct command_line {
+    std::string input, output;
+    std::string default_type_text;
+    std::vector<std::pair<std::string, std::string>> rule_sources;  // ("flag"|"file", text)
+    whisper::quantize_options options;
+    bool dry_run = false, verbose = false, quiet = false;
+    std::string json_path;
+};
+
+/// What the arguments ask for. The informational requests stop the parse where they
+/// appear, as the arguments before them have already been checked.
+enum class request { quantize, help, version, list_types, info };
+
+struct parsed_command {
+    request what = request::quantize;
+    command_line line;       ///< complete for request::quantize
+    std::string info_model;  ///< the MODEL of --info
+};
+
+/// Adds the rules of a --tensor-type-file to a rule set. The default reads the file; the
+/// fuzz target substitutes one that never touches the file system.
+using rule_file_loader = std::function<void(rules::rule_set&, const std::string& path)>;
+
+inline void load_rule_file(rules::rule_set& rules, const std::string& path) {
+    rules.add_file(path);
+}
+
+/// TYPE: a storage type name in any case, or whisper.cpp's quantized ftype number.
+inline type_id parse_default_type(const std::string& text) {
+    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
+        text.size() < 4) {
+        const auto type = type_of_ftype(std::stoi(text));
+        if (!type || *type == type_id::f32 || *type == type_id::f16) {
+            throw usage_error("TYPE " + text + " is not a quantized ftype (2, 3, 7..14)");
+        }
+        return *type;
+    }
+    try {
+        return rules::parse_storage_type(text, "TYPE");
+    } catch (const qmix::error& e) {
+        throw usage_error(e.what());
+    }
+}
+
+inline unsigned parse_threads(const std::string& text) {
+    char* end = nullptr;
+    errno = 0;
+    const long value = std::strtol(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || errno != 0 || value < 1 || value > 1024) {
+        throw usage_error("--threads takes a whole number from 1 to 1024, not '" + text + "'");
+    }
+    return static_cast<unsigned>(value);
+}
+
+/// Parses the arguments after the program name. Throws usage_error for anything the user
+/// must fix in the command line itself, rule files included.
+inline parsed_command parse_command_line(const std::vector<std::string>& args,
+                                         const rule_file_loader& load_file = load_rule_file) {
+    parsed_command parsed;
+    command_line& cl = parsed.line;
+    std::vector<std::string> positional;
+    auto value = [&](std::size_t& i, const std::string& flag) -> std::string {
+        if (i + 1 >= args.size()) throw usage_error(flag + " needs a value");
+        return args[++i];
+    };
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& arg = args[i];
+        if (arg == "-h" || arg == "--help") {
+            parsed.what = request::help;
+            return parsed;
+        } else if (arg == "--version") {
+            parsed.what = request::version;
+            return parsed;
+        } else if (arg == "--list-types") {
+            parsed.what = request::list_types;
+            return parsed;
+        } else if (arg == "--info") {
+            parsed.info_model = value(i, arg);
+            parsed.what = request::info;
+            return parsed;
+        } else if (arg == "--tensor-type") {
+            cl.rule_sources.emplace_back("flag", value(i, arg));
+        } else if (arg.rfind("--tensor-type=", 0) == 0) {
+            cl.rule_sources.emplace_back("flag", arg.substr(14));
+        } else if (arg == "--tensor-type-file") {
+            cl.rule_sources.emplace_back("file", value(i, arg));
+        } else if (arg == "-t" || arg == "--threads") {
+            cl.options.threads = parse_threads(value(i, arg));
+        } else if (arg == "--json") {
+            cl.json_path = value(i, arg);
+        } else if (arg == "--dry-run") {
+            cl.dry_run = true;
+        } else if (arg == "--no-fallback") {
+            cl.options.no_fallback = true;
+        } else if (arg == "--allow-requantize") {
+            cl.options.allow_requantize = true;
+        } else if (arg == "--allow-nonfinite") {
+            cl.options.allow_nonfinite = true;
+        } else if (arg == "--stats") {
+            cl.options.compute_stats = true;
+        } else if (arg == "-v" || arg == "--verbose") {
+            cl.verbose = true;
+        } else if (arg == "-q" || arg == "--quiet") {
+            cl.quiet = true;
+        } else if (arg.size() > 1 && arg[0] == '-') {
+            throw usage_error("unknown option " + arg + " (see --help)");
+        } else {
+            positional.push_back(arg);
+        }
+    }
+    if (positional.size() != 3) {
+        throw usage_error("expected INPUT OUTPUT TYPE, got " + std::to_string(positional.size()) +
+                          " argument(s) (see --help)");
+    }
+    cl.input = positional[0];
+    cl.output = positional[1];
+    cl.default_type_text = positional[2];
+    cl.options.default_type = parse_default_type(positional[2]);
+    int flag_number = 0;
+    for (const auto& [kind, text] : cl.rule_sources) {
+        try {
+            if (kind == "flag") {
+                cl.options.rules.add(text, "--tensor-type " + std::to_string(++flag_number));
+            } else {
+                load_file(cl.options.rules, text);
+            }
+        } catch (const qmix::error& e) {
+            throw usage_error(e.what());
+        }
+    }
+    return parsed;
+}
+
+/// parse_command_line() over main's argv, skipping the program name.
+inline parsed_command parse_command_line(int argc, const char* const* argv,
+                                         const rule_file_loader& load_file = load_rule_file) {
+    std::vector<std::string> args;
+    for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+    return parse_command_line(args, load_file);
+}
+
+}  // namespace qmix::quantize_cli

@@ -1,0 +1,454 @@
+#!/usr/bin/env bash
+# End-to-end bad-input suite for the real qmix-quantize binary:
+#   tests/e2e/bad_input_test.sh BIN_DIR
+# 1. every class of damaged model file the codec refuses, made by patching a small
+#    synthetic model (qmix-synth tiny f16 --layers 1) at offsets read from its structure;
+# 2. a hostile environment: output folder missing or read-only, output path a folder, disk
+#    full, input deleted or truncated while being read, INPUT and OUTPUT the same file
+#    through links, SIGINT/SIGTERM/SIGHUP mid-write, NaN and infinity in weights, absurd
+#    thread counts;
+# 3. a resource bound: a `small` f16 model (~480 MB) is quantized under a virtual memory
+#    limit proportional to its largest tensor and the thread count, far below the file size
+#    (the limit makes mmap fail, so this runs the reader's plain-read fallback), and its
+#    peak resident set is measured in the normal memory-mapped mode.
+# Every failing case checks the exit status, a message naming the cause, that neither the
+# output nor a temporary file is left, and that the input's bytes (md5) are unchanged.
+# A check that cannot run here prints SKIP and counts neither way.
+# Environment: QMIX_BAD_INPUT_RESOURCE=0 skips part 3 (it writes ~1 GB and takes a while).
+set -uo pipefail
+bin=$(cd "${1:?usage: bad_input_test.sh BIN_DIR}" && pwd)
+quantize=$bin/qmix-quantize
+synth=$bin/qmix-synth
+work=$(mktemp -d "${TMPDIR:-/tmp}/qmix-bad-input.XXXXXX")
+chmod 755 "$work"  # the unprivileged-user check must be able to reach the input
+background=()
+cleanup() {
+  for p in "${background[@]}"; do kill "$p" 2>/dev/null; done
+  chattr -R -i "$work" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+passed=0
+failed=0
+skipped=0
+
+pass() { passed=$((passed + 1)); echo "  ok    $*"; }
+fail() { failed=$((failed + 1)); echo "  FAIL  $*"; }
+skip() { skipped=$((skipped + 1)); echo "  SKIP  $*"; }
+md5() { md5sum "$1" 2>/dev/null | cut -d' ' -f1; }
+
+# The binary under test may carry AddressSanitizer, whose shadow memory makes address-space
+# limits and resident-set sizes meaningless.
+sanitized=0
+if ldd "$quantize" 2>/dev/null | grep -q 'libasan\|libtsan' ||
+  grep -aq '__asan_init' "$quantize" 2>/dev/null; then
+  sanitized=1
+fi
+
+# --- a model walker: offsets of every structural field, and byte patches ------------------
+cat >model.py <<'PY'
+import json, struct, sys
+SIZES = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24),
+         8: (32, 34), 9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144),
+         13: (256, 176), 14: (256, 210), 15: (256, 292)}
+
+def walk(path):
+    d = open(path, "rb").read()
+    o = 4 + 11 * 4
+    layout = {"mel": o}
+    n_mel, n_fft = struct.unpack_from("<ii", d, o)
+    o += 8 + 4 * n_mel * n_fft
+    layout["vocab"] = o
+    (count,) = struct.unpack_from("<i", d, o)
+    o += 4
+    layout["token0"] = o
+    for _ in range(count):
+        (length,) = struct.unpack_from("<I", d, o)
+        o += 4 + length
+    layout["tensors"] = o
+    layout["size"] = len(d)
+    tensors = {}
+    while o < len(d):
+        n_dims, name_length, type_id = struct.unpack_from("<iii", d, o)
+        ne = list(struct.unpack_from("<%di" % n_dims, d, o + 12))
+        start = o + 12 + 4 * n_dims
+        name = d[start:start + name_length].decode()
+        block, type_size = SIZES[type_id]
+        rows = 1
+        for e in ne[1:]:
+            rows *= e
+        size = ne[0] // block * type_size * rows
+        tensors[name] = {"record": o, "name": start, "data": start + name_length,
+                         "bytes": size, "type": type_id, "ne": ne}
+        o = start + name_length + size
+    layout["tensor"] = tensors
+    return layout
+
+def get(path, key):
+    value = walk(path)
+    for part in key.split(":"):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+command = sys.argv[1]
+if command == "get":  # get FILE KEY (e.g. tensor:encoder.conv1.weight:record)
+    print(get(sys.argv[2], sys.argv[3]))
+elif command == "largest":  # largest FILE: bytes of the largest tensor
+    print(max(t["bytes"] for t in walk(sys.argv[2])["tensor"].values()))
+elif command == "patch":  # patch FILE OFFSET FORMAT VALUE... (struct format, little-endian)
+    path, offset, fmt = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    values = [float(v) if fmt[-1] in "efd" else int(v, 0) for v in sys.argv[5:]]
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(struct.pack("<" + fmt, *values))
+elif command == "text":  # text FILE OFFSET TEXT: overwrite bytes with TEXT
+    with open(sys.argv[2], "r+b") as f:
+        f.seek(int(sys.argv[3]))
+        f.write(sys.argv[4].encode())
+PY
+py() { python3 "$work/model.py" "$@"; }
+
+# --- the harness -----------------------------------------------------------------------
+mkdir -p out
+leftovers() {  # FOLDER...: temporary or output files left behind
+  find "$@" -maxdepth 1 \( -name '.*.qmix-*' -o -name 'o.bin' \) 2>/dev/null
+}
+
+# refused NAME STATUS PATTERN INPUT [OPTIONS...]: quantizing INPUT to out/o.bin (q4_0) must
+# exit with STATUS and print a message matching PATTERN (extended regex), leaving no output,
+# no temporary file and the input unchanged.
+refused() {
+  local name=$1 status=$2 pattern=$3 input=$4
+  shift 4
+  local before text actual problems=""
+  before=$(md5 "$input")
+  text=$("$quantize" "$@" "$input" out/o.bin q4_0 2>&1)
+  actual=$?
+  [ "$actual" = "$status" ] || problems+=" exit $actual (expected $status);"
+  echo "$text" | grep -Eq -- "$pattern" || problems+=" message lacks /$pattern/;"
+  [ -z "$(leftovers out)" ] || problems+=" left $(leftovers out | tr '\n' ' ');"
+  [ "$(md5 "$input")" = "$before" ] || problems+=" the input changed;"
+  rm -f out/o.bin out/.*.qmix-* 2>/dev/null
+  if [ -z "$problems" ]; then pass "$name"; else fail "$name:$problems $(echo "$text" | tail -n 2)"; fi
+}
+
+# damaged NAME PATTERN EDIT...: a copy of the model with EDIT applied (a shell command
+# operating on the file "$f") must be refused with exit 1 and a message naming the file.
+damaged() {
+  local name=$1 pattern=$2
+  shift 2
+  local f="$work/damaged-${name// /-}.bin"
+  cp model.bin "$f"
+  (eval "$*") || { fail "$name: could not build the damaged file"; return; }
+  refused "$name" 1 "$(basename "$f").*$pattern" "$f"
+  rm -f "$f"
+}
+
+"$synth" model.bin tiny f16 --layers 1 >/dev/null || { echo "qmix-synth failed"; exit 1; }
+model_md5=$(md5 model.bin)
+mel=$(py get model.bin mel)
+vocab=$(py get model.bin vocab)
+token0=$(py get model.bin token0)
+tensors=$(py get model.bin tensors)
+size=$(py get model.bin size)
+q=encoder.blocks.0.attn.query.weight  # 384 x 384 f16, a candidate
+v=encoder.blocks.0.attn.value.weight  # same name length as $q
+conv=encoder.conv1.weight             # 3 x 80 x 384 f16, three dimensions
+q_record=$(py get model.bin "tensor:$q:record")
+q_data=$(py get model.bin "tensor:$q:data")
+v_name=$(py get model.bin "tensor:$v:name")
+conv_record=$(py get model.bin "tensor:$conv:record")
+first_record=$tensors
+
+echo "== damaged files"
+damaged "bad magic" "bad magic" 'py text $f 0 GGUF'
+damaged "empty file" "truncated" ': >$f'
+damaged "truncated in the magic" "truncated.*magic" 'truncate -s 2 $f'
+damaged "truncated in the hyper-parameters" "truncated.*n_audio_head" 'truncate -s 17 $f'
+damaged "truncated in the mel filters" "truncated.*mel filter values" "truncate -s $((mel + 8 + 100)) \$f"
+damaged "truncated in the vocabulary count" "truncated.*vocabulary count" "truncate -s $((vocab + 2)) \$f"
+# (past the 4 bytes per entry the count needs, so that the cut falls inside the entries)
+damaged "truncated in a vocabulary entry" "truncated.*vocabulary entry [0-9]+" "truncate -s $((token0 + 300001)) \$f"
+damaged "truncated in a tensor record" "truncated.*tensor record" "truncate -s $((first_record + 6)) \$f"
+damaged "truncated in a tensor name" "truncated.*tensor name" "truncate -s $((q_record + 12 + 8 + 5)) \$f"
+damaged "truncated in tensor data" "truncated.*runs past the end" "truncate -s $((q_data + 1000)) \$f"
+damaged "truncated by one byte" "truncated" "truncate -s $((size - 1)) \$f"
+damaged "trailing garbage" "truncated.*tensor record" 'printf "xyz" >>$f'
+damaged "n_dims 0" "n_dims is 0, expected 1..4" "py patch \$f $q_record i 0"
+damaged "n_dims 5" "n_dims is 5, expected 1..4" "py patch \$f $q_record i 5"
+damaged "n_dims -1" "n_dims is -1, expected 1..4" "py patch \$f $q_record i -1"
+damaged "zero extent" "extent ne\[1\] is 0" "py patch \$f $((q_record + 16)) i 0"
+damaged "negative extent" "extent ne\[0\] is -384" "py patch \$f $((q_record + 12)) i -384"
+damaged "overflowing extents" "overflows 64 bits" "py patch \$f $((conv_record + 12)) 3i 2147483647 2147483647 2147483647"
+damaged "overflowing data size" "data size of f32 extents .* overflows 64 bits" "py patch \$f $((conv_record + 8)) 4i 0 2147483520 2147483647 1"
+damaged "data past the end of the file" "runs past the end of the file" "py patch \$f $((q_record + 16)) i 100000"
+damaged "negative name length" "name length is -1, expected 1..4096" "py patch \$f $((q_record + 4)) i -1"
+damaged "huge name length" "name length is 1073741824" "py patch \$f $((q_record + 4)) i 1073741824"
+damaged "zero name length" "name length is 0" "py patch \$f $((q_record + 4)) i 0"
+damaged "vocabulary entry longer than the rest" "vocabulary entry 0 is 4294967295 bytes long" "py patch \$f $token0 I 0xffffffff"
+damaged "vocabulary entry just past the end" "vocabulary entry 0 is $((size - token0 - 3)) bytes" "py patch \$f $token0 I $((size - token0 - 3))"
+damaged "huge vocabulary count" "vocabulary count 2147483647 needs" "py patch \$f $vocab i 2147483647"
+damaged "negative vocabulary count" "vocabulary count is -5" "py patch \$f $vocab i -5"
+damaged "absurd mel filter size" "absurd mel filter size 100000" "py patch \$f $mel i 100000"
+damaged "negative hyper-parameter" "n_audio_ctx is -1500" "py patch \$f 8 i -1500"
+damaged "unknown type id 4" "unknown type id 4" "py patch \$f $((q_record + 8)) i 4"
+damaged "unknown type id 99" "unknown type id 99" "py patch \$f $((q_record + 8)) i 99"
+damaged "unknown type id -1" "unknown type id -1" "py patch \$f $((q_record + 8)) i -1"
+damaged "row length a type cannot hold" "ne\[0\] = 3 cannot be stored as q4_0" "py patch \$f $((conv_record + 8)) i 2"
+damaged "k-quant row of 384" "ne\[0\] = 384 cannot be stored as q4_k" "py patch \$f $((q_record + 8)) i 12"
+damaged "duplicate tensor names" "duplicate tensor name '$q'" "py text \$f $v_name $q"
+damaged "header ftype 5" "header ftype 5 is not a ggml file type" "py patch \$f 44 i 5"
+damaged "header ftype -1" "header ftype -1 is not" "py patch \$f 44 i -1"
+damaged "header ftype version 3" "header ftype 3007 is not" "py patch \$f 44 i 3007"
+mkdir -p folder.bin
+refused "input is a folder" 1 "folder.bin.*not a regular file" folder.bin
+refused "input is missing" 1 "missing.bin.*No such file" missing.bin
+refused "input is /dev/null" 1 "/dev/null.*not a regular file" /dev/null
+[ "$(md5 model.bin)" = "$model_md5" ] && pass "the model itself is untouched" || fail "model.bin changed"
+
+echo "== output problems"
+expect_failure() {  # NAME STATUS PATTERN OUTPUT_FOLDER -- command...: status, message, no leftovers
+  local name=$1 status=$2 pattern=$3 folder=$4
+  shift 5
+  local text actual problems=""
+  text=$("$@" 2>&1)
+  actual=$?
+  [ "$actual" = "$status" ] || problems+=" exit $actual (expected $status);"
+  echo "$text" | grep -Eq -- "$pattern" || problems+=" message lacks /$pattern/;"
+  [ -z "$(leftovers "$folder")" ] || problems+=" left $(leftovers "$folder" | tr '\n' ' ');"
+  [ "$(md5 model.bin)" = "$model_md5" ] || problems+=" the input changed;"
+  if [ -z "$problems" ]; then pass "$name"; else fail "$name:$problems $(echo "$text" | tail -n 2)"; fi
+}
+expect_failure "output folder missing" 1 "no/such/folder.*cannot create a temporary file.*No such file" . -- \
+  "$quantize" model.bin no/such/folder/o.bin q4_0
+mkdir -p dir.bin
+expect_failure "output path is a folder" 1 "dir.bin is a folder" . -- "$quantize" model.bin dir.bin q4_0
+expect_failure "output path ends in a slash" 1 "not a file name" . -- "$quantize" model.bin new-folder/ q4_0
+
+# Read-only output folder, three ways: a read-only bind mount (EROFS), an immutable folder
+# (EPERM even for root) and a folder without write permission for an unprivileged user.
+mkdir -p ro
+if unshare -m true 2>/dev/null; then
+  expect_failure "output folder on a read-only mount" 1 "ro/o.bin.*cannot create a temporary file.*Read-only file system" ro -- \
+    unshare -m --propagation private sh -c \
+    'mount --bind ro ro && mount -o remount,bind,ro ro && exec "$0" "$@"' "$quantize" model.bin ro/o.bin q4_0
+else
+  skip "output folder on a read-only mount (no mount namespace here)"
+fi
+mkdir -p immutable
+if chattr +i immutable 2>/dev/null; then
+  expect_failure "immutable output folder" 1 "immutable/o.bin.*cannot create a temporary file.*Operation not permitted" immutable -- \
+    "$quantize" model.bin immutable/o.bin q4_0
+  chattr -i immutable
+else
+  skip "immutable output folder (chattr +i is not supported here)"
+fi
+mkdir -p locked && chmod 555 locked && chmod 644 model.bin
+if [ "$(id -u)" -ne 0 ]; then
+  expect_failure "output folder without write permission" 1 "cannot create a temporary file.*Permission denied" locked -- \
+    "$quantize" model.bin locked/o.bin q4_0
+elif command -v setpriv >/dev/null && setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null &&
+  setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$work/model.bin" -a -x "$quantize"; then
+  expect_failure "output folder without write permission (as nobody)" 1 "cannot create a temporary file.*Permission denied" locked -- \
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$quantize" model.bin locked/o.bin q4_0
+else
+  skip "output folder without write permission (no unprivileged user to run as)"
+fi
+
+# Disk full: a file size limit (the write fails with EFBIG; SIGXFSZ must not kill the tool
+# before it cleans up) and a real full file system (a 1 MB tmpfs, ENOSPC).
+expect_failure "file size limit (ulimit -f)" 1 "out/o.bin.*writing failed.*File too large" out -- \
+  bash -c 'ulimit -f 1024 && exec "$0" "$@"' "$quantize" model.bin out/o.bin q4_0
+mkdir -p full
+if unshare -m --propagation private sh -c 'mount -t tmpfs -o size=1m tmpfs full' 2>/dev/null; then
+  expect_failure "disk full (1 MB tmpfs)" 1 "full/o.bin.*No space left on device" full -- \
+    unshare -m --propagation private sh -c \
+    'mount -t tmpfs -o size=1m tmpfs full && "$0" "$@"; status=$?; ls -A full | grep . && status=99; exit $status' \
+    "$quantize" model.bin full/o.bin q4_0
+else
+  skip "disk full on a small tmpfs (cannot mount here)"
+fi
+
+echo "== the same file through links"
+ln -s model.bin symlink.bin
+ln model.bin hardlink.bin
+expect_failure "OUTPUT is the input itself" 1 "input model itself" . -- "$quantize" model.bin model.bin q4_0
+expect_failure "OUTPUT is a symbolic link to INPUT" 1 "input model itself" . -- "$quantize" model.bin symlink.bin q4_0
+expect_failure "INPUT is a symbolic link to OUTPUT" 1 "input model itself" . -- "$quantize" symlink.bin model.bin q4_0
+expect_failure "OUTPUT is a hard link to INPUT" 1 "input model itself" . -- "$quantize" model.bin hardlink.bin q4_0
+expect_failure "OUTPUT through ./ and .." 1 "input model itself" . -- "$quantize" model.bin ./out/../model.bin q4_0
+[ -L symlink.bin ] && [ "$(md5 hardlink.bin)" = "$model_md5" ] && pass "the links are intact" || fail "a link changed"
+rm -f symlink.bin hardlink.bin
+
+echo "== NaN and infinity in weights"
+nonfinite() {  # NAME HALF_BITS INDEX EXPECTED_WORD [second INDEX]
+  local name=$1 bits=$2 index=$3 word=$4 second=${5:-}
+  local f="$work/nonfinite.bin"
+  cp model.bin "$f"
+  py patch "$f" $((q_data + 2 * index)) H "$bits"
+  [ -n "$second" ] && py patch "$f" $((q_data + 2 * second)) H "$bits"
+  refused "$name" 1 "nonfinite.bin: tensor '$q'.*value $index is $word.*--allow-nonfinite" "$f" -t 2
+  rm -f "$f"
+}
+nonfinite "NaN in an f16 matrix" 0x7e00 1000 NaN
+nonfinite "+infinity in an f16 matrix" 0x7c00 5 infinite
+nonfinite "-infinity in an f16 matrix" 0xfc00 147455 infinite
+nonfinite "the first of two NaN is named" 0x7e00 7 NaN 140000
+cp model.bin nan.bin && py patch nan.bin $((q_data + 2000)) H 0x7e00
+if "$quantize" -q --allow-nonfinite nan.bin out/nan-q.bin q4_0 >/dev/null 2>&1 && [ -f out/nan-q.bin ]; then
+  pass "--allow-nonfinite quantizes it anyway"
+else
+  fail "--allow-nonfinite refused the NaN model"
+fi
+rm -f out/nan-q.bin nan.bin
+"$synth" model32.bin tiny f32 --layers 1 >/dev/null
+cp model32.bin nan32.bin && py patch nan32.bin $(($(py get model32.bin "tensor:$q:data") + 4 * 42)) I 0x7fc00000
+refused "NaN in an f32 matrix" 1 "tensor '$q'.*value 42 is NaN" nan32.bin
+bias_data=$(py get model.bin "tensor:encoder.blocks.0.attn.query.bias:data")
+cp model.bin nan-bias.bin && py patch nan-bias.bin $((bias_data + 8)) I 0x7fc00000
+if "$quantize" -q nan-bias.bin out/bias.bin q4_0 >/dev/null 2>&1; then
+  pass "NaN in a copied (1-D) tensor is left alone"
+else
+  fail "NaN in a copied tensor was refused"
+fi
+rm -f out/bias.bin nan-bias.bin nan32.bin model32.bin
+
+echo "== absurd thread counts"
+for t in 0 -1 1025 99999999999999999999 1e3 0x10 "" abc; do
+  refused "--threads '$t'" 2 "threads takes a whole number from 1 to 1024" model.bin -t "$t"
+done
+"$quantize" -q -t 1 model.bin out/t1.bin q4_0
+if "$quantize" -q -t 1024 model.bin out/t1024.bin q4_0 && cmp -s out/t1.bin out/t1024.bin; then
+  pass "--threads 1024 works and gives the bytes of --threads 1"
+else
+  fail "--threads 1024"
+fi
+rm -f out/t1.bin out/t1024.bin
+
+# --- a large model for the runs that must be interrupted, and for the resource bound ------
+echo "== interrupted runs"
+if ! "$synth" large.bin small f16 >/dev/null; then
+  fail "qmix-synth large.bin small f16"
+  echo "bad-input: $passed passed, $failed failed, $skipped skipped"
+  exit 1
+fi
+large_md5=$(md5 large.bin)
+large_size=$(stat -c %s large.bin)
+large_header=$(py get large.bin tensors)
+slow=(-t 1 --stats)  # slow enough that the signal lands mid-write
+
+# interrupted NAME SIGNAL STATUS: the signal arrives mid-write; the exit status is STATUS
+# and nothing is left behind.
+interrupted() {
+  local name=$1 sig=$2 status=$3
+  "$quantize" -q "${slow[@]}" large.bin out/sig.bin q4_k >/dev/null 2>&1 &
+  local pid=$!
+  background+=("$pid")
+  sleep 1.5
+  local wrote=0
+  [ -n "$(leftovers out)" ] && wrote=1
+  kill -s "$sig" "$pid" 2>/dev/null
+  wait "$pid"
+  local actual=$? problems=""
+  [ "$wrote" = 1 ] || problems+=" no temporary file was being written when the signal came;"
+  [ "$actual" = "$status" ] || problems+=" exit $actual (expected $status);"
+  [ -z "$(leftovers out)" ] && [ ! -e out/sig.bin ] || problems+=" left $(ls -A out | tr '\n' ' ');"
+  [ "$(md5 large.bin)" = "$large_md5" ] || problems+=" the input changed;"
+  rm -f out/sig.bin out/.*.qmix-* 2>/dev/null
+  if [ -z "$problems" ]; then pass "$name"; else fail "$name:$problems"; fi
+}
+interrupted "SIGINT mid-write" INT 130
+interrupted "SIGTERM mid-write" TERM 143
+interrupted "SIGHUP mid-write" HUP 129
+
+# The input deleted while it is read: the mapping keeps the old file alive, so the run
+# completes with the right bytes.
+cp large.bin doomed.bin
+"$quantize" -q -t 2 doomed.bin out/doomed.bin q8_0 >/dev/null 2>&1 &
+pid=$!
+background+=("$pid")
+sleep 1
+rm -f doomed.bin
+wait "$pid"
+status=$?
+"$quantize" -q -t 2 large.bin out/reference.bin q8_0 >/dev/null 2>&1
+if [ $status -eq 0 ] && cmp -s out/doomed.bin out/reference.bin; then
+  pass "input deleted while being read: completes with the right bytes"
+else
+  fail "input deleted while being read: exit $status"
+fi
+rm -f out/doomed.bin out/reference.bin
+
+# The input truncated while it is read: touching the mapping past the new end raises
+# SIGBUS, which qmix-quantize turns into an error naming the input.
+truncated_mid_read() {  # NAME LIMIT_COMMAND PATTERN
+  local name=$1 limit=$2 pattern=$3
+  cp large.bin shrinking.bin
+  bash -c "$limit"' exec "$0" "$@"' "$quantize" -q "${slow[@]}" shrinking.bin out/shrink.bin q4_k >shrink.log 2>&1 &
+  local pid=$!
+  background+=("$pid")
+  sleep 1.5
+  truncate -s "$large_header" shrinking.bin
+  wait "$pid"
+  local actual=$? problems=""
+  [ "$actual" = 1 ] || problems+=" exit $actual (expected 1);"
+  grep -Eq -- "$pattern" shrink.log || problems+=" message lacks /$pattern/: $(tail -n 2 shrink.log);"
+  [ -z "$(leftovers out)" ] && [ ! -e out/shrink.bin ] || problems+=" left $(ls -A out | tr '\n' ' ');"
+  rm -f shrinking.bin shrink.log out/shrink.bin out/.*.qmix-* 2>/dev/null
+  if [ -z "$problems" ]; then pass "$name"; else fail "$name:$problems"; fi
+}
+truncated_mid_read "input truncated while mapped (SIGBUS)" "" \
+  "shrinking.bin: the input changed while it was being read"
+if [ $sanitized -eq 0 ]; then
+  # Too little address space to map the file: the reader falls back to plain reads, where
+  # the truncation shows as a short read.
+  truncated_mid_read "input truncated while read without a mapping" "ulimit -v 400000;" \
+    "shrinking.bin: byte [0-9]+: the file ended early"
+else
+  skip "input truncated while read without a mapping (address-space limits do not apply under AddressSanitizer)"
+fi
+
+echo "== resource bound"
+if [ "${QMIX_BAD_INPUT_RESOURCE:-1}" = 0 ]; then
+  skip "resource bound (QMIX_BAD_INPUT_RESOURCE=0)"
+elif [ $sanitized -eq 1 ]; then
+  skip "resource bound (the binary carries a sanitizer: its shadow memory and quarantine dominate)"
+else
+  threads=2
+  largest=$(py largest large.bin)
+  "$quantize" -q -t $threads large.bin out/mapped.bin q4_0 2>/dev/null
+  # Address space: the largest tensor (the fallback reader holds one tensor's bytes at a
+  # time), for each thread beyond the first a stack (8 MiB) and a malloc arena (glibc
+  # reserves 64 MiB of address space per arena), and 64 MiB for the program, its libraries
+  # and the chunk buffers. mmap of the whole file would need the file size: it fails, and
+  # the reader falls back to plain reads, which is what this checks. (Measured need for the
+  # small model with 2 threads: about 170 MiB.)
+  bound_kb=$(((largest + (threads - 1) * (64 + 8) * 1048576 + 64 * 1048576) / 1024))
+  if [ $((bound_kb * 1024 * 2)) -ge "$large_size" ]; then
+    fail "resource bound: the bound ($bound_kb KiB) is not far below the file size ($large_size bytes)"
+  elif bash -c "ulimit -v $bound_kb && exec \"\$0\" \"\$@\"" "$quantize" -q -t $threads large.bin out/limited.bin q4_0 2>limited.log &&
+    cmp -s out/limited.bin out/mapped.bin; then
+    pass "quantizes a $((large_size / 1048576)) MiB model under ulimit -v $((bound_kb / 1024)) MiB (largest tensor $((largest / 1048576)) MiB, $threads threads), same bytes"
+  else
+    fail "resource bound: under ulimit -v $bound_kb KiB: $(tail -n 2 limited.log)"
+  fi
+  # Resident memory in the normal, memory-mapped mode: pages are dropped tensor by tensor.
+  if [ -x /usr/bin/time ]; then
+    peak_kb=$(/usr/bin/time -f %M "$quantize" -q -t $threads large.bin out/rss.bin q4_0 2>&1 >/dev/null | tail -n 1)
+    limit_kb=$((large_size / 4 / 1024))
+    if [ -n "$peak_kb" ] && [ "$peak_kb" -lt "$limit_kb" ]; then
+      pass "peak resident set $((peak_kb / 1024)) MiB while mapping a $((large_size / 1048576)) MiB model (limit $((limit_kb / 1024)) MiB)"
+    else
+      fail "peak resident set ${peak_kb:-?} KiB is not below $limit_kb KiB"
+    fi
+  else
+    skip "peak resident set (/usr/bin/time is not installed)"
+  fi
+  rm -f out/mapped.bin out/limited.bin out/rss.bin limited.log
+fi
+[ "$(md5 large.bin)" = "$large_md5" ] && pass "the large model is untouched" || fail "large.bin changed"
+[ -z "$(leftovers out . )" ] && pass "no temporary file anywhere" || fail "left behind: $(leftovers out .)"
+
+echo "bad-input: $passed passed, $failed failed, $skipped skipped"
+[ $failed -eq 0 ]
