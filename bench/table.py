@@ -39,8 +39,10 @@ GGML = {
 FLOORS = [
     ("quantize", ["q8_0"], "avx2", 10.0),
     ("quantize", ["q4_0", "q4_1", "q5_0", "q5_1"], "avx2", 5.0),
-    ("dequantize", ["q4_0", "q4_1", "q5_0", "q5_1", "f16"], "avx2", 3.0),
-    ("dequantize", ["q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"], "avx2", 1.0),
+    ("quantize", ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"], "avx2", 6.0),
+    ("quantize", ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"], "avx512", 10.0),
+    ("dequantize", ["q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q6_k", "f16"], "avx2", 3.0),
+    ("dequantize", ["q8_0", "q4_k", "q5_k"], "avx2", 1.0),
     ("dot", list(GGML), "avx2", 0.9),
     ("dot", list(GGML), "avx512", 1.2),
 ]
