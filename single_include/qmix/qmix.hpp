@@ -8270,29 +8270,14 @@ class model_file {
     /// stays valid until release(tensor) or the end of the model_file.
     byte_view data(const tensor_entry& tensor) const {
         check_owned(tensor);
-        const auto size = static_cast<std::size_t>(tensor.data_size);
-        if (is_mapped()) return {map_.data() + tensor.data_offset, size};
-        std::lock_guard<std::mutex> lock(loaded_->mutex);
-        auto& buffer = loaded_->buffers[tensor.data_offset];
-        if (buffer.size() != size) {
-            buffer.resize(size);
-            detail::read_exactly(fd_.get(), tensor.data_offset, buffer.data(), size, path_);
-        }
-        return {buffer.data(), buffer.size()};
+        return bytes_at(loaded_->buffers, tensor.data_offset, tensor.data_size);
     }
 
     /// The tensor's record (n_dims, name length, type, extents, name) as stored.
     byte_view record(const tensor_entry& tensor) const {
         check_owned(tensor);
-        const auto size = static_cast<std::size_t>(tensor.data_offset - tensor.record_offset);
-        if (is_mapped()) return {map_.data() + tensor.record_offset, size};
-        std::lock_guard<std::mutex> lock(loaded_->mutex);
-        auto& buffer = loaded_->records[tensor.record_offset];
-        if (buffer.size() != size) {
-            buffer.resize(size);
-            detail::read_exactly(fd_.get(), tensor.record_offset, buffer.data(), size, path_);
-        }
-        return {buffer.data(), buffer.size()};
+        return bytes_at(loaded_->records, tensor.record_offset,
+                        tensor.data_offset - tensor.record_offset);
     }
 
     /// Asks the kernel to read the tensor's pages ahead of use.
@@ -8328,11 +8313,27 @@ class model_file {
     }
 
   private:
+    /// Buffers read without a mapping, by file offset.
+    using loaded_map = std::unordered_map<std::uint64_t, std::vector<std::uint8_t>>;
     struct loaded_tensors {
         std::mutex mutex;
-        std::unordered_map<std::uint64_t, std::vector<std::uint8_t>> buffers;
-        std::unordered_map<std::uint64_t, std::vector<std::uint8_t>> records;
+        loaded_map buffers;
+        loaded_map records;
     };
+
+    /// `size` bytes at `offset`: a view into the mapping, or (without one) a buffer read
+    /// once into `cache` and kept there until release().
+    byte_view bytes_at(loaded_map& cache, std::uint64_t offset, std::uint64_t size) const {
+        const auto length = static_cast<std::size_t>(size);
+        if (is_mapped()) return {map_.data() + offset, length};
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        auto& buffer = cache[offset];
+        if (buffer.size() != length) {
+            buffer.resize(length);
+            detail::read_exactly(fd_.get(), offset, buffer.data(), length, path_);
+        }
+        return {buffer.data(), buffer.size()};
+    }
 
     void open() {
         fd_ = detail::unique_fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
