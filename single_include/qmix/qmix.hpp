@@ -9192,12 +9192,6 @@ struct quantize_result {
 
 namespace detail {
 
-/// Widens `rows` rows of a tensor of `type` (f32, f16 or a quantized format) to floats.
-inline void widen_rows(type_id type, const std::uint8_t* src, float* dst, std::int64_t rows,
-                       std::int64_t n_per_row) {
-    dequantize(type, src, dst, rows, n_per_row);
-}
-
 inline void check_finite(const model_file& model, const tensor_entry& tensor, const float* values,
                          std::int64_t count, std::int64_t first_index) {
     // A branch-free pass the compiler vectorises; the slow search only runs on a finding.
@@ -9281,9 +9275,9 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
                 }
                 parallel_ranges(count, threads, [&](std::int64_t begin, std::int64_t end) {
                     float* values = widened.data() + begin * n;
-                    detail::widen_rows(tensor.type,
-                                       source.data + std::size_t(first + begin) * in_row, values,
-                                       end - begin, n);
+                    // f32, f16 or (with --allow-requantize) a quantized type, widened.
+                    dequantize(tensor.type, source.data + std::size_t(first + begin) * in_row,
+                               values, end - begin, n);
                     if (!options.allow_nonfinite) {
                         detail::check_finite(model, tensor, values, (end - begin) * n,
                                              (first + begin) * n);
