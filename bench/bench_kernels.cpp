@@ -11,7 +11,9 @@
 // into a table.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,13 +28,29 @@ constexpr std::int64_t values = 65536;
 constexpr std::int64_t row_length = 4096;  // a multiple of every block size
 constexpr std::int64_t rows = values / row_length;
 
+/// The values the kernels are timed on (--data). The k-quant searches take data-dependent
+/// paths, so their speed depends on it.
+enum class data_set {
+    ggml,     ///< ggml's test-quantize-perf: 0.1 + 2 cos(i + offset), offsets 0 and 1
+    gaussian  ///< whisper-like weights: normal, sigma 0.02 (the other operand sigma 1)
+};
+
+data_set chosen_data = data_set::ggml;
+
 struct inputs {
     std::vector<float> x, y, importance;
     inputs() : x(values), y(values), importance(row_length) {
         std::mt19937 rng(12345);
-        std::normal_distribution<float> gauss(0.0f, 0.02f);
-        for (auto& v : x) v = gauss(rng);
-        for (auto& v : y) v = gauss(rng) * 50.0f;
+        if (chosen_data == data_set::ggml) {
+            for (std::int64_t i = 0; i < values; ++i) {
+                x[std::size_t(i)] = float(0.1 + 2 * std::cos(float(i)));
+                y[std::size_t(i)] = float(0.1 + 2 * std::cos(float(i) + 1.0f));
+            }
+        } else {
+            std::normal_distribution<float> gauss(0.0f, 0.02f);
+            for (auto& v : x) v = gauss(rng);
+            for (auto& v : y) v = gauss(rng) * 50.0f;
+        }
         std::uniform_real_distribution<float> weight(0.0f, 1.0f);
         for (auto& v : importance) v = weight(rng);
     }
@@ -41,6 +59,32 @@ struct inputs {
 const inputs& data() {
     static const inputs d;
     return d;
+}
+
+/// Takes --data=ggml|gaussian out of argv (Google Benchmark rejects flags it does not
+/// know). Returns false on a bad value.
+bool take_data_flag(int& argc, char** argv) {
+    const std::string prefix = "--data=";
+    int kept = 1;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg.rfind(prefix, 0) != 0) {
+            argv[kept++] = argv[i];
+            continue;
+        }
+        const std::string value = arg.substr(prefix.size());
+        if (value == "ggml") {
+            chosen_data = data_set::ggml;
+        } else if (value == "gaussian") {
+            chosen_data = data_set::gaussian;
+        } else {
+            std::fprintf(stderr, "qmix-bench: --data takes ggml or gaussian, not '%s'\n",
+                         value.c_str());
+            return false;
+        }
+    }
+    argc = kept;
+    return true;
 }
 
 void count_values(benchmark::State& state) {
@@ -113,9 +157,11 @@ void dot_row(benchmark::State& state, type_id type, const kernels::kernel_table*
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (!take_data_flag(argc, argv)) return 1;
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::AddCustomContext("qmix kernel levels", kernels::available_names());
+    benchmark::AddCustomContext("qmix data", chosen_data == data_set::ggml ? "ggml" : "gaussian");
     for (const type_info& t : type_table) {
         for (const kernels::kernel_table* table : kernels::available_tables()) {
             add("quantize", t.id, *table, quantize_plain);
