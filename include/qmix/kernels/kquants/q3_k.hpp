@@ -91,21 +91,13 @@ struct q3_k_kernels {
     }
 
   private:
-    /// The search results of each group of a chunk. The greedy search's levels are kept
-    /// lane-major, as it produced them: batch k holds groups k * lanes .. (k + 1) * lanes.
+    /// The search results of each group of a chunk.
     struct fits {
         alignas(64) float scale[chunk * groups];
         alignas(64) float level_iscale[chunk * groups];
         alignas(64) float flat[chunk * groups];  ///< 1 where the group is all zero
         alignas(64) float weight[chunk * groups];
         alignas(64) std::int32_t scale_level[chunk * groups];  ///< stored (biased) 6-bit scales
-        alignas(64) float greedy_levels[chunk * groups * group_size];
-
-        std::int32_t greedy_level(int group, int i) const {
-            const int batch_start = group / W::count * W::count;
-            return std::int32_t(
-                greedy_levels[batch_start * group_size + i * W::count + group % W::count]);
-        }
     };
 
     static void quantize_chunk(const float* x, block* y, int count,
@@ -142,12 +134,8 @@ struct q3_k_kernels {
                 W::store(f.flat + g,
                          W::select(fit.flat, typename W::floats(1.0f), typename W::floats(0.0f)));
             } else {
-                typename W::floats levels[group_size];
-                W::store(f.scale + g, search::template symmetric_greedy<group_size>(
-                                          batch.x.v, levels, level_bias));
-                for (int i = 0; i < group_size; ++i) {
-                    W::store(f.greedy_levels + g * group_size + i * W::count, levels[i]);
-                }
+                W::store(f.scale + g,
+                         search::template symmetric_greedy<group_size>(batch.x.v, level_bias));
             }
         }
     }
@@ -253,7 +241,7 @@ struct q3_k_kernels {
             std::int32_t* ls = levels + group_size * g;
             const int fit = first_fit + g;
             if (step == 0 && !weighted) {
-                for (int i = 0; i < group_size; ++i) ls[i] = f.greedy_level(fit, i);
+                greedy_levels(xs, ls);
             } else if (step == 0) {
                 const floats iscale(f.level_iscale[fit]);
                 const bool flat = f.flat[fit] != 0;
@@ -271,6 +259,20 @@ struct q3_k_kernels {
             }
         }
         pack_levels(levels, y);
+    }
+
+    /// The levels of the greedy search for the group at x (searched again: needed only for
+    /// the rare group whose stored scale is zero).
+    static void greedy_levels(const float* x, std::int32_t* levels) {
+        transposed<Arch, group_size> values;
+        values.load(&x, 1);
+        typename L::floats found[group_size];
+        block_search::template symmetric_greedy<group_size>(values.v, level_bias, found);
+        alignas(64) float lane_values[L::count];
+        for (int i = 0; i < group_size; ++i) {
+            L::store(lane_values, found[i]);
+            levels[i] = std::int32_t(lane_values[0]);
+        }
     }
 
     /// Biased levels (0..7) -> third bits in hmask and low two bits in qs.

@@ -182,53 +182,64 @@ struct group_search {
     }
 
     /// ggml's make_q3_quants with do_rmse (detail::search_symmetric_scale_greedy): weights
-    /// x^2, then up to five sweeps that move single levels while the fit improves. Writes
-    /// the biased levels (0 .. 2 nmax - 1, 0 in flat lanes; as floats) and returns the scale.
+    /// x^2, then up to five sweeps that move single levels while the fit improves. Returns
+    /// the scale; with `levels_out`, also writes the biased levels (0 .. 2 nmax - 1, 0 in
+    /// flat lanes; as floats).
     ///
-    /// The reference stops after a sweep that changed nothing. Here a lane whose sweep
-    /// changed nothing may sweep again with the others; that sweep starts from the same
-    /// state, so it changes nothing either.
+    /// Each value's two products (x^3 l and x^2 l^2, as the reference rounds them) are kept
+    /// from one sweep to the next, so a sweep that moves nothing is a subtraction, a
+    /// division and a comparison per value. The reference stops after a sweep that changed
+    /// nothing. Here a lane whose sweep changed nothing may sweep again with the others;
+    /// that sweep starts from the same state, so it changes nothing either.
     template <int n>
-    static floats symmetric_greedy(const floats* x, floats* levels_out, int nmax) {
+    static floats symmetric_greedy(const floats* x, int nmax, floats* levels_out = nullptr) {
         const floats zero(0.0f);
         const floats max = signed_extreme<n>(x);
         const mask flat = L::abs(max) < floats(group_max_eps);
         const floats iscale = L::div(floats(float(-nmax)), max);
-        floats w[n];   // x^2, the weight
-        floats wx[n];  // x^3, rounded as the reference's w * x
         floats levels[n];
+        floats lx[n];  // x^3 l: the reference's w * x[i] * L[i]
+        floats l2[n];  // x^2 l^2: the reference's w * L[i] * L[i]
         floats sum_lx = zero;
         floats sum_l2 = zero;
         for (int i = 0; i < n; ++i) {
             const floats l = level(iscale * x[i], -nmax, nmax - 1);
+            const floats w = x[i] * x[i];
             levels[i] = l;
-            w[i] = x[i] * x[i];
-            wx[i] = w[i] * x[i];
-            sum_lx += L::mul(wx[i], l);
-            sum_l2 += L::mul(w[i] * l, l);
+            lx[i] = L::mul(w * x[i], l);
+            l2[i] = L::mul(w * l, l);
+            sum_lx += lx[i];
+            sum_l2 += l2[i];
         }
         for (int sweep = 0; sweep < 5; ++sweep) {
             mask changed(false);
             for (int i = 0; i < n; ++i) {
-                floats slx = sum_lx - L::mul(wx[i], levels[i]);
-                floats sl2 = sum_l2 - L::mul(w[i] * levels[i], levels[i]);
+                const floats slx = sum_lx - lx[i];
+                const floats sl2 = sum_l2 - l2[i];
                 const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
                 const mask moved = (slx > zero) && (new_l != levels[i]);
                 // Most levels stay where they are: skip the trial when no lane moves one.
                 if (L::none(moved)) continue;
-                slx += L::mul(wx[i], new_l);
-                sl2 += L::mul(w[i] * new_l, new_l);
-                const mask take =
-                    moved && (sl2 > zero) && (slx * slx * sum_l2 > sum_lx * sum_lx * sl2);
+                const floats w = x[i] * x[i];
+                const floats new_lx = L::mul(w * x[i], new_l);
+                const floats new_l2 = L::mul(w * new_l, new_l);
+                const floats trial_lx = slx + new_lx;
+                const floats trial_l2 = sl2 + new_l2;
+                const mask take = moved && (trial_l2 > zero) &&
+                                  (trial_lx * trial_lx * sum_l2 > sum_lx * sum_lx * trial_l2);
                 levels[i] = L::select(take, new_l, levels[i]);
-                sum_lx = L::select(take, slx, sum_lx);
-                sum_l2 = L::select(take, sl2, sum_l2);
+                lx[i] = L::select(take, new_lx, lx[i]);
+                l2[i] = L::select(take, new_l2, l2[i]);
+                sum_lx = L::select(take, trial_lx, sum_lx);
+                sum_l2 = L::select(take, trial_l2, sum_l2);
                 changed = changed || take;
             }
             if (L::none(changed)) break;
         }
-        const floats bias(static_cast<float>(nmax));
-        for (int i = 0; i < n; ++i) levels_out[i] = L::select(flat, zero, levels[i] + bias);
+        if (levels_out) {
+            const floats bias(static_cast<float>(nmax));
+            for (int i = 0; i < n; ++i) levels_out[i] = L::select(flat, zero, levels[i] + bias);
+        }
         const floats scale = L::select(sum_l2 > zero, L::div(sum_lx, sum_l2), zero);
         return L::select(flat, zero, scale);
     }
