@@ -298,6 +298,91 @@ struct batch_ops {
         }
     }
 
+    /// out[j] = clamp(lane j % count of v[j / count] + bias, 0, top) for j < 4 count: four
+    /// batches of any int32 values to bytes (0 <= bias, top <= 127). Saturating narrowing
+    /// keeps the order of the values, so clamping after it clamps the exact sums.
+    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512BW__)
+            __m512i all = _mm512_zextsi128_si512(_mm512_maskz_cvtsepi32_epi8(0xFFFF, v[0]));
+            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[1]), 1);
+            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[2]), 2);
+            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[3]), 3);
+            all = _mm512_adds_epi8(all, _mm512_set1_epi8(char(bias)));
+            all = _mm512_max_epi8(all, _mm512_setzero_si512());
+            all = _mm512_min_epi8(all, _mm512_set1_epi8(char(top)));
+            _mm512_storeu_si512(out, all);
+#endif
+        } else if constexpr (is_avx2<Arch>) {
+#if defined(__AVX2__)
+            const __m256i biases = _mm256_set1_epi16(std::int16_t(bias));
+            const __m256i low = _mm256_adds_epi16(_mm256_packs_epi32(v[0], v[1]), biases);
+            const __m256i high = _mm256_adds_epi16(_mm256_packs_epi32(v[2], v[3]), biases);
+            // packs works within 128-bit halves: 32-bit groups come out as 0 2 4 6 1 3 5 7.
+            __m256i all = _mm256_packus_epi16(low, high);
+            all = _mm256_permutevar8x32_epi32(all, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            all = _mm256_min_epu8(all, _mm256_set1_epi8(char(top)));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), all);
+#endif
+        } else if constexpr (is_neon64<Arch>) {
+#if XSIMD_WITH_NEON64
+            const int16x8_t biases = vdupq_n_s16(std::int16_t(bias));
+            const int16x8_t low =
+                vqaddq_s16(vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1])), biases);
+            const int16x8_t high =
+                vqaddq_s16(vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3])), biases);
+            const uint8x16_t all = vcombine_u8(vqmovun_s16(low), vqmovun_s16(high));
+            vst1q_u8(out, vminq_u8(all, vdupq_n_u8(std::uint8_t(top))));
+#endif
+        } else if constexpr (is_sse<Arch>) {
+#if defined(__SSE2__)
+            const __m128i biases = _mm_set1_epi16(std::int16_t(bias));
+            const __m128i low = _mm_adds_epi16(_mm_packs_epi32(v[0], v[1]), biases);
+            const __m128i high = _mm_adds_epi16(_mm_packs_epi32(v[2], v[3]), biases);
+            const __m128i all = _mm_min_epu8(_mm_packus_epi16(low, high), _mm_set1_epi8(char(top)));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), all);
+#endif
+        } else {
+            alignas(64) std::int32_t values[count];
+            for (int k = 0; k < 4; ++k) {
+                v[k].store_aligned(values);
+                for (int i = 0; i < count; ++i) {
+                    const std::int64_t sum = std::int64_t(values[i]) + bias;
+                    out[k * count + i] = std::uint8_t(sum < 0 ? 0 : sum > top ? top : sum);
+                }
+            }
+        }
+    }
+
+    /// count * 4 bytes at p, four to a lane.
+    static ints load_raw_bytes(const std::uint8_t* p) {
+        alignas(64) std::int32_t words[count];
+        std::memcpy(words, p, sizeof words);
+        return ints::load_aligned(words);
+    }
+
+    /// Stores v's bytes (count * 4 of them) at p.
+    static void store_raw_bytes(std::uint8_t* p, ints v) {
+        alignas(64) std::int32_t words[count];
+        v.store_aligned(words);
+        std::memcpy(p, words, sizeof words);
+    }
+
+    /// 64-byte batches only: stores the 32 bytes (low half of v) | (high half of v << shift),
+    /// shifting 32-bit lanes (the caller keeps every bit inside its byte).
+    static void store_folded_halves(std::uint8_t* p, ints v, int shift) {
+        static_assert(count == 16, "folds a 512-bit batch");
+#if defined(__AVX512F__)
+        const __m256i low = _mm512_castsi512_si256(v);
+        const __m256i high = _mm512_maskz_extracti64x4_epi64(0xF, v, 1);
+        const __m256i folded =
+            _mm256_or_si256(low, _mm256_sll_epi32(high, _mm_cvtsi32_si128(shift)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), folded);
+#else
+        (void)p, (void)v, (void)shift;
+#endif
+    }
+
   private:
 #if defined(__AVX2__)
     QMIX_FORCE_INLINE static void transpose8(const float* const* rows, floats* out) {

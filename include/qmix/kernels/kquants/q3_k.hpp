@@ -233,65 +233,99 @@ struct q3_k_kernels {
     /// the levels of its search.
     static void requantize_and_pack(const float* x, const fits& f, int first_fit, bool weighted,
                                     block& y) {
-        const float d = scalar<Arch>::half_to_float(y.d);
-        alignas(64) std::int32_t levels[values];
-        for (int g = 0; g < groups; ++g) {
-            const float step = d * float(f.scale_level[first_fit + g] - scale_bias);
-            const float* xs = x + group_size * g;
-            std::int32_t* ls = levels + group_size * g;
-            const int fit = first_fit + g;
-            if (step == 0 && !weighted) {
-                greedy_levels(xs, ls);
-            } else if (step == 0) {
-                const floats iscale(f.level_iscale[fit]);
-                const bool flat = f.flat[fit] != 0;
-                for (int i = 0; i < group_size; i += L::count) {
-                    const ints l =
-                        block_search::symmetric_levels(L::load(xs + i), iscale, level_bias);
-                    L::store(ls + i, flat ? ints(0) : l);
-                }
-            } else {
-                const floats steps(step);
-                for (int i = 0; i < group_size; i += L::count) {
-                    const ints l = L::nearest_int(L::div(L::load(xs + i), steps));
-                    L::store(ls + i, L::clamp(l, -level_bias, level_bias - 1) + ints(level_bias));
-                }
+        const floats d(scalar<Arch>::half_to_float(y.d));
+        alignas(64) float steps[groups];
+        for (int g = 0; g < groups; g += L::count) {
+            const ints scale = L::load(f.scale_level + first_fit + g) - ints(scale_bias);
+            L::store(steps + g, d * L::to_float(scale));
+        }
+        alignas(64) std::uint8_t levels[values];
+        // Four batches at a time, narrowed to bytes together: 4 L::count values, whole groups.
+        static_assert(4 * L::count % group_size == 0, "a narrowing covers whole groups");
+        for (int first = 0; first < values; first += 4 * L::count) {
+            ints rounded[4];
+            for (int k = 0; k < 4; ++k) {
+                const int i = first + k * L::count;
+                const floats step(steps[i / group_size]);
+                rounded[k] = L::nearest_int(L::div(L::load(x + i), step));
             }
+            L::ops::store_biased_bytes(levels + first, rounded, level_bias, 2 * level_bias - 1);
+        }
+        for (int g = 0; g < groups; ++g) {
+            if (steps[g] == 0) search_levels(x, f, first_fit + g, weighted, levels);
         }
         pack_levels(levels, y);
     }
 
-    /// The levels of the greedy search for the group at x (searched again: needed only for
-    /// the rare group whose stored scale is zero).
-    static void greedy_levels(const float* x, std::int32_t* levels) {
-        transposed<Arch, group_size> values;
-        values.load(&x, 1);
-        typename L::floats found[group_size];
-        block_search::template symmetric_greedy<group_size>(values.v, level_bias, found);
-        alignas(64) float lane_values[L::count];
-        for (int i = 0; i < group_size; ++i) {
-            L::store(lane_values, found[i]);
-            levels[i] = std::int32_t(lane_values[0]);
+    /// The levels of group `fit` (a group of the block at x) where its stored scale is
+    /// zero: those its search found (searched again on the greedy path).
+    static void search_levels(const float* x, const fits& f, int fit, bool weighted,
+                              std::uint8_t* levels) {
+        const int g = fit % groups;
+        const float* xs = x + group_size * g;
+        std::uint8_t* ls = levels + group_size * g;
+        alignas(64) std::int32_t found[group_size];
+        if (weighted) {
+            const floats iscale(f.level_iscale[fit]);
+            const bool flat = f.flat[fit] != 0;
+            for (int i = 0; i < group_size; i += L::count) {
+                const ints l = block_search::symmetric_levels(L::load(xs + i), iscale, level_bias);
+                L::store(found + i, flat ? ints(0) : l);
+            }
+        } else {
+            transposed<Arch, group_size> values;
+            values.load(&xs, 1);
+            typename L::floats lanes_found[group_size];
+            block_search::template symmetric_greedy<group_size>(values.v, level_bias, lanes_found);
+            alignas(64) float lane_values[L::count];
+            for (int i = 0; i < group_size; ++i) {
+                L::store(lane_values, lanes_found[i]);
+                found[i] = std::int32_t(lane_values[0]);
+            }
         }
+        for (int i = 0; i < group_size; ++i) ls[i] = std::uint8_t(found[i]);
     }
 
-    /// Biased levels (0..7) -> third bits in hmask and low two bits in qs.
-    static void pack_levels(const std::int32_t* levels, block& y) {
-        for (int k = 0; k < 32; k += L::count) {
-            ints high(0);
-            unrolled<8>([&](auto b) {
-                high = high | (((L::load(levels + 32 * b + k) >> 2) & ints(1)) << b);
-            });
-            L::store_bytes(y.hmask + k, high);
-        }
-        for (int half = 0; half < 2; ++half) {
-            for (int k = 0; k < 32; k += L::count) {
-                ints low(0);
-                unrolled<4>([&](auto j) {
-                    low = low | ((L::load(levels + 128 * half + 32 * j + k) & ints(3)) << (2 * j));
-                });
-                L::store_bytes(y.qs + 32 * half + k, low);
+    /// Biased levels (bytes 0..7, in value order) -> low two bits in qs, third bits in
+    /// hmask. Value 128 h + 32 s + k goes to bits 2 s of qs[32 h + k] and bit 4 h + s of
+    /// hmask[k]: runs of 32 values pack together, handled four bytes to an int32 lane (no
+    /// shift below carries a bit out of its byte).
+    static void pack_levels(const std::uint8_t* levels, block& y) {
+        const ints low_bits(0x03030303);
+        const ints third_bit(0x04040404);
+        auto run = [&](int h, int s, int k) {
+            return L::ops::load_raw_bytes(levels + 128 * h + 32 * s + k);
+        };
+        auto to_bit = [](ints third, int bit) {
+            return bit >= 2 ? third << (bit - 2) : third >> (2 - bit);
+        };
+        constexpr int bytes = 4 * L::count;
+        if constexpr (bytes <= 32) {
+            for (int k = 0; k < 32; k += bytes) {
+                ints high(0);
+                for (int h = 0; h < 2; ++h) {
+                    ints low(0);
+                    for (int s = 0; s < 4; ++s) {
+                        const ints v = run(h, s, k);
+                        low = low | ((v & low_bits) << (2 * s));
+                        high = high | to_bit(v & third_bit, 4 * h + s);
+                    }
+                    L::ops::store_raw_bytes(y.qs + 32 * h + k, low);
+                }
+                L::ops::store_raw_bytes(y.hmask + k, high);
             }
+        } else {
+            // 64-byte batches hold two runs, s and s + 1: pack both, then fold the halves.
+            ints high(0);
+            for (int h = 0; h < 2; ++h) {
+                const ints first = run(h, 0, 0);   // s = 0 | s = 1
+                const ints second = run(h, 2, 0);  // s = 2 | s = 3
+                L::ops::store_folded_halves(y.qs + 32 * h,
+                                            (first & low_bits) | ((second & low_bits) << 4), 2);
+                high =
+                    high | to_bit(first & third_bit, 4 * h) | to_bit(second & third_bit, 4 * h + 2);
+            }
+            L::ops::store_folded_halves(y.hmask, high, 1);
         }
     }
 };
