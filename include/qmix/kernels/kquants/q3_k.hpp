@@ -140,46 +140,24 @@ struct q3_k_kernels {
         }
     }
 
-    /// The reference: 6-bit levels against the scale of largest magnitude.
+    /// The reference: 6-bit levels against the scale of largest magnitude, one block per
+    /// lane.
     static void choose_scales_reference(int count, fits& f, block* y) {
-        for (int b = 0; b < count; ++b) {
-            const float* scales = f.scale + b * groups;
-            std::int32_t* levels = f.scale_level + b * groups;
-            const float max_scale = first_of_largest_magnitude(scales);
-            block& out = y[b];
-            if (max_scale != 0) {
-                const float inverse = -float(scale_bias) / max_scale;
-                for (int g = 0; g < groups; g += L::count) {
-                    ints l = L::nearest_int(floats(inverse) * L::load(scales + g));
-                    l = (l << 24) >> 24;  // narrowed to int8 before the clamp, as the reference
-                    L::store(levels + g,
-                             L::clamp(l, -scale_bias, scale_bias - 1) + ints(scale_bias));
-                }
-                out.d = scalar<Arch>::float_to_half(1 / inverse);
-            } else {
-                for (int g = 0; g < groups; ++g) levels[g] = 0;
-                out.d = scalar<Arch>::float_to_half(0.f);
+        for (int first = 0; first < count; first += L::count) {
+            const int valid = count - first < L::count ? count - first : L::count;
+            const auto scales = block_scales(f.scale, first, valid);
+            const floats max_scale = block_search::template signed_extreme<groups>(scales.v);
+            const typename L::mask zero = max_scale == floats(0.0f);
+            const floats inverse = L::div(floats(-float(scale_bias)), max_scale);
+            ints levels[groups];
+            for (int g = 0; g < groups; ++g) {
+                ints l = L::nearest_int(inverse * scales.v[g]);
+                l = (l << 24) >> 24;  // narrowed to int8 before the clamp, as the reference
+                l = L::clamp(l, -scale_bias, scale_bias - 1) + ints(scale_bias);
+                levels[g] = L::select(zero, ints(0), l);
             }
-            pack_scales(levels, out.scales);
-        }
-    }
-
-    /// The signed scale of largest magnitude, the first one on ties (NaN never wins).
-    static float first_of_largest_magnitude(const float* scales) {
-        floats largest(0.0f);
-        for (int g = 0; g < groups; g += L::count) {
-            const floats magnitude = L::abs(L::load(scales + g));
-            largest = L::select(magnitude > largest, magnitude, largest);
-        }
-        alignas(64) float lanes_largest[L::count];
-        L::store(lanes_largest, largest);
-        float max_magnitude = 0;
-        for (int lane = 0; lane < L::count; ++lane) {
-            if (lanes_largest[lane] > max_magnitude) max_magnitude = lanes_largest[lane];
-        }
-        if (max_magnitude == 0) return 0;
-        for (int g = 0;; ++g) {
-            if (scalar<Arch>::abs(scales[g]) == max_magnitude) return scales[g];
+            const floats d = L::select(zero, floats(0.0f), L::div(floats(1.0f), inverse));
+            store_scales(levels, d, first, valid, f, y);
         }
     }
 
@@ -187,16 +165,8 @@ struct q3_k_kernels {
     static void choose_scales_weighted(int count, fits& f, block* y) {
         for (int first = 0; first < count; first += L::count) {
             const int valid = count - first < L::count ? count - first : L::count;
-            const float* scale_rows[L::count];
-            const float* weight_rows[L::count];
-            for (int lane = 0; lane < valid; ++lane) {
-                scale_rows[lane] = f.scale + (first + lane) * groups;
-                weight_rows[lane] = f.weight + (first + lane) * groups;
-            }
-            transposed<Arch, groups> scales;
-            transposed<Arch, groups> weights;
-            scales.load(scale_rows, valid);
-            weights.load(weight_rows, valid);
+            const auto scales = block_scales(f.scale, first, valid);
+            const auto weights = block_scales(f.weight, first, valid);
             const auto fit =
                 block_search::template symmetric<groups, true>(scales.v, weights.v, scale_bias);
             ints levels[groups];
@@ -205,27 +175,44 @@ struct q3_k_kernels {
                     fit.flat, ints(0),
                     block_search::symmetric_levels(scales.v[g], fit.level_iscale, scale_bias));
             }
-            alignas(64) float d[L::count];
-            L::store(d, fit.scale);
-            for (int lane = 0; lane < valid; ++lane) {
-                std::int32_t* packed = f.scale_level + (first + lane) * groups;
-                L::extract_lane(levels, groups, lane, packed);
-                block& out = y[first + lane];
-                pack_scales(packed, out.scales);
-                out.d = scalar<Arch>::float_to_half(d[lane]);
-            }
+            store_scales(levels, fit.scale, first, valid, f, y);
         }
     }
 
-    /// The sixteen stored (biased) scales -> 12 bytes; see the layout in formats/q3_k.hpp.
-    static void pack_scales(const std::int32_t* levels, std::uint8_t* scales) {
-        for (int g = 0; g < 8; ++g) {
-            scales[g] = std::uint8_t((levels[g] & 0xF) | ((levels[g + 8] & 0xF) << 4));
+    /// The 16 per-group values of blocks first .. first + valid of a chunk, one block per
+    /// lane.
+    static transposed<Arch, groups> block_scales(const float* per_group, int first, int valid) {
+        const float* rows[L::count];
+        for (int lane = 0; lane < valid; ++lane) rows[lane] = per_group + (first + lane) * groups;
+        transposed<Arch, groups> out;
+        out.load(rows, valid);
+        return out;
+    }
+
+    /// Stores the scales chosen for blocks first .. first + valid (one per lane): their
+    /// stored (biased) 6-bit levels into f.scale_level, and each block's scales and d. The
+    /// twelve scale bytes are packed in lanes: bytes 0..7 hold the low four bits of groups
+    /// j and j + 8, bytes 8 + r the high two bits of groups r, r + 4, r + 8 and r + 12.
+    static void store_scales(const ints* levels, floats d, int first, int valid, fits& f,
+                             block* y) {
+        alignas(64) std::int32_t by_group[groups][L::count];
+        alignas(64) std::int32_t packed[12][L::count];
+        alignas(64) float d_lanes[L::count];
+        const ints low(0xF);
+        for (int g = 0; g < groups; ++g) L::store(by_group[g], levels[g]);
+        for (int j = 0; j < 8; ++j) {
+            L::store(packed[j], (levels[j] & low) | ((levels[j + 8] & low) << 4));
         }
         for (int r = 0; r < 4; ++r) {
-            scales[8 + r] = std::uint8_t(
-                ((levels[r] >> 4) & 3) | (((levels[4 + r] >> 4) & 3) << 2) |
-                (((levels[8 + r] >> 4) & 3) << 4) | (((levels[12 + r] >> 4) & 3) << 6));
+            L::store(packed[8 + r], (levels[r] >> 4) | ((levels[4 + r] >> 4) << 2) |
+                                        ((levels[8 + r] >> 4) << 4) | ((levels[12 + r] >> 4) << 6));
+        }
+        L::store(d_lanes, d);
+        for (int lane = 0; lane < valid; ++lane) {
+            const int b = first + lane;
+            for (int g = 0; g < groups; ++g) f.scale_level[b * groups + g] = by_group[g][lane];
+            for (int j = 0; j < 12; ++j) y[b].scales[j] = std::uint8_t(packed[j][lane]);
+            y[b].d = scalar<Arch>::float_to_half(d_lanes[lane]);
         }
     }
 

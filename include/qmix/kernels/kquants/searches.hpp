@@ -315,6 +315,20 @@ struct group_search {
         return L::select(flat, zero, result);
     }
 
+    /// The value of largest magnitude, the first one on ties (the reference's `max`).
+    template <int n>
+    static floats signed_extreme(const floats* x) {
+        floats amax(0.0f);
+        floats max(0.0f);
+        for (int i = 0; i < n; ++i) {
+            const floats ax = L::abs(x[i]);
+            const mask bigger = ax > amax;
+            amax = L::select(bigger, ax, amax);
+            max = L::select(bigger, x[i], max);
+        }
+        return max;
+    }
+
   private:
     /// clamp(nearest_int(value), lo, hi) as a float.
     static floats level(floats value, int lo, int hi) {
@@ -328,20 +342,6 @@ struct group_search {
         } else {
             return diff * diff;
         }
-    }
-
-    /// The value of largest magnitude, the first one on ties (the reference's `max`).
-    template <int n>
-    static floats signed_extreme(const floats* x) {
-        floats amax(0.0f);
-        floats max(0.0f);
-        for (int i = 0; i < n; ++i) {
-            const floats ax = L::abs(x[i]);
-            const mask bigger = ax > amax;
-            amax = L::select(bigger, ax, amax);
-            max = L::select(bigger, x[i], max);
-        }
-        return max;
     }
 
     /// The value a level takes once stored in a uint8 (modulo 256), as a float.
