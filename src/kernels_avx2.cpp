@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The avx2 kernel level. CMakeLists.txt compiles this file alone with the level's
-// instruction-set flags (-mavx2 -mf16c -mbmi2, no FMA); the rest of the program keeps
+// instruction-set flags (-mavx2 -mfma -mf16c -mbmi2); the rest of the program keeps
 // the baseline flags and calls in here only on a CPU that runs avx2.
 #include "kernel_levels.hpp"
 #include "qmix/kernels/build.hpp"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The avx512 kernel level. CMakeLists.txt compiles this file alone with the level's
-// instruction-set flags (AVX-512 F, BW, VL, DQ, CD and VNNI, F16C, BMI2; no FMA); the rest
+// instruction-set flags (AVX-512 F, BW, VL, DQ, CD and VNNI, FMA, F16C, BMI2); the rest
 // of the program keeps the baseline flags and calls in here only on a CPU that runs avx512.
 #include "kernel_levels.hpp"
 #include "qmix/kernels/build.hpp"

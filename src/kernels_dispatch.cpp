@@ -23,7 +23,7 @@ const std::vector<level>& built_levels() {
         all.push_back({"sse2", cpu.sse2 ? &levels::sse2() : nullptr, "SSE2"});
 #endif
 #if defined(QMIX_LEVEL_AVX2)
-        all.push_back({"avx2", cpu.avx2 ? &levels::avx2() : nullptr, "AVX2, F16C and BMI2"});
+        all.push_back({"avx2", cpu.avx2 ? &levels::avx2() : nullptr, "AVX2, FMA, F16C and BMI2"});
 #endif
 #if defined(QMIX_LEVEL_AVX512)
         all.push_back({"avx512", cpu.avx512 ? &levels::avx512() : nullptr,

@@ -531,9 +531,10 @@ struct block_kernels {
     }
 
     /// f16 and f32: products summed in four float accumulators, each stretch of `chunk`
-    /// values then added in double, as the reference sums everything.
-    template <class Load>
-    static float dot_floats(std::int64_t n, Load load, double tail) {
+    /// values then added in double, as the reference sums everything. `add_product(i, acc)`
+    /// adds the products of the `lanes` values at i to acc.
+    template <class AddProduct>
+    static float dot_floats(std::int64_t n, AddProduct add_product, double tail) {
         constexpr std::int64_t chunk = 1024;
         constexpr std::int64_t width = std::int64_t(lanes);
         double total = tail;
@@ -542,14 +543,16 @@ struct block_kernels {
             const std::int64_t end = std::min(n, i + chunk);
             floats acc[4] = {floats(0.0f), floats(0.0f), floats(0.0f), floats(0.0f)};
             for (; i + 4 * width <= end; i += 4 * width) {
-                for (std::int64_t k = 0; k < 4; ++k) acc[k] = acc[k] + load(i + k * width);
+                for (std::int64_t k = 0; k < 4; ++k) acc[k] = add_product(i + k * width, acc[k]);
             }
-            for (; i + width <= end; i += width) acc[0] = acc[0] + load(i);
+            for (; i + width <= end; i += width) acc[0] = add_product(i, acc[0]);
             total += double(simd::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3])));
         }
         return float(total);
     }
 
+    /// The product of two binary16 values is exact in binary32, so a fused multiply-add
+    /// sums the same values as a multiplication and an addition.
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
         const std::int64_t whole = n - n % std::int64_t(lanes);
         double tail = 0.0;
@@ -558,8 +561,9 @@ struct block_kernels {
         }
         return dot_floats(
             whole,
-            [&](std::int64_t i) {
-                return simd::mul(cpu::load_halves(x + i), cpu::load_halves(y + i));
+            [&](std::int64_t i, floats acc) {
+                return cpu::add_exact_product(cpu::load_halves(x + i), cpu::load_halves(y + i),
+                                              acc);
             },
             tail);
     }
@@ -570,8 +574,9 @@ struct block_kernels {
         for (std::int64_t i = whole; i < n; ++i) tail += double(x[i] * y[i]);
         return dot_floats(
             whole,
-            [&](std::int64_t i) {
-                return simd::mul(floats::load_unaligned(x + i), floats::load_unaligned(y + i));
+            [&](std::int64_t i, floats acc) {
+                return acc +
+                       simd::mul(floats::load_unaligned(x + i), floats::load_unaligned(y + i));
             },
             tail);
     }

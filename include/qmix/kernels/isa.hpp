@@ -29,6 +29,9 @@
 //                                 nibble; returns bit 4 of level j as bit j
 //   half_to_float(h), float_to_half(f)   one value, exact, rounding to nearest even
 //   load_halves(p), store_halves(F, p)   N values, the same conversions
+//   add_exact_product(a, b, c)    c + a * b for products that binary32 holds exactly (a and
+//                                 b binary16 values): fused where the level has FMA, which
+//                                 then gives the very same sum in one instruction
 // and the dot-product engine, which works a block (32 bytes) at a time:
 //   bytes, part                   a block's 32 bytes; their partial int32 sums
 //   parts_per_vector              parts that join into one I (blocks per step)

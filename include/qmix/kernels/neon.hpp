@@ -94,6 +94,7 @@ struct isa<xsimd::neon64> {
     static void store_halves(floats v, std::uint16_t* p) {
         vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v)));
     }
+    static floats add_exact_product(floats a, floats b, floats c) { return vfmaq_f32(c, a, b); }
 
     struct bytes {
         int8x16_t low, high;

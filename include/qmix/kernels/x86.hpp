@@ -4,7 +4,8 @@
 // x86-64: what the CPU can run (cpuid, no compiler flags needed) and the isa<> primitives
 // of the three levels qmix builds for:
 //   sse2    every x86-64 CPU; the baseline
-//   avx2    AVX2 + F16C + BMI2 (Haswell, Zen and later); no FMA is assumed or needed
+//   avx2    AVX2 + FMA + F16C + BMI2 (Haswell, Zen and later); FMA only where a fused
+//           multiply-add gives the bytes of the separate steps (add_exact_product)
 //   avx512  AVX-512 F/BW/VL/DQ/CD + VNNI (Ice Lake, Zen 4 and later)
 // Each isa<> specialisation exists only in translation units compiled for its level; see
 // isa.hpp for what each primitive promises.
@@ -30,7 +31,7 @@ namespace qmix::kernels::x86 {
 /// system must also save the wide registers, or AVX code faults even on an AVX CPU.
 struct cpu_features {
     bool sse2 = false;
-    bool avx2 = false;    ///< AVX2 with F16C and BMI2, and OS support for ymm state
+    bool avx2 = false;    ///< AVX2 with FMA, F16C and BMI2, and OS support for ymm state
     bool avx512 = false;  ///< F, BW, VL, DQ, CD, VNNI, F16C, BMI2, and OS support for zmm state
 };
 
@@ -41,6 +42,7 @@ inline cpu_features detect_cpu() noexcept {
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return found;
     found.sse2 = (edx >> 26) & 1u;
     const bool f16c = (ecx >> 29) & 1u;
+    const bool fma = (ecx >> 12) & 1u;
     const bool osxsave = (ecx >> 27) & 1u;
     const bool avx = (ecx >> 28) & 1u;
     std::uint64_t xcr0 = 0;
@@ -60,7 +62,7 @@ inline cpu_features detect_cpu() noexcept {
     const bool avx512bw = (ebx >> 30) & 1u;
     const bool avx512vl = (ebx >> 31) & 1u;
     const bool avx512vnni = (ecx >> 11) & 1u;
-    found.avx2 = avx && avx2 && f16c && bmi2 && os_ymm;
+    found.avx2 = avx && avx2 && fma && f16c && bmi2 && os_ymm;
     found.avx512 = found.avx2 && avx512f && avx512bw && avx512vl && avx512dq && avx512cd &&
                    avx512vnni && os_zmm;
 #endif
@@ -203,6 +205,7 @@ struct isa<xsimd::sse2> {
         const std::uint64_t raw = std::uint64_t(_mm_cvtsi128_si64(packed));
         std::memcpy(p, &raw, sizeof raw);
     }
+    static floats add_exact_product(floats a, floats b, floats c) { return c + simd::mul(a, b); }
 
     // Dot-product engine: a block's 32 bytes as two 16-byte halves.
     struct bytes {
@@ -367,6 +370,13 @@ struct isa<xsimd::avx2> {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                          _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     }
+    static floats add_exact_product(floats a, floats b, floats c) {
+#if defined(__FMA__)
+        return _mm256_fmadd_ps(a, b, c);
+#else
+        return c + simd::mul(a, b);
+#endif
+    }
 
     using bytes = __m256i;
     using part = __m256i;
@@ -405,7 +415,9 @@ struct isa<xsimd::avx2> {
         // x * sign(s) cannot overflow because x is never -128.
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
     }
-    static ints join(const part* p) { return p[0]; }
+    static ints join(const part* p) {
+        return p[0];
+    }
 
     /// The first two binary16 values of both blocks (x: d and m, y: d and s), converted at
     /// once: lane 0 holds dx * dy, lane 1 holds mx * sy (the other lanes are unused).
@@ -517,6 +529,9 @@ struct isa<xsimd::avx512bw> {
     static void store_halves(floats v, std::uint16_t* p) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
                             _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    static floats add_exact_product(floats a, floats b, floats c) {
+        return _mm512_fmadd_ps(a, b, c);
     }
 
     using bytes = __m256i;
