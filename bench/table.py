@@ -53,13 +53,22 @@ TYPE_ORDER = ["f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1",
 LEVEL_ORDER = ["scalar", "sse2", "avx2", "avx512", "neon"]
 
 
+DATA_SETS = {
+    "ggml": "ggml's test-quantize-perf data, 0.1 + 2 cos(i) (what ggml's figures were measured on)",
+    "gaussian": "Gaussian weights, sigma 0.02 (whisper-like); ggml's figures were measured on "
+                "its own cosine data, so the ratios to them compare different inputs",
+}
+
+
 def read_rates(paths):
-    """{(op, type, level): million values per second}: the median aggregate when the run
-    had repetitions, else the median of the runs found."""
-    medians, samples = {}, defaultdict(list)
+    """({(op, type, level): million values per second}, {data sets}): the median aggregate
+    when the run had repetitions, else the median of the runs found."""
+    medians, samples, data_sets = {}, defaultdict(list), set()
     for path in paths:
         with (sys.stdin if path == "-" else open(path)) as f:
             data = json.load(f)
+        # Runs from before --data existed have no "qmix data" context: they used gaussian.
+        data_sets.add(data.get("context", {}).get("qmix data", "gaussian"))
         for b in data.get("benchmarks", []):
             name = b.get("run_name", b["name"])
             if "items_per_second" not in b:
@@ -77,7 +86,7 @@ def read_rates(paths):
             continue
         key = (parts[0], parts[1], parts[2])
         rates[key] = medians[name] if name in medians else statistics.median(samples[name])
-    return rates
+    return rates, data_sets
 
 
 def ordered(values, order):
@@ -142,10 +151,14 @@ def main():
     parser.add_argument("json", nargs="+", help="qmix-bench JSON output files ('-' for stdin)")
     parser.add_argument("--floors", action="store_true", help="add the floors table")
     args = parser.parse_args()
-    rates = read_rates(args.json)
+    rates, data_sets = read_rates(args.json)
     if not rates:
         sys.exit("table.py: no OP/TYPE/LEVEL benchmarks with items_per_second in the input")
-    out = []
+    if len(data_sets) > 1:
+        sys.exit("table.py: the inputs were measured on different data (--data): "
+                 + ", ".join(sorted(data_sets)))
+    (data_set,) = data_sets
+    out = [f"Input data (`qmix-bench --data={data_set}`): {DATA_SETS.get(data_set, data_set)}.", ""]
     for op in OPERATIONS:
         out += table(rates, op)
     if args.floors:
