@@ -222,9 +222,12 @@ struct q3_k_kernels {
                                     block& y) {
         const floats d(scalar<Arch>::half_to_float(y.d));
         alignas(64) float steps[groups];
+        bool some_zero = false;
         for (int g = 0; g < groups; g += L::count) {
             const ints scale = L::load(f.scale_level + first_fit + g) - ints(scale_bias);
-            L::store(steps + g, d * L::to_float(scale));
+            const floats step = d * L::to_float(scale);
+            L::store(steps + g, step);
+            some_zero = some_zero || !L::none(step == floats(0.0f));
         }
         alignas(64) std::uint8_t levels[values];
         // Four batches at a time, narrowed to bytes together: 4 L::count values, whole groups.
@@ -238,7 +241,7 @@ struct q3_k_kernels {
             }
             L::ops::store_biased_bytes(levels + first, rounded, level_bias, 2 * level_bias - 1);
         }
-        for (int g = 0; g < groups; ++g) {
+        for (int g = 0; some_zero && g < groups; ++g) {
             if (steps[g] == 0) search_levels(x, f, first_fit + g, weighted, levels);
         }
         pack_levels(levels, y);
