@@ -199,25 +199,30 @@ struct avx2_dot {
             __m256i halves_dup[2];
             duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
 
+            // Level = u - 4 with u = low + 4 * third bit in [0, 7]: the sums take u, and the
+            // 4 * scale * (sum of q8's group of 16) that the offset adds is taken off once
+            // per block, with q8_K's group sums (bsums).
             const __m256i hmask = load(x.hmask);
             const __m256i two_bits = _mm256_set1_epi8(3);
-            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i four = _mm256_set1_epi8(4);
             __m256i acc = _mm256_setzero_si256();
             unrolled<2>([&](auto h) {
                 const __m256i q3 = load(x.qs + 32 * h);
                 unrolled<4>([&](auto s) {
+                    constexpr int bit = 4 * decltype(h)::value + decltype(s)::value;
                     const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q3, 2 * s), two_bits);
-                    // Level = low - 4 where the third bit is clear.
-                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hmask, 4 * h + s), one);
-                    const __m256i offset = _mm256_slli_epi16(_mm256_xor_si256(high, one), 2);
-                    const __m256i q8 = load(y.qs + 128 * h + 32 * s);
-                    const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(low, q8),
-                                                              _mm256_maddubs_epi16(offset, q8));
+                    // The third bit (bit `bit` of each hmask byte) moved to bit 2.
+                    const __m256i third =
+                        bit >= 2 ? _mm256_and_si256(_mm256_srli_epi16(hmask, bit - 2), four)
+                                 : _mm256_and_si256(_mm256_slli_epi16(hmask, 2 - bit), four);
+                    const __m256i products = _mm256_maddubs_epi16(_mm256_or_si256(low, third),
+                                                                  load(y.qs + 128 * h + 32 * s));
                     acc = _mm256_add_epi32(
                         acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
                 });
             });
-            scaled = acc;
+            const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
+            scaled = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 2));
         }
     };
 
