@@ -162,6 +162,12 @@ struct avx2_dot {
             const __m256i mins16 =
                 _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
             mins = _mm256_madd_epi16(load(y.bsums), mins16);
+#if defined(__AVX512BW__)
+            if constexpr (is_avx512bw<Arch>) {
+                scaled = wide_sums(x, y, scales16);
+                return;
+            }
+#endif
             __m256i halves_dup[2];
             duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
             const __m256i two_bits = _mm256_set1_epi8(3);
@@ -178,6 +184,39 @@ struct avx2_dot {
             });
             scaled = acc;
         }
+
+#if defined(__AVX512BW__)
+        /// The same sums 64 values at a time: a zmm holds the levels of two consecutive
+        /// shifts s, s + 1 of one qs half (four groups of 16), each group's scale spread
+        /// over its eight 16-bit product lanes.
+        static __m256i wide_sums(const formats::block_q2_k& x, const act& y, __m256i scales16) {
+            const __m512i all_scales = _mm512_zextsi256_si512(scales16);
+            const __m512i two_bits = _mm512_set1_epi8(3);
+            // Product lane l (values 2 l, 2 l + 1 of the 64) belongs to group l / 8.
+            const __m512i group_of_lane = _mm512_cvtepu8_epi16(
+                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
+                                 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+            __m512i acc = _mm512_setzero_si512();
+            unrolled<2>([&](auto h) {
+                const __m512i q2 = _mm512_maskz_broadcast_i64x4(0xFF, load(x.qs + 32 * h));
+                unrolled<2>([&](auto p) {
+                    // Shift 2 s in the low 256 bits, 2 (s + 1) in the high, for s = 2 p.
+                    const __m512i shifts = _mm512_inserti64x4(
+                        _mm512_set1_epi16(short(4 * p)), _mm256_set1_epi16(short(4 * p + 2)), 1);
+                    const __m512i levels =
+                        _mm512_and_si512(_mm512_srlv_epi16(q2, shifts), two_bits);
+                    const __m512i q8 = _mm512_loadu_si512(y.qs + 128 * h + 64 * p);
+                    const __m512i products = _mm512_maddubs_epi16(levels, q8);
+                    const __m512i first_group = _mm512_set1_epi16(short(8 * h + 4 * p));
+                    const __m512i scale = _mm512_permutexvar_epi16(
+                        _mm512_add_epi16(first_group, group_of_lane), all_scales);
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(products, scale));
+                });
+            });
+            return _mm256_add_epi32(_mm512_castsi512_si256(acc),
+                                    _mm512_maskz_extracti64x4_epi64(0xF, acc, 1));
+        }
+#endif
     };
 
     struct q3_k_unit {
