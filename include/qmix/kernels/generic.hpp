@@ -472,8 +472,7 @@ struct block_kernels {
         return dot_blocks<false>(
             x, y, blocks,
             [&](std::int64_t b) {
-                return cpu::dot_signed(cpu::sub_bytes(cpu::nibbles(x[b].qs), 8),
-                                       cpu::load_bytes(y[b].qs));
+                return cpu::dot_offset(cpu::nibbles(x[b].qs), 8, cpu::load_bytes(y[b].qs));
             },
             [&](std::int64_t b) {
                 return formats::q4_0::dot_row(x + b, y + b, (blocks - b) * 32);
@@ -486,7 +485,7 @@ struct block_kernels {
             x, y, blocks,
             [&](std::int64_t b) {
                 const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
-                return cpu::dot_signed(cpu::sub_bytes(level, 16), cpu::load_bytes(y[b].qs));
+                return cpu::dot_offset(level, 16, cpu::load_bytes(y[b].qs));
             },
             [&](std::int64_t b) {
                 return formats::q5_0::dot_row(x + b, y + b, (blocks - b) * 32);

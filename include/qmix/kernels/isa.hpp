@@ -41,6 +41,7 @@
 //   sub_bytes(b, k)               b - k in every byte
 //   dot_unsigned(u, s)            partial sums of u * s, u in [0, 127], s any int8
 //   dot_signed(x, s)              partial sums of x * s, x in [-127, 127], s any int8
+//   dot_offset(u, k, s)           partial sums of (u - k) * s, u in [0, 31], k in [0, 16]
 //   join(const part*)             parts_per_vector parts as one I
 //   step_constants(x, y)          for the blocks x[k] and partners y[k] of a step: the
 //                                 products dx * dy and mx * sy of their first two binary16

@@ -138,6 +138,9 @@ struct isa<xsimd::neon64> {
         sum = vpadalq_s16(sum, vmull_s8(vget_low_s8(x.high), vget_low_s8(s.high)));
         return vpadalq_s16(sum, vmull_high_s8(x.high, s.high));
     }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        return dot_signed(sub_bytes(u, k), s);
+    }
     static part dot_unsigned(bytes u, bytes s) { return dot_signed(u, s); }
     static ints join(const part* p) { return p[0]; }
 

@@ -244,6 +244,9 @@ struct isa<xsimd::sse2> {
     static part dot_signed(bytes x, bytes s) {
         return _mm_add_epi32(dot16(x.low, s.low), dot16(x.high, s.high));
     }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        return dot_signed(sub_bytes(u, k), s);
+    }
     static part dot_unsigned(bytes u, bytes s) { return dot_signed(u, s); }
     static ints join(const part* p) { return p[0]; }
 
@@ -415,6 +418,9 @@ struct isa<xsimd::avx2> {
         // x * sign(s) cannot overflow because x is never -128.
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
     }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        return dot_signed(sub_bytes(u, k), s);
+    }
     static ints join(const part* p) {
         return p[0];
     }
@@ -562,6 +568,10 @@ struct isa<xsimd::avx512bw> {
     static part dot_signed(bytes x, bytes s) {
         // As for AVX2: x * s = |s| * (x * sign(s)), exact because x is never -128.
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
+    }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        // (u - k) * s summed as u * s - k * s: two unsigned-by-signed dot products.
+        return _mm256_sub_epi32(dot_unsigned(u, s), dot_unsigned(_mm256_set1_epi8(k), s));
     }
     static ints join(const part* p) {
         return _mm512_inserti64x4(_mm512_castsi256_si512(p[0]), p[1], 1);
