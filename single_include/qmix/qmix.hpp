@@ -2805,6 +2805,9 @@ inline double bits_per_weight(type_id id) {
 //                                 nibble; returns bit 4 of level j as bit j
 //   half_to_float(h), float_to_half(f)   one value, exact, rounding to nearest even
 //   load_halves(p), store_halves(F, p)   N values, the same conversions
+//   add_exact_product(a, b, c)    c + a * b for products that binary32 holds exactly (a and
+//                                 b binary16 values): fused where the level has FMA, which
+//                                 then gives the very same sum in one instruction
 // and the dot-product engine, which works a block (32 bytes) at a time:
 //   bytes, part                   a block's 32 bytes; their partial int32 sums
 //   parts_per_vector              parts that join into one I (blocks per step)
@@ -2814,6 +2817,7 @@ inline double bits_per_weight(type_id id) {
 //   sub_bytes(b, k)               b - k in every byte
 //   dot_unsigned(u, s)            partial sums of u * s, u in [0, 127], s any int8
 //   dot_signed(x, s)              partial sums of x * s, x in [-127, 127], s any int8
+//   dot_offset(u, k, s)           partial sums of (u - k) * s, u in [0, 31], k in [0, 16]
 //   join(const part*)             parts_per_vector parts as one I
 //   step_constants(x, y)          for the blocks x[k] and partners y[k] of a step: the
 //                                 products dx * dy and mx * sy of their first two binary16
@@ -2991,6 +2995,7 @@ struct isa<xsimd::neon64> {
     static void store_halves(floats v, std::uint16_t* p) {
         vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v)));
     }
+    static floats add_exact_product(floats a, floats b, floats c) { return vfmaq_f32(c, a, b); }
 
     struct bytes {
         int8x16_t low, high;
@@ -3033,6 +3038,9 @@ struct isa<xsimd::neon64> {
         sum = vpadalq_s16(sum, vmull_high_s8(x.low, s.low));
         sum = vpadalq_s16(sum, vmull_s8(vget_low_s8(x.high), vget_low_s8(s.high)));
         return vpadalq_s16(sum, vmull_high_s8(x.high, s.high));
+    }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        return dot_signed(sub_bytes(u, k), s);
     }
     static part dot_unsigned(bytes u, bytes s) { return dot_signed(u, s); }
     static ints join(const part* p) { return p[0]; }
@@ -3114,7 +3122,8 @@ struct kernel_table {
 // x86-64: what the CPU can run (cpuid, no compiler flags needed) and the isa<> primitives
 // of the three levels qmix builds for:
 //   sse2    every x86-64 CPU; the baseline
-//   avx2    AVX2 + F16C + BMI2 (Haswell, Zen and later); no FMA is assumed or needed
+//   avx2    AVX2 + FMA + F16C + BMI2 (Haswell, Zen and later); FMA only where a fused
+//           multiply-add gives the bytes of the separate steps (add_exact_product)
 //   avx512  AVX-512 F/BW/VL/DQ/CD + VNNI (Ice Lake, Zen 4 and later)
 // Each isa<> specialisation exists only in translation units compiled for its level; see
 // isa.hpp for what each primitive promises.
@@ -3136,7 +3145,7 @@ namespace qmix::kernels::x86 {
 /// system must also save the wide registers, or AVX code faults even on an AVX CPU.
 struct cpu_features {
     bool sse2 = false;
-    bool avx2 = false;    ///< AVX2 with F16C and BMI2, and OS support for ymm state
+    bool avx2 = false;    ///< AVX2 with FMA, F16C and BMI2, and OS support for ymm state
     bool avx512 = false;  ///< F, BW, VL, DQ, CD, VNNI, F16C, BMI2, and OS support for zmm state
 };
 
@@ -3147,6 +3156,7 @@ inline cpu_features detect_cpu() noexcept {
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return found;
     found.sse2 = (edx >> 26) & 1u;
     const bool f16c = (ecx >> 29) & 1u;
+    const bool fma = (ecx >> 12) & 1u;
     const bool osxsave = (ecx >> 27) & 1u;
     const bool avx = (ecx >> 28) & 1u;
     std::uint64_t xcr0 = 0;
@@ -3166,7 +3176,7 @@ inline cpu_features detect_cpu() noexcept {
     const bool avx512bw = (ebx >> 30) & 1u;
     const bool avx512vl = (ebx >> 31) & 1u;
     const bool avx512vnni = (ecx >> 11) & 1u;
-    found.avx2 = avx && avx2 && f16c && bmi2 && os_ymm;
+    found.avx2 = avx && avx2 && fma && f16c && bmi2 && os_ymm;
     found.avx512 = found.avx2 && avx512f && avx512bw && avx512vl && avx512dq && avx512cd &&
                    avx512vnni && os_zmm;
 #endif
@@ -3309,6 +3319,7 @@ struct isa<xsimd::sse2> {
         const std::uint64_t raw = std::uint64_t(_mm_cvtsi128_si64(packed));
         std::memcpy(p, &raw, sizeof raw);
     }
+    static floats add_exact_product(floats a, floats b, floats c) { return c + simd::mul(a, b); }
 
     // Dot-product engine: a block's 32 bytes as two 16-byte halves.
     struct bytes {
@@ -3346,6 +3357,9 @@ struct isa<xsimd::sse2> {
     }
     static part dot_signed(bytes x, bytes s) {
         return _mm_add_epi32(dot16(x.low, s.low), dot16(x.high, s.high));
+    }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        return dot_signed(sub_bytes(u, k), s);
     }
     static part dot_unsigned(bytes u, bytes s) { return dot_signed(u, s); }
     static ints join(const part* p) { return p[0]; }
@@ -3473,6 +3487,13 @@ struct isa<xsimd::avx2> {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                          _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     }
+    static floats add_exact_product(floats a, floats b, floats c) {
+#if defined(__FMA__)
+        return _mm256_fmadd_ps(a, b, c);
+#else
+        return c + simd::mul(a, b);
+#endif
+    }
 
     using bytes = __m256i;
     using part = __m256i;
@@ -3511,7 +3532,12 @@ struct isa<xsimd::avx2> {
         // x * sign(s) cannot overflow because x is never -128.
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
     }
-    static ints join(const part* p) { return p[0]; }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        return dot_signed(sub_bytes(u, k), s);
+    }
+    static ints join(const part* p) {
+        return p[0];
+    }
 
     /// The first two binary16 values of both blocks (x: d and m, y: d and s), converted at
     /// once: lane 0 holds dx * dy, lane 1 holds mx * sy (the other lanes are unused).
@@ -3624,6 +3650,9 @@ struct isa<xsimd::avx512bw> {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
                             _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     }
+    static floats add_exact_product(floats a, floats b, floats c) {
+        return _mm512_fmadd_ps(a, b, c);
+    }
 
     using bytes = __m256i;
     using part = __m256i;
@@ -3653,6 +3682,10 @@ struct isa<xsimd::avx512bw> {
     static part dot_signed(bytes x, bytes s) {
         // As for AVX2: x * s = |s| * (x * sign(s)), exact because x is never -128.
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
+    }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        // (u - k) * s summed as u * s - k * s: two unsigned-by-signed dot products.
+        return _mm256_sub_epi32(dot_unsigned(u, s), dot_unsigned(_mm256_set1_epi8(k), s));
     }
     static ints join(const part* p) {
         return _mm512_inserti64x4(_mm512_castsi256_si512(p[0]), p[1], 1);
@@ -4152,8 +4185,7 @@ struct block_kernels {
         return dot_blocks<false>(
             x, y, blocks,
             [&](std::int64_t b) {
-                return cpu::dot_signed(cpu::sub_bytes(cpu::nibbles(x[b].qs), 8),
-                                       cpu::load_bytes(y[b].qs));
+                return cpu::dot_offset(cpu::nibbles(x[b].qs), 8, cpu::load_bytes(y[b].qs));
             },
             [&](std::int64_t b) {
                 return formats::q4_0::dot_row(x + b, y + b, (blocks - b) * 32);
@@ -4166,7 +4198,7 @@ struct block_kernels {
             x, y, blocks,
             [&](std::int64_t b) {
                 const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
-                return cpu::dot_signed(cpu::sub_bytes(level, 16), cpu::load_bytes(y[b].qs));
+                return cpu::dot_offset(level, 16, cpu::load_bytes(y[b].qs));
             },
             [&](std::int64_t b) {
                 return formats::q5_0::dot_row(x + b, y + b, (blocks - b) * 32);
@@ -4211,9 +4243,10 @@ struct block_kernels {
     }
 
     /// f16 and f32: products summed in four float accumulators, each stretch of `chunk`
-    /// values then added in double, as the reference sums everything.
-    template <class Load>
-    static float dot_floats(std::int64_t n, Load load, double tail) {
+    /// values then added in double, as the reference sums everything. `add_product(i, acc)`
+    /// adds the products of the `lanes` values at i to acc.
+    template <class AddProduct>
+    static float dot_floats(std::int64_t n, AddProduct add_product, double tail) {
         constexpr std::int64_t chunk = 1024;
         constexpr std::int64_t width = std::int64_t(lanes);
         double total = tail;
@@ -4222,14 +4255,16 @@ struct block_kernels {
             const std::int64_t end = std::min(n, i + chunk);
             floats acc[4] = {floats(0.0f), floats(0.0f), floats(0.0f), floats(0.0f)};
             for (; i + 4 * width <= end; i += 4 * width) {
-                for (std::int64_t k = 0; k < 4; ++k) acc[k] = acc[k] + load(i + k * width);
+                for (std::int64_t k = 0; k < 4; ++k) acc[k] = add_product(i + k * width, acc[k]);
             }
-            for (; i + width <= end; i += width) acc[0] = acc[0] + load(i);
+            for (; i + width <= end; i += width) acc[0] = add_product(i, acc[0]);
             total += double(simd::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3])));
         }
         return float(total);
     }
 
+    /// The product of two binary16 values is exact in binary32, so a fused multiply-add
+    /// sums the same values as a multiplication and an addition.
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
         const std::int64_t whole = n - n % std::int64_t(lanes);
         double tail = 0.0;
@@ -4238,8 +4273,9 @@ struct block_kernels {
         }
         return dot_floats(
             whole,
-            [&](std::int64_t i) {
-                return simd::mul(cpu::load_halves(x + i), cpu::load_halves(y + i));
+            [&](std::int64_t i, floats acc) {
+                return cpu::add_exact_product(cpu::load_halves(x + i), cpu::load_halves(y + i),
+                                              acc);
             },
             tail);
     }
@@ -4250,8 +4286,9 @@ struct block_kernels {
         for (std::int64_t i = whole; i < n; ++i) tail += double(x[i] * y[i]);
         return dot_floats(
             whole,
-            [&](std::int64_t i) {
-                return simd::mul(floats::load_unaligned(x + i), floats::load_unaligned(y + i));
+            [&](std::int64_t i, floats acc) {
+                return acc +
+                       simd::mul(floats::load_unaligned(x + i), floats::load_unaligned(y + i));
             },
             tail);
     }
@@ -4646,6 +4683,91 @@ struct batch_ops {
         }
     }
 
+    /// out[j] = clamp(lane j % count of v[j / count] + bias, 0, top) for j < 4 count: four
+    /// batches of any int32 values to bytes (0 <= bias, top <= 127). Saturating narrowing
+    /// keeps the order of the values, so clamping after it clamps the exact sums.
+    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
+        if constexpr (is_avx512bw<Arch>) {
+#if defined(__AVX512BW__)
+            __m512i all = _mm512_zextsi128_si512(_mm512_maskz_cvtsepi32_epi8(0xFFFF, v[0]));
+            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[1]), 1);
+            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[2]), 2);
+            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[3]), 3);
+            all = _mm512_adds_epi8(all, _mm512_set1_epi8(char(bias)));
+            all = _mm512_max_epi8(all, _mm512_setzero_si512());
+            all = _mm512_min_epi8(all, _mm512_set1_epi8(char(top)));
+            _mm512_storeu_si512(out, all);
+#endif
+        } else if constexpr (is_avx2<Arch>) {
+#if defined(__AVX2__)
+            const __m256i biases = _mm256_set1_epi16(std::int16_t(bias));
+            const __m256i low = _mm256_adds_epi16(_mm256_packs_epi32(v[0], v[1]), biases);
+            const __m256i high = _mm256_adds_epi16(_mm256_packs_epi32(v[2], v[3]), biases);
+            // packs works within 128-bit halves: 32-bit groups come out as 0 2 4 6 1 3 5 7.
+            __m256i all = _mm256_packus_epi16(low, high);
+            all = _mm256_permutevar8x32_epi32(all, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            all = _mm256_min_epu8(all, _mm256_set1_epi8(char(top)));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), all);
+#endif
+        } else if constexpr (is_neon64<Arch>) {
+#if XSIMD_WITH_NEON64
+            const int16x8_t biases = vdupq_n_s16(std::int16_t(bias));
+            const int16x8_t low =
+                vqaddq_s16(vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1])), biases);
+            const int16x8_t high =
+                vqaddq_s16(vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3])), biases);
+            const uint8x16_t all = vcombine_u8(vqmovun_s16(low), vqmovun_s16(high));
+            vst1q_u8(out, vminq_u8(all, vdupq_n_u8(std::uint8_t(top))));
+#endif
+        } else if constexpr (is_sse<Arch>) {
+#if defined(__SSE2__)
+            const __m128i biases = _mm_set1_epi16(std::int16_t(bias));
+            const __m128i low = _mm_adds_epi16(_mm_packs_epi32(v[0], v[1]), biases);
+            const __m128i high = _mm_adds_epi16(_mm_packs_epi32(v[2], v[3]), biases);
+            const __m128i all = _mm_min_epu8(_mm_packus_epi16(low, high), _mm_set1_epi8(char(top)));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), all);
+#endif
+        } else {
+            alignas(64) std::int32_t values[count];
+            for (int k = 0; k < 4; ++k) {
+                v[k].store_aligned(values);
+                for (int i = 0; i < count; ++i) {
+                    const std::int64_t sum = std::int64_t(values[i]) + bias;
+                    out[k * count + i] = std::uint8_t(sum < 0 ? 0 : sum > top ? top : sum);
+                }
+            }
+        }
+    }
+
+    /// count * 4 bytes at p, four to a lane.
+    static ints load_raw_bytes(const std::uint8_t* p) {
+        alignas(64) std::int32_t words[count];
+        std::memcpy(words, p, sizeof words);
+        return ints::load_aligned(words);
+    }
+
+    /// Stores v's bytes (count * 4 of them) at p.
+    static void store_raw_bytes(std::uint8_t* p, ints v) {
+        alignas(64) std::int32_t words[count];
+        v.store_aligned(words);
+        std::memcpy(p, words, sizeof words);
+    }
+
+    /// 64-byte batches only: stores the 32 bytes (low half of v) | (high half of v << shift),
+    /// shifting 32-bit lanes (the caller keeps every bit inside its byte).
+    static void store_folded_halves(std::uint8_t* p, ints v, int shift) {
+        static_assert(count == 16, "folds a 512-bit batch");
+#if defined(__AVX512F__)
+        const __m256i low = _mm512_castsi512_si256(v);
+        const __m256i high = _mm512_maskz_extracti64x4_epi64(0xF, v, 1);
+        const __m256i folded =
+            _mm256_or_si256(low, _mm256_sll_epi32(high, _mm_cvtsi32_si128(shift)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), folded);
+#else
+        (void)p, (void)v, (void)shift;
+#endif
+    }
+
   private:
 #if defined(__AVX2__)
     QMIX_FORCE_INLINE static void transpose8(const float* const* rows, floats* out) {
@@ -4978,6 +5100,12 @@ struct avx2_dot {
             const __m256i mins16 =
                 _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
             mins = _mm256_madd_epi16(load(y.bsums), mins16);
+#if defined(__AVX512BW__)
+            if constexpr (is_avx512bw<Arch>) {
+                scaled = wide_sums(x, y, scales16);
+                return;
+            }
+#endif
             __m256i halves_dup[2];
             duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
             const __m256i two_bits = _mm256_set1_epi8(3);
@@ -4994,6 +5122,39 @@ struct avx2_dot {
             });
             scaled = acc;
         }
+
+#if defined(__AVX512BW__)
+        /// The same sums 64 values at a time: a zmm holds the levels of two consecutive
+        /// shifts s, s + 1 of one qs half (four groups of 16), each group's scale spread
+        /// over its eight 16-bit product lanes.
+        static __m256i wide_sums(const formats::block_q2_k& x, const act& y, __m256i scales16) {
+            const __m512i all_scales = _mm512_zextsi256_si512(scales16);
+            const __m512i two_bits = _mm512_set1_epi8(3);
+            // Product lane l (values 2 l, 2 l + 1 of the 64) belongs to group l / 8.
+            const __m512i group_of_lane = _mm512_cvtepu8_epi16(
+                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
+                                 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+            __m512i acc = _mm512_setzero_si512();
+            unrolled<2>([&](auto h) {
+                const __m512i q2 = _mm512_maskz_broadcast_i64x4(0xFF, load(x.qs + 32 * h));
+                unrolled<2>([&](auto p) {
+                    // Shift 2 s in the low 256 bits, 2 (s + 1) in the high, for s = 2 p.
+                    const __m512i shifts = _mm512_inserti64x4(
+                        _mm512_set1_epi16(short(4 * p)), _mm256_set1_epi16(short(4 * p + 2)), 1);
+                    const __m512i levels =
+                        _mm512_and_si512(_mm512_srlv_epi16(q2, shifts), two_bits);
+                    const __m512i q8 = _mm512_loadu_si512(y.qs + 128 * h + 64 * p);
+                    const __m512i products = _mm512_maddubs_epi16(levels, q8);
+                    const __m512i first_group = _mm512_set1_epi16(short(8 * h + 4 * p));
+                    const __m512i scale = _mm512_permutexvar_epi16(
+                        _mm512_add_epi16(first_group, group_of_lane), all_scales);
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(products, scale));
+                });
+            });
+            return _mm256_add_epi32(_mm512_castsi512_si256(acc),
+                                    _mm512_maskz_extracti64x4_epi64(0xF, acc, 1));
+        }
+#endif
     };
 
     struct q3_k_unit {
@@ -5015,25 +5176,30 @@ struct avx2_dot {
             __m256i halves_dup[2];
             duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
 
+            // Level = u - 4 with u = low + 4 * third bit in [0, 7]: the sums take u, and the
+            // 4 * scale * (sum of q8's group of 16) that the offset adds is taken off once
+            // per block, with q8_K's group sums (bsums).
             const __m256i hmask = load(x.hmask);
             const __m256i two_bits = _mm256_set1_epi8(3);
-            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i four = _mm256_set1_epi8(4);
             __m256i acc = _mm256_setzero_si256();
             unrolled<2>([&](auto h) {
                 const __m256i q3 = load(x.qs + 32 * h);
                 unrolled<4>([&](auto s) {
+                    constexpr int bit = 4 * decltype(h)::value + decltype(s)::value;
                     const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q3, 2 * s), two_bits);
-                    // Level = low - 4 where the third bit is clear.
-                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hmask, 4 * h + s), one);
-                    const __m256i offset = _mm256_slli_epi16(_mm256_xor_si256(high, one), 2);
-                    const __m256i q8 = load(y.qs + 128 * h + 32 * s);
-                    const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(low, q8),
-                                                              _mm256_maddubs_epi16(offset, q8));
+                    // The third bit (bit `bit` of each hmask byte) moved to bit 2.
+                    const __m256i third =
+                        bit >= 2 ? _mm256_and_si256(_mm256_srli_epi16(hmask, bit - 2), four)
+                                 : _mm256_and_si256(_mm256_slli_epi16(hmask, 2 - bit), four);
+                    const __m256i products = _mm256_maddubs_epi16(_mm256_or_si256(low, third),
+                                                                  load(y.qs + 128 * h + 32 * s));
                     acc = _mm256_add_epi32(
                         acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
                 });
             });
-            scaled = acc;
+            const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
+            scaled = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 2));
         }
     };
 
@@ -5448,10 +5614,12 @@ struct lanes {
     };
 };
 
-/// How many batches the scale searches run side by side (see wide). Two measured best on
-/// AVX2 and AVX-512 (about 1.15 to 1.35 times one; four is no better than two).
+/// How many batches the scale searches run side by side (see wide). Measured on Zen
+/// (ggml's benchmark data, median of three): four against two gives AVX-512 10 to 13 percent
+/// on every k-quant, AVX2 up to 6 percent (q2_k q3_k q6_k; q4_k q5_k unchanged); SSE2's
+/// sixteen registers do better with two (q3_k loses a fifth with four).
 template <class Arch>
-inline constexpr int search_batches = 2;
+inline constexpr int search_batches = is_avx2<Arch> || is_avx512bw<Arch> ? 4 : 2;
 
 }  // namespace qmix::kernels::kquants
 // ---- end qmix/kernels/kquants/lanes.hpp
@@ -5636,53 +5804,64 @@ struct group_search {
     }
 
     /// ggml's make_q3_quants with do_rmse (detail::search_symmetric_scale_greedy): weights
-    /// x^2, then up to five sweeps that move single levels while the fit improves. Writes
-    /// the biased levels (0 .. 2 nmax - 1, 0 in flat lanes; as floats) and returns the scale.
+    /// x^2, then up to five sweeps that move single levels while the fit improves. Returns
+    /// the scale; with `levels_out`, also writes the biased levels (0 .. 2 nmax - 1, 0 in
+    /// flat lanes; as floats).
     ///
-    /// The reference stops after a sweep that changed nothing. Here a lane whose sweep
-    /// changed nothing may sweep again with the others; that sweep starts from the same
-    /// state, so it changes nothing either.
+    /// Each value's two products (x^3 l and x^2 l^2, as the reference rounds them) are kept
+    /// from one sweep to the next, so a sweep that moves nothing is a subtraction, a
+    /// division and a comparison per value. The reference stops after a sweep that changed
+    /// nothing. Here a lane whose sweep changed nothing may sweep again with the others;
+    /// that sweep starts from the same state, so it changes nothing either.
     template <int n>
-    static floats symmetric_greedy(const floats* x, floats* levels_out, int nmax) {
+    static floats symmetric_greedy(const floats* x, int nmax, floats* levels_out = nullptr) {
         const floats zero(0.0f);
         const floats max = signed_extreme<n>(x);
         const mask flat = L::abs(max) < floats(group_max_eps);
         const floats iscale = L::div(floats(float(-nmax)), max);
-        floats w[n];   // x^2, the weight
-        floats wx[n];  // x^3, rounded as the reference's w * x
         floats levels[n];
+        floats lx[n];  // x^3 l: the reference's w * x[i] * L[i]
+        floats l2[n];  // x^2 l^2: the reference's w * L[i] * L[i]
         floats sum_lx = zero;
         floats sum_l2 = zero;
         for (int i = 0; i < n; ++i) {
             const floats l = level(iscale * x[i], -nmax, nmax - 1);
+            const floats w = x[i] * x[i];
             levels[i] = l;
-            w[i] = x[i] * x[i];
-            wx[i] = w[i] * x[i];
-            sum_lx += L::mul(wx[i], l);
-            sum_l2 += L::mul(w[i] * l, l);
+            lx[i] = L::mul(w * x[i], l);
+            l2[i] = L::mul(w * l, l);
+            sum_lx += lx[i];
+            sum_l2 += l2[i];
         }
         for (int sweep = 0; sweep < 5; ++sweep) {
             mask changed(false);
             for (int i = 0; i < n; ++i) {
-                floats slx = sum_lx - L::mul(wx[i], levels[i]);
-                floats sl2 = sum_l2 - L::mul(w[i] * levels[i], levels[i]);
+                const floats slx = sum_lx - lx[i];
+                const floats sl2 = sum_l2 - l2[i];
                 const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
                 const mask moved = (slx > zero) && (new_l != levels[i]);
                 // Most levels stay where they are: skip the trial when no lane moves one.
                 if (L::none(moved)) continue;
-                slx += L::mul(wx[i], new_l);
-                sl2 += L::mul(w[i] * new_l, new_l);
-                const mask take =
-                    moved && (sl2 > zero) && (slx * slx * sum_l2 > sum_lx * sum_lx * sl2);
+                const floats w = x[i] * x[i];
+                const floats new_lx = L::mul(w * x[i], new_l);
+                const floats new_l2 = L::mul(w * new_l, new_l);
+                const floats trial_lx = slx + new_lx;
+                const floats trial_l2 = sl2 + new_l2;
+                const mask take = moved && (trial_l2 > zero) &&
+                                  (trial_lx * trial_lx * sum_l2 > sum_lx * sum_lx * trial_l2);
                 levels[i] = L::select(take, new_l, levels[i]);
-                sum_lx = L::select(take, slx, sum_lx);
-                sum_l2 = L::select(take, sl2, sum_l2);
+                lx[i] = L::select(take, new_lx, lx[i]);
+                l2[i] = L::select(take, new_l2, l2[i]);
+                sum_lx = L::select(take, trial_lx, sum_lx);
+                sum_l2 = L::select(take, trial_l2, sum_l2);
                 changed = changed || take;
             }
             if (L::none(changed)) break;
         }
-        const floats bias(static_cast<float>(nmax));
-        for (int i = 0; i < n; ++i) levels_out[i] = L::select(flat, zero, levels[i] + bias);
+        if (levels_out) {
+            const floats bias(static_cast<float>(nmax));
+            for (int i = 0; i < n; ++i) levels_out[i] = L::select(flat, zero, levels[i] + bias);
+        }
         const floats scale = L::select(sum_l2 > zero, L::div(sum_lx, sum_l2), zero);
         return L::select(flat, zero, scale);
     }
@@ -5758,6 +5937,20 @@ struct group_search {
         return L::select(flat, zero, result);
     }
 
+    /// The value of largest magnitude, the first one on ties (the reference's `max`).
+    template <int n>
+    static floats signed_extreme(const floats* x) {
+        floats amax(0.0f);
+        floats max(0.0f);
+        for (int i = 0; i < n; ++i) {
+            const floats ax = L::abs(x[i]);
+            const mask bigger = ax > amax;
+            amax = L::select(bigger, ax, amax);
+            max = L::select(bigger, x[i], max);
+        }
+        return max;
+    }
+
   private:
     /// clamp(nearest_int(value), lo, hi) as a float.
     static floats level(floats value, int lo, int hi) {
@@ -5771,20 +5964,6 @@ struct group_search {
         } else {
             return diff * diff;
         }
-    }
-
-    /// The value of largest magnitude, the first one on ties (the reference's `max`).
-    template <int n>
-    static floats signed_extreme(const floats* x) {
-        floats amax(0.0f);
-        floats max(0.0f);
-        for (int i = 0; i < n; ++i) {
-            const floats ax = L::abs(x[i]);
-            const mask bigger = ax > amax;
-            amax = L::select(bigger, ax, amax);
-            max = L::select(bigger, x[i], max);
-        }
-        return max;
     }
 
     /// The value a level takes once stored in a uint8 (modulo 256), as a float.
@@ -6567,21 +6746,13 @@ struct q3_k_kernels {
     }
 
   private:
-    /// The search results of each group of a chunk. The greedy search's levels are kept
-    /// lane-major, as it produced them: batch k holds groups k * lanes .. (k + 1) * lanes.
+    /// The search results of each group of a chunk.
     struct fits {
         alignas(64) float scale[chunk * groups];
         alignas(64) float level_iscale[chunk * groups];
         alignas(64) float flat[chunk * groups];  ///< 1 where the group is all zero
         alignas(64) float weight[chunk * groups];
         alignas(64) std::int32_t scale_level[chunk * groups];  ///< stored (biased) 6-bit scales
-        alignas(64) float greedy_levels[chunk * groups * group_size];
-
-        std::int32_t greedy_level(int group, int i) const {
-            const int batch_start = group / W::count * W::count;
-            return std::int32_t(
-                greedy_levels[batch_start * group_size + i * W::count + group % W::count]);
-        }
     };
 
     static void quantize_chunk(const float* x, block* y, int count,
@@ -6618,56 +6789,30 @@ struct q3_k_kernels {
                 W::store(f.flat + g,
                          W::select(fit.flat, typename W::floats(1.0f), typename W::floats(0.0f)));
             } else {
-                typename W::floats levels[group_size];
-                W::store(f.scale + g, search::template symmetric_greedy<group_size>(
-                                          batch.x.v, levels, level_bias));
-                for (int i = 0; i < group_size; ++i) {
-                    W::store(f.greedy_levels + g * group_size + i * W::count, levels[i]);
-                }
+                W::store(f.scale + g,
+                         search::template symmetric_greedy<group_size>(batch.x.v, level_bias));
             }
         }
     }
 
-    /// The reference: 6-bit levels against the scale of largest magnitude.
+    /// The reference: 6-bit levels against the scale of largest magnitude, one block per
+    /// lane.
     static void choose_scales_reference(int count, fits& f, block* y) {
-        for (int b = 0; b < count; ++b) {
-            const float* scales = f.scale + b * groups;
-            std::int32_t* levels = f.scale_level + b * groups;
-            const float max_scale = first_of_largest_magnitude(scales);
-            block& out = y[b];
-            if (max_scale != 0) {
-                const float inverse = -float(scale_bias) / max_scale;
-                for (int g = 0; g < groups; g += L::count) {
-                    ints l = L::nearest_int(floats(inverse) * L::load(scales + g));
-                    l = (l << 24) >> 24;  // narrowed to int8 before the clamp, as the reference
-                    L::store(levels + g,
-                             L::clamp(l, -scale_bias, scale_bias - 1) + ints(scale_bias));
-                }
-                out.d = scalar<Arch>::float_to_half(1 / inverse);
-            } else {
-                for (int g = 0; g < groups; ++g) levels[g] = 0;
-                out.d = scalar<Arch>::float_to_half(0.f);
+        for (int first = 0; first < count; first += L::count) {
+            const int valid = count - first < L::count ? count - first : L::count;
+            const auto scales = block_scales(f.scale, first, valid);
+            const floats max_scale = block_search::template signed_extreme<groups>(scales.v);
+            const typename L::mask zero = max_scale == floats(0.0f);
+            const floats inverse = L::div(floats(-float(scale_bias)), max_scale);
+            ints levels[groups];
+            for (int g = 0; g < groups; ++g) {
+                ints l = L::nearest_int(inverse * scales.v[g]);
+                l = (l << 24) >> 24;  // narrowed to int8 before the clamp, as the reference
+                l = L::clamp(l, -scale_bias, scale_bias - 1) + ints(scale_bias);
+                levels[g] = L::select(zero, ints(0), l);
             }
-            pack_scales(levels, out.scales);
-        }
-    }
-
-    /// The signed scale of largest magnitude, the first one on ties (NaN never wins).
-    static float first_of_largest_magnitude(const float* scales) {
-        floats largest(0.0f);
-        for (int g = 0; g < groups; g += L::count) {
-            const floats magnitude = L::abs(L::load(scales + g));
-            largest = L::select(magnitude > largest, magnitude, largest);
-        }
-        alignas(64) float lanes_largest[L::count];
-        L::store(lanes_largest, largest);
-        float max_magnitude = 0;
-        for (int lane = 0; lane < L::count; ++lane) {
-            if (lanes_largest[lane] > max_magnitude) max_magnitude = lanes_largest[lane];
-        }
-        if (max_magnitude == 0) return 0;
-        for (int g = 0;; ++g) {
-            if (scalar<Arch>::abs(scales[g]) == max_magnitude) return scales[g];
+            const floats d = L::select(zero, floats(0.0f), L::div(floats(1.0f), inverse));
+            store_scales(levels, d, first, valid, f, y);
         }
     }
 
@@ -6675,16 +6820,8 @@ struct q3_k_kernels {
     static void choose_scales_weighted(int count, fits& f, block* y) {
         for (int first = 0; first < count; first += L::count) {
             const int valid = count - first < L::count ? count - first : L::count;
-            const float* scale_rows[L::count];
-            const float* weight_rows[L::count];
-            for (int lane = 0; lane < valid; ++lane) {
-                scale_rows[lane] = f.scale + (first + lane) * groups;
-                weight_rows[lane] = f.weight + (first + lane) * groups;
-            }
-            transposed<Arch, groups> scales;
-            transposed<Arch, groups> weights;
-            scales.load(scale_rows, valid);
-            weights.load(weight_rows, valid);
+            const auto scales = block_scales(f.scale, first, valid);
+            const auto weights = block_scales(f.weight, first, valid);
             const auto fit =
                 block_search::template symmetric<groups, true>(scales.v, weights.v, scale_bias);
             ints levels[groups];
@@ -6693,27 +6830,44 @@ struct q3_k_kernels {
                     fit.flat, ints(0),
                     block_search::symmetric_levels(scales.v[g], fit.level_iscale, scale_bias));
             }
-            alignas(64) float d[L::count];
-            L::store(d, fit.scale);
-            for (int lane = 0; lane < valid; ++lane) {
-                std::int32_t* packed = f.scale_level + (first + lane) * groups;
-                L::extract_lane(levels, groups, lane, packed);
-                block& out = y[first + lane];
-                pack_scales(packed, out.scales);
-                out.d = scalar<Arch>::float_to_half(d[lane]);
-            }
+            store_scales(levels, fit.scale, first, valid, f, y);
         }
     }
 
-    /// The sixteen stored (biased) scales -> 12 bytes; see the layout in formats/q3_k.hpp.
-    static void pack_scales(const std::int32_t* levels, std::uint8_t* scales) {
-        for (int g = 0; g < 8; ++g) {
-            scales[g] = std::uint8_t((levels[g] & 0xF) | ((levels[g + 8] & 0xF) << 4));
+    /// The 16 per-group values of blocks first .. first + valid of a chunk, one block per
+    /// lane.
+    static transposed<Arch, groups> block_scales(const float* per_group, int first, int valid) {
+        const float* rows[L::count];
+        for (int lane = 0; lane < valid; ++lane) rows[lane] = per_group + (first + lane) * groups;
+        transposed<Arch, groups> out;
+        out.load(rows, valid);
+        return out;
+    }
+
+    /// Stores the scales chosen for blocks first .. first + valid (one per lane): their
+    /// stored (biased) 6-bit levels into f.scale_level, and each block's scales and d. The
+    /// twelve scale bytes are packed in lanes: bytes 0..7 hold the low four bits of groups
+    /// j and j + 8, bytes 8 + r the high two bits of groups r, r + 4, r + 8 and r + 12.
+    static void store_scales(const ints* levels, floats d, int first, int valid, fits& f,
+                             block* y) {
+        alignas(64) std::int32_t by_group[groups][L::count];
+        alignas(64) std::int32_t packed[12][L::count];
+        alignas(64) float d_lanes[L::count];
+        const ints low(0xF);
+        for (int g = 0; g < groups; ++g) L::store(by_group[g], levels[g]);
+        for (int j = 0; j < 8; ++j) {
+            L::store(packed[j], (levels[j] & low) | ((levels[j + 8] & low) << 4));
         }
         for (int r = 0; r < 4; ++r) {
-            scales[8 + r] = std::uint8_t(
-                ((levels[r] >> 4) & 3) | (((levels[4 + r] >> 4) & 3) << 2) |
-                (((levels[8 + r] >> 4) & 3) << 4) | (((levels[12 + r] >> 4) & 3) << 6));
+            L::store(packed[8 + r], (levels[r] >> 4) | ((levels[4 + r] >> 4) << 2) |
+                                        ((levels[8 + r] >> 4) << 4) | ((levels[12 + r] >> 4) << 6));
+        }
+        L::store(d_lanes, d);
+        for (int lane = 0; lane < valid; ++lane) {
+            const int b = first + lane;
+            for (int g = 0; g < groups; ++g) f.scale_level[b * groups + g] = by_group[g][lane];
+            for (int j = 0; j < 12; ++j) y[b].scales[j] = std::uint8_t(packed[j][lane]);
+            y[b].d = scalar<Arch>::float_to_half(d_lanes[lane]);
         }
     }
 
@@ -6721,51 +6875,102 @@ struct q3_k_kernels {
     /// the levels of its search.
     static void requantize_and_pack(const float* x, const fits& f, int first_fit, bool weighted,
                                     block& y) {
-        const float d = scalar<Arch>::half_to_float(y.d);
-        alignas(64) std::int32_t levels[values];
-        for (int g = 0; g < groups; ++g) {
-            const float step = d * float(f.scale_level[first_fit + g] - scale_bias);
-            const float* xs = x + group_size * g;
-            std::int32_t* ls = levels + group_size * g;
-            const int fit = first_fit + g;
-            if (step == 0 && !weighted) {
-                for (int i = 0; i < group_size; ++i) ls[i] = f.greedy_level(fit, i);
-            } else if (step == 0) {
-                const floats iscale(f.level_iscale[fit]);
-                const bool flat = f.flat[fit] != 0;
-                for (int i = 0; i < group_size; i += L::count) {
-                    const ints l =
-                        block_search::symmetric_levels(L::load(xs + i), iscale, level_bias);
-                    L::store(ls + i, flat ? ints(0) : l);
-                }
-            } else {
-                const floats steps(step);
-                for (int i = 0; i < group_size; i += L::count) {
-                    const ints l = L::nearest_int(L::div(L::load(xs + i), steps));
-                    L::store(ls + i, L::clamp(l, -level_bias, level_bias - 1) + ints(level_bias));
-                }
+        const floats d(scalar<Arch>::half_to_float(y.d));
+        alignas(64) float steps[groups];
+        bool some_zero = false;
+        for (int g = 0; g < groups; g += L::count) {
+            const ints scale = L::load(f.scale_level + first_fit + g) - ints(scale_bias);
+            const floats step = d * L::to_float(scale);
+            L::store(steps + g, step);
+            some_zero = some_zero || !L::none(step == floats(0.0f));
+        }
+        alignas(64) std::uint8_t levels[values];
+        // Four batches at a time, narrowed to bytes together: 4 L::count values, whole groups.
+        static_assert(4 * L::count % group_size == 0, "a narrowing covers whole groups");
+        for (int first = 0; first < values; first += 4 * L::count) {
+            ints rounded[4];
+            for (int k = 0; k < 4; ++k) {
+                const int i = first + k * L::count;
+                const floats step(steps[i / group_size]);
+                rounded[k] = L::nearest_int(L::div(L::load(x + i), step));
             }
+            L::ops::store_biased_bytes(levels + first, rounded, level_bias, 2 * level_bias - 1);
+        }
+        for (int g = 0; some_zero && g < groups; ++g) {
+            if (steps[g] == 0) search_levels(x, f, first_fit + g, weighted, levels);
         }
         pack_levels(levels, y);
     }
 
-    /// Biased levels (0..7) -> third bits in hmask and low two bits in qs.
-    static void pack_levels(const std::int32_t* levels, block& y) {
-        for (int k = 0; k < 32; k += L::count) {
-            ints high(0);
-            unrolled<8>([&](auto b) {
-                high = high | (((L::load(levels + 32 * b + k) >> 2) & ints(1)) << b);
-            });
-            L::store_bytes(y.hmask + k, high);
-        }
-        for (int half = 0; half < 2; ++half) {
-            for (int k = 0; k < 32; k += L::count) {
-                ints low(0);
-                unrolled<4>([&](auto j) {
-                    low = low | ((L::load(levels + 128 * half + 32 * j + k) & ints(3)) << (2 * j));
-                });
-                L::store_bytes(y.qs + 32 * half + k, low);
+    /// The levels of group `fit` (a group of the block at x) where its stored scale is
+    /// zero: those its search found (searched again on the greedy path).
+    static void search_levels(const float* x, const fits& f, int fit, bool weighted,
+                              std::uint8_t* levels) {
+        const int g = fit % groups;
+        const float* xs = x + group_size * g;
+        std::uint8_t* ls = levels + group_size * g;
+        alignas(64) std::int32_t found[group_size];
+        if (weighted) {
+            const floats iscale(f.level_iscale[fit]);
+            const bool flat = f.flat[fit] != 0;
+            for (int i = 0; i < group_size; i += L::count) {
+                const ints l = block_search::symmetric_levels(L::load(xs + i), iscale, level_bias);
+                L::store(found + i, flat ? ints(0) : l);
             }
+        } else {
+            transposed<Arch, group_size> values;
+            values.load(&xs, 1);
+            typename L::floats lanes_found[group_size];
+            block_search::template symmetric_greedy<group_size>(values.v, level_bias, lanes_found);
+            alignas(64) float lane_values[L::count];
+            for (int i = 0; i < group_size; ++i) {
+                L::store(lane_values, lanes_found[i]);
+                found[i] = std::int32_t(lane_values[0]);
+            }
+        }
+        for (int i = 0; i < group_size; ++i) ls[i] = std::uint8_t(found[i]);
+    }
+
+    /// Biased levels (bytes 0..7, in value order) -> low two bits in qs, third bits in
+    /// hmask. Value 128 h + 32 s + k goes to bits 2 s of qs[32 h + k] and bit 4 h + s of
+    /// hmask[k]: runs of 32 values pack together, handled four bytes to an int32 lane (no
+    /// shift below carries a bit out of its byte).
+    static void pack_levels(const std::uint8_t* levels, block& y) {
+        const ints low_bits(0x03030303);
+        const ints third_bit(0x04040404);
+        auto run = [&](int h, int s, int k) {
+            return L::ops::load_raw_bytes(levels + 128 * h + 32 * s + k);
+        };
+        auto to_bit = [](ints third, int bit) {
+            return bit >= 2 ? third << (bit - 2) : third >> (2 - bit);
+        };
+        constexpr int bytes = 4 * L::count;
+        if constexpr (bytes <= 32) {
+            for (int k = 0; k < 32; k += bytes) {
+                ints high(0);
+                for (int h = 0; h < 2; ++h) {
+                    ints low(0);
+                    for (int s = 0; s < 4; ++s) {
+                        const ints v = run(h, s, k);
+                        low = low | ((v & low_bits) << (2 * s));
+                        high = high | to_bit(v & third_bit, 4 * h + s);
+                    }
+                    L::ops::store_raw_bytes(y.qs + 32 * h + k, low);
+                }
+                L::ops::store_raw_bytes(y.hmask + k, high);
+            }
+        } else {
+            // 64-byte batches hold two runs, s and s + 1: pack both, then fold the halves.
+            ints high(0);
+            for (int h = 0; h < 2; ++h) {
+                const ints first = run(h, 0, 0);   // s = 0 | s = 1
+                const ints second = run(h, 2, 0);  // s = 2 | s = 3
+                L::ops::store_folded_halves(y.qs + 32 * h,
+                                            (first & low_bits) | ((second & low_bits) << 4), 2);
+                high =
+                    high | to_bit(first & third_bit, 4 * h) | to_bit(second & third_bit, 4 * h + 2);
+            }
+            L::ops::store_folded_halves(y.hmask, high, 1);
         }
     }
 };
