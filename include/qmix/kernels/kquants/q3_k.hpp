@@ -122,6 +122,7 @@ struct q3_k_kernels {
         }
         const int total = count * groups;
         group_batch<Arch, group_size, groups, K> batch;
+        moving_groups moving;
         for (int g = 0; g < total; g += W::count) {
             batch.load(x, importance, g, total);
             if (importance) {
@@ -134,9 +135,87 @@ struct q3_k_kernels {
                 W::store(f.flat + g,
                          W::select(fit.flat, typename W::floats(1.0f), typename W::floats(0.0f)));
             } else {
-                W::store(f.scale + g,
-                         search::template symmetric_greedy<group_size>(batch.x.v, level_bias));
+                greedy_first_sweep(batch, g, f, moving);
             }
+        }
+        if (!importance) greedy_remaining_sweeps(x, f, moving);
+    }
+
+    /// The groups of a chunk whose levels moved in the greedy search's first sweep, with
+    /// where their search stands.
+    struct moving_groups {
+        int count = 0;
+        int group[chunk * groups];
+        alignas(64) float levels[chunk * groups][group_size];
+        float sum_lx[chunk * groups];
+        float sum_l2[chunk * groups];
+    };
+
+    /// Starts the greedy search of a batch of groups and sweeps once: done for the groups
+    /// that moved no level, set aside in `moving` for the others.
+    static void greedy_first_sweep(const group_batch<Arch, group_size, groups, K>& batch, int g,
+                                   fits& f, moving_groups& moving) {
+        typename search::template greedy_state<group_size> state;
+        search::greedy_start(batch.x.v, level_bias, state);
+        const auto changed = search::greedy_sweep(batch.x.v, level_bias, state);
+        W::store(f.scale + g, search::greedy_scale(state));
+        if (W::none(changed)) return;
+        alignas(64) float lane_changed[W::count];
+        alignas(64) float levels[group_size][W::count];
+        alignas(64) float sum_lx[W::count];
+        alignas(64) float sum_l2[W::count];
+        const typename W::floats zero(0.0f);
+        W::store(lane_changed, W::select(changed, typename W::floats(1.0f), zero));
+        for (int i = 0; i < group_size; ++i) W::store(levels[i], state.levels[i]);
+        W::store(sum_lx, state.sum_lx);
+        W::store(sum_l2, state.sum_l2);
+        for (int lane = 0; lane < batch.valid; ++lane) {
+            if (lane_changed[lane] == 0) continue;
+            const int m = moving.count++;
+            moving.group[m] = g + lane;
+            for (int i = 0; i < group_size; ++i) moving.levels[m][i] = levels[i][lane];
+            moving.sum_lx[m] = sum_lx[lane];
+            moving.sum_l2[m] = sum_l2[lane];
+        }
+    }
+
+    /// The greedy search of the groups that moved in the first sweep, gathered into batches
+    /// of their own, one xsimd batch wide: a batch sweeps until its last lane stops, so
+    /// mixed with settled groups (or with many others) every batch would sweep that often.
+    static void greedy_remaining_sweeps(const float* x, fits& f, const moving_groups& moving) {
+        alignas(64) static constexpr float nothing[group_size] = {};  // a lane without a group
+        for (int first = 0; first < moving.count; first += L::count) {
+            const int valid = moving.count - first < L::count ? moving.count - first : L::count;
+            const float* value_rows[L::count];
+            const float* level_rows[L::count];
+            alignas(64) float sum_lx[L::count] = {};
+            alignas(64) float sum_l2[L::count] = {};
+            for (int lane = 0; lane < L::count; ++lane) {
+                value_rows[lane] = nothing;
+                level_rows[lane] = nothing;
+            }
+            for (int lane = 0; lane < valid; ++lane) {
+                value_rows[lane] = x + moving.group[first + lane] * group_size;
+                level_rows[lane] = moving.levels[first + lane];
+                sum_lx[lane] = moving.sum_lx[first + lane];
+                sum_l2[lane] = moving.sum_l2[first + lane];
+            }
+            // Every lane has a row (a group of zeros is flat and never moves), so the loads
+            // take the in-register transposes.
+            transposed<Arch, group_size> values;
+            transposed<Arch, group_size> levels;
+            values.load(value_rows, L::count);
+            levels.load(level_rows, L::count);
+            typename block_search::template greedy_state<group_size> state;
+            block_search::greedy_resume(values.v, levels.v, L::load(sum_lx), L::load(sum_l2),
+                                        state);
+            for (int sweep = 1; sweep < block_search::greedy_sweeps; ++sweep) {
+                if (L::none(block_search::greedy_sweep(values.v, level_bias, state))) break;
+            }
+            alignas(64) float scale[L::count];
+            L::store(scale, block_search::greedy_scale(state));
+            for (int lane = 0; lane < valid; ++lane)
+                f.scale[moving.group[first + lane]] = scale[lane];
         }
     }
 

@@ -186,62 +186,131 @@ struct group_search {
     /// the scale; with `levels_out`, also writes the biased levels (0 .. 2 nmax - 1, 0 in
     /// flat lanes; as floats).
     ///
-    /// Each value's two products (x^3 l and x^2 l^2, as the reference rounds them) are kept
-    /// from one sweep to the next, so a sweep that moves nothing is a subtraction, a
-    /// division and a comparison per value. The reference stops after a sweep that changed
-    /// nothing. Here a lane whose sweep changed nothing may sweep again with the others;
-    /// that sweep starts from the same state, so it changes nothing either.
+    /// The reference stops after a sweep that changed nothing. Here a lane whose sweep
+    /// changed nothing may sweep again with the others; that sweep starts from the same
+    /// state, so it changes nothing either. (A caller may as well stop sweeping a lane
+    /// early and go on with the others elsewhere: see greedy_start and greedy_sweep.)
     template <int n>
     static floats symmetric_greedy(const floats* x, int nmax, floats* levels_out = nullptr) {
-        const floats zero(0.0f);
-        const floats max = signed_extreme<n>(x);
-        const mask flat = L::abs(max) < floats(group_max_eps);
-        const floats iscale = L::div(floats(float(-nmax)), max);
+        greedy_state<n> state;
+        greedy_start(x, nmax, state);
+        for (int sweep = 0; sweep < greedy_sweeps; ++sweep) {
+            if (L::none(greedy_sweep(x, nmax, state))) break;
+        }
+        if (levels_out) {
+            const mask flat = state.flat();
+            const floats zero(0.0f);
+            const floats bias(static_cast<float>(nmax));
+            for (int i = 0; i < n; ++i) {
+                levels_out[i] = L::select(flat, zero, state.levels[i] + bias);
+            }
+        }
+        return greedy_scale(state);
+    }
+
+    /// The reference's limit on sweeps.
+    static constexpr int greedy_sweeps = 5;
+
+    /// Where the greedy search stands: the levels (-nmax .. nmax - 1) and, for each value,
+    /// the two products the reference sums (x^3 l and x^2 l^2, as it rounds them), kept
+    /// from one sweep to the next so that a sweep that moves nothing is a subtraction, a
+    /// division and a comparison per value.
+    template <int n>
+    struct greedy_state {
+        floats extreme;  ///< the value of largest magnitude
         floats levels[n];
-        floats lx[n];  // x^3 l: the reference's w * x[i] * L[i]
-        floats l2[n];  // x^2 l^2: the reference's w * L[i] * L[i]
-        floats sum_lx = zero;
-        floats sum_l2 = zero;
+        floats lx[n];  ///< x^3 l: the reference's w * x[i] * L[i]
+        floats l2[n];  ///< x^2 l^2: the reference's w * L[i] * L[i]
+        floats sum_lx;
+        floats sum_l2;
+
+        /// Lanes whose group counts as all zero.
+        mask flat() const { return L::abs(extreme) < floats(group_max_eps); }
+
+        /// The products of levels l (which a search reached) for values x.
+        void set_levels(const floats* x, const floats* l) {
+            for (int i = 0; i < n; ++i) {
+                const floats w = x[i] * x[i];
+                levels[i] = l[i];
+                lx[i] = L::mul(w * x[i], l[i]);
+                l2[i] = L::mul(w * l[i], l[i]);
+            }
+        }
+    };
+
+    /// The search's first levels, against the value of largest magnitude, and their sums.
+    template <int n>
+    QMIX_FORCE_INLINE static void greedy_start(const floats* x, int nmax, greedy_state<n>& state) {
+        state.extreme = signed_extreme<n>(x);
+        const floats iscale = L::div(floats(float(-nmax)), state.extreme);
+        floats sum_lx(0.0f);
+        floats sum_l2(0.0f);
         for (int i = 0; i < n; ++i) {
             const floats l = level(iscale * x[i], -nmax, nmax - 1);
             const floats w = x[i] * x[i];
-            levels[i] = l;
-            lx[i] = L::mul(w * x[i], l);
-            l2[i] = L::mul(w * l, l);
-            sum_lx += lx[i];
-            sum_l2 += l2[i];
+            const floats lx = L::mul(w * x[i], l);
+            const floats l2 = L::mul(w * l, l);
+            state.levels[i] = l;
+            state.lx[i] = lx;
+            state.l2[i] = l2;
+            sum_lx += lx;
+            sum_l2 += l2;
         }
-        for (int sweep = 0; sweep < 5; ++sweep) {
-            mask changed(false);
-            for (int i = 0; i < n; ++i) {
-                const floats slx = sum_lx - lx[i];
-                const floats sl2 = sum_l2 - l2[i];
-                const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
-                const mask moved = (slx > zero) && (new_l != levels[i]);
-                // Most levels stay where they are: skip the trial when no lane moves one.
-                if (L::none(moved)) continue;
-                const floats w = x[i] * x[i];
-                const floats new_lx = L::mul(w * x[i], new_l);
-                const floats new_l2 = L::mul(w * new_l, new_l);
-                const floats trial_lx = slx + new_lx;
-                const floats trial_l2 = sl2 + new_l2;
-                const mask take = moved && (trial_l2 > zero) &&
-                                  (trial_lx * trial_lx * sum_l2 > sum_lx * sum_lx * trial_l2);
-                levels[i] = L::select(take, new_l, levels[i]);
-                lx[i] = L::select(take, new_lx, lx[i]);
-                l2[i] = L::select(take, new_l2, l2[i]);
-                sum_lx = L::select(take, trial_lx, sum_lx);
-                sum_l2 = L::select(take, trial_l2, sum_l2);
-                changed = changed || take;
-            }
-            if (L::none(changed)) break;
+        state.sum_lx = sum_lx;
+        state.sum_l2 = sum_l2;
+    }
+
+    /// One sweep of the greedy search; returns the lanes whose levels changed.
+    template <int n>
+    QMIX_FORCE_INLINE static mask greedy_sweep(const floats* x, int nmax, greedy_state<n>& state) {
+        const floats zero(0.0f);
+        floats sum_lx = state.sum_lx;
+        floats sum_l2 = state.sum_l2;
+        mask changed(false);
+        for (int i = 0; i < n; ++i) {
+            const floats slx = sum_lx - state.lx[i];
+            const floats sl2 = sum_l2 - state.l2[i];
+            const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
+            const mask moved = (slx > zero) && (new_l != state.levels[i]);
+            // Most levels stay where they are: skip the trial when no lane moves one.
+            if (L::none(moved)) continue;
+            const floats w = x[i] * x[i];
+            const floats new_lx = L::mul(w * x[i], new_l);
+            const floats new_l2 = L::mul(w * new_l, new_l);
+            const floats trial_lx = slx + new_lx;
+            const floats trial_l2 = sl2 + new_l2;
+            const mask take = moved && (trial_l2 > zero) &&
+                              (trial_lx * trial_lx * sum_l2 > sum_lx * sum_lx * trial_l2);
+            state.levels[i] = L::select(take, new_l, state.levels[i]);
+            state.lx[i] = L::select(take, new_lx, state.lx[i]);
+            state.l2[i] = L::select(take, new_l2, state.l2[i]);
+            sum_lx = L::select(take, trial_lx, sum_lx);
+            sum_l2 = L::select(take, trial_l2, sum_l2);
+            changed = changed || take;
         }
-        if (levels_out) {
-            const floats bias(static_cast<float>(nmax));
-            for (int i = 0; i < n; ++i) levels_out[i] = L::select(flat, zero, levels[i] + bias);
-        }
-        const floats scale = L::select(sum_l2 > zero, L::div(sum_lx, sum_l2), zero);
-        return L::select(flat, zero, scale);
+        state.sum_lx = sum_lx;
+        state.sum_l2 = sum_l2;
+        return changed;
+    }
+
+    /// A greedy search stopped after some sweeps, to go on with: the values, the levels it
+    /// had reached and its two sums.
+    template <int n>
+    static void greedy_resume(const floats* x, const floats* levels, floats sum_lx, floats sum_l2,
+                              greedy_state<n>& state) {
+        state.extreme = signed_extreme<n>(x);
+        state.set_levels(x, levels);
+        state.sum_lx = sum_lx;
+        state.sum_l2 = sum_l2;
+    }
+
+    /// The greedy search's scale once it has stopped: 0 in flat lanes.
+    template <int n>
+    static floats greedy_scale(const greedy_state<n>& state) {
+        const floats zero(0.0f);
+        const floats scale =
+            L::select(state.sum_l2 > zero, L::div(state.sum_lx, state.sum_l2), zero);
+        return L::select(state.flat(), zero, scale);
     }
 
     /// ggml's make_qp_quants (detail::search_positive_scale): levels in [0, nmax] for the
