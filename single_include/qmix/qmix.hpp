@@ -5808,62 +5808,131 @@ struct group_search {
     /// the scale; with `levels_out`, also writes the biased levels (0 .. 2 nmax - 1, 0 in
     /// flat lanes; as floats).
     ///
-    /// Each value's two products (x^3 l and x^2 l^2, as the reference rounds them) are kept
-    /// from one sweep to the next, so a sweep that moves nothing is a subtraction, a
-    /// division and a comparison per value. The reference stops after a sweep that changed
-    /// nothing. Here a lane whose sweep changed nothing may sweep again with the others;
-    /// that sweep starts from the same state, so it changes nothing either.
+    /// The reference stops after a sweep that changed nothing. Here a lane whose sweep
+    /// changed nothing may sweep again with the others; that sweep starts from the same
+    /// state, so it changes nothing either. (A caller may as well stop sweeping a lane
+    /// early and go on with the others elsewhere: see greedy_start and greedy_sweep.)
     template <int n>
     static floats symmetric_greedy(const floats* x, int nmax, floats* levels_out = nullptr) {
-        const floats zero(0.0f);
-        const floats max = signed_extreme<n>(x);
-        const mask flat = L::abs(max) < floats(group_max_eps);
-        const floats iscale = L::div(floats(float(-nmax)), max);
+        greedy_state<n> state;
+        greedy_start(x, nmax, state);
+        for (int sweep = 0; sweep < greedy_sweeps; ++sweep) {
+            if (L::none(greedy_sweep(x, nmax, state))) break;
+        }
+        if (levels_out) {
+            const mask flat = state.flat();
+            const floats zero(0.0f);
+            const floats bias(static_cast<float>(nmax));
+            for (int i = 0; i < n; ++i) {
+                levels_out[i] = L::select(flat, zero, state.levels[i] + bias);
+            }
+        }
+        return greedy_scale(state);
+    }
+
+    /// The reference's limit on sweeps.
+    static constexpr int greedy_sweeps = 5;
+
+    /// Where the greedy search stands: the levels (-nmax .. nmax - 1) and, for each value,
+    /// the two products the reference sums (x^3 l and x^2 l^2, as it rounds them), kept
+    /// from one sweep to the next so that a sweep that moves nothing is a subtraction, a
+    /// division and a comparison per value.
+    template <int n>
+    struct greedy_state {
+        floats extreme;  ///< the value of largest magnitude
         floats levels[n];
-        floats lx[n];  // x^3 l: the reference's w * x[i] * L[i]
-        floats l2[n];  // x^2 l^2: the reference's w * L[i] * L[i]
-        floats sum_lx = zero;
-        floats sum_l2 = zero;
+        floats lx[n];  ///< x^3 l: the reference's w * x[i] * L[i]
+        floats l2[n];  ///< x^2 l^2: the reference's w * L[i] * L[i]
+        floats sum_lx;
+        floats sum_l2;
+
+        /// Lanes whose group counts as all zero.
+        mask flat() const { return L::abs(extreme) < floats(group_max_eps); }
+
+        /// The products of levels l (which a search reached) for values x.
+        void set_levels(const floats* x, const floats* l) {
+            for (int i = 0; i < n; ++i) {
+                const floats w = x[i] * x[i];
+                levels[i] = l[i];
+                lx[i] = L::mul(w * x[i], l[i]);
+                l2[i] = L::mul(w * l[i], l[i]);
+            }
+        }
+    };
+
+    /// The search's first levels, against the value of largest magnitude, and their sums.
+    template <int n>
+    QMIX_FORCE_INLINE static void greedy_start(const floats* x, int nmax, greedy_state<n>& state) {
+        state.extreme = signed_extreme<n>(x);
+        const floats iscale = L::div(floats(float(-nmax)), state.extreme);
+        floats sum_lx(0.0f);
+        floats sum_l2(0.0f);
         for (int i = 0; i < n; ++i) {
             const floats l = level(iscale * x[i], -nmax, nmax - 1);
             const floats w = x[i] * x[i];
-            levels[i] = l;
-            lx[i] = L::mul(w * x[i], l);
-            l2[i] = L::mul(w * l, l);
-            sum_lx += lx[i];
-            sum_l2 += l2[i];
+            const floats lx = L::mul(w * x[i], l);
+            const floats l2 = L::mul(w * l, l);
+            state.levels[i] = l;
+            state.lx[i] = lx;
+            state.l2[i] = l2;
+            sum_lx += lx;
+            sum_l2 += l2;
         }
-        for (int sweep = 0; sweep < 5; ++sweep) {
-            mask changed(false);
-            for (int i = 0; i < n; ++i) {
-                const floats slx = sum_lx - lx[i];
-                const floats sl2 = sum_l2 - l2[i];
-                const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
-                const mask moved = (slx > zero) && (new_l != levels[i]);
-                // Most levels stay where they are: skip the trial when no lane moves one.
-                if (L::none(moved)) continue;
-                const floats w = x[i] * x[i];
-                const floats new_lx = L::mul(w * x[i], new_l);
-                const floats new_l2 = L::mul(w * new_l, new_l);
-                const floats trial_lx = slx + new_lx;
-                const floats trial_l2 = sl2 + new_l2;
-                const mask take = moved && (trial_l2 > zero) &&
-                                  (trial_lx * trial_lx * sum_l2 > sum_lx * sum_lx * trial_l2);
-                levels[i] = L::select(take, new_l, levels[i]);
-                lx[i] = L::select(take, new_lx, lx[i]);
-                l2[i] = L::select(take, new_l2, l2[i]);
-                sum_lx = L::select(take, trial_lx, sum_lx);
-                sum_l2 = L::select(take, trial_l2, sum_l2);
-                changed = changed || take;
-            }
-            if (L::none(changed)) break;
+        state.sum_lx = sum_lx;
+        state.sum_l2 = sum_l2;
+    }
+
+    /// One sweep of the greedy search; returns the lanes whose levels changed.
+    template <int n>
+    QMIX_FORCE_INLINE static mask greedy_sweep(const floats* x, int nmax, greedy_state<n>& state) {
+        const floats zero(0.0f);
+        floats sum_lx = state.sum_lx;
+        floats sum_l2 = state.sum_l2;
+        mask changed(false);
+        for (int i = 0; i < n; ++i) {
+            const floats slx = sum_lx - state.lx[i];
+            const floats sl2 = sum_l2 - state.l2[i];
+            const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
+            const mask moved = (slx > zero) && (new_l != state.levels[i]);
+            // Most levels stay where they are: skip the trial when no lane moves one.
+            if (L::none(moved)) continue;
+            const floats w = x[i] * x[i];
+            const floats new_lx = L::mul(w * x[i], new_l);
+            const floats new_l2 = L::mul(w * new_l, new_l);
+            const floats trial_lx = slx + new_lx;
+            const floats trial_l2 = sl2 + new_l2;
+            const mask take = moved && (trial_l2 > zero) &&
+                              (trial_lx * trial_lx * sum_l2 > sum_lx * sum_lx * trial_l2);
+            state.levels[i] = L::select(take, new_l, state.levels[i]);
+            state.lx[i] = L::select(take, new_lx, state.lx[i]);
+            state.l2[i] = L::select(take, new_l2, state.l2[i]);
+            sum_lx = L::select(take, trial_lx, sum_lx);
+            sum_l2 = L::select(take, trial_l2, sum_l2);
+            changed = changed || take;
         }
-        if (levels_out) {
-            const floats bias(static_cast<float>(nmax));
-            for (int i = 0; i < n; ++i) levels_out[i] = L::select(flat, zero, levels[i] + bias);
-        }
-        const floats scale = L::select(sum_l2 > zero, L::div(sum_lx, sum_l2), zero);
-        return L::select(flat, zero, scale);
+        state.sum_lx = sum_lx;
+        state.sum_l2 = sum_l2;
+        return changed;
+    }
+
+    /// A greedy search stopped after some sweeps, to go on with: the values, the levels it
+    /// had reached and its two sums.
+    template <int n>
+    static void greedy_resume(const floats* x, const floats* levels, floats sum_lx, floats sum_l2,
+                              greedy_state<n>& state) {
+        state.extreme = signed_extreme<n>(x);
+        state.set_levels(x, levels);
+        state.sum_lx = sum_lx;
+        state.sum_l2 = sum_l2;
+    }
+
+    /// The greedy search's scale once it has stopped: 0 in flat lanes.
+    template <int n>
+    static floats greedy_scale(const greedy_state<n>& state) {
+        const floats zero(0.0f);
+        const floats scale =
+            L::select(state.sum_l2 > zero, L::div(state.sum_lx, state.sum_l2), zero);
+        return L::select(state.flat(), zero, scale);
     }
 
     /// ggml's make_qp_quants (detail::search_positive_scale): levels in [0, nmax] for the
@@ -6777,6 +6846,7 @@ struct q3_k_kernels {
         }
         const int total = count * groups;
         group_batch<Arch, group_size, groups, K> batch;
+        moving_groups moving;
         for (int g = 0; g < total; g += W::count) {
             batch.load(x, importance, g, total);
             if (importance) {
@@ -6789,9 +6859,87 @@ struct q3_k_kernels {
                 W::store(f.flat + g,
                          W::select(fit.flat, typename W::floats(1.0f), typename W::floats(0.0f)));
             } else {
-                W::store(f.scale + g,
-                         search::template symmetric_greedy<group_size>(batch.x.v, level_bias));
+                greedy_first_sweep(batch, g, f, moving);
             }
+        }
+        if (!importance) greedy_remaining_sweeps(x, f, moving);
+    }
+
+    /// The groups of a chunk whose levels moved in the greedy search's first sweep, with
+    /// where their search stands.
+    struct moving_groups {
+        int count = 0;
+        int group[chunk * groups];
+        alignas(64) float levels[chunk * groups][group_size];
+        float sum_lx[chunk * groups];
+        float sum_l2[chunk * groups];
+    };
+
+    /// Starts the greedy search of a batch of groups and sweeps once: done for the groups
+    /// that moved no level, set aside in `moving` for the others.
+    static void greedy_first_sweep(const group_batch<Arch, group_size, groups, K>& batch, int g,
+                                   fits& f, moving_groups& moving) {
+        typename search::template greedy_state<group_size> state;
+        search::greedy_start(batch.x.v, level_bias, state);
+        const auto changed = search::greedy_sweep(batch.x.v, level_bias, state);
+        W::store(f.scale + g, search::greedy_scale(state));
+        if (W::none(changed)) return;
+        alignas(64) float lane_changed[W::count];
+        alignas(64) float levels[group_size][W::count];
+        alignas(64) float sum_lx[W::count];
+        alignas(64) float sum_l2[W::count];
+        const typename W::floats zero(0.0f);
+        W::store(lane_changed, W::select(changed, typename W::floats(1.0f), zero));
+        for (int i = 0; i < group_size; ++i) W::store(levels[i], state.levels[i]);
+        W::store(sum_lx, state.sum_lx);
+        W::store(sum_l2, state.sum_l2);
+        for (int lane = 0; lane < batch.valid; ++lane) {
+            if (lane_changed[lane] == 0) continue;
+            const int m = moving.count++;
+            moving.group[m] = g + lane;
+            for (int i = 0; i < group_size; ++i) moving.levels[m][i] = levels[i][lane];
+            moving.sum_lx[m] = sum_lx[lane];
+            moving.sum_l2[m] = sum_l2[lane];
+        }
+    }
+
+    /// The greedy search of the groups that moved in the first sweep, gathered into batches
+    /// of their own, one xsimd batch wide: a batch sweeps until its last lane stops, so
+    /// mixed with settled groups (or with many others) every batch would sweep that often.
+    static void greedy_remaining_sweeps(const float* x, fits& f, const moving_groups& moving) {
+        alignas(64) static constexpr float nothing[group_size] = {};  // a lane without a group
+        for (int first = 0; first < moving.count; first += L::count) {
+            const int valid = moving.count - first < L::count ? moving.count - first : L::count;
+            const float* value_rows[L::count];
+            const float* level_rows[L::count];
+            alignas(64) float sum_lx[L::count] = {};
+            alignas(64) float sum_l2[L::count] = {};
+            for (int lane = 0; lane < L::count; ++lane) {
+                value_rows[lane] = nothing;
+                level_rows[lane] = nothing;
+            }
+            for (int lane = 0; lane < valid; ++lane) {
+                value_rows[lane] = x + moving.group[first + lane] * group_size;
+                level_rows[lane] = moving.levels[first + lane];
+                sum_lx[lane] = moving.sum_lx[first + lane];
+                sum_l2[lane] = moving.sum_l2[first + lane];
+            }
+            // Every lane has a row (a group of zeros is flat and never moves), so the loads
+            // take the in-register transposes.
+            transposed<Arch, group_size> values;
+            transposed<Arch, group_size> levels;
+            values.load(value_rows, L::count);
+            levels.load(level_rows, L::count);
+            typename block_search::template greedy_state<group_size> state;
+            block_search::greedy_resume(values.v, levels.v, L::load(sum_lx), L::load(sum_l2),
+                                        state);
+            for (int sweep = 1; sweep < block_search::greedy_sweeps; ++sweep) {
+                if (L::none(block_search::greedy_sweep(values.v, level_bias, state))) break;
+            }
+            alignas(64) float scale[L::count];
+            L::store(scale, block_search::greedy_scale(state));
+            for (int lane = 0; lane < valid; ++lane)
+                f.scale[moving.group[first + lane]] = scale[lane];
         }
     }
 
