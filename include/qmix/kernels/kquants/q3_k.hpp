@@ -42,12 +42,8 @@ struct q3_k_kernels {
 
     static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
                          const float* importance) {
-        auto* out = static_cast<block*>(dst);
-        for_each_chunk<Arch, chunk>(
-            nrows, n_per_row, values, importance,
-            [&](std::int64_t first, int count, const float* const* weights) {
-                quantize_chunk(src + first * values, out + first, count, weights);
-            });
+        quantize_by_chunks<Arch, chunk>(src, static_cast<block*>(dst), nrows, n_per_row, values,
+                                        importance, &quantize_chunk);
     }
 
     static void dequantize(const void* src, float* dst, std::int64_t nrows,
