@@ -6168,12 +6168,13 @@ void sums_of_squares(const float* x, int count, int length, float* out) {
     }
 }
 
-/// Cuts the blocks of nrows rows into chunks of at most Chunk blocks and calls
-/// body(first block, block count, importance of each block or nullptr). The importance
-/// vector covers one row and applies to every row.
-template <class Arch, int Chunk, class Body>
-void for_each_chunk(std::int64_t nrows, std::int64_t n_per_row, int block_size,
-                    const float* importance, Body&& body) {
+/// The row-range driver of the k-quant quantizers: cuts the blocks of nrows rows into
+/// chunks of at most Chunk blocks and calls quantize_chunk(values of the chunk, its blocks,
+/// block count, importance of each block or nullptr). The importance vector covers one row
+/// and applies to every row.
+template <class Arch, int Chunk, class Block, class QuantizeChunk>
+void quantize_by_chunks(const float* src, Block* dst, std::int64_t nrows, std::int64_t n_per_row,
+                        int block_size, const float* importance, QuantizeChunk quantize_chunk) {
     const std::int64_t per_row = n_per_row / block_size;
     const std::int64_t total = nrows * per_row;
     const float* weights[Chunk];
@@ -6184,7 +6185,8 @@ void for_each_chunk(std::int64_t nrows, std::int64_t n_per_row, int block_size,
                 weights[b] = importance + ((first + b) % per_row) * block_size;
             }
         }
-        body(first, count, importance ? weights : nullptr);
+        quantize_chunk(src + first * block_size, dst + first, count,
+                       importance ? weights : nullptr);
     }
 }
 
@@ -6240,12 +6242,8 @@ struct k4_kernels {
 
     static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
                          const float* importance) {
-        auto* out = static_cast<block*>(dst);
-        for_each_chunk<Arch, chunk>(
-            nrows, n_per_row, values, importance,
-            [&](std::int64_t first, int count, const float* const* weights) {
-                quantize_chunk(src + first * values, out + first, count, weights);
-            });
+        quantize_by_chunks<Arch, chunk>(src, static_cast<block*>(dst), nrows, n_per_row, values,
+                                        importance, &quantize_chunk);
     }
 
     static void dequantize(const void* src, float* dst, std::int64_t nrows,
@@ -6525,12 +6523,8 @@ struct q2_k_kernels {
 
     static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
                          const float* importance) {
-        auto* out = static_cast<block*>(dst);
-        for_each_chunk<Arch, chunk>(
-            nrows, n_per_row, values, importance,
-            [&](std::int64_t first, int count, const float* const* weights) {
-                quantize_chunk(src + first * values, out + first, count, weights);
-            });
+        quantize_by_chunks<Arch, chunk>(src, static_cast<block*>(dst), nrows, n_per_row, values,
+                                        importance, &quantize_chunk);
     }
 
     static void dequantize(const void* src, float* dst, std::int64_t nrows,
@@ -6766,12 +6760,8 @@ struct q3_k_kernels {
 
     static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
                          const float* importance) {
-        auto* out = static_cast<block*>(dst);
-        for_each_chunk<Arch, chunk>(
-            nrows, n_per_row, values, importance,
-            [&](std::int64_t first, int count, const float* const* weights) {
-                quantize_chunk(src + first * values, out + first, count, weights);
-            });
+        quantize_by_chunks<Arch, chunk>(src, static_cast<block*>(dst), nrows, n_per_row, values,
+                                        importance, &quantize_chunk);
     }
 
     static void dequantize(const void* src, float* dst, std::int64_t nrows,
@@ -7160,12 +7150,8 @@ struct q6_k_kernels {
 
     static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
                          const float* importance) {
-        auto* out = static_cast<block*>(dst);
-        for_each_chunk<Arch, chunk>(
-            nrows, n_per_row, values, importance,
-            [&](std::int64_t first, int count, const float* const* weights) {
-                quantize_chunk(src + first * values, out + first, count, weights);
-            });
+        quantize_by_chunks<Arch, chunk>(src, static_cast<block*>(dst), nrows, n_per_row, values,
+                                        importance, &quantize_chunk);
     }
 
     static void dequantize(const void* src, float* dst, std::int64_t nrows,
