@@ -154,6 +154,9 @@ enum class type_id : std::int32_t {
     q5_k = 13,
     q6_k = 14,
     q8_k = 15,
+    iq4_nl = 20,
+    iq4_xs = 23,
+    bf16 = 30,
 };
 
 }  // namespace qmix
@@ -175,6 +178,9 @@ enum class ftype : std::int32_t {
     mostly_q4_k = 12,
     mostly_q5_k = 13,
     mostly_q6_k = 14,
+    mostly_iq4_nl = 19,
+    mostly_iq4_xs = 22,
+    mostly_bf16 = 24,
 };
 
 /// Model headers store ftype + quantization_version * 1000.
@@ -182,7 +188,7 @@ inline constexpr std::int32_t quantization_version = 2;
 inline constexpr std::int32_t quantization_version_factor = 1000;
 
 namespace detail {
-inline constexpr std::array<std::pair<ftype, type_id>, 12> ftype_types{{
+inline constexpr std::array<std::pair<ftype, type_id>, 15> ftype_types{{
     {ftype::all_f32, type_id::f32},
     {ftype::mostly_f16, type_id::f16},
     {ftype::mostly_q4_0, type_id::q4_0},
@@ -195,6 +201,9 @@ inline constexpr std::array<std::pair<ftype, type_id>, 12> ftype_types{{
     {ftype::mostly_q4_k, type_id::q4_k},
     {ftype::mostly_q5_k, type_id::q5_k},
     {ftype::mostly_q6_k, type_id::q6_k},
+    {ftype::mostly_iq4_nl, type_id::iq4_nl},
+    {ftype::mostly_iq4_xs, type_id::iq4_xs},
+    {ftype::mostly_bf16, type_id::bf16},
 }};
 }  // namespace detail
 
@@ -248,7 +257,7 @@ struct type_info {
     type_id dot_partner;     ///< format of the other operand of a dot product
     bool has_dot;            ///< false for the activation-only formats q8_1 and q8_K
     bool uses_importance;    ///< whether an importance vector changes the bytes
-    bool is_quantized;       ///< false for f32 and f16
+    bool is_quantized;       ///< false for the float formats f32, f16 and bf16
 };
 
 template <class Format>
@@ -373,6 +382,74 @@ QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
 #include <string>
 #include <string_view>
 
+// ---- begin qmix/formats/bf16.hpp
+
+// bf16 ("brain float"): the upper 16 bits of a binary32 value, one value per "block",
+// 2 bytes. It keeps binary32's exponent range with 8 bits of precision. Narrowing rounds
+// the way ggml's reference converter does: to nearest, ties to even on the bit pattern,
+// subnormals kept, overflow to infinity, NaN made quiet. Its dot partner is itself; the
+// products are exact in binary32 and are summed in double, as ggml's scalar code does.
+
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+
+namespace qmix {
+
+/// binary32 to bf16 bits, as ggml_compute_fp32_to_bf16.
+inline std::uint16_t float_to_bf16(float value) noexcept {
+    std::uint32_t bits;
+    std::memcpy(&bits, &value, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep sign and payload top, set quiet bit
+        return std::uint16_t((bits >> 16) | 0x40u);
+    }
+    // Adding 0x7fff, plus one when the kept part is odd, carries into the kept part exactly
+    // when the dropped part is above half, or half with an odd kept part.
+    return std::uint16_t((bits + (0x7fffu + ((bits >> 16) & 1u))) >> 16);
+}
+
+/// bf16 bits to binary32: exact.
+inline float bf16_to_float(std::uint16_t value) noexcept {
+    const std::uint32_t bits = std::uint32_t(value) << 16;
+    float result;
+    std::memcpy(&result, &bits, sizeof result);
+    return result;
+}
+
+namespace formats {
+
+struct bf16 {
+    using block = std::uint16_t;
+    using partner_block = std::uint16_t;
+    static constexpr type_id id = type_id::bf16;
+    static constexpr std::string_view name = "bf16";
+    static constexpr std::size_t block_size = 1;
+    static constexpr type_id dot_partner = type_id::bf16;
+    static constexpr bool has_dot = true;
+    static constexpr bool uses_importance = false;
+    static constexpr bool is_quantized = false;
+
+    static void quantize_row(const float* x, block* y, std::int64_t n,
+                             const float* /*importance*/) {
+        for (std::int64_t i = 0; i < n; ++i) y[i] = float_to_bf16(x[i]);
+    }
+    static void dequantize_row(const block* x, float* y, std::int64_t n) {
+        for (std::int64_t i = 0; i < n; ++i) y[i] = bf16_to_float(x[i]);
+    }
+    static float dot_row(const block* x, const partner_block* y, std::int64_t n) {
+        double sum = 0.0;
+        for (std::int64_t i = 0; i < n; ++i) {
+            sum += static_cast<double>(bf16_to_float(x[i]) * bf16_to_float(y[i]));
+        }
+        return static_cast<float>(sum);
+    }
+};
+static_assert(sizeof(bf16::block) == 2);
+
+}  // namespace formats
+}  // namespace qmix
+// ---- end qmix/formats/bf16.hpp
 // ---- begin qmix/formats/float16.hpp
 
 #include <cstdint>
@@ -450,6 +527,559 @@ static_assert(sizeof(f32::block) == 4);
 
 }  // namespace qmix::formats
 // ---- end qmix/formats/float32.hpp
+// ---- begin qmix/formats/iq4_nl.hpp
+
+// iq4_nl: blocks of 32 values, 18 bytes each (4.5 bits per weight, as q4_0).
+//   d      binary16 scale
+//   qs[16] 4-bit indices into ggml's 16 non-linear levels (detail::nonlinear_levels);
+//          byte j holds value j in its low nibble and value j + 16 in its high nibble
+// Value j is d * level[index_j]. The levels crowd near zero, so at the size of q4_0 the
+// format follows bell-shaped weights more closely. Its rows need only a multiple of 32
+// values: whisper tiny's rows of 384, which q4_k cannot hold, fit.
+//
+// The quantizer is ggml_quantize_chunk's (quantize_iq4_nl): a search over 15 scales per
+// block, weighted by x^2, or by importance * sqrt(sigma2 + x^2) with an importance vector
+// (sigma2 from the block's own 32 values). ggml's per-row quantize_row_iq4_nl_ref skips
+// the search and gives other bytes: model files (whisper's quantizer and ggml's golden
+// files) are written by ggml_quantize_chunk, so that is the one qmix reproduces.
+
+#include <cstdint>
+#include <string_view>
+
+// ---- begin qmix/formats/detail/nonlinear_levels.hpp
+
+// What iq4_nl and iq4_xs share: ggml's fixed table of 16 non-linear levels and the scale
+// search that quantize_row_iq4_nl_impl runs on every 32-value block (iq4_nl) or sub-block
+// (iq4_xs). The levels crowd near zero, where the weights of a layer crowd, and the
+// search picks the scale that fits the weighted values best. Every product that is summed
+// goes through strict::mul (see core/strict_math.hpp): the bytes must not depend on the
+// compiler contracting a * b + c.
+
+#include <cmath>
+#include <cstdint>
+
+
+namespace qmix::formats::detail {
+
+/// ggml's kvalues_iq4nl: a 4-bit index j stands for the level nonlinear_levels[j].
+inline constexpr std::int8_t nonlinear_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                                     1,    13,   25,  38,  53,  69,  89,  113};
+
+/// The index of the level nearest to x (ggml's best_index_int8): a binary search, then the
+/// lower of the two neighbours unless the upper one is strictly nearer. NaN gives 15.
+inline int nearest_level_index(float x) {
+    constexpr const std::int8_t* levels = nonlinear_levels;
+    if (x <= levels[0]) return 0;
+    if (x >= levels[15]) return 15;
+    int low = 0;
+    int high = 15;
+    while (high - low > 1) {
+        const int middle = (low + high) / 2;
+        if (x < levels[middle]) {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
+    return x - levels[high - 1] < levels[high] - x ? high - 1 : high;
+}
+
+/// Below this magnitude a block counts as all zero (ggml's GROUP_MAX_EPS).
+inline constexpr float nonlinear_zero_block = 1e-15f;
+
+/// How many scales either side of the first estimate the search tries: 7 in
+/// ggml_quantize_chunk (quantize_iq4_nl, quantize_iq4_xs). ggml's quantize_row_iq4_nl_ref
+/// passes -1 instead: no search, a first estimate of the opposite sign, its levels kept.
+/// Model files are written by ggml_quantize_chunk; qmix does not reproduce the other.
+inline constexpr int nonlinear_tries_chunk = 7;
+
+/// The weights of one 32-value block: x^2 without an importance vector, else
+/// importance * sqrt(sigma2 + x^2), sigma2 being 2/N times the sum of squares of the N
+/// values of the whole (super-)block.
+inline void nonlinear_weights(const float* x, const float* importance, float sigma2,
+                              float* weights) {
+    for (int j = 0; j < 32; ++j) {
+        weights[j] = importance != nullptr
+                         ? strict::mul(importance[j], std::sqrt(sigma2 + strict::mul(x[j], x[j])))
+                         : x[j] * x[j];
+    }
+}
+
+/// sigma2 of a (super-)block of n values: the sum of squares in order, times 2/n.
+inline float nonlinear_sigma2(const float* x, int n) {
+    float sum = 0;
+    for (int j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
+    return sum * (2.f / float(n));
+}
+
+/// Weighted sums of one trial of the search: sum w*q*x and sum w*q*q over the levels q
+/// that the inverse scale `inverse` gives the 32 values.
+struct nonlinear_sums {
+    float qx = 0;
+    float q2 = 0;
+};
+
+inline nonlinear_sums nonlinear_trial(const float* x, const float* weights, float inverse) {
+    nonlinear_sums s;
+    for (int j = 0; j < 32; ++j) {
+        const int l = nearest_level_index(strict::mul(inverse, x[j]));
+        const float q = nonlinear_levels[l];
+        const float wq = weights[j] * q;
+        s.qx += strict::mul(wq, x[j]);
+        s.q2 += strict::mul(wq, q);
+    }
+    return s;
+}
+
+/// The scale search of quantize_row_iq4_nl_impl for one block of 32 values: a first
+/// estimate that sends the value of largest magnitude to the level -127 with the opposite
+/// sign, and its weighted least-squares scale; then the scales that send that value to the
+/// levels -127 + t, t in [-tries, tries], each kept when its weighted fit is better.
+/// Returns the scale, 0 for a block whose largest magnitude is below
+/// nonlinear_zero_block. The caller chooses the indices from the final scale.
+inline float search_nonlinear_scale(const float* x, const float* weights, int tries) {
+    float amax = 0;
+    float max = 0;
+    for (int j = 0; j < 32; ++j) {
+        const float ax = std::fabs(x[j]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[j];
+        }
+    }
+    if (amax < nonlinear_zero_block) return 0;
+    const float first_level = nonlinear_levels[0];
+    float d = -max / first_level;
+    nonlinear_sums s = nonlinear_trial(x, weights, 1 / d);
+    d = s.q2 > 0 ? s.qx / s.q2 : 0.f;
+    float best = strict::mul(d, s.qx);
+    for (int t = -tries; t <= tries; ++t) {
+        const float inverse = float(t + nonlinear_levels[0]) / max;
+        s = nonlinear_trial(x, weights, inverse);
+        if (s.q2 > 0 && strict::mul(s.qx, s.qx) > strict::mul(best, s.q2)) {
+            d = s.qx / s.q2;
+            best = strict::mul(d, s.qx);
+        }
+    }
+    return d;
+}
+
+/// The 4-bit indices of 32 values for the inverse scale `inverse`.
+inline void nonlinear_indices(const float* x, float inverse, std::uint8_t* indices) {
+    for (int j = 0; j < 32; ++j)
+        indices[j] = std::uint8_t(nearest_level_index(strict::mul(inverse, x[j])));
+}
+
+/// Packs 32 indices the way both formats store them: value j < 16 in the low nibble of
+/// byte j, value j + 16 in its high nibble.
+inline void pack_nonlinear_indices(const std::uint8_t* indices, std::uint8_t* qs) {
+    for (int j = 0; j < 16; ++j) qs[j] = std::uint8_t(indices[j] | (indices[j + 16] << 4));
+}
+
+}  // namespace qmix::formats::detail
+// ---- end qmix/formats/detail/nonlinear_levels.hpp
+// ---- begin qmix/formats/q8_0.hpp
+
+// q8_0: blocks of 32 values, 34 bytes each.
+//   d      binary16 scale, chosen so that the largest magnitude in the block maps to 127
+//   qs[32] signed 8-bit levels, value j is d * qs[j]
+// It is also the dot partner of q4_0, q5_0 and itself. ggml has no importance-weighted
+// quantizer for it: an importance vector is accepted and ignored.
+
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+
+
+namespace qmix::formats {
+
+struct block_q8_0 {
+    std::uint16_t d;
+    std::int8_t qs[32];
+};
+static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must match ggml's layout");
+
+struct q8_0 {
+    using block = block_q8_0;
+    using partner_block = block_q8_0;
+    static constexpr type_id id = type_id::q8_0;
+    static constexpr std::string_view name = "q8_0";
+    static constexpr std::size_t block_size = 32;
+    static constexpr type_id dot_partner = type_id::q8_0;
+    static constexpr bool has_dot = true;
+    static constexpr bool uses_importance = false;
+    static constexpr bool is_quantized = true;
+
+    static void quantize_row(const float* x, block* y, std::int64_t n,
+                             const float* /*importance*/) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            quantize_block(x + ib * std::int64_t(block_size), y[ib]);
+        }
+    }
+
+    static void dequantize_row(const block* x, float* y, std::int64_t n) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            const float d = half_to_float(x[ib].d);
+            float* out = y + ib * std::int64_t(block_size);
+            for (std::size_t j = 0; j < block_size; ++j) out[j] = float(x[ib].qs[j]) * d;
+        }
+    }
+
+    /// Integer dot product per block, then scaled by both block scales and summed in
+    /// binary32, block after block (the order of ggml's scalar kernel).
+    static float dot_row(const block* x, const partner_block* y, std::int64_t n) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        float sum = 0.0f;
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            int sum_q = 0;
+            for (std::size_t j = 0; j < block_size; ++j) sum_q += x[ib].qs[j] * y[ib].qs[j];
+            const float scale = half_to_float(x[ib].d) * half_to_float(y[ib].d);
+            sum += strict::mul(float(sum_q), scale);
+        }
+        return sum;
+    }
+
+  private:
+    static void quantize_block(const float* x, block& y) {
+        float amax = 0.0f;
+        for (std::size_t j = 0; j < block_size; ++j) {
+            const float magnitude = std::fabs(x[j]);
+            amax = amax > magnitude ? amax : magnitude;
+        }
+        const float d = amax / 127;
+        const float inverse_d = d != 0.0f ? 1.0f / d : 0.0f;
+        y.d = float_to_half(d);
+        // Half-way cases round away from zero (roundf), not to even: that is ggml's choice.
+        for (std::size_t j = 0; j < block_size; ++j) {
+            y.qs[j] = std::int8_t(strict::truncate_to_int(std::round(x[j] * inverse_d)));
+        }
+    }
+};
+
+}  // namespace qmix::formats
+// ---- end qmix/formats/q8_0.hpp
+
+namespace qmix::formats {
+
+struct block_iq4_nl {
+    std::uint16_t d;      ///< scale, binary16
+    std::uint8_t qs[16];  ///< 4-bit level indices, two per byte
+};
+static_assert(sizeof(block_iq4_nl) == 18, "block_iq4_nl must match ggml's layout");
+
+struct iq4_nl {
+    using block = block_iq4_nl;
+    using partner_block = block_q8_0;
+    static constexpr type_id id = type_id::iq4_nl;
+    static constexpr std::string_view name = "iq4_nl";
+    static constexpr std::size_t block_size = 32;
+    static constexpr type_id dot_partner = type_id::q8_0;
+    static constexpr bool has_dot = true;
+    static constexpr bool uses_importance = true;
+    static constexpr bool is_quantized = true;
+
+    /// ggml_quantize_chunk's iq4_nl quantizer (quantize_iq4_nl) for one row.
+    static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            const std::int64_t offset = ib * std::int64_t(block_size);
+            quantize_block(x + offset, importance ? importance + offset : nullptr, y[ib]);
+        }
+    }
+
+    static void dequantize_row(const block* x, float* y, std::int64_t n) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            const float d = half_to_float(x[ib].d);
+            float* out = y + ib * std::int64_t(block_size);
+            for (std::size_t j = 0; j < block_size / 2; ++j) {
+                out[j] = d * detail::nonlinear_levels[x[ib].qs[j] & 0x0F];
+                out[j + block_size / 2] = d * detail::nonlinear_levels[x[ib].qs[j] >> 4];
+            }
+        }
+    }
+
+    /// Integer dot product per block, scaled by the product of both block scales and summed
+    /// in binary32 block after block, in the order of ggml's scalar kernel.
+    static float dot_row(const block* x, const partner_block* y, std::int64_t n) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        float sum = 0.0f;
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            const float d = half_to_float(y[ib].d) * half_to_float(x[ib].d);
+            int sum_q = 0;
+            for (std::size_t j = 0; j < block_size / 2; ++j) {
+                sum_q += y[ib].qs[j] * detail::nonlinear_levels[x[ib].qs[j] & 0x0F];
+                sum_q += y[ib].qs[j + block_size / 2] * detail::nonlinear_levels[x[ib].qs[j] >> 4];
+            }
+            sum += strict::mul(d, float(sum_q));
+        }
+        return sum;
+    }
+
+    /// quantize_row_iq4_nl_impl with one block per super-block and 7 tries: the scale
+    /// search, then every index again from the scale as stored (before its rounding to
+    /// binary16).
+    static void quantize_block(const float* x, const float* importance, block& y) {
+        float weights[block_size];
+        const float sigma2 = importance ? detail::nonlinear_sigma2(x, int(block_size)) : 0.0f;
+        detail::nonlinear_weights(x, importance, sigma2, weights);
+        std::uint8_t indices[block_size];
+        const float d = detail::search_nonlinear_scale(x, weights, detail::nonlinear_tries_chunk);
+        y.d = float_to_half(d);
+        detail::nonlinear_indices(x, d != 0.0f ? 1 / d : 0.0f, indices);
+        detail::pack_nonlinear_indices(indices, y.qs);
+    }
+};
+
+}  // namespace qmix::formats
+// ---- end qmix/formats/iq4_nl.hpp
+// ---- begin qmix/formats/iq4_xs.hpp
+
+// iq4_xs: super-blocks of 256 values, 136 bytes each (4.25 bits per weight).
+//   d           binary16 super-block scale
+//   scales_h    the high 2 bits of the eight 6-bit sub-block scales, two bits per
+//               sub-block, sub-block 0 in the lowest bits
+//   scales_l[4] their low 4 bits, sub-block 2k in the low nibble of byte k, 2k + 1 in the
+//               high nibble
+//   qs[128]     4-bit indices into iq4_nl's 16 non-linear levels, 16 bytes per 32-value
+//               sub-block, packed as iq4_nl packs a block
+// A sub-block scale s is stored as s + 32 (so in [-32, 31]); value j of sub-block b is
+// d * s_b * level[index_j].
+//
+// The quantizer is ggml_quantize_chunk's (quantize_iq4_xs; ggml's quantize_row_iq4_xs_ref
+// calls the same code): iq4_nl's search for each sub-block's scale, weighted by x^2 or by
+// importance * sqrt(sigma2 + x^2) (sigma2 from all 256 values), then d = -(sub-block
+// scale of largest magnitude) / 32, the sub-block scales rounded to multiples of d and
+// every index chosen again for its rounded scale. An all-zero super-block stores
+// d = -0.0 (binary16 0x8000) and dequantizes to -0.0, as ggml's does.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+// ---- begin qmix/formats/q8_k.hpp
+
+// q8_K: the activation format that every _K weight format is multiplied with.
+//
+// One block holds 256 values in 292 bytes:
+//   d       binary32 scale (a full float, not binary16: the _K dot products want the
+//           activation scale at full precision)
+//   qs      256 signed 8-bit levels in [-127, 127], value = d * qs[i]
+//   bsums   16 int16 sums, bsums[j] = qs[16j] + ... + qs[16j + 15]; the weight formats
+//           with a per-sub-block offset (q2_K, q4_K, q5_K) fold that offset into the dot
+//           product with these sums instead of touching every value again
+//
+// The quantizer is ggml's quantize_row_q8_K_ref. Its scale maps the value of largest
+// magnitude to exactly -127 (never -128), so the levels stay symmetric; there is no
+// importance-weighted variant.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+
+namespace qmix::formats {
+
+struct block_q8_k {
+    float d;  ///< scale, binary32
+    std::int8_t qs[256];
+    std::int16_t bsums[16];  ///< sums of qs in groups of 16
+};
+static_assert(sizeof(block_q8_k) == 292, "block_q8_k must match ggml's layout");
+
+struct q8_k {
+    using block = block_q8_k;
+    using partner_block = block_q8_k;
+    static constexpr type_id id = type_id::q8_k;
+    static constexpr std::string_view name = "q8_k";
+    static constexpr std::size_t block_size = 256;
+    static constexpr type_id dot_partner = type_id::q8_k;
+    static constexpr bool has_dot = false;
+    static constexpr bool uses_importance = false;
+    static constexpr bool is_quantized = true;
+
+    /// ggml's quantize_row_q8_K_ref; `importance` is accepted for the common interface and
+    /// ignored, as ggml ignores it for this format.
+    static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
+        (void)importance;
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        for (std::int64_t b = 0; b < n_blocks; ++b) {
+            quantize_block(x + b * std::int64_t(block_size), y[b]);
+        }
+    }
+
+    static void dequantize_row(const block* x, float* y, std::int64_t n) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        for (std::int64_t b = 0; b < n_blocks; ++b) {
+            for (std::size_t i = 0; i < block_size; ++i) *y++ = x[b].d * float(x[b].qs[i]);
+        }
+    }
+
+  private:
+    static constexpr int levels_per_sum = 16;
+
+    static void quantize_block(const float* x, block& out) {
+        // The signed value of largest magnitude; on ties the first one wins, which decides
+        // the sign of the scale and so the bytes.
+        float extreme = 0;
+        float largest_magnitude = 0;
+        for (std::size_t i = 0; i < block_size; ++i) {
+            const float magnitude = std::fabs(x[i]);
+            if (magnitude > largest_magnitude) {
+                largest_magnitude = magnitude;
+                extreme = x[i];
+            }
+        }
+        // Only an exactly zero block is special here (no epsilon as in the weight formats):
+        // any non-zero maximum gives a finite inverse scale.
+        if (largest_magnitude == 0.0f) {
+            out.d = 0;
+            std::memset(out.qs, 0, sizeof out.qs);
+            std::memset(out.bsums, 0, sizeof out.bsums);
+            return;
+        }
+        // The negative sign sends the extreme value to -127 exactly; the others round to
+        // nearest, and only the opposite extreme can round up to +127 or beyond, hence
+        // the one-sided clamp. The product goes through strict::mul because nearest_int
+        // adds a constant to it, which a contracting compiler would otherwise fuse.
+        const float inverse_scale = -127.f / extreme;
+        for (std::size_t i = 0; i < block_size; ++i) {
+            const int level = strict::nearest_int(strict::mul(inverse_scale, x[i]));
+            out.qs[i] = std::int8_t(level < 127 ? level : 127);
+        }
+        for (int j = 0; j < int(block_size) / levels_per_sum; ++j) {
+            int sum = 0;
+            for (int i = 0; i < levels_per_sum; ++i) sum += out.qs[j * levels_per_sum + i];
+            out.bsums[j] = std::int16_t(sum);
+        }
+        out.d = 1 / inverse_scale;
+    }
+};
+
+}  // namespace qmix::formats
+// ---- end qmix/formats/q8_k.hpp
+
+namespace qmix::formats {
+
+struct block_iq4_xs {
+    std::uint16_t d;           ///< super-block scale, binary16
+    std::uint16_t scales_h;    ///< high 2 bits of each sub-block scale (+32)
+    std::uint8_t scales_l[4];  ///< low 4 bits of each sub-block scale (+32)
+    std::uint8_t qs[128];      ///< 4-bit level indices, two per byte
+};
+static_assert(sizeof(block_iq4_xs) == 136, "block_iq4_xs must match ggml's layout");
+
+struct iq4_xs {
+    using block = block_iq4_xs;
+    using partner_block = block_q8_k;
+    static constexpr type_id id = type_id::iq4_xs;
+    static constexpr std::string_view name = "iq4_xs";
+    static constexpr std::size_t block_size = 256;
+    static constexpr type_id dot_partner = type_id::q8_k;
+    static constexpr bool has_dot = true;
+    static constexpr bool uses_importance = true;
+    static constexpr bool is_quantized = true;
+
+    static constexpr int sub_blocks = 8;
+
+    static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            const std::int64_t offset = ib * std::int64_t(block_size);
+            quantize_block(x + offset, importance ? importance + offset : nullptr, y[ib]);
+        }
+    }
+
+    /// The stored scale of sub-block b, in [-32, 31].
+    static int sub_block_scale(const block& b, int sub) {
+        const int low = (b.scales_l[sub / 2] >> (4 * (sub % 2))) & 0x0F;
+        const int high = (b.scales_h >> (2 * sub)) & 3;
+        return (low | (high << 4)) - 32;
+    }
+
+    static void dequantize_row(const block* x, float* y, std::int64_t n) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            const float d = half_to_float(x[ib].d);
+            for (int sub = 0; sub < sub_blocks; ++sub) {
+                const float dl = d * float(sub_block_scale(x[ib], sub));
+                const std::uint8_t* qs = x[ib].qs + 16 * sub;
+                float* out = y + ib * std::int64_t(block_size) + 32 * sub;
+                for (int j = 0; j < 16; ++j) {
+                    out[j] = dl * detail::nonlinear_levels[qs[j] & 0x0F];
+                    out[j + 16] = dl * detail::nonlinear_levels[qs[j] >> 4];
+                }
+            }
+        }
+    }
+
+    /// Per sub-block: an integer dot product, scaled by d * d8 * (sub-block scale) and
+    /// summed in binary32 in order, as ggml's scalar kernel does.
+    static float dot_row(const block* x, const partner_block* y, std::int64_t n) {
+        const std::int64_t n_blocks = n / std::int64_t(block_size);
+        float sum = 0.0f;
+        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
+            const float d = half_to_float(x[ib].d) * y[ib].d;
+            for (int sub = 0; sub < sub_blocks; ++sub) {
+                const std::uint8_t* qs = x[ib].qs + 16 * sub;
+                const std::int8_t* q8 = y[ib].qs + 32 * sub;
+                int sum_q = 0;
+                for (int j = 0; j < 16; ++j) {
+                    sum_q += q8[j] * detail::nonlinear_levels[qs[j] & 0x0F];
+                    sum_q += q8[j + 16] * detail::nonlinear_levels[qs[j] >> 4];
+                }
+                const float dl = d * float(sub_block_scale(x[ib], sub));
+                sum += strict::mul(dl, float(sum_q));
+            }
+        }
+        return sum;
+    }
+
+    /// quantize_row_iq4_nl_impl with 256-value super-blocks of eight 32-value sub-blocks
+    /// and 7 tries.
+    static void quantize_block(const float* x, const float* importance, block& y) {
+        const float sigma2 = importance ? detail::nonlinear_sigma2(x, int(block_size)) : 0.0f;
+        float scales[sub_blocks];
+        float max_scale = 0;
+        float amax_scale = 0;
+        std::uint8_t indices[32];
+        for (int sub = 0; sub < sub_blocks; ++sub) {
+            float weights[32];
+            detail::nonlinear_weights(x + 32 * sub, importance ? importance + 32 * sub : nullptr,
+                                      sigma2, weights);
+            scales[sub] = detail::search_nonlinear_scale(x + 32 * sub, weights,
+                                                         detail::nonlinear_tries_chunk);
+            const float magnitude = std::fabs(scales[sub]);
+            if (magnitude > amax_scale) {
+                amax_scale = magnitude;
+                max_scale = scales[sub];
+            }
+        }
+        const float d = -max_scale / 32;
+        y.d = float_to_half(d);
+        const float inverse = d != 0.0f ? 1 / d : 0.0f;
+        y.scales_h = 0;
+        std::memset(y.scales_l, 0, sizeof y.scales_l);
+        for (int sub = 0; sub < sub_blocks; ++sub) {
+            int l = strict::nearest_int(strict::mul(inverse, scales[sub]));
+            l = l < -32 ? -32 : (l > 31 ? 31 : l);
+            const float dl = d * float(l);
+            const float inverse_l = dl != 0.0f ? 1 / dl : 0.0f;
+            detail::nonlinear_indices(x + 32 * sub, inverse_l, indices);
+            detail::pack_nonlinear_indices(indices, y.qs + 16 * sub);
+            const int stored = l + 32;
+            y.scales_l[sub / 2] |= std::uint8_t((stored & 0x0F) << (4 * (sub % 2)));
+            y.scales_h = std::uint16_t(y.scales_h | ((stored >> 4) << (2 * sub)));
+        }
+    }
+};
+
+}  // namespace qmix::formats
+// ---- end qmix/formats/iq4_xs.hpp
 // ---- begin qmix/formats/q2_k.hpp
 
 // q2_K: 256 values per block, about 2.6 bits each. The block is cut into 16 groups of 16
@@ -788,108 +1418,6 @@ inline void unpack_scale_min_k4(int j, const std::uint8_t* q, std::uint8_t* scal
 
 }  // namespace qmix::formats::detail
 // ---- end qmix/formats/detail/scale_search.hpp
-// ---- begin qmix/formats/q8_k.hpp
-
-// q8_K: the activation format that every _K weight format is multiplied with.
-//
-// One block holds 256 values in 292 bytes:
-//   d       binary32 scale (a full float, not binary16: the _K dot products want the
-//           activation scale at full precision)
-//   qs      256 signed 8-bit levels in [-127, 127], value = d * qs[i]
-//   bsums   16 int16 sums, bsums[j] = qs[16j] + ... + qs[16j + 15]; the weight formats
-//           with a per-sub-block offset (q2_K, q4_K, q5_K) fold that offset into the dot
-//           product with these sums instead of touching every value again
-//
-// The quantizer is ggml's quantize_row_q8_K_ref. Its scale maps the value of largest
-// magnitude to exactly -127 (never -128), so the levels stay symmetric; there is no
-// importance-weighted variant.
-
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <string_view>
-
-
-namespace qmix::formats {
-
-struct block_q8_k {
-    float d;  ///< scale, binary32
-    std::int8_t qs[256];
-    std::int16_t bsums[16];  ///< sums of qs in groups of 16
-};
-static_assert(sizeof(block_q8_k) == 292, "block_q8_k must match ggml's layout");
-
-struct q8_k {
-    using block = block_q8_k;
-    using partner_block = block_q8_k;
-    static constexpr type_id id = type_id::q8_k;
-    static constexpr std::string_view name = "q8_k";
-    static constexpr std::size_t block_size = 256;
-    static constexpr type_id dot_partner = type_id::q8_k;
-    static constexpr bool has_dot = false;
-    static constexpr bool uses_importance = false;
-    static constexpr bool is_quantized = true;
-
-    /// ggml's quantize_row_q8_K_ref; `importance` is accepted for the common interface and
-    /// ignored, as ggml ignores it for this format.
-    static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
-        (void)importance;
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        for (std::int64_t b = 0; b < n_blocks; ++b) {
-            quantize_block(x + b * std::int64_t(block_size), y[b]);
-        }
-    }
-
-    static void dequantize_row(const block* x, float* y, std::int64_t n) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        for (std::int64_t b = 0; b < n_blocks; ++b) {
-            for (std::size_t i = 0; i < block_size; ++i) *y++ = x[b].d * float(x[b].qs[i]);
-        }
-    }
-
-  private:
-    static constexpr int levels_per_sum = 16;
-
-    static void quantize_block(const float* x, block& out) {
-        // The signed value of largest magnitude; on ties the first one wins, which decides
-        // the sign of the scale and so the bytes.
-        float extreme = 0;
-        float largest_magnitude = 0;
-        for (std::size_t i = 0; i < block_size; ++i) {
-            const float magnitude = std::fabs(x[i]);
-            if (magnitude > largest_magnitude) {
-                largest_magnitude = magnitude;
-                extreme = x[i];
-            }
-        }
-        // Only an exactly zero block is special here (no epsilon as in the weight formats):
-        // any non-zero maximum gives a finite inverse scale.
-        if (largest_magnitude == 0.0f) {
-            out.d = 0;
-            std::memset(out.qs, 0, sizeof out.qs);
-            std::memset(out.bsums, 0, sizeof out.bsums);
-            return;
-        }
-        // The negative sign sends the extreme value to -127 exactly; the others round to
-        // nearest, and only the opposite extreme can round up to +127 or beyond, hence
-        // the one-sided clamp. The product goes through strict::mul because nearest_int
-        // adds a constant to it, which a contracting compiler would otherwise fuse.
-        const float inverse_scale = -127.f / extreme;
-        for (std::size_t i = 0; i < block_size; ++i) {
-            const int level = strict::nearest_int(strict::mul(inverse_scale, x[i]));
-            out.qs[i] = std::int8_t(level < 127 ? level : 127);
-        }
-        for (int j = 0; j < int(block_size) / levels_per_sum; ++j) {
-            int sum = 0;
-            for (int i = 0; i < levels_per_sum; ++i) sum += out.qs[j * levels_per_sum + i];
-            out.bsums[j] = std::int16_t(sum);
-        }
-        out.d = 1 / inverse_scale;
-    }
-};
-
-}  // namespace qmix::formats
-// ---- end qmix/formats/q8_k.hpp
 
 namespace qmix::formats {
 
@@ -1440,88 +1968,6 @@ void pack_five_bit_levels(const std::uint8_t* levels, Block& y) {
 
 }  // namespace qmix::formats::detail
 // ---- end qmix/formats/detail/row_of_blocks.hpp
-// ---- begin qmix/formats/q8_0.hpp
-
-// q8_0: blocks of 32 values, 34 bytes each.
-//   d      binary16 scale, chosen so that the largest magnitude in the block maps to 127
-//   qs[32] signed 8-bit levels, value j is d * qs[j]
-// It is also the dot partner of q4_0, q5_0 and itself. ggml has no importance-weighted
-// quantizer for it: an importance vector is accepted and ignored.
-
-#include <cmath>
-#include <cstdint>
-#include <string_view>
-
-
-namespace qmix::formats {
-
-struct block_q8_0 {
-    std::uint16_t d;
-    std::int8_t qs[32];
-};
-static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must match ggml's layout");
-
-struct q8_0 {
-    using block = block_q8_0;
-    using partner_block = block_q8_0;
-    static constexpr type_id id = type_id::q8_0;
-    static constexpr std::string_view name = "q8_0";
-    static constexpr std::size_t block_size = 32;
-    static constexpr type_id dot_partner = type_id::q8_0;
-    static constexpr bool has_dot = true;
-    static constexpr bool uses_importance = false;
-    static constexpr bool is_quantized = true;
-
-    static void quantize_row(const float* x, block* y, std::int64_t n,
-                             const float* /*importance*/) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            quantize_block(x + ib * std::int64_t(block_size), y[ib]);
-        }
-    }
-
-    static void dequantize_row(const block* x, float* y, std::int64_t n) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const float d = half_to_float(x[ib].d);
-            float* out = y + ib * std::int64_t(block_size);
-            for (std::size_t j = 0; j < block_size; ++j) out[j] = float(x[ib].qs[j]) * d;
-        }
-    }
-
-    /// Integer dot product per block, then scaled by both block scales and summed in
-    /// binary32, block after block (the order of ggml's scalar kernel).
-    static float dot_row(const block* x, const partner_block* y, std::int64_t n) {
-        const std::int64_t n_blocks = n / std::int64_t(block_size);
-        float sum = 0.0f;
-        for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            int sum_q = 0;
-            for (std::size_t j = 0; j < block_size; ++j) sum_q += x[ib].qs[j] * y[ib].qs[j];
-            const float scale = half_to_float(x[ib].d) * half_to_float(y[ib].d);
-            sum += strict::mul(float(sum_q), scale);
-        }
-        return sum;
-    }
-
-  private:
-    static void quantize_block(const float* x, block& y) {
-        float amax = 0.0f;
-        for (std::size_t j = 0; j < block_size; ++j) {
-            const float magnitude = std::fabs(x[j]);
-            amax = amax > magnitude ? amax : magnitude;
-        }
-        const float d = amax / 127;
-        const float inverse_d = d != 0.0f ? 1.0f / d : 0.0f;
-        y.d = float_to_half(d);
-        // Half-way cases round away from zero (roundf), not to even: that is ggml's choice.
-        for (std::size_t j = 0; j < block_size; ++j) {
-            y.qs[j] = std::int8_t(strict::truncate_to_int(std::round(x[j] * inverse_d)));
-        }
-    }
-};
-
-}  // namespace qmix::formats
-// ---- end qmix/formats/q8_0.hpp
 
 namespace qmix::formats {
 
@@ -2643,7 +3089,8 @@ namespace qmix {
 using all_formats =
     format_list<formats::f32, formats::f16, formats::q4_0, formats::q4_1, formats::q5_0,
                 formats::q5_1, formats::q8_0, formats::q8_1, formats::q2_k, formats::q3_k,
-                formats::q4_k, formats::q5_k, formats::q6_k, formats::q8_k>;
+                formats::q4_k, formats::q5_k, formats::q6_k, formats::q8_k, formats::iq4_nl,
+                formats::iq4_xs, formats::bf16>;
 
 inline constexpr auto type_table = info_table(all_formats{});
 
@@ -3101,8 +3548,8 @@ struct format_kernels {
     dot_fn dot = nullptr;
 };
 
-/// Slots indexed by ggml type id (0..15).
-inline constexpr std::size_t type_slots = 16;
+/// Slots indexed by ggml type id (0..30: bf16 is 30).
+inline constexpr std::size_t type_slots = 31;
 
 /// The kernels of one instruction-set level. `name` is how QMIX_FORCE_ARCH spells it.
 struct kernel_table {
@@ -7967,9 +8414,21 @@ inline void dequantize_parallel(type_id type, const void* src, float* dst, std::
 namespace qmix::rules {
 
 /// The types a model tensor may be stored as: those an ftype names (f32, f16, q4_0, q4_1,
-/// q5_0, q5_1, q8_0, q2_k ... q6_k). q8_1 and q8_k exist only as dot-product operands.
+/// q5_0, q5_1, q8_0, q2_k ... q6_k, iq4_nl, iq4_xs, bf16). q8_1 and q8_k exist only as
+/// dot-product operands.
 inline bool is_storage_type(type_id type) {
     return ftype_of_type(type).has_value();
+}
+
+/// The storage type names, separated by spaces, in the registry's order.
+inline std::string storage_type_names() {
+    std::string names;
+    for (const auto& t : type_table) {
+        if (!is_storage_type(t.id)) continue;
+        if (!names.empty()) names += ' ';
+        names += t.name;
+    }
+    return names;
 }
 
 /// Parses a storage type name in any letter case; throws a qmix::error listing the choices.
@@ -7977,7 +8436,7 @@ inline type_id parse_storage_type(std::string_view text, std::string_view where)
     const auto type = parse_type_name(text);
     if (!type || !is_storage_type(*type)) {
         throw error(std::string(where) + ": unknown type '" + std::string(text) +
-                    "' (choose one of f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k)");
+                    "' (choose one of " + storage_type_names() + ")");
     }
     return *type;
 }
