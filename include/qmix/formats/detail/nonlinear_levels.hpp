@@ -59,11 +59,12 @@ inline void nonlinear_weights(const float* x, const float* importance, float sig
     }
 }
 
-/// sigma2 of a (super-)block of n values: the sum of squares in order, times 2/n.
+/// sigma2 of a (super-)block of n values: the sum of squares in order, times 2/n (a
+/// product that is later added to x^2, hence strict::mul).
 inline float nonlinear_sigma2(const float* x, int n) {
     float sum = 0;
     for (int j = 0; j < n; ++j) sum += strict::mul(x[j], x[j]);
-    return sum * (2.f / float(n));
+    return strict::mul(sum, 2.f / float(n));
 }
 
 /// Weighted sums of one trial of the search: sum w*q*x and sum w*q*q over the levels q
