@@ -16,9 +16,21 @@
 namespace qmix::rules {
 
 /// The types a model tensor may be stored as: those an ftype names (f32, f16, q4_0, q4_1,
-/// q5_0, q5_1, q8_0, q2_k ... q6_k). q8_1 and q8_k exist only as dot-product operands.
+/// q5_0, q5_1, q8_0, q2_k ... q6_k, iq4_nl, iq4_xs, bf16). q8_1 and q8_k exist only as
+/// dot-product operands.
 inline bool is_storage_type(type_id type) {
     return ftype_of_type(type).has_value();
+}
+
+/// The storage type names, separated by spaces, in the registry's order.
+inline std::string storage_type_names() {
+    std::string names;
+    for (const auto& t : type_table) {
+        if (!is_storage_type(t.id)) continue;
+        if (!names.empty()) names += ' ';
+        names += t.name;
+    }
+    return names;
 }
 
 /// Parses a storage type name in any letter case; throws a qmix::error listing the choices.
@@ -26,7 +38,7 @@ inline type_id parse_storage_type(std::string_view text, std::string_view where)
     const auto type = parse_type_name(text);
     if (!type || !is_storage_type(*type)) {
         throw error(std::string(where) + ": unknown type '" + std::string(text) +
-                    "' (choose one of f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k)");
+                    "' (choose one of " + storage_type_names() + ")");
     }
     return *type;
 }

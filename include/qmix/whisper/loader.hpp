@@ -69,9 +69,11 @@ constexpr type_id created_type(tensor_role role, type_id wtype) noexcept {
 }
 
 /// Types whose weights ggml's CPU backend may repack when they are created in them: q4_0,
-/// q4_K (AVX2, NEON), q2_K (AVX-512). A tensor created as one of them must be stored in it.
+/// q4_K, iq4_nl (AVX2, NEON), q2_K (AVX-512). A tensor created as one of them must be stored
+/// in it.
 constexpr bool repacked_by_ggml_cpu(type_id type) noexcept {
-    return type == type_id::q4_0 || type == type_id::q4_k || type == type_id::q2_k;
+    return type == type_id::q4_0 || type == type_id::q4_k || type == type_id::q2_k ||
+           type == type_id::iq4_nl;
 }
 
 /// Bytes of `tensor`'s values stored as `type` (the tensor's rows must fit the type).
