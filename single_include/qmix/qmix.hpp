@@ -303,6 +303,7 @@ constexpr std::array<type_info, sizeof...(Formats)> info_table(format_list<Forma
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 
 namespace qmix {
@@ -360,6 +361,38 @@ QMIX_FORCE_INLINE int nearest_int(float value) noexcept {
 QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
     if (!(value >= -2147483648.0f && value < 2147483648.0f)) return INT32_MIN;
     return static_cast<std::int32_t>(value);
+}
+
+/// q * d + m, two roundings, for a level q (a small non-negative integer) and a scale d and
+/// offset m that may be infinite or NaN, with the NaN the result is spelled out: the first
+/// NaN operand, quieted, of q * d and then of (q * d) + m; where no operand is NaN but the
+/// operation is invalid (inf * 0, inf - inf), x86's default NaN 0xffc00000. A plain
+/// expression leaves which NaN comes out to the operand order the compiler picks (and to the
+/// CPU: aarch64's default NaN is positive), and so did the bytes of a requantized q4_1 block.
+inline float mul_add_defined_nan(float q, float d, float m) noexcept {
+    const auto quiet = [](float nan) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &nan, sizeof bits);
+        bits |= 0x00400000u;
+        std::memcpy(&nan, &bits, sizeof bits);
+        return nan;
+    };
+    const auto default_nan = [] {
+        const std::uint32_t bits = 0xffc00000u;
+        float nan;
+        std::memcpy(&nan, &bits, sizeof nan);
+        return nan;
+    };
+    const float infinity = std::numeric_limits<float>::infinity();
+    if (d != d) return quiet(d);
+    const bool d_infinite = d == infinity || d == -infinity;
+    if (d_infinite && q == 0.0f) return default_nan();
+    const float product = mul(q, d);
+    if (m != m) return quiet(m);
+    const bool opposite_infinities =
+        (product == infinity && m == -infinity) || (product == -infinity && m == infinity);
+    if (opposite_infinities) return default_nan();
+    return product + m;
 }
 
 }  // namespace strict
@@ -1732,12 +1765,25 @@ struct q4_1 {
         detail::quantize_row_of_blocks<q4_1>(x, y, n, importance);
     }
 
+    /// Whether the block's scale or offset is infinite or NaN (binary16 exponent all ones).
+    static bool has_special_scale(const block& b) noexcept {
+        return (b.d & 0x7c00) == 0x7c00 || (b.m & 0x7c00) == 0x7c00;
+    }
+
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             const float d = half_to_float(x[ib].d);
             const float m = half_to_float(x[ib].m);
             float* out = y + ib * std::int64_t(block_size);
+            if (has_special_scale(x[ib])) {  // inf or NaN: which NaN comes out is defined
+                for (std::size_t j = 0; j < block_size / 2; ++j) {
+                    out[j] = strict::mul_add_defined_nan(float(x[ib].qs[j] & 0x0F), d, m);
+                    out[j + block_size / 2] =
+                        strict::mul_add_defined_nan(float(x[ib].qs[j] >> 4), d, m);
+                }
+                continue;
+            }
             for (std::size_t j = 0; j < block_size / 2; ++j) {
                 out[j] = strict::mul(float(x[ib].qs[j] & 0x0F), d) + m;
                 out[j + block_size / 2] = strict::mul(float(x[ib].qs[j] >> 4), d) + m;
@@ -2262,12 +2308,24 @@ struct q5_1 {
         detail::quantize_row_of_blocks<q5_1>(x, y, n, importance);
     }
 
+    /// Whether the block's scale or offset is infinite or NaN (binary16 exponent all ones).
+    static bool has_special_scale(const block& b) noexcept {
+        return (b.d & 0x7c00) == 0x7c00 || (b.m & 0x7c00) == 0x7c00;
+    }
+
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             const float d = half_to_float(x[ib].d);
             const float m = half_to_float(x[ib].m);
             float* out = y + ib * std::int64_t(block_size);
+            if (has_special_scale(x[ib])) {  // inf or NaN: which NaN comes out is defined
+                for (std::size_t j = 0; j < block_size; ++j) {
+                    out[j] =
+                        strict::mul_add_defined_nan(float(detail::five_bit_level(x[ib], j)), d, m);
+                }
+                continue;
+            }
             for (std::size_t j = 0; j < block_size; ++j) {
                 out[j] = strict::mul(float(detail::five_bit_level(x[ib], j)), d) + m;
             }
@@ -2773,6 +2831,7 @@ inline double bits_per_weight(type_id id) {
 #include <cfloat>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 // ---- begin qmix/kernels/isa.hpp
@@ -3842,6 +3901,14 @@ struct block_kernels {
         Format::quantize_row(x, &y, std::int64_t(block_values), nullptr);
     }
 
+    /// The scalar dequantizer, for blocks whose scale or offset is infinite or NaN: the
+    /// NaN bits it writes are defined (strict::mul_add_defined_nan), a vector sum's are not.
+    template <class Format>
+    QMIX_KERNEL_COLD static void scalar_dequantize_block(const typename Format::block& x,
+                                                         float* y) {
+        Format::dequantize_row(&x, y, std::int64_t(block_values));
+    }
+
     /// Blocks whose scale d is subnormal: its inverse may be infinite or far off, levels
     /// then leave the range the format holds, and the reference's float-to-integer casts
     /// wrap in ways a vector conversion does not. Such blocks take the scalar path.
@@ -4012,8 +4079,12 @@ struct block_kernels {
             const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
             const group_scan g = scan(x, count);
             const floats d = simd::div(g.max - g.min, floats(float(top)));
-            const std::uint32_t scalar = ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
-                                         cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d);
+            // max - min overflowing binary32 makes d infinite and x - min infinite too: the
+            // scalar code's levels there come from its own float-to-integer conversion.
+            const std::uint32_t scalar =
+                ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
+                cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d) |
+                cpu::mask_bits(d == floats(std::numeric_limits<float>::infinity()));
             alignas(64) float inverse[lanes];
             alignas(64) float min[lanes];
             alignas(64) std::uint16_t d_half[lanes];
@@ -4092,6 +4163,10 @@ struct block_kernels {
 
     static void dequantize_q4_1(const formats::block_q4_1* x, float* y, std::int64_t blocks) {
         for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            if (formats::q4_1::has_special_scale(x[ib])) {
+                scalar_dequantize_block<formats::q4_1>(x[ib], y);
+                continue;
+            }
             const floats d(cpu::half_to_float(x[ib].d));
             const floats m(cpu::half_to_float(x[ib].m));
             for (std::size_t k = 0; k < half; ++k) {
@@ -4117,6 +4192,10 @@ struct block_kernels {
 
     static void dequantize_q5_1(const formats::block_q5_1* x, float* y, std::int64_t blocks) {
         for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            if (formats::q5_1::has_special_scale(x[ib])) {
+                scalar_dequantize_block<formats::q5_1>(x[ib], y);
+                continue;
+            }
             const floats d(cpu::half_to_float(x[ib].d));
             const floats m(cpu::half_to_float(x[ib].m));
             const std::uint32_t qh = load_word(x[ib].qh);
