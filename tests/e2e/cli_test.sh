@@ -92,6 +92,12 @@ expect 0 "" -- "$quantize" -q --allow-requantize a.bin rq.bin q4_0
 
 # --- usage errors (exit 2): bad patterns, unknown types, bad options
 expect 2 "bad regular expression.*encoder\.\(" -- "$quantize" --tensor-type 'encoder.(=q4_0' base.bin o.bin q4_0
+# patterns std::regex backtracked on for hours finish at once; what an automaton cannot run
+# is refused by name
+expect 0 "dry run" -- timeout 60 "$quantize" --dry-run --tensor-type '(.*)*x=q8_0' \
+  --tensor-type '(.+)+x=q8_0' --tensor-type '(.*){1,30}X=q8_0' --tensor-type '(|.)*X=q8_0' base.bin o.bin q4_0
+expect 2 "back-reference" -- "$quantize" --tensor-type '(a)\1=q4_0' base.bin o.bin q4_0
+expect 2 "look-ahead" -- "$quantize" --tensor-type 'a(?=b)b=q4_0' base.bin o.bin q4_0
 expect 2 "unknown type 'q9_k'" -- "$quantize" --tensor-type '.*=q9_k' base.bin o.bin q4_0
 expect 2 "unknown type" -- "$quantize" base.bin o.bin q7_0
 expect 2 "not a quantized ftype" -- "$quantize" base.bin o.bin 5
