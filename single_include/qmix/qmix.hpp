@@ -9036,12 +9036,16 @@ inline void remove_registered_temporaries() noexcept {
 }
 
 /// Installs, for SIGINT, SIGTERM and SIGHUP, a handler that removes the registered
-/// temporaries and then lets the signal end the process as it would have. A signal the
-/// process ignores (nohup's SIGHUP) stays ignored.
+/// temporaries and then lets the signal end the process as it would have. An ignored
+/// SIGHUP (nohup) stays ignored; SIGINT and SIGTERM are caught even when ignored on entry
+/// (a shell without job control ignores SIGINT in its background commands, and `kill -INT`
+/// should still stop them cleanly).
 inline void remove_temporaries_on_termination_signals() noexcept {
     for (const int s : termination_signals) {
         struct sigaction old {};
-        if (::sigaction(s, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        if (s == SIGHUP && ::sigaction(s, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) {
+            continue;
+        }
         struct sigaction action {};
         action.sa_handler = detail::remove_temporaries_and_die;
         action.sa_flags = SA_RESETHAND;
