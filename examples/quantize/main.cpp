@@ -91,6 +91,7 @@ std::string decided_by(const tensor_plan& p, const rules::rule_set& rules) {
                                   : "copied (" + p.note + ")";
         case decision::fallback:
         case decision::kept:
+        case decision::loader_type:
             return std::string(decision_name(p.why)) + " (" + p.note + ")";
         default:
             return std::string(decision_name(p.why));
@@ -142,16 +143,18 @@ void print_summary(std::ostream& out, const model_plan& plan, const command_line
     }
     const std::int32_t f = plan.header_ftype % quantization_version_factor;
     out << "  header ftype: " << plan.header_ftype << " (" << type_name(*type_of_ftype(f))
-        << (plan.mixed ? ", the matrices mix types" : "") << ")\n";
+        << (plan.mixed ? ", the widest type of the mixed matrices" : "") << ")\n";
     if (!fallbacks.empty()) {
         out << "  fallbacks (" << plan.count(decision::fallback) + plan.count(decision::kept)
             << " tensors):\n";
         for (const auto& [what, count] : fallbacks) out << "    " << count << " x " << what << "\n";
     }
-    if (plan.mixed) {
-        out << "  note: the output mixes tensor types; loaders that assume one type per model\n"
-               "        (whisper.cpp before its mixed-precision support) will refuse it.\n";
+    const std::size_t retyped = plan.count(decision::loader_type);
+    if (retyped > 0) {
+        out << "  " << retyped << " tensor(s) stored as whisper.cpp's loader creates them "
+            << "(conv weights follow the header)\n";
     }
+    out << "  where it loads: " << plan.loaders.summary() << "\n";
     if (result) {
         out << std::fixed << std::setprecision(2) << "  time: " << result->seconds << " s with "
             << resolve_threads(cl.options.threads) << " thread(s)\n";

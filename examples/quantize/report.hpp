@@ -88,6 +88,9 @@ inline std::string json_report(const whisper::model_plan& plan, const command_li
         << "\",\n  \"dry_run\": " << (cl.dry_run ? "true" : "false")
         << ",\n  \"header_ftype\": " << plan.header_ftype
         << ",\n  \"mixed\": " << (plan.mixed ? "true" : "false")
+        << ",\n  \"loads_upstream\": " << (plan.loaders.upstream.accepts() ? "true" : "false")
+        << ",\n  \"loads_per_tensor\": " << (plan.loaders.per_tensor.accepts() ? "true" : "false")
+        << ",\n  \"loader_buffer_bytes\": " << plan.loaders.buffer_bytes
         << ",\n  \"input_bytes\": " << plan.input_bytes
         << ",\n  \"output_bytes\": " << plan.output_bytes;
     if (result) out << ",\n  \"seconds\": " << json_number(result->seconds);
