@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The model quantization pipeline: plans, byte-exact output, fallbacks, errors.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -279,11 +280,18 @@ TEST_CASE("already-quantized candidates need --allow-requantize", "[pipeline]") 
                                                  Catch::Contains("q8_0") &&
                                                  Catch::Contains("--allow-requantize"));
     second.allow_requantize = true;
+    const auto warned = make_plan(q8, second).warnings;
+    CHECK(std::count_if(warned.begin(), warned.end(), [](const std::string& w) {
+              return w.find(
+                         "already-quantized tensor(s) (q8_0) are widened and quantized "
+                         "again (--allow-requantize)") != std::string::npos;
+          }) == 1);
     quantize_file(dir.file("q8.bin"), dir.file("q4.bin"), second);
     CHECK(model_file(dir.file("q4.bin")).find("encoder.blocks.0.mlp.0.weight")->type ==
           type_id::q4_0);
     second.default_type = type_id::q8_0;  // same type: copied, nothing to widen
     CHECK_FALSE(planned(make_plan(q8, second), "encoder.blocks.0.mlp.0.weight").converts());
+    CHECK(make_plan(q8, second).warnings.empty());
 }
 
 TEST_CASE("non-finite weights are refused with the tensor and the index", "[pipeline]") {

@@ -281,6 +281,158 @@ expect_failure "OUTPUT through ./ and .." 1 "input model itself" . -- "$quantize
 [ -L symlink.bin ] && [ "$(md5 hardlink.bin)" = "$model_md5" ] && pass "the links are intact" || fail "a link changed"
 rm -f symlink.bin hardlink.bin
 
+# check_json FILE: the report parses as strict JSON (RFC 8259: no NaN/Infinity tokens,
+# valid UTF-8) and has the fields the README lists.
+cat >check_json.py <<'PY'
+import json, sys
+def refuse(token):
+    raise ValueError("non-JSON number " + token)
+with open(sys.argv[1], "rb") as f:
+    text = f.read().decode("utf-8")  # strict: invalid UTF-8 raises
+report = json.loads(text, parse_constant=refuse)
+for key in ("input", "output", "default_type", "dry_run", "header_ftype", "tensors"):
+    assert key in report, "missing " + key
+for t in report["tensors"]:
+    for key in ("rmse", "max_abs_error"):
+        assert key not in t or t[key] is None or isinstance(t[key], (int, float)), key
+if len(sys.argv) > 2:  # an expression that must hold, over `report`
+    assert eval(sys.argv[2]), sys.argv[2]
+PY
+check_json() {  # NAME FILE [PYTHON_CONDITION]
+  local name=$1 file=$2 condition=${3:-}
+  local problem
+  if problem=$(python3 check_json.py "$file" ${condition:+"$condition"} 2>&1); then pass "$name"; else fail "$name: $(echo "$problem" | tail -n 1)"; fi
+}
+
+echo "== every file the tool writes"
+ln -s model.bin symlink.bin
+ln model.bin hardlink.bin
+expect_failure "--json names the input" 1 "model.bin is the input model itself.*--json report" . -- \
+  "$quantize" --json model.bin model.bin out/o.bin q4_0
+expect_failure "--json names the input (--dry-run)" 1 "is the input model itself.*--json report" . -- \
+  "$quantize" --dry-run --json model.bin model.bin out/o.bin q4_0
+expect_failure "--json is a symbolic link to the input" 1 "symlink.bin is the input model itself" . -- \
+  "$quantize" --json symlink.bin model.bin out/o.bin q4_0
+expect_failure "--json is a hard link to the input" 1 "hardlink.bin is the input model itself" . -- \
+  "$quantize" --json hardlink.bin model.bin out/o.bin q4_0
+expect_failure "--json names OUTPUT" 1 "out/o.bin names both OUTPUT and the --json report" out -- \
+  "$quantize" --json out/o.bin model.bin out/o.bin q4_0
+expect_failure "--json names OUTPUT another way" 1 "names both OUTPUT and the --json report" out -- \
+  "$quantize" --json ./out/../out/o.bin model.bin out/o.bin q4_0
+[ -L symlink.bin ] && [ "$(md5 hardlink.bin)" = "$model_md5" ] && pass "the links are intact" || fail "a link changed"
+rm -f symlink.bin hardlink.bin
+
+# Special outputs, made in the work folder (never a real device): a FIFO is refused and
+# stays a FIFO; a symbolic link is written through (README: Guarantees).
+mkfifo out/fifo
+expect_failure "OUTPUT is a FIFO" 1 "out/fifo is a FIFO" out -- "$quantize" model.bin out/fifo q4_0
+expect_failure "--json is a FIFO" 1 "out/fifo is a FIFO" out -- "$quantize" --json out/fifo model.bin out/o.bin q4_0
+[ -p out/fifo ] && pass "the FIFO is still a FIFO" || fail "the FIFO was replaced"
+rm -f out/fifo
+ln -s fifo-target out/dangling
+expect_failure "OUTPUT is a dangling symbolic link" 1 "out/dangling: a symbolic link whose target cannot be written" out -- \
+  "$quantize" model.bin out/dangling q4_0
+[ -L out/dangling ] && pass "the dangling link stays" || fail "the dangling link was replaced"
+rm -f out/dangling
+mkdir -p out/real && echo "old" >out/real/target.bin && ln -s real/target.bin out/link.bin
+"$quantize" -q model.bin out/direct.bin q4_0
+if "$quantize" -q model.bin out/link.bin q4_0 && [ -L out/link.bin ] &&
+  [ "$(readlink out/link.bin)" = real/target.bin ] && cmp -s out/real/target.bin out/direct.bin &&
+  [ -z "$(leftovers out/real)" ]; then
+  pass "OUTPUT a symbolic link: written through, the link stays"
+else
+  fail "OUTPUT a symbolic link: $(ls -la out out/real | tr '\n' ' ')"
+fi
+rm -rf out/real out/link.bin out/direct.bin
+
+# The report is written beside its destination and committed with the model, all or none.
+expect_failure "--json folder missing: no model either" 1 "no/such/r.json.*cannot create a temporary file" out -- \
+  "$quantize" --json no/such/r.json model.bin out/o.bin q4_0
+mkdir -p fullr
+if unshare -m --propagation private sh -c 'mount -t tmpfs -o size=64k tmpfs fullr' 2>/dev/null; then
+  expect_failure "--json on a full disk: no model either" 1 "fullr/r.json.*No space left on device" out -- \
+    unshare -m --propagation private sh -c \
+    'mount -t tmpfs -o size=64k tmpfs fullr && (dd if=/dev/zero of=fullr/fill bs=1k 2>/dev/null; true) &&
+     "$0" "$@"; status=$?; ls -A fullr | grep -v "^fill$" && status=99; exit $status' \
+    "$quantize" --json fullr/r.json model.bin out/o.bin q4_0
+else
+  skip "--json on a full disk (cannot mount here)"
+fi
+echo "old report" >out/r.json
+expect_failure "file size limit hits the model: the old report stays" 1 "writing failed.*File too large" out -- \
+  bash -c 'ulimit -f 1024 && exec "$0" "$@"' "$quantize" --json out/r.json model.bin out/o.bin q4_0
+[ "$(cat out/r.json)" = "old report" ] && pass "the old report is unchanged" || fail "the report changed"
+rm -f out/r.json
+
+# Every report is valid JSON: NaN statistics are null, names that are not UTF-8 are
+# replaced by U+FFFD.
+cp model.bin nan.bin && py patch nan.bin $((q_data + 2000)) H 0x7e00
+"$quantize" -q --allow-nonfinite --stats --json out/nan.json nan.bin out/nan-q.bin q4_0
+check_json "report with NaN statistics is valid JSON (null)" out/nan.json \
+  "any(t.get('rmse', 0) is None for t in report['tensors'])"
+rm -f nan.bin out/nan-q.bin out/nan.json
+latin1=$(printf 'caf\351')
+cp model.bin "$latin1.bin"
+"$quantize" -q --dry-run --json out/latin1.json "$latin1.bin" out/o.bin q4_0
+check_json "report naming a non-UTF-8 path is valid JSON" out/latin1.json \
+  "report['input'] == 'caf\ufffd.bin'"
+rm -f "$latin1.bin" out/latin1.json
+"$quantize" -q --stats --json out/r.json model.bin out/o.bin q4_0
+check_json "report with statistics is valid JSON" out/r.json "len(report['tensors']) > 0"
+rm -f out/o.bin out/r.json
+
+echo "== exit status and output streams"
+text=$("$quantize" model.bin out/piped.bin q4_0 | head -n 1)
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] && [ -f out/piped.bin ] && pass "| head -1: exit 0, model written" || fail "| head -1: exit $status"
+"$quantize" --dry-run model.bin out/piped.bin q4_0 | head -c 10 >/dev/null
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] && pass "--dry-run | head -c 10: exit 0" || fail "--dry-run | head -c 10: exit $status"
+"$quantize" --list-types | true
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] && pass "--list-types into a closed pipe: exit 0" || fail "--list-types into a closed pipe: exit $status"
+rm -f out/piped.bin
+if [ -w /dev/full ]; then
+  expect_failure "stdout on a full disk (/dev/full)" 1 "writing to standard output failed: No space left" out -- \
+    sh -c 'exec "$0" "$@" >/dev/full' "$quantize" --dry-run model.bin out/o.bin q4_0
+else
+  skip "stdout on a full disk (no /dev/full)"
+fi
+text=$("$quantize" -q --dry-run model.bin out/o.bin q4_0 2>&1)
+[ -z "$text" ] && pass "--dry-run -q prints nothing" || fail "--dry-run -q printed $(echo "$text" | wc -l) lines"
+cp model.bin ./-model.bin
+if "$quantize" -q -- -model.bin out/-o.bin q4_0 && [ -f out/-o.bin ]; then pass "'--' ends the options"; else fail "'--' is not accepted"; fi
+rm -f ./-model.bin out/-o.bin
+printf '\357\273\277encoder\\..*=q8_0\n' >bom.txt
+text=$("$quantize" --dry-run --tensor-type-file bom.txt model.bin out/o.bin q4_0 2>&1)
+if [ $? = 0 ] && echo "$text" | grep -q "encoder.blocks.0.attn.query.weight.*q8_0" && ! echo "$text" | grep -q "matched no"; then
+  pass "a rule file starting with a UTF-8 BOM"
+else
+  fail "a rule file starting with a UTF-8 BOM: $(echo "$text" | grep -m1 warning)"
+fi
+rm -f bom.txt
+
+echo "== long names, synth limits, threads that cannot start"
+for length in 200 243 250 255; do
+  name=$(head -c "$length" /dev/zero | tr '\0' n)
+  if "$quantize" -q model.bin "out/$name" q4_0 && [ -f "out/$name" ] && [ -z "$(leftovers out)" ]; then
+    pass "OUTPUT base name of $length bytes"
+  else
+    fail "OUTPUT base name of $length bytes"
+  fi
+  rm -f "out/$name"
+done
+expect_failure "OUTPUT base name of 256 bytes" 1 "file name is 256 bytes long" out -- \
+  "$quantize" model.bin "out/$(head -c 256 /dev/zero | tr '\0' n)" q4_0
+expect_failure "qmix-synth past a file size limit" 1 "writing failed.*File too large" out -- \
+  bash -c 'ulimit -f 100 && exec "$0" "$@"' "$synth" out/s.bin tiny f16 --layers 1
+if [ $sanitized -eq 0 ]; then
+  expect_failure "-t 1024 under ulimit -v: threads cannot start" 1 "cannot start worker thread.*try fewer threads" out -- \
+    bash -c 'ulimit -v 400000 && exec "$0" "$@"' "$quantize" -t 1024 model.bin out/o.bin q4_0
+else
+  skip "-t 1024 under ulimit -v (address-space limits do not apply under AddressSanitizer)"
+fi
+
 echo "== NaN and infinity in weights"
 nonfinite() {  # NAME HALF_BITS INDEX EXPECTED_WORD [second INDEX]
   local name=$1 bits=$2 index=$3 word=$4 second=${5:-}
@@ -364,6 +516,30 @@ interrupted() {
 interrupted "SIGINT mid-write" INT 130
 interrupted "SIGTERM mid-write" TERM 143
 interrupted "SIGHUP mid-write" HUP 129
+
+# SIGKILL cannot be caught: the temporary stays. The next run that writes the same OUTPUT
+# removes it (its process is gone, its lock free); a temporary of a running process stays.
+"$quantize" -q "${slow[@]}" large.bin out/killed.bin q4_k >/dev/null 2>&1 &
+pid=$!
+background+=("$pid")
+sleep 1.5
+kill -s KILL "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+stale=$(find out -maxdepth 1 -name '.killed.bin.qmix-*')
+"$quantize" -q "${slow[@]}" large.bin out/killed.bin q4_k >/dev/null 2>&1 &
+pid=$!
+background+=("$pid")
+sleep 1.5
+live=$(find out -maxdepth 1 -name '.killed.bin.qmix-*' ! -path "$stale")
+QMIX_FORCE_ARCH= "$quantize" -q -t 2 model.bin out/killed.bin q4_0
+if [ -n "$stale" ] && [ ! -e "$stale" ] && [ -n "$live" ] && [ -e "$live" ]; then
+  pass "a stale temporary (SIGKILL) is removed by the next run, a live one is not"
+else
+  fail "stale temporaries: stale '$stale' $([ -e "$stale" ] && echo still there), live '$live' $([ -e "$live" ] || echo gone)"
+fi
+kill -s TERM "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -f out/killed.bin out/.killed.bin.qmix-* 2>/dev/null
 
 # The input deleted while it is read: the mapping keeps the old file alive, so the run
 # completes with the right bytes.

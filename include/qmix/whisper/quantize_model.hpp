@@ -304,6 +304,22 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
                                     earlier.pattern + "' (" + earlier.origin + ")");
         }
     }
+    // --allow-requantize is a choice to lose precision: say how much of the model it costs.
+    std::size_t requantized = 0;
+    std::string from_types;
+    for (const auto& p : plan.tensors) {
+        if (!p.converts() || !info(p.tensor->type).is_quantized) continue;
+        ++requantized;
+        const std::string name(type_name(p.tensor->type));
+        if (from_types.find(" " + name + ",") == std::string::npos) from_types += " " + name + ",";
+    }
+    if (requantized > 0) {
+        from_types.pop_back();
+        plan.warnings.push_back(std::to_string(requantized) + " already-quantized tensor(s) (" +
+                                from_types.substr(1) +
+                                ") are widened and quantized again (--allow-requantize): the "
+                                "result is less precise than quantizing the f16/f32 original");
+    }
     return plan;
 }
 
