@@ -8144,22 +8144,22 @@ inline std::vector<rule_usage> explain(const rule_set& rules,
 
 // Reading whisper ggml model files.
 //
-// Opening a model reads its header and its tensor records, nothing else, then maps the
-// file read-only, so a 3 GB model costs no more resident memory than the tensors being
-// worked on: a tensor's bytes are paged in when touched and dropped again by release().
-// When mapping fails (a file system without mmap, or too little address space in a 32-bit
-// process) the reader falls back to plain reads: each tensor is read on demand into a
-// buffer of its own, freed by release().
+// This file holds the whisper layout only; the reading machinery (the file, its mapping,
+// checked cursors) is qmix/io/. Opening a model walks its header and its tensor records
+// through a small read window and keeps nothing of the vocabulary but its place, so the
+// memory a model costs is bounded by its tensor directory, not by its header or data.
+// Tensor data is then reached three ways: read_data() copies any part of a tensor into a
+// buffer the caller reuses (what the quantizer streams with); data() is a view of the
+// whole tensor in a read-only mapping of the file (paged in when touched, dropped again by
+// release()); without a mapping (mmap failed, or access::read) data() reads the tensor into
+// a buffer of its own, freed by release().
 //
 // Every field is checked before it is used, and every size is checked against the bytes
 // left in the file before anything is allocated, so a damaged or hostile file ends in a
 // qmix::error naming the file, the byte offset, the tensor where known and what was
 // expected, never in a crash or an unbounded allocation.
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -8170,115 +8170,56 @@ inline std::vector<rule_usage> explain(const rule_set& rules,
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+// ---- begin qmix/io/cursor.hpp
 
-namespace qmix::whisper {
+// Checked sequential parsing of a file: a cursor walks the file front to back through a
+// small read window, checks every read against the end of the file, and composes every
+// complaint from the file, the byte offset, the item being read (e.g. a tensor) and what
+// was expected. Memory stays at the window's size however large the file or its parts.
 
-/// "ggml" as a little-endian uint32: the first four bytes of every whisper ggml model.
-inline constexpr std::uint32_t file_magic = 0x67676d6c;
-/// Longest tensor name accepted; whisper's longest is under 50 bytes.
-inline constexpr std::int32_t max_name_length = 4096;
-inline constexpr int max_dims = 4;
-/// Bounds on the mel filter bank (real models: 80 or 128 bands of 201 bins). Anything
-/// beyond them is a damaged header, not a model.
-inline constexpr std::int32_t max_mel_bands = 1024;
-inline constexpr std::int32_t max_mel_bins = 16384;
-/// Header ftype values are ftype + quantization version * 1000; versions seen so far.
-inline constexpr std::int32_t max_quantization_version = 2;
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
 
-/// The eleven int32 that follow the magic, in file order.
-struct hyper_parameters {
-    std::int32_t n_vocab = 0;
-    std::int32_t n_audio_ctx = 0;
-    std::int32_t n_audio_state = 0;
-    std::int32_t n_audio_head = 0;
-    std::int32_t n_audio_layer = 0;
-    std::int32_t n_text_ctx = 0;
-    std::int32_t n_text_state = 0;
-    std::int32_t n_text_head = 0;
-    std::int32_t n_text_layer = 0;
-    std::int32_t n_mels = 0;
-    std::int32_t ftype = 0;  ///< as stored: ftype + quantization version * 1000
+// ---- begin qmix/io/input_file.hpp
 
-    friend bool operator==(const hyper_parameters& a, const hyper_parameters& b) noexcept {
-        return a.n_vocab == b.n_vocab && a.n_audio_ctx == b.n_audio_ctx &&
-               a.n_audio_state == b.n_audio_state && a.n_audio_head == b.n_audio_head &&
-               a.n_audio_layer == b.n_audio_layer && a.n_text_ctx == b.n_text_ctx &&
-               a.n_text_state == b.n_text_state && a.n_text_head == b.n_text_head &&
-               a.n_text_layer == b.n_text_layer && a.n_mels == b.n_mels && a.ftype == b.ftype;
-    }
-};
+// Reading a file of any layout: an open descriptor with checked positional reads, and
+// optionally a read-only mapping of the whole file. Nothing here knows a file format; the
+// codecs (whisper/, ...) parse with io::cursor (cursor.hpp) and fetch their data through
+// input_file::read() into buffers they reuse, or through views of the mapping.
+//
+// Every failure is a qmix::error that names the file and the byte offset.
 
-/// One table drives the reader, the writer and the printer, so the field order is written
-/// down exactly once.
-struct hyper_parameter_field {
-    std::int32_t hyper_parameters::*member;
-    std::string_view name;
-};
-inline constexpr std::array<hyper_parameter_field, 11> hyper_parameter_fields{{
-    {&hyper_parameters::n_vocab, "n_vocab"},
-    {&hyper_parameters::n_audio_ctx, "n_audio_ctx"},
-    {&hyper_parameters::n_audio_state, "n_audio_state"},
-    {&hyper_parameters::n_audio_head, "n_audio_head"},
-    {&hyper_parameters::n_audio_layer, "n_audio_layer"},
-    {&hyper_parameters::n_text_ctx, "n_text_ctx"},
-    {&hyper_parameters::n_text_state, "n_text_state"},
-    {&hyper_parameters::n_text_head, "n_text_head"},
-    {&hyper_parameters::n_text_layer, "n_text_layer"},
-    {&hyper_parameters::n_mels, "n_mels"},
-    {&hyper_parameters::ftype, "ftype"},
-}};
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/// Byte offset of the header's ftype field: after the magic and ten int32.
-inline constexpr std::uint64_t ftype_field_offset = 4 + 10 * 4;
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <utility>
 
-/// The mel filter bank: n_mel rows of n_fft float32, row after row.
-struct mel_filters {
-    std::int32_t n_mel = 0;
-    std::int32_t n_fft = 0;
-    std::vector<float> values;
-};
 
-/// Where each part of the file starts.
-struct file_layout {
-    std::uint64_t mel_offset = 0;         ///< the n_mel field
-    std::uint64_t vocabulary_offset = 0;  ///< the token count field
-    std::uint64_t tensors_offset = 0;     ///< first tensor record = size of the header
-    std::uint64_t file_size = 0;
-};
+namespace qmix::io {
 
-/// One tensor of the directory. Extents past n_dims are 1.
-struct tensor_entry {
-    std::string name;
-    type_id type = type_id::f32;
-    int n_dims = 1;
-    std::array<std::int64_t, max_dims> ne{{1, 1, 1, 1}};
-    std::uint64_t record_offset = 0;  ///< the n_dims field of its record
-    std::uint64_t data_offset = 0;    ///< first byte of its data
-    std::uint64_t data_size = 0;      ///< row_size(type, ne[0]) * ne[1] * ne[2] * ne[3]
-
-    std::int64_t element_count() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
-    std::int64_t row_count() const noexcept { return ne[1] * ne[2] * ne[3]; }
-};
-
-/// "384 x 51865": a tensor's extents, row length first, as far as n_dims.
-inline std::string shape_text(const tensor_entry& tensor) {
-    std::string text;
-    for (int d = 0; d < tensor.n_dims; ++d) {
-        if (d > 0) text += " x ";
-        text += std::to_string(tensor.ne[d]);
-    }
-    return text;
-}
-
-/// A read-only view of bytes owned by someone else. Tensor data inside a file sits at
-/// whatever offset the names before it leave, so it is NOT aligned: copy it out with
-/// memcpy (or use unaligned loads) rather than casting to float* or uint16_t*.
+/// A read-only view of bytes owned by someone else. Data inside a file sits at whatever
+/// offset the bytes before it leave, so it is NOT aligned: copy it out with memcpy (or use
+/// unaligned loads) rather than casting to float* or uint16_t*.
 struct byte_view {
     const std::uint8_t* data = nullptr;
     std::size_t size = 0;
@@ -8287,75 +8228,10 @@ struct byte_view {
     const std::uint8_t* end() const noexcept { return data + size; }
 };
 
-/// Whether `value` is a valid header ftype field: a known ftype plus 1000 times a
-/// quantization version in 0..2.
-constexpr bool is_valid_header_ftype(std::int32_t value) noexcept {
-    if (value < 0) return false;
-    const std::int32_t version = value / quantization_version_factor;
-    return version <= max_quantization_version &&
-           type_of_ftype(value % quantization_version_factor).has_value();
-}
-
-/// The header field for `f` at the current quantization version.
-constexpr std::int32_t header_ftype_value(ftype f,
-                                          std::int32_t version = quantization_version) noexcept {
-    return static_cast<std::int32_t>(f) + version * quantization_version_factor;
-}
-
 namespace detail {
-
-inline std::uint32_t load_u32(const std::uint8_t* p) noexcept {
-    return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
-           std::uint32_t(p[3]) << 24;
-}
-
-inline std::int32_t load_i32(const std::uint8_t* p) noexcept {
-    const std::uint32_t bits = load_u32(p);
-    std::int32_t value;
-    std::memcpy(&value, &bits, sizeof value);
-    return value;
-}
-
-inline float load_f32(const std::uint8_t* p) noexcept {
-    const std::uint32_t bits = load_u32(p);
-    float value;
-    std::memcpy(&value, &bits, sizeof value);
-    return value;
-}
 
 inline std::string errno_text(int code) {
     return std::strerror(code);
-}
-
-inline std::string hex32(std::uint32_t value) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string text = "0x";
-    for (int shift = 28; shift >= 0; shift -= 4) text += digits[(value >> shift) & 0xf];
-    return text;
-}
-
-/// a * b when it fits in int64, else nothing.
-inline bool multiply_fits(std::int64_t a, std::int64_t b, std::int64_t& product) noexcept {
-    return !__builtin_mul_overflow(a, b, &product);
-}
-
-inline std::string known_type_ids() {
-    std::string text;
-    for (const auto& entry : type_table) {
-        if (!text.empty()) text += ", ";
-        text += std::to_string(static_cast<int>(entry.id)) + " (" + std::string(entry.name) + ")";
-    }
-    return text;
-}
-
-inline std::string known_ftype_values() {
-    std::string text;
-    for (std::int32_t value = 0; value < quantization_version_factor; ++value) {
-        if (!type_of_ftype(value)) continue;
-        if (!text.empty()) text += ", ";
-        text += std::to_string(value);
-    }
-    return text;
 }
 
 /// A file descriptor that closes itself.
@@ -8459,30 +8335,144 @@ inline void read_exactly(int fd, std::uint64_t offset, void* destination, std::s
     }
 }
 
-/// The file's bytes through a read window. The directory is parsed with reads even when
-/// the file will be mapped: touching a mapping would also map the cached pages around
-/// each tensor record, tens of megabytes of resident tensor data nobody asked for.
+}  // namespace detail
+
+/// A regular file opened for reading. read() works at any time, from any thread (it is a
+/// positional read and changes no state); map() adds a read-only mapping of the whole file
+/// for callers that want views instead of copies.
+class input_file {
+  public:
+    input_file() = default;
+    explicit input_file(std::string path) : path_(std::move(path)) {
+        fd_ = detail::unique_fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+        if (fd_.get() < 0) {
+            throw error(path_ + ": cannot open: " + detail::errno_text(errno));
+        }
+        struct stat status;
+        if (::fstat(fd_.get(), &status) != 0) {
+            throw error(path_ + ": cannot stat: " + detail::errno_text(errno));
+        }
+        if (!S_ISREG(status.st_mode)) throw error(path_ + ": not a regular file");
+        size_ = static_cast<std::uint64_t>(status.st_size);
+    }
+
+    input_file(input_file&&) = default;
+    input_file& operator=(input_file&&) = default;
+    input_file(const input_file&) = delete;
+    input_file& operator=(const input_file&) = delete;
+    ~input_file() = default;
+
+    const std::string& path() const noexcept { return path_; }
+    std::uint64_t size() const noexcept { return size_; }
+    int descriptor() const noexcept { return fd_.get(); }
+
+    /// Maps the whole file read-only; returns whether it is mapped. A failure (a file
+    /// system without mmap, too little address space) is not an error: read() still works.
+    bool map() noexcept {
+        if (is_mapped()) return true;
+        if (size_ == 0 || size_ > std::numeric_limits<std::size_t>::max()) return false;
+        map_ = detail::file_mapping(fd_.get(), static_cast<std::size_t>(size_));
+        return is_mapped();
+    }
+    bool is_mapped() const noexcept { return map_.data() != nullptr; }
+
+    /// Copies [offset, offset + n) into `destination`; throws naming the file and offset
+    /// when the range is not in the file or the read fails.
+    void read(std::uint64_t offset, void* destination, std::size_t n) const {
+        if (n == 0) return;
+        check_range(offset, n);
+        detail::read_exactly(fd_.get(), offset, destination, n, path_);
+    }
+
+    /// A view of [offset, offset + n) in the mapping; only when is_mapped().
+    byte_view view(std::uint64_t offset, std::uint64_t n) const {
+        if (!is_mapped()) throw error(path_ + ": view() of a file that is not mapped");
+        check_range(offset, n);
+        return {map_.data() + offset, static_cast<std::size_t>(n)};
+    }
+
+    /// madvise() on a range of the mapping, widened to whole pages; nothing when unmapped.
+    void advise(std::uint64_t offset, std::uint64_t n, int advice) const noexcept {
+        map_.advise(offset, n, advice);
+    }
+
+    /// Tells the kernel the range will be read front to back, once (read-ahead, and pages
+    /// dropped sooner); a hint only.
+    void advise_sequential(std::uint64_t offset, std::uint64_t n) const noexcept {
+#if defined(POSIX_FADV_SEQUENTIAL)
+        if (fd_.get() >= 0 && n > 0) {
+            ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(n),
+                            POSIX_FADV_SEQUENTIAL);
+        }
+#else
+        (void)offset;
+        (void)n;
+#endif
+    }
+
+  private:
+    void check_range(std::uint64_t offset, std::uint64_t n) const {
+        if (offset > size_ || n > size_ - offset) {
+            throw error(path_ + ": byte " + std::to_string(offset) + ": " + std::to_string(n) +
+                        " bytes asked for, past the end of the file (" + std::to_string(size_) +
+                        " bytes)");
+        }
+    }
+
+    std::string path_;
+    detail::unique_fd fd_;
+    detail::file_mapping map_;
+    std::uint64_t size_ = 0;
+};
+
+}  // namespace qmix::io
+// ---- end qmix/io/input_file.hpp
+
+namespace qmix::io {
+
+/// Little-endian loads from unaligned bytes.
+inline std::uint32_t load_u32(const std::uint8_t* p) noexcept {
+    return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
+           std::uint32_t(p[3]) << 24;
+}
+
+inline std::int32_t load_i32(const std::uint8_t* p) noexcept {
+    const std::uint32_t bits = load_u32(p);
+    std::int32_t value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+inline float load_f32(const std::uint8_t* p) noexcept {
+    const std::uint32_t bits = load_u32(p);
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+/// The file's bytes through a read window. Parsing reads even when the file will be
+/// mapped: touching a mapping would also map the cached pages around each record, tens of
+/// megabytes of resident data nobody asked for.
 class byte_source {
   public:
-    byte_source(int fd, std::uint64_t size, const std::string& path)
-        : fd_(fd), size_(size), path_(path) {}
+    explicit byte_source(const input_file& file) : file_(file) {}
 
     /// Copies [offset, offset + n); the caller has checked the range lies in the file.
     void copy(std::uint64_t offset, void* destination, std::size_t n) {
         if (n == 0) return;
         if (n > sequential_window) {
-            read_exactly(fd_, offset, destination, n, path_);
+            file_.read(offset, destination, n);
             return;
         }
         if (offset < window_offset_ || offset + n > window_offset_ + window_.size()) {
-            // Reading on from the window's end is the header's sequential walk; anything
-            // else is a jump over tensor data to the next record, which is small.
+            // Reading on from the window's end is a sequential walk; anything else is a
+            // jump over data to the next record, which is small.
             const bool sequential = offset == window_offset_ + window_.size();
             const std::uint64_t wanted = sequential ? sequential_window : record_window;
-            const std::uint64_t left = size_ - offset;
+            const std::uint64_t left = file_.size() - offset;
             const std::uint64_t length = std::max<std::uint64_t>(n, std::min(wanted, left));
             window_.resize(static_cast<std::size_t>(length));
-            read_exactly(fd_, offset, window_.data(), window_.size(), path_);
+            file_.read(offset, window_.data(), window_.size());
             window_offset_ = offset;
         }
         std::memcpy(destination, window_.data() + (offset - window_offset_), n);
@@ -8491,28 +8481,29 @@ class byte_source {
   private:
     static constexpr std::uint64_t sequential_window = 1 << 16;
     static constexpr std::uint64_t record_window = 1 << 12;
-    int fd_;
-    std::uint64_t size_;
-    const std::string& path_;
+    const input_file& file_;
     std::vector<std::uint8_t> window_;
     std::uint64_t window_offset_ = 0;
 };
 
 /// Walks the file front to back; every read is checked against the end of the file and
-/// every complaint carries the file, the offset and the tensor being read.
+/// every complaint carries the file, the offset and the item being read.
 class cursor {
   public:
-    cursor(byte_source& source, std::uint64_t size, const std::string& path)
-        : source_(source), size_(size), path_(path) {}
+    explicit cursor(byte_source& source, const input_file& file, std::uint64_t offset = 0)
+        : source_(source), size_(file.size()), path_(file.path()), offset_(offset) {}
 
     std::uint64_t offset() const noexcept { return offset_; }
     std::uint64_t bytes_left() const noexcept { return size_ - offset_; }
     bool at_end() const noexcept { return offset_ == size_; }
-    void set_tensor(std::string_view name) { tensor_ = name; }
+    /// Names the item being read in every complaint ("tensor 'x'"); empty for none.
+    void set_item(std::string_view kind, std::string_view name) {
+        item_ = name.empty() ? std::string() : std::string(kind) + " '" + std::string(name) + "'";
+    }
 
     [[noreturn]] void fail_at(std::uint64_t offset, const std::string& what) const {
         std::string message = path_ + ": byte " + std::to_string(offset);
-        if (!tensor_.empty()) message += " (tensor '" + tensor_ + "')";
+        if (!item_.empty()) message += " (" + item_ + ")";
         throw error(message + ": " + what);
     }
 
@@ -8549,8 +8540,165 @@ class cursor {
     std::uint64_t size_;
     const std::string& path_;
     std::uint64_t offset_ = 0;
-    std::string tensor_;
+    std::string item_;
 };
+
+}  // namespace qmix::io
+// ---- end qmix/io/cursor.hpp
+
+namespace qmix::whisper {
+
+/// "ggml" as a little-endian uint32: the first four bytes of every whisper ggml model.
+inline constexpr std::uint32_t file_magic = 0x67676d6c;
+/// Longest tensor name accepted; whisper's longest is under 50 bytes.
+inline constexpr std::int32_t max_name_length = 4096;
+inline constexpr int max_dims = 4;
+/// Bounds on the mel filter bank (real models: 80 or 128 bands of 201 bins). Anything
+/// beyond them is a damaged header, not a model.
+inline constexpr std::int32_t max_mel_bands = 1024;
+inline constexpr std::int32_t max_mel_bins = 16384;
+/// Header ftype values are ftype + quantization version * 1000; versions seen so far.
+inline constexpr std::int32_t max_quantization_version = 2;
+
+/// The eleven int32 that follow the magic, in file order.
+struct hyper_parameters {
+    std::int32_t n_vocab = 0;
+    std::int32_t n_audio_ctx = 0;
+    std::int32_t n_audio_state = 0;
+    std::int32_t n_audio_head = 0;
+    std::int32_t n_audio_layer = 0;
+    std::int32_t n_text_ctx = 0;
+    std::int32_t n_text_state = 0;
+    std::int32_t n_text_head = 0;
+    std::int32_t n_text_layer = 0;
+    std::int32_t n_mels = 0;
+    std::int32_t ftype = 0;  ///< as stored: ftype + quantization version * 1000
+
+    friend bool operator==(const hyper_parameters& a, const hyper_parameters& b) noexcept {
+        return a.n_vocab == b.n_vocab && a.n_audio_ctx == b.n_audio_ctx &&
+               a.n_audio_state == b.n_audio_state && a.n_audio_head == b.n_audio_head &&
+               a.n_audio_layer == b.n_audio_layer && a.n_text_ctx == b.n_text_ctx &&
+               a.n_text_state == b.n_text_state && a.n_text_head == b.n_text_head &&
+               a.n_text_layer == b.n_text_layer && a.n_mels == b.n_mels && a.ftype == b.ftype;
+    }
+};
+
+/// One table drives the reader, the writer and the printer, so the field order is written
+/// down exactly once.
+struct hyper_parameter_field {
+    std::int32_t hyper_parameters::*member;
+    std::string_view name;
+};
+inline constexpr std::array<hyper_parameter_field, 11> hyper_parameter_fields{{
+    {&hyper_parameters::n_vocab, "n_vocab"},
+    {&hyper_parameters::n_audio_ctx, "n_audio_ctx"},
+    {&hyper_parameters::n_audio_state, "n_audio_state"},
+    {&hyper_parameters::n_audio_head, "n_audio_head"},
+    {&hyper_parameters::n_audio_layer, "n_audio_layer"},
+    {&hyper_parameters::n_text_ctx, "n_text_ctx"},
+    {&hyper_parameters::n_text_state, "n_text_state"},
+    {&hyper_parameters::n_text_head, "n_text_head"},
+    {&hyper_parameters::n_text_layer, "n_text_layer"},
+    {&hyper_parameters::n_mels, "n_mels"},
+    {&hyper_parameters::ftype, "ftype"},
+}};
+
+/// Byte offset of the header's ftype field: after the magic and ten int32.
+inline constexpr std::uint64_t ftype_field_offset = 4 + 10 * 4;
+
+/// The mel filter bank: n_mel rows of n_fft float32, row after row.
+struct mel_filters {
+    std::int32_t n_mel = 0;
+    std::int32_t n_fft = 0;
+    std::vector<float> values;
+};
+
+/// Where each part of the file starts.
+struct file_layout {
+    std::uint64_t mel_offset = 0;         ///< the n_mel field
+    std::uint64_t vocabulary_offset = 0;  ///< the token count field
+    std::uint64_t tensors_offset = 0;     ///< first tensor record = size of the header
+    std::uint64_t file_size = 0;
+};
+
+/// One tensor of the directory. Extents past n_dims are 1.
+struct tensor_entry {
+    std::string name;
+    type_id type = type_id::f32;
+    int n_dims = 1;
+    std::array<std::int64_t, max_dims> ne{{1, 1, 1, 1}};
+    std::uint64_t record_offset = 0;  ///< the n_dims field of its record
+    std::uint64_t data_offset = 0;    ///< first byte of its data
+    std::uint64_t data_size = 0;      ///< row_size(type, ne[0]) * ne[1] * ne[2] * ne[3]
+
+    std::int64_t element_count() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
+    std::int64_t row_count() const noexcept { return ne[1] * ne[2] * ne[3]; }
+};
+
+/// "384 x 51865": a tensor's extents, row length first, as far as n_dims.
+inline std::string shape_text(const tensor_entry& tensor) {
+    std::string text;
+    for (int d = 0; d < tensor.n_dims; ++d) {
+        if (d > 0) text += " x ";
+        text += std::to_string(tensor.ne[d]);
+    }
+    return text;
+}
+
+using io::byte_view;
+
+/// Whether `value` is a valid header ftype field: a known ftype plus 1000 times a
+/// quantization version in 0..2.
+constexpr bool is_valid_header_ftype(std::int32_t value) noexcept {
+    if (value < 0) return false;
+    const std::int32_t version = value / quantization_version_factor;
+    return version <= max_quantization_version &&
+           type_of_ftype(value % quantization_version_factor).has_value();
+}
+
+/// The header field for `f` at the current quantization version.
+constexpr std::int32_t header_ftype_value(ftype f,
+                                          std::int32_t version = quantization_version) noexcept {
+    return static_cast<std::int32_t>(f) + version * quantization_version_factor;
+}
+
+namespace detail {
+
+using io::load_f32;
+using io::load_i32;
+using io::load_u32;
+using io::detail::errno_text;
+
+inline std::string hex32(std::uint32_t value) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string text = "0x";
+    for (int shift = 28; shift >= 0; shift -= 4) text += digits[(value >> shift) & 0xf];
+    return text;
+}
+
+/// a * b when it fits in int64, else nothing.
+inline bool multiply_fits(std::int64_t a, std::int64_t b, std::int64_t& product) noexcept {
+    return !__builtin_mul_overflow(a, b, &product);
+}
+
+inline std::string known_type_ids() {
+    std::string text;
+    for (const auto& entry : type_table) {
+        if (!text.empty()) text += ", ";
+        text += std::to_string(static_cast<int>(entry.id)) + " (" + std::string(entry.name) + ")";
+    }
+    return text;
+}
+
+inline std::string known_ftype_values() {
+    std::string text;
+    for (std::int32_t value = 0; value < quantization_version_factor; ++value) {
+        if (!type_of_ftype(value)) continue;
+        if (!text.empty()) text += ", ";
+        text += std::to_string(value);
+    }
+    return text;
+}
 
 }  // namespace detail
 
@@ -8569,10 +8717,16 @@ class model_file {
     /// mapping fails; `read` never maps (for tests and for file systems that misbehave).
     enum class access { map, read };
 
-    explicit model_file(std::string path, access mode = access::map) : path_(std::move(path)) {
-        open();
-        parse();
-        map(mode);
+    explicit model_file(std::string path, access mode = access::map)
+        : file_(std::move(path)), loaded_(std::make_unique<loaded_parts>()) {
+        layout_.file_size = file_.size();
+        try {
+            parse();
+        } catch (const std::bad_alloc&) {
+            throw error(file_.path() + ": out of memory while reading the tensor directory (" +
+                        std::to_string(tensors_.size()) + " tensor records read)");
+        }
+        if (mode == access::map) file_.map();
     }
 
     model_file(model_file&&) = default;
@@ -8581,14 +8735,43 @@ class model_file {
     model_file& operator=(const model_file&) = delete;
     ~model_file() = default;
 
-    const std::string& path() const noexcept { return path_; }
+    const std::string& path() const noexcept { return file_.path(); }
+    const io::input_file& file() const noexcept { return file_; }
     const hyper_parameters& hparams() const noexcept { return hparams_; }
     const mel_filters& filters() const noexcept { return mel_; }
-    const std::vector<std::string>& vocabulary() const noexcept { return vocabulary_; }
+    /// The number of vocabulary entries (costs nothing: the entries are not kept).
+    std::size_t vocabulary_size() const noexcept { return vocabulary_count_; }
+    /// Every vocabulary entry, read from the file on the first call and kept: memory in
+    /// proportion to the vocabulary. Streaming callers use for_each_token() instead.
+    const std::vector<std::string>& vocabulary() const {
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        if (!loaded_->vocabulary_read) {
+            std::vector<std::string> tokens;
+            tokens.reserve(vocabulary_count_);
+            for_each_token([&](std::string_view token) { tokens.emplace_back(token); });
+            loaded_->vocabulary = std::move(tokens);
+            loaded_->vocabulary_read = true;
+        }
+        return loaded_->vocabulary;
+    }
+    /// Calls f(std::string_view) for each vocabulary entry in file order; the view is valid
+    /// during the call only. Memory: the longest entry.
+    template <typename F>
+    void for_each_token(F&& f) const {
+        io::byte_source source(file_);
+        io::cursor at(source, file_, layout_.vocabulary_offset + 4);
+        std::string token;
+        for (std::size_t i = 0; i < vocabulary_count_; ++i) {
+            const std::uint32_t length = at.u32("vocabulary entry length");
+            token.resize(length);
+            at.read(token.data(), length, "vocabulary entry");
+            f(std::string_view(token));
+        }
+    }
     const std::vector<tensor_entry>& tensors() const noexcept { return tensors_; }
     const file_layout& layout() const noexcept { return layout_; }
     std::uint64_t file_size() const noexcept { return layout_.file_size; }
-    bool is_mapped() const noexcept { return map_.data() != nullptr; }
+    bool is_mapped() const noexcept { return file_.is_mapped(); }
 
     /// The tensor called `name`, or nullptr.
     const tensor_entry* find(std::string_view name) const {
@@ -8597,12 +8780,44 @@ class model_file {
     }
 
     /// Everything before the first tensor record: magic, hyper-parameters, mel filters and
-    /// vocabulary, exactly as stored. The ftype field is at ftype_offset().
-    byte_view header_bytes() const noexcept {
-        if (is_mapped()) return {map_.data(), static_cast<std::size_t>(layout_.tensors_offset)};
-        return {header_copy_.data(), header_copy_.size()};
+    /// vocabulary, exactly as stored. The ftype field is at ftype_offset(). The whole header
+    /// at once: a view of the mapping, or (without one) a copy read on the first call and
+    /// kept. Streaming callers use read_header() in pieces instead.
+    byte_view header_bytes() const {
+        const std::uint64_t size = layout_.tensors_offset;
+        if (is_mapped()) return file_.view(0, size);
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        if (loaded_->header.size() != size) {
+            loaded_->header.resize(static_cast<std::size_t>(size));
+            file_.read(0, loaded_->header.data(), loaded_->header.size());
+        }
+        return {loaded_->header.data(), loaded_->header.size()};
     }
     static constexpr std::uint64_t ftype_offset() noexcept { return ftype_field_offset; }
+    std::uint64_t header_size() const noexcept { return layout_.tensors_offset; }
+
+    /// Copies [offset, offset + n) of the header into `destination`.
+    void read_header(std::uint64_t offset, void* destination, std::size_t n) const {
+        if (offset > layout_.tensors_offset || n > layout_.tensors_offset - offset) {
+            throw error(path() + ": byte " + std::to_string(offset) + ": " + std::to_string(n) +
+                        " bytes asked for past the header (" +
+                        std::to_string(layout_.tensors_offset) + " bytes)");
+        }
+        file_.read(offset, destination, n);
+    }
+
+    /// Copies [offset, offset + n) of the tensor's data into `destination` with a
+    /// positional read: no mapping, no page-table work, the caller's buffer reused.
+    void read_data(const tensor_entry& tensor, std::uint64_t offset, void* destination,
+                   std::size_t n) const {
+        check_owned(tensor);
+        if (offset > tensor.data_size || n > tensor.data_size - offset) {
+            throw error(path() + ": tensor '" + tensor.name + "': bytes " + std::to_string(offset) +
+                        ".." + std::to_string(offset + n) + " asked for, past its data (" +
+                        std::to_string(tensor.data_size) + " bytes)");
+        }
+        file_.read(tensor.data_offset + offset, destination, n);
+    }
 
     /// The tensor's data bytes. With a mapping this costs nothing until the bytes are
     /// touched; without one the tensor is read into a buffer kept until release(). The view
@@ -8621,7 +8836,7 @@ class model_file {
 
     /// Asks the kernel to read the tensor's pages ahead of use.
     void prefetch(const tensor_entry& tensor) const noexcept {
-        map_.advise(tensor.data_offset, tensor.data_size, MADV_WILLNEED);
+        file_.advise(tensor.data_offset, tensor.data_size, MADV_WILLNEED);
     }
 
     /// Drops the tensor's pages from this process (they are read again from the file if
@@ -8631,7 +8846,7 @@ class model_file {
         if (is_mapped()) {
             // The range is widened to whole pages; a neighbour sharing an edge page merely
             // reads that page again from the page cache.
-            map_.advise(tensor.data_offset, tensor.data_size, MADV_DONTNEED);
+            file_.advise(tensor.data_offset, tensor.data_size, MADV_DONTNEED);
             return;
         }
         std::lock_guard<std::mutex> lock(loaded_->mutex);
@@ -8647,73 +8862,50 @@ class model_file {
                       std::uint64_t size) const noexcept {
         if (is_mapped() && offset < tensor.data_size) {
             size = std::min(size, tensor.data_size - offset);
-            map_.advise(tensor.data_offset + offset, size, MADV_DONTNEED);
+            file_.advise(tensor.data_offset + offset, size, MADV_DONTNEED);
         }
     }
 
   private:
     /// Buffers read without a mapping, by file offset.
     using loaded_map = std::unordered_map<std::uint64_t, std::vector<std::uint8_t>>;
-    struct loaded_tensors {
+    /// What is read on demand and kept: tensors without a mapping, the header copy, the
+    /// vocabulary when asked for.
+    struct loaded_parts {
         std::mutex mutex;
         loaded_map buffers;
         loaded_map records;
+        std::vector<std::uint8_t> header;
+        std::vector<std::string> vocabulary;
+        bool vocabulary_read = false;
     };
 
     /// `size` bytes at `offset`: a view into the mapping, or (without one) a buffer read
     /// once into `cache` and kept there until release().
     byte_view bytes_at(loaded_map& cache, std::uint64_t offset, std::uint64_t size) const {
+        if (is_mapped()) return file_.view(offset, size);
         const auto length = static_cast<std::size_t>(size);
-        if (is_mapped()) return {map_.data() + offset, length};
         std::lock_guard<std::mutex> lock(loaded_->mutex);
         auto& buffer = cache[offset];
         if (buffer.size() != length) {
             buffer.resize(length);
-            detail::read_exactly(fd_.get(), offset, buffer.data(), length, path_);
+            file_.read(offset, buffer.data(), length);
         }
         return {buffer.data(), buffer.size()};
-    }
-
-    void open() {
-        fd_ = detail::unique_fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-        if (fd_.get() < 0) {
-            throw error(path_ + ": cannot open: " + detail::errno_text(errno));
-        }
-        struct stat status;
-        if (::fstat(fd_.get(), &status) != 0) {
-            throw error(path_ + ": cannot stat: " + detail::errno_text(errno));
-        }
-        if (!S_ISREG(status.st_mode)) throw error(path_ + ": not a regular file");
-        layout_.file_size = static_cast<std::uint64_t>(status.st_size);
-        loaded_ = std::make_unique<loaded_tensors>();
-    }
-
-    /// Maps the file once it is known to be valid; on failure the reads carry on.
-    void map(access mode) {
-        const bool fits = layout_.file_size <= std::numeric_limits<std::size_t>::max();
-        if (mode == access::map && fits && layout_.file_size > 0) {
-            map_ = detail::file_mapping(fd_.get(), static_cast<std::size_t>(layout_.file_size));
-            if (is_mapped()) {
-                fd_.reset();  // the mapping keeps the file alive
-                return;
-            }
-        }
-        header_copy_.resize(static_cast<std::size_t>(layout_.tensors_offset));
-        detail::read_exactly(fd_.get(), 0, header_copy_.data(), header_copy_.size(), path_);
     }
 
     void check_owned(const tensor_entry& tensor) const {
         const bool owned = !tensors_.empty() && &tensor >= tensors_.data() &&
                            &tensor < tensors_.data() + tensors_.size();
         if (!owned) {
-            throw error(path_ + ": tensor '" + tensor.name +
+            throw error(path() + ": tensor '" + tensor.name +
                         "' was not read from this file (pass an entry of tensors())");
         }
     }
 
     void parse() {
-        detail::byte_source source(fd_.get(), layout_.file_size, path_);
-        detail::cursor at(source, layout_.file_size, path_);
+        io::byte_source source(file_);
+        io::cursor at(source, file_);
         parse_hyper_parameters(at);
         parse_mel_filters(at);
         parse_vocabulary(at);
@@ -8721,7 +8913,7 @@ class model_file {
         while (!at.at_end()) parse_tensor(at);
     }
 
-    void parse_hyper_parameters(detail::cursor& at) {
+    void parse_hyper_parameters(io::cursor& at) {
         const std::uint32_t magic = at.u32("magic");
         if (magic != file_magic) {
             at.fail_at(0, "bad magic " + detail::hex32(magic) + ", expected " +
@@ -8746,7 +8938,7 @@ class model_file {
         }
     }
 
-    void parse_mel_filters(detail::cursor& at) {
+    void parse_mel_filters(io::cursor& at) {
         layout_.mel_offset = at.offset();
         mel_.n_mel = at.i32("mel filter n_mel");
         mel_.n_fft = at.i32("mel filter n_fft");
@@ -8759,13 +8951,19 @@ class model_file {
         }
         const std::size_t count = std::size_t(mel_.n_mel) * std::size_t(mel_.n_fft);
         at.need(count * 4, "mel filter values");
-        std::vector<std::uint8_t> raw(count * 4);
-        at.read(raw.data(), raw.size(), "mel filter values");
         mel_.values.resize(count);
-        for (std::size_t i = 0; i < count; ++i) mel_.values[i] = detail::load_f32(&raw[i * 4]);
+        // Through a small buffer: the values are all that is kept of the filter bank.
+        std::uint8_t raw[4096];
+        for (std::size_t done = 0; done < count;) {
+            const std::size_t step = std::min(count - done, sizeof raw / 4);
+            at.read(raw, step * 4, "mel filter values");
+            for (std::size_t i = 0; i < step; ++i)
+                mel_.values[done + i] = io::load_f32(&raw[i * 4]);
+            done += step;
+        }
     }
 
-    void parse_vocabulary(detail::cursor& at) {
+    void parse_vocabulary(io::cursor& at) {
         layout_.vocabulary_offset = at.offset();
         const std::int32_t count = at.i32("vocabulary count");
         if (count < 0) {
@@ -8780,7 +8978,9 @@ class model_file {
                            std::to_string(std::uint64_t(count) * 4) + " bytes but only " +
                            std::to_string(at.bytes_left()) + " are left");
         }
-        vocabulary_.reserve(static_cast<std::size_t>(count));
+        vocabulary_count_ = static_cast<std::size_t>(count);
+        // Checked, not kept: only the count and the place are (vocabulary() reads them on
+        // demand), so a hostile count of empty entries costs no memory.
         for (std::int32_t i = 0; i < count; ++i) {
             // Messages are composed only on failure: this loop runs 50k times per model.
             const std::uint64_t offset = at.offset();
@@ -8792,14 +8992,12 @@ class model_file {
                                        " bytes long but only " + std::to_string(at.bytes_left()) +
                                        " bytes are left");
             }
-            std::string token(length, '\0');
-            at.read(token.data(), length, "vocabulary entry");
-            vocabulary_.push_back(std::move(token));
+            at.skip(length, "vocabulary entry");
         }
     }
 
-    void parse_tensor(detail::cursor& at) {
-        at.set_tensor({});
+    void parse_tensor(io::cursor& at) {
+        at.set_item("tensor", {});
         tensor_entry tensor;
         tensor.record_offset = at.offset();
         const std::uint64_t record = tensor.record_offset;
@@ -8817,7 +9015,7 @@ class model_file {
         for (int d = 0; d < n_dims; ++d) extents[d] = at.i32("tensor record extents");
         tensor.name.resize(static_cast<std::size_t>(name_length));
         at.read(tensor.name.data(), tensor.name.size(), "tensor name");
-        at.set_tensor(tensor.name);
+        at.set_item("tensor", tensor.name);
 
         if (!is_known_type(raw_type)) {
             at.fail_at(record + 8, "unknown type id " + std::to_string(raw_type) +
@@ -8873,17 +9071,14 @@ class model_file {
         tensors_.push_back(std::move(tensor));
     }
 
-    std::string path_;
-    detail::unique_fd fd_;  // open only when the file is not mapped
-    detail::file_mapping map_;
-    std::vector<std::uint8_t> header_copy_;  // header bytes when not mapped
+    io::input_file file_;
     hyper_parameters hparams_;
     mel_filters mel_;
-    std::vector<std::string> vocabulary_;
+    std::size_t vocabulary_count_ = 0;
     std::vector<tensor_entry> tensors_;
     std::unordered_map<std::string, std::size_t> by_name_;
     file_layout layout_;
-    std::unique_ptr<loaded_tensors> loaded_;
+    std::unique_ptr<loaded_parts> loaded_;
 };
 
 }  // namespace qmix::whisper
@@ -8902,6 +9097,7 @@ class model_file {
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstddef>
@@ -8995,14 +9191,23 @@ class model_writer {
     void write_header(const model_file& source, std::int32_t header_ftype) {
         expect(state::no_header, "write_header");
         check_header_ftype(header_ftype);
-        const byte_view header = source.header_bytes();
-        const auto at = static_cast<std::size_t>(model_file::ftype_offset());
-        if (header.size < at + 4) fail("the source header is too short to hold an ftype");
-        std::uint8_t field[4];
-        detail::store_i32(field, header_ftype);
-        put(header.data, at);
-        put(field, 4);
-        put(header.data + at + 4, header.size - at - 4);
+        const std::uint64_t size = source.header_size();
+        const std::uint64_t at = model_file::ftype_offset();
+        if (size < at + 4) fail("the source header is too short to hold an ftype");
+        // In pieces, so that a header of any size (a vocabulary of millions of entries,
+        // say) costs one piece of memory; the ftype field lies in the first piece.
+        std::vector<std::uint8_t> piece(
+            static_cast<std::size_t>(std::min<std::uint64_t>(size, std::uint64_t(1) << 20)));
+        for (std::uint64_t offset = 0; offset < size;) {
+            const auto n =
+                static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), size - offset));
+            source.read_header(offset, piece.data(), n);
+            if (offset <= at && at + 4 <= offset + n) {
+                detail::store_i32(piece.data() + (at - offset), header_ftype);
+            }
+            put(piece.data(), n);
+            offset += n;
+        }
         state_ = state::between_tensors;
     }
 
@@ -9285,12 +9490,18 @@ class model_writer {
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
+#include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9487,7 +9698,7 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
         plan.output_bytes += p.output_bytes + (tensor.data_offset - tensor.record_offset);
         plan.tensors.push_back(std::move(p));
     }
-    plan.output_bytes += model.header_bytes().size;
+    plan.output_bytes += model.header_size();
     if (!unholdable.empty()) {
         std::string list;
         for (const auto& u : unholdable) list += "\n  " + u;
@@ -9531,16 +9742,39 @@ struct quantize_result {
 
 namespace detail {
 
-inline void check_finite(const model_file& model, const tensor_entry& tensor, const float* values,
-                         std::int64_t count, std::int64_t first_index) {
-    // A branch-free pass the compiler vectorises; the slow search only runs on a finding.
-    std::uint32_t any_nonfinite = 0;
+/// Whether any of `count` binary32 values is infinite or NaN (exponent all ones): a
+/// maximum of the magnitudes' bits, a reduction the compiler vectorises at any level.
+inline bool any_nonfinite_f32(const float* values, std::int64_t count) noexcept {
+    std::int32_t largest = 0;
     for (std::int64_t i = 0; i < count; ++i) {
         std::uint32_t bits;
         std::memcpy(&bits, values + i, sizeof bits);
-        any_nonfinite |= std::uint32_t((bits & 0x7f800000u) == 0x7f800000u);
+        const auto magnitude = static_cast<std::int32_t>(bits & 0x7fffffffu);
+        largest = magnitude > largest ? magnitude : largest;
     }
-    if (any_nonfinite == 0) return;
+    return largest >= 0x7f800000;
+}
+
+/// The same test on binary16 values as stored (little-endian): half the bytes to read.
+inline bool any_nonfinite_f16(const std::uint8_t* bytes, std::int64_t count) noexcept {
+    std::int16_t largest = 0;
+    for (std::int64_t i = 0; i < count; ++i) {
+        const auto magnitude = static_cast<std::int16_t>(
+            (std::uint16_t(bytes[2 * i]) | std::uint16_t(bytes[2 * i + 1]) << 8) & 0x7fff);
+        largest = magnitude > largest ? magnitude : largest;
+    }
+    return largest >= 0x7c00;
+}
+
+/// Throws naming the first infinite or NaN value, if any. `raw` is the input as stored
+/// when it is binary16 (checked there, before widening), else null.
+inline void check_finite(const model_file& model, const tensor_entry& tensor, const float* values,
+                         std::int64_t count, std::int64_t first_index,
+                         const std::uint8_t* raw_f16 = nullptr) {
+    // A branch-free pass; the slow search only runs on a finding.
+    const bool found =
+        raw_f16 != nullptr ? any_nonfinite_f16(raw_f16, count) : any_nonfinite_f32(values, count);
+    if (!found) return;
     for (std::int64_t i = 0; i < count; ++i) {
         if (!std::isfinite(values[i])) {
             throw error(tensor_label(model, tensor) + ": value " + std::to_string(first_index + i) +
@@ -9568,13 +9802,116 @@ inline error_sums row_error(const float* input, const float* written, std::int64
 
 }  // namespace detail
 
+namespace detail {
+
+/// How the quantizer cuts a converted tensor into pieces that one thread handles with
+/// buffers that stay in its cache: whole rows when a row fits the piece size, else parts
+/// of one row cut at block boundaries (every format's reference quantizer works block by
+/// block, so a row cut at block boundaries gives the very same bytes). A row of any length
+/// thus costs a piece of memory, not a row of it.
+struct piece_layout {
+    std::int64_t n = 0;                 ///< row length
+    std::int64_t rows = 0;              ///< row count
+    std::int64_t rows_per_piece = 0;    ///< whole rows per piece (0 when rows are cut)
+    std::int64_t segment = 0;           ///< values per part of a row (when rows are cut)
+    std::int64_t segments_per_row = 0;  ///< parts per row (when rows are cut)
+    std::int64_t count = 0;             ///< pieces
+    type_id input = type_id::f32;
+    type_id output = type_id::f32;
+
+    piece_layout(std::int64_t n_, std::int64_t rows_, type_id in, type_id out,
+                 std::int64_t piece_values)
+        : n(n_), rows(rows_), input(in), output(out) {
+        if (n <= piece_values) {
+            rows_per_piece = std::max<std::int64_t>(1, piece_values / n);
+            count = (rows + rows_per_piece - 1) / rows_per_piece;
+        } else {
+            // The block sizes are 1, 32 or 256, so the larger is a multiple of the smaller.
+            const auto block =
+                static_cast<std::int64_t>(std::max(block_size(input), block_size(output)));
+            segment = std::max(block, piece_values / block * block);
+            segments_per_row = (n + segment - 1) / segment;
+            count = rows * segments_per_row;
+        }
+    }
+
+    struct piece {
+        std::int64_t first_value;  ///< index of its first value in the tensor
+        std::int64_t row_count;
+        std::int64_t row_length;  ///< n, or the part's length
+        std::uint64_t in_offset;  ///< byte offsets in the tensor's input and output data
+        std::uint64_t out_offset;
+    };
+
+    /// Piece p; p == count gives the offsets of the end of the data.
+    piece at(std::int64_t p) const {
+        piece r{};
+        if (segment == 0) {
+            const std::int64_t first_row = std::min(rows, p * rows_per_piece);
+            r.row_count = std::min(rows_per_piece, rows - first_row);
+            r.row_length = n;
+            r.first_value = first_row * n;
+            r.in_offset = std::uint64_t(first_row) * row_size(input, n);
+            r.out_offset = std::uint64_t(first_row) * row_size(output, n);
+            return r;
+        }
+        const std::int64_t row = p / segments_per_row;
+        const std::int64_t start = (p % segments_per_row) * segment;
+        r.row_count = p < count ? 1 : 0;
+        r.row_length = p < count ? std::min(segment, n - start) : 0;
+        r.first_value = row * n + start;
+        r.in_offset =
+            std::uint64_t(row) * row_size(input, n) + (start == 0 ? 0 : row_size(input, start));
+        r.out_offset =
+            std::uint64_t(row) * row_size(output, n) + (start == 0 ? 0 : row_size(output, start));
+        return r;
+    }
+};
+
+/// One worker's buffers, reused from piece to piece and tensor to tensor.
+struct piece_buffers {
+    std::vector<std::uint8_t> input;  // raw input bytes (aligned by the allocator)
+    std::vector<float> values;        // widened
+    std::vector<float> restored;      // written values widened again (--stats)
+};
+
+inline void ensure_size(std::vector<std::uint8_t>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+inline void ensure_size(std::vector<float>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+/// Copies a tensor's data to the writer through one reused buffer.
+inline void copy_tensor_data(const model_file& model, const tensor_entry& tensor,
+                             model_writer& writer, std::vector<std::uint8_t>& buffer) {
+    writer.begin_tensor(tensor.name, tensor.type, tensor.n_dims, tensor.ne);
+    for (std::uint64_t offset = 0; offset < tensor.data_size;) {
+        const auto n = static_cast<std::size_t>(
+            std::min<std::uint64_t>(buffer.size(), tensor.data_size - offset));
+        model.read_data(tensor, offset, buffer.data(), n);
+        writer.write_data(buffer.data(), n);
+        offset += n;
+    }
+    writer.end_tensor();
+}
+
+}  // namespace detail
+
 /// Streams the model through the plan into `writer` (header, every tensor, commit is left
-/// to the caller). Memory stays proportional to one chunk of rows per thread.
+/// to the caller). Memory stays bounded whatever the model holds: a piece of values and
+/// its input per thread, two chunks of output, one copy buffer, none of them in proportion
+/// to a row, a tensor or the header.
+///
+/// Tensor data is fetched with positional reads into reused buffers (cheaper than faulting
+/// a mapping in and releasing it again, and the same whether or not the file is mapped).
+/// Threads take pieces of a chunk as they come free; the calling thread first writes the
+/// previous chunk, so writing overlaps the conversion of the next chunk.
 inline quantize_result execute_plan(const model_file& model, const model_plan& plan,
                                     const quantize_options& options, model_writer& writer,
                                     const progress_fn& progress = {}) {
     const auto start = std::chrono::steady_clock::now();
-    const unsigned threads = resolve_threads(options.threads);
+    const unsigned threads = std::max(1u, resolve_threads(options.threads));
     quantize_result result;
     result.stats.resize(plan.tensors.size());
     writer.write_header(model, plan.header_ftype);
@@ -9582,65 +9919,141 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
     std::uint64_t total = 0;
     for (const auto& p : plan.tensors) total += p.tensor->data_size;
     std::uint64_t done = 0;
-    // Rows are converted in chunks of about this many input values, split across threads.
-    constexpr std::int64_t chunk_values = std::int64_t(1) << 20;
-    std::vector<float> widened;
-    std::vector<std::uint8_t> packed;
-    std::vector<float> restored;
+    // A piece (one thread's unit of work) is about 64 Ki values: its input, its widened
+    // values and their quantized form stay in a core's L2 cache from reading to writing.
+    // A chunk (what is written at once) is about 2 Mi values.
+    constexpr std::int64_t piece_values = std::int64_t(1) << 16;
+    constexpr std::int64_t chunk_values = std::int64_t(1) << 21;
+    constexpr std::size_t copy_buffer_bytes = std::size_t(4) << 20;
+    std::vector<detail::piece_buffers> workers(threads);
+    std::array<std::vector<std::uint8_t>, 2> packed;
+    std::vector<std::uint8_t> copy_buffer;
 
     for (std::size_t index = 0; index < plan.tensors.size(); ++index) {
         const tensor_plan& p = plan.tensors[index];
         const tensor_entry& tensor = *p.tensor;
-        if (!p.converts()) {
-            writer.copy_tensor(model, tensor);
-        } else {
+        try {
+            if (!p.converts()) {
+                if (copy_buffer.empty()) copy_buffer.resize(copy_buffer_bytes);
+                detail::copy_tensor_data(model, tensor, writer, copy_buffer);
+                done += tensor.data_size;
+                if (progress) progress(index, done, total);
+                continue;
+            }
             writer.begin_tensor(tensor.name, p.output, tensor.n_dims, tensor.ne);
-            const std::int64_t n = tensor.ne[0];
-            const std::int64_t rows = tensor.row_count();
-            const std::int64_t chunk_rows = std::max<std::int64_t>(1, chunk_values / n);
-            const std::size_t in_row = row_size(tensor.type, n);
-            const std::size_t out_row = row_size(p.output, n);
-            const byte_view source = model.data(tensor);
-            std::vector<detail::error_sums> row_errors;
+            const detail::piece_layout layout(tensor.ne[0], tensor.row_count(), tensor.type,
+                                              p.output, piece_values);
+            const std::int64_t piece_span =
+                layout.segment != 0 ? layout.segment : layout.rows_per_piece * layout.n;
+            const std::int64_t pieces_per_chunk =
+                std::max<std::int64_t>(1, chunk_values / piece_span);
+            // Per-piece error sums, in piece order (thread-independent); per row when pieces
+            // are whole rows.
+            std::vector<detail::error_sums> errors;
             double squared = 0;
             double max_abs = 0;
-            for (std::int64_t first = 0; first < rows; first += chunk_rows) {
-                const std::int64_t count = std::min(chunk_rows, rows - first);
-                widened.resize(static_cast<std::size_t>(count * n));
-                packed.resize(out_row * static_cast<std::size_t>(count));
+            const std::uint8_t* pending = nullptr;  // the previous chunk, not yet written
+            std::size_t pending_size = 0;
+            std::uint64_t pending_done = 0;
+            int parity = 0;
+
+            for (std::int64_t first = 0; first < layout.count; first += pieces_per_chunk) {
+                const std::int64_t last = std::min(layout.count, first + pieces_per_chunk);
+                const auto chunk_begin = layout.at(first);
+                const auto chunk_end = layout.at(last);
+                std::vector<std::uint8_t>& out = packed[std::size_t(parity)];
+                detail::ensure_size(out, chunk_end.out_offset - chunk_begin.out_offset);
                 if (options.compute_stats) {
-                    restored.resize(widened.size());
-                    row_errors.resize(static_cast<std::size_t>(count));
+                    errors.assign(
+                        static_cast<std::size_t>(
+                            layout.segment != 0
+                                ? last - first
+                                : (chunk_end.first_value - chunk_begin.first_value) / layout.n),
+                        detail::error_sums{});
                 }
-                parallel_ranges(count, threads, [&](std::int64_t begin, std::int64_t end) {
-                    float* values = widened.data() + begin * n;
-                    // f32, f16 or (with --allow-requantize) a quantized type, widened.
-                    dequantize(tensor.type, source.data + std::size_t(first + begin) * in_row,
-                               values, end - begin, n);
-                    if (!options.allow_nonfinite) {
-                        detail::check_finite(model, tensor, values, (end - begin) * n,
-                                             (first + begin) * n);
-                    }
-                    quantize(p.output, values, packed.data() + std::size_t(begin) * out_row,
-                             end - begin, n);
-                    if (options.compute_stats) {
-                        float* back = restored.data() + begin * n;
-                        dequantize(p.output, packed.data() + std::size_t(begin) * out_row, back,
-                                   end - begin, n);
-                        for (std::int64_t r = begin; r < end; ++r) {
-                            row_errors[std::size_t(r)] = detail::row_error(
-                                values + (r - begin) * n, back + (r - begin) * n, n);
+                std::atomic<std::int64_t> next{first};
+                // The first failure in piece order wins, whichever thread met it, so that the
+                // message does not depend on the thread count or on timing.
+                std::mutex failure_mutex;
+                std::int64_t failed_piece = std::numeric_limits<std::int64_t>::max();
+                std::exception_ptr failure;
+                parallel_ranges(
+                    std::int64_t(threads), threads, [&](std::int64_t slot, std::int64_t) {
+                        if (slot == 0 && pending != nullptr) {
+                            writer.write_data(pending, pending_size);
+                            pending = nullptr;
+                            if (progress) progress(index, pending_done, total);
                         }
-                    }
-                });
-                writer.write_data(packed.data(), packed.size());
-                model.release_part(tensor, std::uint64_t(first) * in_row,
-                                   std::uint64_t(count) * in_row);
-                for (std::size_t r = 0; r < row_errors.size() && options.compute_stats; ++r) {
-                    squared += row_errors[r].squared;  // summed in row order: thread-independent
-                    max_abs = std::max(max_abs, row_errors[r].max_abs);
+                        detail::piece_buffers& buffers = workers[std::size_t(slot)];
+                        for (std::int64_t i = next++; i < last; i = next++) {
+                            try {
+                                const auto piece = layout.at(i);
+                                const auto next_piece = layout.at(i + 1);
+                                const std::int64_t count = piece.row_count * piece.row_length;
+                                const auto in_bytes = static_cast<std::size_t>(
+                                    next_piece.in_offset - piece.in_offset);
+                                detail::ensure_size(buffers.input, in_bytes);
+                                detail::ensure_size(buffers.values, std::size_t(count));
+                                model.read_data(tensor, piece.in_offset, buffers.input.data(),
+                                                in_bytes);
+                                float* values = buffers.values.data();
+                                // f32, f16 or (with --allow-requantize) a quantized type, widened.
+                                dequantize(tensor.type, buffers.input.data(), values,
+                                           piece.row_count, piece.row_length);
+                                if (!options.allow_nonfinite) {
+                                    detail::check_finite(
+                                        model, tensor, values, count, piece.first_value,
+                                        tensor.type == type_id::f16 ? buffers.input.data()
+                                                                    : nullptr);
+                                }
+                                std::uint8_t* dst =
+                                    out.data() + (piece.out_offset - chunk_begin.out_offset);
+                                quantize(p.output, values, dst, piece.row_count, piece.row_length);
+                                if (options.compute_stats) {
+                                    detail::ensure_size(buffers.restored, std::size_t(count));
+                                    float* back = buffers.restored.data();
+                                    dequantize(p.output, dst, back, piece.row_count,
+                                               piece.row_length);
+                                    for (std::int64_t r = 0; r < piece.row_count; ++r) {
+                                        const std::size_t slot_index =
+                                            layout.segment != 0
+                                                ? std::size_t(i - first)
+                                                : std::size_t((piece.first_value -
+                                                               chunk_begin.first_value) /
+                                                                  layout.n +
+                                                              r);
+                                        errors[slot_index] = detail::row_error(
+                                            values + r * piece.row_length,
+                                            back + r * piece.row_length, piece.row_length);
+                                    }
+                                }
+                            } catch (...) {
+                                std::lock_guard<std::mutex> lock(failure_mutex);
+                                if (i < failed_piece) {
+                                    failed_piece = i;
+                                    failure = std::current_exception();
+                                }
+                            }
+                        }
+                    });
+                if (failure) std::rethrow_exception(failure);
+                for (const auto& e : errors) {
+                    squared += e.squared;  // summed in piece (row) order: thread-independent
+                    max_abs = std::max(max_abs, e.max_abs);
                 }
-                if (progress) progress(index, done + std::uint64_t(first + count) * in_row, total);
+                if (pending != nullptr) {  // a single thread with nothing to take wrote nothing
+                    writer.write_data(pending, pending_size);
+                    pending = nullptr;
+                }
+                pending = out.data();
+                pending_size =
+                    static_cast<std::size_t>(chunk_end.out_offset - chunk_begin.out_offset);
+                pending_done = done + chunk_end.in_offset;
+                parity ^= 1;
+            }
+            if (pending != nullptr) {
+                writer.write_data(pending, pending_size);
+                if (progress) progress(index, pending_done, total);
             }
             writer.end_tensor();
             if (options.compute_stats) {
@@ -9649,10 +10062,14 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
                 st.rmse = std::sqrt(squared / double(tensor.element_count()));
                 st.max_abs_error = max_abs;
             }
+            done += tensor.data_size;
+            if (progress) progress(index, done, total);
+        } catch (const std::bad_alloc&) {
+            throw error(detail::tensor_label(model, tensor) +
+                        ": out of memory while converting it (" + std::to_string(threads) +
+                        " threads, about " + std::to_string(piece_values) +
+                        " values per thread and " + std::to_string(chunk_values) + " per chunk)");
         }
-        model.release(tensor);
-        done += tensor.data_size;
-        if (progress) progress(index, done, total);
     }
     result.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
