@@ -87,6 +87,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -277,13 +278,15 @@ class input_file {
         map_.advise(offset, n, advice);
     }
 
-    /// Tells the kernel the range will be read front to back, once (read-ahead, and pages
-    /// dropped sooner); a hint only.
-    void advise_sequential(std::uint64_t offset, std::uint64_t n) const noexcept {
-#if defined(POSIX_FADV_SEQUENTIAL)
-        if (fd_.get() >= 0 && n > 0) {
-            ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(n),
-                            POSIX_FADV_SEQUENTIAL);
+    /// Asks the kernel to start reading [offset, offset + n) into the page cache now, in
+    /// the background, so that a read() of it later finds it there; a hint only. Streaming
+    /// readers call it one chunk ahead: with several threads reading pieces of a chunk,
+    /// the kernel's own read-ahead does not see one sequential stream.
+    void prefetch(std::uint64_t offset, std::uint64_t n) const noexcept {
+#if defined(POSIX_FADV_WILLNEED)
+        if (fd_.get() >= 0 && n > 0 && offset < size_) {
+            ::posix_fadvise(fd_.get(), static_cast<off_t>(offset),
+                            static_cast<off_t>(std::min(n, size_ - offset)), POSIX_FADV_WILLNEED);
         }
 #else
         (void)offset;
@@ -1883,6 +1886,7 @@ inline void copy_tensor_data(const model_file& model, const tensor_entry& tensor
     for (std::uint64_t offset = 0; offset < tensor.data_size;) {
         const auto n = static_cast<std::size_t>(
             std::min<std::uint64_t>(buffer.size(), tensor.data_size - offset));
+        model.file().prefetch(tensor.data_offset + offset + n, buffer.size());
         model.read_data(tensor, offset, buffer.data(), n);
         writer.write_data(buffer.data(), n);
         offset += n;
@@ -1955,6 +1959,9 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
                 const std::int64_t last = std::min(layout.count, first + pieces_per_chunk);
                 const auto chunk_begin = layout.at(first);
                 const auto chunk_end = layout.at(last);
+                // The next chunk's input, read into the page cache while this one is converted.
+                model.file().prefetch(tensor.data_offset + chunk_end.in_offset,
+                                      chunk_end.in_offset - chunk_begin.in_offset);
                 std::vector<std::uint8_t>& out = packed[std::size_t(parity)];
                 detail::ensure_size(out, chunk_end.out_offset - chunk_begin.out_offset);
                 if (options.compute_stats) {

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -204,13 +205,15 @@ class input_file {
         map_.advise(offset, n, advice);
     }
 
-    /// Tells the kernel the range will be read front to back, once (read-ahead, and pages
-    /// dropped sooner); a hint only.
-    void advise_sequential(std::uint64_t offset, std::uint64_t n) const noexcept {
-#if defined(POSIX_FADV_SEQUENTIAL)
-        if (fd_.get() >= 0 && n > 0) {
-            ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(n),
-                            POSIX_FADV_SEQUENTIAL);
+    /// Asks the kernel to start reading [offset, offset + n) into the page cache now, in
+    /// the background, so that a read() of it later finds it there; a hint only. Streaming
+    /// readers call it one chunk ahead: with several threads reading pieces of a chunk,
+    /// the kernel's own read-ahead does not see one sequential stream.
+    void prefetch(std::uint64_t offset, std::uint64_t n) const noexcept {
+#if defined(POSIX_FADV_WILLNEED)
+        if (fd_.get() >= 0 && n > 0 && offset < size_) {
+            ::posix_fadvise(fd_.get(), static_cast<off_t>(offset),
+                            static_cast<off_t>(std::min(n, size_ - offset)), POSIX_FADV_WILLNEED);
         }
 #else
         (void)offset;

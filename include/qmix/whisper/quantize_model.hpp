@@ -414,6 +414,7 @@ inline void copy_tensor_data(const model_file& model, const tensor_entry& tensor
     for (std::uint64_t offset = 0; offset < tensor.data_size;) {
         const auto n = static_cast<std::size_t>(
             std::min<std::uint64_t>(buffer.size(), tensor.data_size - offset));
+        model.file().prefetch(tensor.data_offset + offset + n, buffer.size());
         model.read_data(tensor, offset, buffer.data(), n);
         writer.write_data(buffer.data(), n);
         offset += n;
@@ -486,6 +487,9 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
                 const std::int64_t last = std::min(layout.count, first + pieces_per_chunk);
                 const auto chunk_begin = layout.at(first);
                 const auto chunk_end = layout.at(last);
+                // The next chunk's input, read into the page cache while this one is converted.
+                model.file().prefetch(tensor.data_offset + chunk_end.in_offset,
+                                      chunk_end.in_offset - chunk_begin.in_offset);
                 std::vector<std::uint8_t>& out = packed[std::size_t(parity)];
                 detail::ensure_size(out, chunk_end.out_offset - chunk_begin.out_offset);
                 if (options.compute_stats) {
