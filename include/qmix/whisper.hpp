@@ -5,6 +5,7 @@
 
 #include "qmix/qmix.hpp"
 #include "qmix/whisper/info.hpp"
+#include "qmix/whisper/loader.hpp"
 #include "qmix/whisper/model_file.hpp"
 #include "qmix/whisper/model_writer.hpp"
 #include "qmix/whisper/quantize_model.hpp"

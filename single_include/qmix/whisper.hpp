@@ -21,6 +21,32 @@
 #include <string_view>
 #include <vector>
 
+// ---- begin qmix/whisper/loader.hpp
+
+// Where a whisper ggml model loads, decided from its tensor directory alone.
+//
+// whisper.cpp's loader (src/whisper.cpp, whisper_model_load) reads the header's ftype as
+// `wtype` and creates every tensor before reading any: the matrices (the 2-D weights, token
+// embedding included) as `wtype`, encoder.conv1.weight and encoder.conv2.weight as f32 when
+// `wtype` is f32 and as f16 otherwise, every other tensor as f32. Then, per file tensor:
+//   - upstream whisper.cpp refuses a file tensor whose type is not the created one, so it
+//     loads uniform models only;
+//   - the per-tensor loader of the mixed-precision pull request (#3605) accepts a file tensor
+//     of another type when its bytes fit the buffer created for it, and retypes the tensor.
+// Both need the created type to hold the tensor's rows (ggml aborts otherwise), and both
+// size their buffers by the created types: that, not the file's size, is the memory a model
+// takes in whisper.cpp. One more trap, seen with the per-tensor loader on an AVX2 CPU: ggml's
+// CPU backend repacks weights created as some types into an interleaved layout
+// (ggml-cpu/repack.cpp) and asserts, when the data arrives, that it is of that type; a
+// tensor retyped there aborts the process. So a mixed model's header avoids those types.
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
 // ---- begin qmix/whisper/model_file.hpp
 
 // Reading whisper ggml model files.
@@ -970,6 +996,199 @@ class model_file {
 
 namespace qmix::whisper {
 
+/// Tensors the reference quantizer never touches, whatever their shape.
+inline constexpr std::array<std::string_view, 4> never_quantized{
+    "encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding",
+    "decoder.positional_embedding"};
+
+/// What a tensor is to the loader, which decides the type it is created as.
+enum class tensor_role {
+    matrix,       ///< a 2-D weight (token embedding included): created as the header's type
+    conv_weight,  ///< encoder.conv1.weight, encoder.conv2.weight: f32 under f32, else f16
+    other,        ///< biases, norms, positional embeddings: always f32
+};
+
+inline tensor_role role_of(const tensor_entry& tensor) {
+    if (tensor.name == "encoder.conv1.weight" || tensor.name == "encoder.conv2.weight") {
+        return tensor_role::conv_weight;
+    }
+    if (tensor.n_dims == 2 && std::find(never_quantized.begin(), never_quantized.end(),
+                                        tensor.name) == never_quantized.end()) {
+        return tensor_role::matrix;
+    }
+    return tensor_role::other;
+}
+
+/// The type whisper.cpp creates a tensor of this role as, under the header type `wtype`.
+constexpr type_id created_type(tensor_role role, type_id wtype) noexcept {
+    switch (role) {
+        case tensor_role::matrix:
+            return wtype;
+        case tensor_role::conv_weight:
+            return wtype == type_id::f32 ? type_id::f32 : type_id::f16;
+        case tensor_role::other:
+            return type_id::f32;
+    }
+    return type_id::f32;
+}
+
+/// Types whose weights ggml's CPU backend may repack when they are created in them: q4_0,
+/// q4_K, iq4_nl (AVX2, NEON), q2_K (AVX-512). A tensor created as one of them must be stored
+/// in it.
+constexpr bool repacked_by_ggml_cpu(type_id type) noexcept {
+    return type == type_id::q4_0 || type == type_id::q4_k || type == type_id::q2_k ||
+           type == type_id::iq4_nl;
+}
+
+/// Bytes of `tensor`'s values stored as `type` (the tensor's rows must fit the type).
+inline std::uint64_t bytes_as(const tensor_entry& tensor, type_id type) {
+    return std::uint64_t(row_size(type, tensor.ne[0])) * std::uint64_t(tensor.row_count());
+}
+
+/// Bytes per value of a type: how the header type of a mixed model is ranked.
+inline double bytes_per_value(type_id type) {
+    return double(info(type).type_size) / double(info(type).block_size);
+}
+
+/// One tensor a loader would refuse, and why.
+struct refusal {
+    std::string tensor;  ///< empty when the whole file is refused (the header)
+    std::string reason;
+};
+
+struct loader_verdict {
+    std::vector<refusal> refusals;
+    bool accepts() const { return refusals.empty(); }
+};
+
+/// Which whisper.cpp loaders accept a model, and with how much memory.
+struct loadability {
+    std::optional<type_id> header_type;  ///< wtype, when the header's ftype names one
+    loader_verdict upstream;             ///< whisper.cpp as released: one type per role
+    loader_verdict per_tensor;           ///< whisper.cpp with per-tensor types (#3605)
+    std::uint64_t buffer_bytes = 0;      ///< every tensor at its created type's size
+    std::uint64_t tensor_bytes = 0;      ///< the tensors' data as stored in the file
+    std::vector<type_id> matrix_types;   ///< the types the matrices are stored in
+
+    /// One line: where it loads and, for a mixed model, the buffers it takes.
+    std::string summary() const;
+};
+
+namespace detail {
+
+inline std::string mib_text(std::uint64_t bytes) {
+    const double mib = double(bytes) / 1048576.0;
+    std::string text = std::to_string(static_cast<long long>(mib * 10 + 0.5));
+    if (text.size() < 2) text.insert(0, "0");
+    text.insert(text.size() - 1, ".");
+    return text + " MiB";
+}
+
+}  // namespace detail
+
+inline std::string loadability::summary() const {
+    if (upstream.accepts()) return "loads in whisper.cpp (any version)";
+    if (per_tensor.accepts()) {
+        return "needs a loader with per-tensor types (whisper.cpp with mixed-precision "
+               "support); its buffers: " +
+               detail::mib_text(buffer_bytes);
+    }
+    const refusal& first = per_tensor.refusals.front();
+    return "no whisper.cpp loads it (" + (first.tensor.empty() ? "" : first.tensor + ": ") +
+           first.reason + ")";
+}
+
+/// Applies both loaders' rules to a tensor directory (names, extents, stored types) under
+/// a header field `header_ftype` (ftype + 1000 * quantization version).
+inline loadability check_loaders(const std::vector<tensor_entry>& tensors,
+                                 std::int32_t header_ftype) {
+    loadability result;
+    if (is_valid_header_ftype(header_ftype)) {
+        result.header_type = type_of_ftype(header_ftype % quantization_version_factor);
+    }
+    if (!result.header_type) {
+        const refusal bad{"", "header ftype " + std::to_string(header_ftype) +
+                                  " names no type whisper.cpp knows"};
+        result.upstream.refusals.push_back(bad);
+        result.per_tensor.refusals.push_back(bad);
+    }
+    for (const tensor_entry& tensor : tensors) {
+        result.tensor_bytes += tensor.data_size;
+        const tensor_role role = role_of(tensor);
+        if (role == tensor_role::matrix &&
+            std::find(result.matrix_types.begin(), result.matrix_types.end(), tensor.type) ==
+                result.matrix_types.end()) {
+            result.matrix_types.push_back(tensor.type);
+        }
+        if (!result.header_type) continue;
+        const type_id created = created_type(role, *result.header_type);
+        const std::string stored(type_name(tensor.type));
+        const std::string expected(type_name(created));
+        if (!can_hold_row(created, tensor.ne[0])) {
+            const refusal r{tensor.name, "created as " + expected + ", which cannot hold rows of " +
+                                             std::to_string(tensor.ne[0]) + " (ggml aborts)"};
+            result.upstream.refusals.push_back(r);
+            result.per_tensor.refusals.push_back(r);
+            continue;
+        }
+        const std::uint64_t buffer = bytes_as(tensor, created);
+        result.buffer_bytes += buffer;
+        if (tensor.type == created) continue;
+        result.upstream.refusals.push_back(
+            {tensor.name, "stored as " + stored + ", created as " + expected});
+        if (tensor.data_size > buffer) {
+            result.per_tensor.refusals.push_back(
+                {tensor.name, "stored as " + stored + " (" + std::to_string(tensor.data_size) +
+                                  " bytes), larger than its " + expected + " buffer (" +
+                                  std::to_string(buffer) + " bytes)"});
+        } else if (repacked_by_ggml_cpu(created)) {
+            result.per_tensor.refusals.push_back(
+                {tensor.name, "stored as " + stored + ", created as " + expected +
+                                  ", which ggml's CPU backend repacks and cannot retype (it "
+                                  "asserts the type)"});
+        }
+    }
+    std::sort(result.matrix_types.begin(), result.matrix_types.end());
+    return result;
+}
+
+/// The header type for matrices written in `types` (with `rows`, the row lengths of every
+/// matrix): their common type when they share one; otherwise the widest of them, in bytes
+/// per value, so that the per-tensor loader's buffers are as small as they can be. When the
+/// loader could not use that type for a mixed model -- it cannot hold every matrix's rows
+/// (a k-quant beside tiny's 384-wide rows), or ggml repacks it -- the header takes the
+/// narrowest type at least as wide that it can use.
+inline type_id header_type_for(const std::vector<type_id>& types,
+                               const std::vector<std::int64_t>& rows, type_id if_none) {
+    if (types.empty()) return if_none;
+    const bool mixed =
+        std::any_of(types.begin(), types.end(), [&](type_id t) { return t != types.front(); });
+    type_id widest = types.front();
+    for (const type_id t : types) {
+        if (bytes_per_value(t) > bytes_per_value(widest)) widest = t;
+    }
+    const auto usable = [&](type_id t) {
+        return (!mixed || !repacked_by_ggml_cpu(t)) &&
+               std::all_of(rows.begin(), rows.end(),
+                           [t](std::int64_t n) { return can_hold_row(t, n); });
+    };
+    if (usable(widest)) return widest;
+    std::optional<type_id> best;
+    for (const auto& entry : type_table) {
+        const type_id t = entry.id;
+        if (!ftype_of_type(t) || bytes_per_value(t) < bytes_per_value(widest) || !usable(t)) {
+            continue;
+        }
+        if (!best || bytes_per_value(t) < bytes_per_value(*best)) best = t;
+    }
+    return best.value_or(type_id::f32);
+}
+
+}  // namespace qmix::whisper
+// ---- end qmix/whisper/loader.hpp
+
+namespace qmix::whisper {
+
 namespace detail {
 
 inline std::string padded(std::string_view text, std::size_t width, bool right_align = false) {
@@ -1064,6 +1283,21 @@ inline void print_type_totals(std::ostream& out, const std::vector<tensor_entry>
     line("total", all);
 }
 
+/// Where the model loads, and every tensor each loader would refuse, with the reason.
+inline void print_loaders(std::ostream& out, const loadability& loaders) {
+    out << "where it loads: " << loaders.summary() << '\n';
+    const auto list = [&](const char* loader, const loader_verdict& verdict) {
+        if (verdict.accepts()) return;
+        out << "  " << loader << " refuses " << verdict.refusals.size() << " tensor(s):\n";
+        for (const refusal& r : verdict.refusals) {
+            out << "    " << (r.tensor.empty() ? std::string("(header)") : r.tensor) << ": "
+                << r.reason << '\n';
+        }
+    };
+    list("whisper.cpp (released)", loaders.upstream);
+    list("whisper.cpp with per-tensor types", loaders.per_tensor);
+}
+
 /// Everything qmix-info shows about a model.
 inline void print_model_info(std::ostream& out, const model_file& model) {
     out << model.path() << ": " << model.file_size() << " bytes ("
@@ -1076,6 +1310,8 @@ inline void print_model_info(std::ostream& out, const model_file& model) {
     print_tensor_table(out, model.tensors());
     out << '\n';
     print_type_totals(out, model.tensors());
+    out << '\n';
+    print_loaders(out, check_loaders(model.tensors(), model.hparams().ftype));
 }
 
 }  // namespace qmix::whisper
@@ -1507,17 +1743,10 @@ class model_writer {
 
 namespace qmix::whisper {
 
-/// Tensors the reference quantizer never touches, whatever their shape.
-inline constexpr std::array<std::string_view, 4> never_quantized{
-    "encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding",
-    "decoder.positional_embedding"};
-
 /// Whether the reference quantizer would convert this tensor: exactly two dimensions and
-/// not in the list above.
+/// not in `never_quantized`; the same tensors whisper.cpp creates as the header's type.
 inline bool is_candidate(const tensor_entry& tensor) {
-    if (tensor.n_dims != 2) return false;
-    return std::find(never_quantized.begin(), never_quantized.end(), tensor.name) ==
-           never_quantized.end();
+    return role_of(tensor) == tensor_role::matrix;
 }
 
 /// The format used across the ggml ecosystem when a k-quant cannot hold a row length:
@@ -1546,6 +1775,7 @@ struct quantize_options {
     bool no_fallback = false;       ///< a row length the chosen type cannot hold is an error
     bool allow_nonfinite = false;   ///< accept NaN and infinity in weights
     bool compute_stats = false;     ///< RMSE and max abs error per converted tensor
+    bool upstream_loader = false;   ///< refuse a plan that released whisper.cpp cannot load
 };
 
 /// Why a tensor ends up with its output type.
@@ -1555,6 +1785,7 @@ enum class decision {
     fallback,      ///< the chosen type cannot hold the rows: the fallback format
     kept,          ///< a candidate whose rows no format of the family can hold: unchanged
     copied,        ///< not a candidate (not 2-D, or never quantized): copied byte for byte
+    loader_type,   ///< not a candidate, converted to the type whisper.cpp creates it as
 };
 
 inline std::string_view decision_name(decision d) {
@@ -1569,6 +1800,8 @@ inline std::string_view decision_name(decision d) {
             return "kept";
         case decision::copied:
             return "copied";
+        case decision::loader_type:
+            return "loader type";
     }
     return "?";
 }
@@ -1584,13 +1817,14 @@ struct tensor_plan {
     std::uint64_t output_bytes = 0;
     std::string note;  ///< one line for the table, e.g. why it was copied
 
-    bool converts() const { return candidate && output != tensor->type; }
+    bool converts() const { return output != tensor->type; }
 };
 
 struct model_plan {
     std::vector<tensor_plan> tensors;
     std::int32_t header_ftype = 0;  ///< as written: ftype + 1000 * quantization version
     bool mixed = false;             ///< the candidates end up with more than one type
+    loadability loaders;            ///< where the output loads, and with how much memory
     std::vector<rules::rule_usage> rule_usage;
     std::uint64_t input_bytes = 0;
     std::uint64_t output_bytes = 0;
@@ -1612,28 +1846,89 @@ inline std::string tensor_label(const model_file& model, const tensor_entry& ten
            std::to_string(tensor.record_offset) + ")";
 }
 
+/// The header field for the plan's matrices (see header_type_for), and whether they mix types.
 inline std::int32_t header_ftype_for(const std::vector<tensor_plan>& plans, type_id default_type,
                                      bool& mixed) {
-    std::optional<type_id> common;
-    bool any_f32 = false;
-    mixed = false;
+    std::vector<type_id> types;
+    std::vector<std::int64_t> rows;
     for (const auto& p : plans) {
         if (!p.candidate) continue;
-        any_f32 = any_f32 || p.output == type_id::f32;
-        if (!common)
-            common = p.output;
-        else if (*common != p.output)
-            mixed = true;
+        if (std::find(types.begin(), types.end(), p.output) == types.end()) {
+            types.push_back(p.output);
+        }
+        rows.push_back(p.tensor->ne[0]);
     }
-    ftype chosen;
-    if (!mixed) {
-        chosen = *ftype_of_type(common.value_or(default_type));
-    } else {
-        // Loaders that size buffers from the header need a type at least as wide as any
-        // tensor: f32 if some candidate is stored as f32, f16 otherwise.
-        chosen = any_f32 ? ftype::all_f32 : ftype::mostly_f16;
+    mixed = types.size() > 1;
+    const type_id header = header_type_for(types, rows, default_type);
+    return static_cast<std::int32_t>(*ftype_of_type(header)) +
+           quantization_version * quantization_version_factor;
+}
+
+/// Conv weights and the other tensors that are not matrices get the type whisper.cpp creates
+/// them as under the plan's header: f16 conv weights unless the header is f32 (an f32 model
+/// quantized keeps its f32 conv weights in the reference tool, and no whisper.cpp loads that),
+/// f32 for everything else.
+inline void give_loader_types(std::vector<tensor_plan>& plans, std::int32_t header_ftype) {
+    const type_id wtype = *type_of_ftype(header_ftype % quantization_version_factor);
+    for (auto& p : plans) {
+        if (p.candidate) continue;
+        const type_id wanted = created_type(role_of(*p.tensor), wtype);
+        if (wanted == p.tensor->type || !can_hold_row(wanted, p.tensor->ne[0])) continue;
+        p.output = wanted;
+        p.why = decision::loader_type;
+        p.note = std::string(type_name(p.tensor->type)) + " -> " + std::string(type_name(wanted)) +
+                 ", the type whisper.cpp creates it as under a " + std::string(type_name(wtype)) +
+                 " header";
+        p.ignored_rule = std::nullopt;
     }
-    return static_cast<std::int32_t>(chosen) + quantization_version * quantization_version_factor;
+}
+
+/// The directory of the file a plan writes: every tensor with its output type and size.
+inline std::vector<tensor_entry> output_directory(const std::vector<tensor_plan>& plans) {
+    std::vector<tensor_entry> out;
+    out.reserve(plans.size());
+    for (const auto& p : plans) {
+        tensor_entry t = *p.tensor;
+        t.type = p.output;
+        t.data_size = p.output_bytes;
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+/// Types every matrix of the plan can be written in without a fallback: the uniform
+/// choices that released whisper.cpp loads.
+inline std::vector<type_id> uniform_choices(const std::vector<tensor_plan>& plans) {
+    std::vector<type_id> choices;
+    for (const auto& entry : type_table) {
+        if (!ftype_of_type(entry.id)) continue;
+        const bool holds = std::all_of(plans.begin(), plans.end(), [&](const tensor_plan& p) {
+            return !p.candidate || can_hold_row(entry.id, p.tensor->ne[0]);
+        });
+        if (holds) choices.push_back(entry.id);
+    }
+    return choices;
+}
+
+inline void require_upstream_loader(const model_file& model, const model_plan& plan) {
+    const auto& refusals = plan.loaders.upstream.refusals;
+    if (refusals.empty()) return;
+    std::string list;
+    const std::size_t shown = std::min<std::size_t>(refusals.size(), 12);
+    for (std::size_t i = 0; i < shown; ++i) {
+        list += "\n  " + (refusals[i].tensor.empty() ? std::string("header") : refusals[i].tensor) +
+                ": " + refusals[i].reason;
+    }
+    if (shown < refusals.size()) {
+        list += "\n  ... and " + std::to_string(refusals.size() - shown) + " more";
+    }
+    std::string choices;
+    for (const type_id t : uniform_choices(plan.tensors))
+        choices += " " + std::string(type_name(t));
+    throw error(model.path() + ": --loader upstream: the output would mix matrix types, which " +
+                "released whisper.cpp refuses (" + std::to_string(refusals.size()) +
+                " tensor(s)):" + list + "\nuniform types every matrix can hold:" + choices +
+                " (drop the rules or pick one of these as the type)");
 }
 
 }  // namespace detail
@@ -1689,13 +1984,8 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
             plan.nominal_bits += values * bits_per_weight(p.requested);
             plan.actual_bits += values * bits_per_weight(p.output);
         }
-        p.output_bytes = p.converts() ? row_size(p.output, tensor.ne[0]) *
-                                            static_cast<std::uint64_t>(tensor.row_count())
-                                      : tensor.data_size;
-        plan.output_bytes += p.output_bytes + (tensor.data_offset - tensor.record_offset);
         plan.tensors.push_back(std::move(p));
     }
-    plan.output_bytes += model.header_size();
     if (!unholdable.empty()) {
         std::string list;
         for (const auto& u : unholdable) list += "\n  " + u;
@@ -1703,6 +1993,15 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
                     " tensor(s) have rows their type cannot hold:" + list);
     }
     plan.header_ftype = detail::header_ftype_for(plan.tensors, options.default_type, plan.mixed);
+    detail::give_loader_types(plan.tensors, plan.header_ftype);
+    plan.output_bytes = model.header_size();
+    for (auto& p : plan.tensors) {
+        const tensor_entry& tensor = *p.tensor;
+        p.output_bytes = p.converts() ? bytes_as(tensor, p.output) : tensor.data_size;
+        plan.output_bytes += p.output_bytes + (tensor.data_offset - tensor.record_offset);
+    }
+    plan.loaders = check_loaders(detail::output_directory(plan.tensors), plan.header_ftype);
+    if (options.upstream_loader) detail::require_upstream_loader(model, plan);
     plan.rule_usage = rules::explain(options.rules, candidate_names);
     for (std::size_t i = 0; i < options.rules.size(); ++i) {
         const auto& r = options.rules.rules()[i];
