@@ -312,6 +312,7 @@ constexpr std::array<type_info, sizeof...(Formats)> info_table(format_list<Forma
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 
 namespace qmix {
@@ -369,6 +370,38 @@ QMIX_FORCE_INLINE int nearest_int(float value) noexcept {
 QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
     if (!(value >= -2147483648.0f && value < 2147483648.0f)) return INT32_MIN;
     return static_cast<std::int32_t>(value);
+}
+
+/// q * d + m, two roundings, for a level q (a small non-negative integer) and a scale d and
+/// offset m that may be infinite or NaN, with the NaN the result is spelled out: the first
+/// NaN operand, quieted, of q * d and then of (q * d) + m; where no operand is NaN but the
+/// operation is invalid (inf * 0, inf - inf), x86's default NaN 0xffc00000. A plain
+/// expression leaves which NaN comes out to the operand order the compiler picks (and to the
+/// CPU: aarch64's default NaN is positive), and so did the bytes of a requantized q4_1 block.
+inline float mul_add_defined_nan(float q, float d, float m) noexcept {
+    const auto quiet = [](float nan) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &nan, sizeof bits);
+        bits |= 0x00400000u;
+        std::memcpy(&nan, &bits, sizeof bits);
+        return nan;
+    };
+    const auto default_nan = [] {
+        const std::uint32_t bits = 0xffc00000u;
+        float nan;
+        std::memcpy(&nan, &bits, sizeof nan);
+        return nan;
+    };
+    const float infinity = std::numeric_limits<float>::infinity();
+    if (d != d) return quiet(d);
+    const bool d_infinite = d == infinity || d == -infinity;
+    if (d_infinite && q == 0.0f) return default_nan();
+    const float product = mul(q, d);
+    if (m != m) return quiet(m);
+    const bool opposite_infinities =
+        (product == infinity && m == -infinity) || (product == -infinity && m == infinity);
+    if (opposite_infinities) return default_nan();
+    return product + m;
 }
 
 }  // namespace strict
@@ -2179,12 +2212,25 @@ struct q4_1 {
         detail::quantize_row_of_blocks<q4_1>(x, y, n, importance);
     }
 
+    /// Whether the block's scale or offset is infinite or NaN (binary16 exponent all ones).
+    static bool has_special_scale(const block& b) noexcept {
+        return (b.d & 0x7c00) == 0x7c00 || (b.m & 0x7c00) == 0x7c00;
+    }
+
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             const float d = half_to_float(x[ib].d);
             const float m = half_to_float(x[ib].m);
             float* out = y + ib * std::int64_t(block_size);
+            if (has_special_scale(x[ib])) {  // inf or NaN: which NaN comes out is defined
+                for (std::size_t j = 0; j < block_size / 2; ++j) {
+                    out[j] = strict::mul_add_defined_nan(float(x[ib].qs[j] & 0x0F), d, m);
+                    out[j + block_size / 2] =
+                        strict::mul_add_defined_nan(float(x[ib].qs[j] >> 4), d, m);
+                }
+                continue;
+            }
             for (std::size_t j = 0; j < block_size / 2; ++j) {
                 out[j] = strict::mul(float(x[ib].qs[j] & 0x0F), d) + m;
                 out[j + block_size / 2] = strict::mul(float(x[ib].qs[j] >> 4), d) + m;
@@ -2709,12 +2755,24 @@ struct q5_1 {
         detail::quantize_row_of_blocks<q5_1>(x, y, n, importance);
     }
 
+    /// Whether the block's scale or offset is infinite or NaN (binary16 exponent all ones).
+    static bool has_special_scale(const block& b) noexcept {
+        return (b.d & 0x7c00) == 0x7c00 || (b.m & 0x7c00) == 0x7c00;
+    }
+
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             const float d = half_to_float(x[ib].d);
             const float m = half_to_float(x[ib].m);
             float* out = y + ib * std::int64_t(block_size);
+            if (has_special_scale(x[ib])) {  // inf or NaN: which NaN comes out is defined
+                for (std::size_t j = 0; j < block_size; ++j) {
+                    out[j] =
+                        strict::mul_add_defined_nan(float(detail::five_bit_level(x[ib], j)), d, m);
+                }
+                continue;
+            }
             for (std::size_t j = 0; j < block_size; ++j) {
                 out[j] = strict::mul(float(detail::five_bit_level(x[ib], j)), d) + m;
             }
@@ -3233,6 +3291,7 @@ inline double bits_per_weight(type_id id) {
 #include <cfloat>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 // ---- begin qmix/kernels/isa.hpp
@@ -4302,6 +4361,14 @@ struct block_kernels {
         Format::quantize_row(x, &y, std::int64_t(block_values), nullptr);
     }
 
+    /// The scalar dequantizer, for blocks whose scale or offset is infinite or NaN: the
+    /// NaN bits it writes are defined (strict::mul_add_defined_nan), a vector sum's are not.
+    template <class Format>
+    QMIX_KERNEL_COLD static void scalar_dequantize_block(const typename Format::block& x,
+                                                         float* y) {
+        Format::dequantize_row(&x, y, std::int64_t(block_values));
+    }
+
     /// Blocks whose scale d is subnormal: its inverse may be infinite or far off, levels
     /// then leave the range the format holds, and the reference's float-to-integer casts
     /// wrap in ways a vector conversion does not. Such blocks take the scalar path.
@@ -4472,8 +4539,12 @@ struct block_kernels {
             const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
             const group_scan g = scan(x, count);
             const floats d = simd::div(g.max - g.min, floats(float(top)));
-            const std::uint32_t scalar = ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
-                                         cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d);
+            // max - min overflowing binary32 makes d infinite and x - min infinite too: the
+            // scalar code's levels there come from its own float-to-integer conversion.
+            const std::uint32_t scalar =
+                ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
+                cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d) |
+                cpu::mask_bits(d == floats(std::numeric_limits<float>::infinity()));
             alignas(64) float inverse[lanes];
             alignas(64) float min[lanes];
             alignas(64) std::uint16_t d_half[lanes];
@@ -4552,6 +4623,10 @@ struct block_kernels {
 
     static void dequantize_q4_1(const formats::block_q4_1* x, float* y, std::int64_t blocks) {
         for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            if (formats::q4_1::has_special_scale(x[ib])) {
+                scalar_dequantize_block<formats::q4_1>(x[ib], y);
+                continue;
+            }
             const floats d(cpu::half_to_float(x[ib].d));
             const floats m(cpu::half_to_float(x[ib].m));
             for (std::size_t k = 0; k < half; ++k) {
@@ -4577,6 +4652,10 @@ struct block_kernels {
 
     static void dequantize_q5_1(const formats::block_q5_1* x, float* y, std::int64_t blocks) {
         for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            if (formats::q5_1::has_special_scale(x[ib])) {
+                scalar_dequantize_block<formats::q5_1>(x[ib], y);
+                continue;
+            }
             const floats d(cpu::half_to_float(x[ib].d));
             const floats m(cpu::half_to_float(x[ib].m));
             const std::uint32_t qh = load_word(x[ib].qh);
@@ -8911,11 +8990,789 @@ inline void dequantize_parallel(type_id type, const void* src, float* dst, std::
 #include <cstddef>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+// ---- begin qmix/rules/regex.hpp
+
+// A regular-expression matcher whose time is linear in the length of the text: the rule
+// patterns are parsed (the ECMAScript syntax std::regex reads, minus back-references and
+// look-around), compiled into a Thompson automaton and run as a set of states over the
+// text, one byte at a time (a Pike VM without captures). There is no backtracking, so no
+// pattern can make a match slow: "(.*)*x" on a 200-byte name costs what ".*x" costs.
+// Several patterns compile into one program, run over a name once, which answers for every
+// pattern at the same time (rule_set's first match and its usage report).
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace qmix::rules::regex {
+
+/// Limits that keep a compiled pattern small whatever its text: counts in {m,n} are at
+/// most max_repeat, groups nest at most max_nesting deep, and a pattern expands (counted
+/// repetitions copied out) into at most max_program_size automaton states.
+inline constexpr int max_repeat = 1000;
+inline constexpr int max_nesting = 100;
+inline constexpr std::size_t max_program_size = 20000;
+
+/// A set of bytes, one bit each.
+struct byte_set {
+    std::uint64_t bits[4] = {0, 0, 0, 0};
+
+    bool test(unsigned char c) const noexcept { return (bits[c >> 6] >> (c & 63)) & 1u; }
+    void set(unsigned char c) noexcept { bits[c >> 6] |= std::uint64_t(1) << (c & 63); }
+    void set_range(unsigned lo, unsigned hi) noexcept {
+        for (unsigned c = lo; c <= hi; ++c) set(static_cast<unsigned char>(c));
+    }
+    void add(const byte_set& other) noexcept {
+        for (int i = 0; i < 4; ++i) bits[i] |= other.bits[i];
+    }
+    void invert() noexcept {
+        for (auto& word : bits) word = ~word;
+    }
+};
+
+namespace detail {
+
+/// The character classes of the "C" locale, as std::regex_traits<char> sees them with the
+/// default global locale: ASCII only; bytes from 0x80 belong to no class.
+inline bool named_class(std::string_view name, byte_set& out) {
+    std::string lower;
+    for (const char c : name) lower += (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
+    byte_set s;
+    const auto range = [&s](unsigned lo, unsigned hi) { s.set_range(lo, hi); };
+    if (lower == "d" || lower == "digit") {
+        range('0', '9');
+    } else if (lower == "w") {
+        range('0', '9'), range('a', 'z'), range('A', 'Z'), s.set('_');
+    } else if (lower == "s" || lower == "space") {
+        range('\t', '\r'), s.set(' ');
+    } else if (lower == "alnum") {
+        range('0', '9'), range('a', 'z'), range('A', 'Z');
+    } else if (lower == "alpha") {
+        range('a', 'z'), range('A', 'Z');
+    } else if (lower == "blank") {
+        s.set(' '), s.set('\t');
+    } else if (lower == "cntrl") {
+        range(0, 31), s.set(127);
+    } else if (lower == "graph") {
+        range(33, 126);
+    } else if (lower == "lower") {
+        range('a', 'z');
+    } else if (lower == "print") {
+        range(32, 126);
+    } else if (lower == "punct") {
+        range(33, 47), range(58, 64), range(91, 96), range(123, 126);
+    } else if (lower == "upper") {
+        range('A', 'Z');
+    } else if (lower == "xdigit") {
+        range('0', '9'), range('a', 'f'), range('A', 'F');
+    } else {
+        return false;
+    }
+    out = s;
+    return true;
+}
+
+inline bool is_word_byte(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+inline int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/// A node of the parsed pattern.
+struct node {
+    enum class kind : std::uint8_t {
+        empty,         // matches the empty string
+        bytes,         // one byte of `chars`
+        concat,        // the children in order
+        alternation,   // one of the children
+        repeat,        // the child min..max times (max < 0: without bound)
+        line_begin,    // ^: at the start of the name
+        line_end,      // $: at its end
+        word_edge,     // \b
+        not_word_edge  // \B
+    };
+    kind type = kind::empty;
+    byte_set chars;
+    std::vector<std::size_t> children;
+    int min = 0;
+    int max = 0;
+};
+
+/// The recursive-descent parser. Its grammar and its choices follow libstdc++'s
+/// std::regex with the ECMAScript flag (what qmix used before), so that a pattern means
+/// what it meant; what an automaton cannot run is refused with the construct named.
+class parser {
+  public:
+    explicit parser(std::string_view pattern) : text_(pattern) {}
+
+    /// Parses the whole pattern; returns the index of the root node.
+    std::size_t parse() {
+        const std::size_t root = disjunction(0);
+        if (pos_ < text_.size()) fail("unmatched ')'", pos_);  // disjunction stops at ')'
+        return root;
+    }
+
+    std::vector<node>& nodes() { return nodes_; }
+
+  private:
+    [[noreturn]] void fail(const std::string& what, std::size_t offset) const {
+        throw error(what + " at offset " + std::to_string(offset));
+    }
+
+    std::size_t add(node n) {
+        nodes_.push_back(std::move(n));
+        return nodes_.size() - 1;
+    }
+    std::size_t add_bytes(const byte_set& s) {
+        node n;
+        n.type = node::kind::bytes;
+        n.chars = s;
+        return add(std::move(n));
+    }
+    std::size_t add_simple(node::kind k) {
+        node n;
+        n.type = k;
+        return add(std::move(n));
+    }
+
+    bool at_end() const { return pos_ >= text_.size(); }
+    char peek() const { return text_[pos_]; }
+
+    std::size_t disjunction(int depth) {
+        std::vector<std::size_t> alternatives{alternative(depth)};
+        while (!at_end() && peek() == '|') {
+            ++pos_;
+            alternatives.push_back(alternative(depth));
+        }
+        if (alternatives.size() == 1) return alternatives[0];
+        node n;
+        n.type = node::kind::alternation;
+        n.children = std::move(alternatives);
+        return add(std::move(n));
+    }
+
+    std::size_t alternative(int depth) {
+        std::vector<std::size_t> terms;
+        while (!at_end()) {
+            const char c = peek();
+            if (c == '|' || c == ')') break;
+            if (c == '*' || c == '+' || c == '?' || c == '{') fail("nothing to repeat", pos_);
+            std::size_t term = 0;
+            if (assertion(term)) {  // an assertion takes no quantifier
+                terms.push_back(term);
+                continue;
+            }
+            term = atom(depth);
+            terms.push_back(quantified(term));
+        }
+        if (terms.empty()) return add_simple(node::kind::empty);
+        if (terms.size() == 1) return terms[0];
+        node n;
+        n.type = node::kind::concat;
+        n.children = std::move(terms);
+        return add(std::move(n));
+    }
+
+    bool assertion(std::size_t& out) {
+        const char c = peek();
+        if (c == '^' || c == '$') {
+            ++pos_;
+            out = add_simple(c == '^' ? node::kind::line_begin : node::kind::line_end);
+            return true;
+        }
+        if (c == '\\' && pos_ + 1 < text_.size() &&
+            (text_[pos_ + 1] == 'b' || text_[pos_ + 1] == 'B')) {
+            out = add_simple(text_[pos_ + 1] == 'b' ? node::kind::word_edge
+                                                    : node::kind::not_word_edge);
+            pos_ += 2;
+            return true;
+        }
+        return false;
+    }
+
+    /// Reads one quantifier after an atom, if there is one, and an optional '?' (lazy:
+    /// the same matches, so ignored). A second quantifier is refused: ECMAScript has no
+    /// quantifier on a quantifier (libstdc++ accepted one and then backtracked without end).
+    std::size_t quantified(std::size_t atom_node) {
+        if (at_end()) return atom_node;
+        const std::size_t start = pos_;
+        int min = 0;
+        int max = -1;
+        const char c = peek();
+        if (c == '*') {
+            ++pos_;
+        } else if (c == '+') {
+            min = 1, ++pos_;
+        } else if (c == '?') {
+            max = 1, ++pos_;
+        } else if (c == '{') {
+            ++pos_;
+            min = count(start);
+            max = min;
+            if (!at_end() && peek() == ',') {
+                ++pos_;
+                max = (!at_end() && peek() >= '0' && peek() <= '9') ? count(start) : -1;
+            }
+            if (at_end() || peek() != '}') fail("'{' without its '}'", start);
+            ++pos_;
+            if (max >= 0 && max < min) fail("repetition {m,n} with n < m", start);
+        } else {
+            return atom_node;
+        }
+        if (!at_end() && peek() == '?') ++pos_;
+        if (!at_end()) {
+            const char next = peek();
+            if (next == '*' || next == '+' || next == '?' || next == '{') {
+                fail("nothing to repeat (a quantifier follows a quantifier)", pos_);
+            }
+        }
+        node n;
+        n.type = node::kind::repeat;
+        n.children = {atom_node};
+        n.min = min;
+        n.max = max;
+        return add(std::move(n));
+    }
+
+    int count(std::size_t start) {
+        if (at_end() || peek() < '0' || peek() > '9') {
+            fail("'{' must be followed by a repetition count", start);
+        }
+        long value = 0;
+        while (!at_end() && peek() >= '0' && peek() <= '9') {
+            value = value * 10 + (peek() - '0');
+            if (value > max_repeat) {
+                fail("repetition count larger than " + std::to_string(max_repeat), start);
+            }
+            ++pos_;
+        }
+        return static_cast<int>(value);
+    }
+
+    std::size_t atom(int depth) {
+        const std::size_t start = pos_;
+        const char c = peek();
+        ++pos_;
+        if (c == '.') {
+            byte_set s;
+            s.invert();
+            s.bits['\n' >> 6] &= ~(std::uint64_t(1) << ('\n' & 63));
+            s.bits['\r' >> 6] &= ~(std::uint64_t(1) << ('\r' & 63));
+            return add_bytes(s);
+        }
+        if (c == '(') return group(start, depth);
+        if (c == '[') return bracket(start);
+        if (c == '\\') {
+            byte_set s;
+            escape(start, s);
+            return add_bytes(s);
+        }
+        byte_set s;
+        s.set(static_cast<unsigned char>(c));
+        return add_bytes(s);
+    }
+
+    std::size_t group(std::size_t start, int depth) {
+        if (depth + 1 > max_nesting) {
+            fail("groups nested deeper than " + std::to_string(max_nesting), start);
+        }
+        if (!at_end() && peek() == '?') {
+            ++pos_;
+            if (at_end()) fail("'(?' at the end of the pattern", start);
+            const char kind = peek();
+            if (kind == '=' || kind == '!') {
+                fail(std::string("look-ahead '(?") + kind +
+                         "' is not supported (a finite automaton cannot run it)",
+                     start);
+            }
+            if (kind == '<' && pos_ + 1 < text_.size() &&
+                (text_[pos_ + 1] == '=' || text_[pos_ + 1] == '!')) {
+                fail(std::string("look-behind '(?<") + text_[pos_ + 1] +
+                         "' is not supported (a finite automaton cannot run it)",
+                     start);
+            }
+            if (kind != ':') fail("'(?' must begin '(?:'", start);
+            ++pos_;
+        }
+        const std::size_t inside = disjunction(depth + 1);
+        if (at_end() || peek() != ')') fail("missing ')' for the '('", start);
+        ++pos_;
+        return inside;
+    }
+
+    /// An escape after '\' (pos_ is past the backslash). Outside brackets \b and \B are
+    /// assertions (handled before atoms); inside, \b is a backspace and \B an error.
+    /// Sets `is_class` when the escape is a class (\d \D \s \S \w \W), which cannot start
+    /// or end a range.
+    void escape(std::size_t start, byte_set& out, bool* is_class = nullptr,
+                unsigned char* byte = nullptr) {
+        if (at_end()) fail("'\\' at the end of the pattern", start);
+        const char c = peek();
+        ++pos_;
+        if (is_class) *is_class = false;
+        unsigned char value = static_cast<unsigned char>(c);
+        switch (c) {
+            case '0':
+                value = 0;
+                break;
+            case 'f':
+                value = '\f';
+                break;
+            case 'n':
+                value = '\n';
+                break;
+            case 'r':
+                value = '\r';
+                break;
+            case 't':
+                value = '\t';
+                break;
+            case 'v':
+                value = '\v';
+                break;
+            case 'b':
+                value = '\b';  // only reached inside brackets
+                break;
+            case 'B':
+                fail("'\\B' inside brackets", start);
+            case 'd':
+            case 'D':
+            case 's':
+            case 'S':
+            case 'w':
+            case 'W': {
+                byte_set s;
+                named_class(std::string(1, c), s);
+                if (c == 'D' || c == 'S' || c == 'W') s.invert();
+                out = s;
+                if (is_class) *is_class = true;
+                return;
+            }
+            case 'c':
+                fail("the control escape '\\c' is not supported (write the byte as \\xNN)", start);
+            case 'x':
+            case 'u': {
+                const int digits = c == 'x' ? 2 : 4;
+                unsigned code = 0;
+                for (int i = 0; i < digits; ++i) {
+                    if (at_end() || hex_value(peek()) < 0) {
+                        fail(std::string("'\\") + c + "' needs " + std::to_string(digits) +
+                                 " hexadecimal digits",
+                             start);
+                    }
+                    code = code * 16 + unsigned(hex_value(peek()));
+                    ++pos_;
+                }
+                if (code > 0xff) {
+                    fail("'\\u' above \\u00ff: names are matched byte by byte", start);
+                }
+                value = static_cast<unsigned char>(code);
+                break;
+            }
+            default:
+                if (c >= '1' && c <= '9') {
+                    fail(std::string("back-reference '\\") + c +
+                             "' is not supported (a finite automaton cannot run it)",
+                         start);
+                }
+                break;  // any other escaped byte stands for itself
+        }
+        byte_set s;
+        s.set(value);
+        out = s;
+        if (byte) *byte = value;
+    }
+
+    /// One element of a bracket expression: a byte, a class, a dash, or the closing ']'.
+    enum class element { end, byte, set, dash };
+    element bracket_element(std::size_t open, unsigned char& byte, byte_set& set) {
+        if (at_end()) fail("'[' without its ']'", open);
+        const std::size_t start = pos_;
+        const char c = peek();
+        ++pos_;
+        if (c == ']') return element::end;
+        if (c == '-') return element::dash;
+        if (c == '[' && !at_end() && (peek() == ':' || peek() == '.' || peek() == '=')) {
+            const char kind = peek();
+            ++pos_;
+            const auto close = text_.find(kind, pos_);
+            if (close == std::string_view::npos || close + 1 >= text_.size() ||
+                text_[close + 1] != ']') {
+                fail(std::string("'[") + kind + "' without its '" + kind + "]'", start);
+            }
+            const std::string_view name = text_.substr(pos_, close - pos_);
+            pos_ = close + 2;
+            if (kind != ':') {
+                fail(std::string("collating elements and equivalence classes ('[") + kind +
+                         "') are not supported",
+                     start);
+            }
+            if (!named_class(name, set)) {
+                fail("unknown character class '[:" + std::string(name) + ":]'", start);
+            }
+            return element::set;
+        }
+        if (c == '[' && at_end()) fail("'[' without its ']'", open);
+        if (c == '\\') {
+            bool is_class = false;
+            escape(start, set, &is_class, &byte);
+            return is_class ? element::set : element::byte;
+        }
+        byte = static_cast<unsigned char>(c);
+        return element::byte;
+    }
+
+    std::size_t bracket(std::size_t open) {
+        bool negate = false;
+        if (!at_end() && peek() == '^') negate = true, ++pos_;
+        byte_set chars;
+        // The last element read, while it may still start a range.
+        enum class last_kind { none, byte, set } last = last_kind::none;
+        unsigned char last_byte = 0;
+        bool first = true;
+        for (;;) {
+            unsigned char byte = 0;
+            byte_set set;
+            const std::size_t at = pos_;
+            element e = bracket_element(open, byte, set);
+            if (e == element::end) break;
+            if (e == element::dash && first) e = element::byte, byte = '-';
+            first = false;
+            if (e == element::byte) {
+                if (last == last_kind::byte) chars.set(last_byte);
+                last = last_kind::byte, last_byte = byte;
+            } else if (e == element::set) {
+                if (last == last_kind::byte) chars.set(last_byte);
+                chars.add(set);
+                last = last_kind::set;
+            } else {                               // a dash after the first element
+                if (!at_end() && peek() == ']') {  // "-]": a literal dash
+                    ++pos_;
+                    if (last == last_kind::byte) chars.set(last_byte);
+                    chars.set('-');
+                    last = last_kind::none;
+                    break;
+                }
+                if (last == last_kind::set) fail("a class cannot start a range", at);
+                if (last == last_kind::none) {  // after a range: a literal dash
+                    last = last_kind::byte, last_byte = '-';
+                    continue;
+                }
+                unsigned char end_byte = 0;
+                const element end = bracket_element(open, end_byte, set);
+                if (end == element::dash) {
+                    end_byte = '-';
+                } else if (end != element::byte) {
+                    fail("bad end of a range", at);
+                }
+                // Ranges order bytes as the platform's char does, as std::regex did: on
+                // x86 (signed char) [\x80-\xff] holds 0x80..0xff and [\x00-\xff] is out of
+                // order; where char is unsigned, both are fine.
+                const int lo = static_cast<char>(last_byte);
+                const int hi = static_cast<char>(end_byte);
+                if (lo > hi) fail("range out of order", at);
+                for (int v = lo; v <= hi; ++v) chars.set(static_cast<unsigned char>(v));
+                last = last_kind::none;
+            }
+        }
+        if (last == last_kind::byte) chars.set(last_byte);
+        if (negate) chars.invert();
+        return add_bytes(chars);
+    }
+
+    std::string_view text_;
+    std::size_t pos_ = 0;
+    std::vector<node> nodes_;
+};
+
+}  // namespace detail
+
+/// Compiled patterns: one automaton holding one or more patterns, matched against whole
+/// names in one pass.
+class program {
+  public:
+    /// Parses and compiles one pattern; a pattern the engine cannot run or that is not a
+    /// regular expression throws a qmix::error saying what and at which offset.
+    static program compile(std::string_view pattern) {
+        detail::parser p(pattern);
+        const std::size_t root = p.parse();
+        program out;
+        const std::size_t size = out.size_of(p.nodes(), root);
+        if (size > max_program_size) {
+            throw error("the pattern expands to more than " + std::to_string(max_program_size) +
+                        " automaton states (counted repetitions are copied out)");
+        }
+        out.starts_.push_back(0);
+        out.emit(p.nodes(), root);
+        out.code_.push_back({op::match, 0, 0});
+        return out;
+    }
+
+    /// Adds the patterns of `other` after this program's own (their numbers follow).
+    void append(const program& other) {
+        const std::uint32_t offset = static_cast<std::uint32_t>(code_.size());
+        const std::uint32_t set_offset = static_cast<std::uint32_t>(sets_.size());
+        const std::uint32_t first = static_cast<std::uint32_t>(starts_.size());
+        for (const std::uint32_t s : other.starts_) starts_.push_back(s + offset);
+        sets_.insert(sets_.end(), other.sets_.begin(), other.sets_.end());
+        for (instruction i : other.code_) {
+            if (i.code == op::jump || i.code == op::split) i.x += offset;
+            if (i.code == op::split) i.y += offset;
+            if (i.code == op::bytes) i.x += set_offset;
+            if (i.code == op::match) i.x += first;
+            code_.push_back(i);
+        }
+    }
+
+    std::size_t patterns() const noexcept { return starts_.size(); }
+    std::size_t size() const noexcept { return code_.size(); }
+
+    /// Whether any of the patterns matches the whole text.
+    bool matches(std::string_view text) const {
+        std::vector<bool> matched;
+        run(text, matched);
+        for (const bool m : matched) {
+            if (m) return true;
+        }
+        return false;
+    }
+
+    /// For each pattern, whether it matches the whole text: one pass over the text.
+    void run(std::string_view text, std::vector<bool>& matched) const {
+        matched.assign(starts_.size(), false);
+        state_list current(code_.size());
+        state_list next(code_.size());
+        std::vector<std::uint32_t> stack;
+        for (const std::uint32_t s : starts_) follow(current, s, text, 0, stack);
+        for (std::size_t i = 0; i < text.size() && !current.empty(); ++i) {
+            const unsigned char c = static_cast<unsigned char>(text[i]);
+            next.clear();
+            for (std::size_t k = 0; k < current.size(); ++k) {
+                const std::uint32_t pc = current[k];
+                const instruction& in = code_[pc];
+                if (in.code == op::bytes && sets_[in.x].test(c)) {
+                    follow(next, pc + 1, text, i + 1, stack);
+                }
+            }
+            std::swap(current, next);
+        }
+        for (std::size_t k = 0; k < current.size(); ++k) {
+            const std::uint32_t pc = current[k];
+            if (code_[pc].code == op::match) matched[code_[pc].x] = true;
+        }
+    }
+
+  private:
+    enum class op : std::uint8_t {
+        bytes,       // consume one byte of sets_[x]
+        split,       // go on at x and at y
+        jump,        // go on at x
+        line_begin,  // go on at the next instruction when at offset 0
+        line_end,    // ... when at the end
+        word_edge,
+        not_word_edge,
+        match  // pattern x matches
+    };
+    struct instruction {
+        op code;
+        std::uint32_t x;
+        std::uint32_t y;
+    };
+
+    /// A set of instruction indices with constant-time insert, test and clear.
+    class state_list {
+      public:
+        explicit state_list(std::size_t capacity) : index_(capacity), dense_(capacity) {}
+        bool contains(std::uint32_t pc) const {
+            const std::uint32_t i = index_[pc];
+            return i < size_ && dense_[i] == pc;
+        }
+        void insert(std::uint32_t pc) {
+            index_[pc] = static_cast<std::uint32_t>(size_);
+            dense_[size_++] = pc;
+        }
+        void clear() { size_ = 0; }
+        bool empty() const { return size_ == 0; }
+        std::size_t size() const { return size_; }
+        std::uint32_t operator[](std::size_t i) const { return dense_[i]; }
+
+      private:
+        std::vector<std::uint32_t> index_;
+        std::vector<std::uint32_t> dense_;
+        std::size_t size_ = 0;
+    };
+
+    /// Adds pc and every state reachable from it without consuming a byte, at `offset`
+    /// of the text (assertions are decided here). Iterative: no recursion on big programs.
+    void follow(state_list& list, std::uint32_t pc, std::string_view text, std::size_t offset,
+                std::vector<std::uint32_t>& stack) const {
+        stack.clear();
+        stack.push_back(pc);
+        while (!stack.empty()) {
+            const std::uint32_t at = stack.back();
+            stack.pop_back();
+            if (list.contains(at)) continue;
+            list.insert(at);
+            const instruction& in = code_[at];
+            switch (in.code) {
+                case op::jump:
+                    stack.push_back(in.x);
+                    break;
+                case op::split:
+                    stack.push_back(in.y);
+                    stack.push_back(in.x);
+                    break;
+                case op::line_begin:
+                    if (offset == 0) stack.push_back(at + 1);
+                    break;
+                case op::line_end:
+                    if (offset == text.size()) stack.push_back(at + 1);
+                    break;
+                case op::word_edge:
+                case op::not_word_edge: {
+                    const bool left =
+                        offset > 0 &&
+                        detail::is_word_byte(static_cast<unsigned char>(text[offset - 1]));
+                    const bool right =
+                        offset < text.size() &&
+                        detail::is_word_byte(static_cast<unsigned char>(text[offset]));
+                    if ((left != right) == (in.code == op::word_edge)) stack.push_back(at + 1);
+                    break;
+                }
+                case op::bytes:
+                case op::match:
+                    break;
+            }
+        }
+    }
+
+    /// The number of instructions emit() writes for a node, saturated far above the limit.
+    std::size_t size_of(const std::vector<detail::node>& nodes, std::size_t n) const {
+        constexpr std::size_t cap = std::size_t(1) << 40;
+        const auto sat = [](std::size_t v) { return v > cap ? cap : v; };
+        const detail::node& d = nodes[n];
+        using kind = detail::node::kind;
+        switch (d.type) {
+            case kind::concat: {
+                std::size_t total = 0;
+                for (const std::size_t c : d.children) total = sat(total + size_of(nodes, c));
+                return total;
+            }
+            case kind::alternation: {
+                std::size_t total = 0;
+                for (const std::size_t c : d.children) total = sat(total + size_of(nodes, c) + 2);
+                return total;
+            }
+            case kind::repeat: {
+                const std::size_t body = size_of(nodes, d.children[0]);
+                const std::size_t min = std::size_t(d.min);
+                if (d.max < 0) return sat(min == 0 ? body + 2 : min * body + 1);
+                return sat(min * body + std::size_t(d.max - d.min) * (body + 1));
+            }
+            case kind::empty:
+                return 0;
+            default:
+                return 1;
+        }
+    }
+
+    std::uint32_t here() const { return static_cast<std::uint32_t>(code_.size()); }
+    std::uint32_t push(op code, std::uint32_t x = 0, std::uint32_t y = 0) {
+        code_.push_back({code, x, y});
+        return here() - 1;
+    }
+
+    void emit(const std::vector<detail::node>& nodes, std::size_t n) {
+        const detail::node& d = nodes[n];
+        using kind = detail::node::kind;
+        switch (d.type) {
+            case kind::empty:
+                return;
+            case kind::bytes:
+                sets_.push_back(d.chars);
+                push(op::bytes, static_cast<std::uint32_t>(sets_.size() - 1));
+                return;
+            case kind::line_begin:
+                push(op::line_begin);
+                return;
+            case kind::line_end:
+                push(op::line_end);
+                return;
+            case kind::word_edge:
+                push(op::word_edge);
+                return;
+            case kind::not_word_edge:
+                push(op::not_word_edge);
+                return;
+            case kind::concat:
+                for (const std::size_t c : d.children) emit(nodes, c);
+                return;
+            case kind::alternation: {
+                // split L1, next; L1: a; jump end; next: split L2, next2; ... last alternative
+                std::vector<std::uint32_t> jumps;
+                for (std::size_t i = 0; i + 1 < d.children.size(); ++i) {
+                    const std::uint32_t split = push(op::split);
+                    code_[split].x = here();
+                    emit(nodes, d.children[i]);
+                    jumps.push_back(push(op::jump));
+                    code_[split].y = here();
+                }
+                emit(nodes, d.children.back());
+                for (const std::uint32_t j : jumps) code_[j].x = here();
+                return;
+            }
+            case kind::repeat: {
+                const std::size_t body = d.children[0];
+                if (d.max < 0) {
+                    if (d.min == 0) {  // L: split body, out; body; jump L
+                        const std::uint32_t split = push(op::split);
+                        code_[split].x = here();
+                        emit(nodes, body);
+                        push(op::jump, split);
+                        code_[split].y = here();
+                        return;
+                    }
+                    for (int i = 0; i + 1 < d.min; ++i) emit(nodes, body);
+                    const std::uint32_t loop = here();  // L: body; split L, out
+                    emit(nodes, body);
+                    push(op::split, loop, here() + 1);
+                    return;
+                }
+                for (int i = 0; i < d.min; ++i) emit(nodes, body);
+                // The optional copies: split body, end; body; split body, end; ... end.
+                std::vector<std::uint32_t> splits;
+                for (int i = d.min; i < d.max; ++i) {
+                    const std::uint32_t split = push(op::split);
+                    code_[split].x = here();
+                    splits.push_back(split);
+                    emit(nodes, body);
+                }
+                for (const std::uint32_t s : splits) code_[s].y = here();
+                return;
+            }
+        }
+    }
+
+    std::vector<instruction> code_;
+    std::vector<byte_set> sets_;
+    std::vector<std::uint32_t> starts_;
+};
+
+}  // namespace qmix::rules::regex
+// ---- end qmix/rules/regex.hpp
 
 namespace qmix::rules {
 
@@ -8947,66 +9804,21 @@ inline type_id parse_storage_type(std::string_view text, std::string_view where)
     return *type;
 }
 
-/// Patterns longer than this are refused: tensor names are short, and std::regex compiles
-/// recursively, so a huge pattern could exhaust the stack.
+/// Patterns longer than this are refused: tensor names are short, and so are the rules
+/// that select them.
 inline constexpr std::size_t max_pattern_length = 1024;
 
-/// Refuses what std::regex (libstdc++) handles badly although no tensor name needs it:
-/// - a quantifier directly after another (".**", "a+*", "a?{2}"): ECMAScript forbids it,
-///   libstdc++ accepts it and then backtracks exponentially on every failed match; one '?'
-///   after a quantifier (lazy) is allowed;
-/// - a run of more than 9 digits (a back-reference or repeat count that large overflows
-///   an int inside the regex compiler).
-/// Returns an explanation, or an empty string for a pattern that passes.
-inline std::string unsafe_for_std_regex(std::string_view pattern) {
-    std::size_t digits = 0;
-    for (std::size_t i = 0; i < pattern.size(); ++i) {
-        digits = (pattern[i] >= '0' && pattern[i] <= '9') ? digits + 1 : 0;
-        if (digits > 9) return "number too long at offset " + std::to_string(i - 9);
-    }
-    bool in_class = false;
-    bool after_quantifier = false;  // the previous token was a quantifier
-    bool lazy_allowed = false;      // ... and a '?' may still make it lazy
-    for (std::size_t i = 0; i < pattern.size(); ++i) {
-        const char c = pattern[i];
-        if (c == '\\') {  // an escape is one atom
-            ++i;
-            after_quantifier = false;
-            continue;
-        }
-        if (in_class) {
-            in_class = c != ']';
-            continue;
-        }
-        const bool quantifier = c == '*' || c == '+' || c == '?' || c == '{';
-        if (quantifier && after_quantifier) {
-            if (c == '?' && lazy_allowed) {
-                lazy_allowed = false;
-                continue;
-            }
-            return "nothing to repeat at offset " + std::to_string(i) +
-                   " (a quantifier follows a quantifier)";
-        }
-        if (c == '{') {  // skip the counts {n}, {n,}, {n,m}
-            const auto close = pattern.find('}', i);
-            if (close != std::string_view::npos) i = close;
-        }
-        if (c == '[') in_class = true;
-        after_quantifier = quantifier;
-        lazy_allowed = quantifier;
-    }
-    return {};
-}
-
-/// One PATTERN=TYPE rule: the pattern is an ECMAScript regular expression that must match
-/// a tensor's whole name.
+/// One PATTERN=TYPE rule: the pattern is a regular expression in ECMAScript syntax (what
+/// std::regex reads, without back-references and look-around) that must match a tensor's
+/// whole name. It is matched by an automaton (regex.hpp) in time linear in the name's
+/// length, whatever the pattern.
 struct rule {
     std::string pattern;
     type_id type;
     std::string origin;  ///< where the rule came from: "--tensor-type 2" or "rules.txt:7"
-    std::regex regex;
+    regex::program program;
 
-    bool matches(const std::string& name) const { return std::regex_match(name, regex); }
+    bool matches(std::string_view name) const { return program.matches(name); }
 };
 
 /// An ordered list of rules; the first rule that matches a name decides its type.
@@ -9028,15 +9840,13 @@ class rule_set {
                         " characters long; at most " + std::to_string(max_pattern_length) +
                         " are accepted");
         }
-        if (const std::string problem = unsafe_for_std_regex(pattern); !problem.empty()) {
-            throw error(origin + ": bad regular expression '" + pattern + "': " + problem);
-        }
-        std::regex compiled;
+        regex::program compiled;
         try {
-            compiled = std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
-        } catch (const std::regex_error& e) {
+            compiled = regex::program::compile(pattern);
+        } catch (const error& e) {
             throw error(origin + ": bad regular expression '" + pattern + "': " + e.what());
         }
+        all_.append(compiled);
         rules_.push_back({pattern, type, std::move(origin), std::move(compiled)});
     }
 
@@ -9056,12 +9866,22 @@ class rule_set {
         if (in.bad()) throw error(path + ": read error in the rule file");
     }
 
-    /// Index of the first rule matching the whole name, if any.
-    std::optional<std::size_t> first_match(const std::string& name) const {
-        for (std::size_t i = 0; i < rules_.size(); ++i) {
-            if (rules_[i].matches(name)) return i;
+    /// Index of the first rule matching the whole name, if any. Every rule is tried in
+    /// the same pass over the name.
+    std::optional<std::size_t> first_match(std::string_view name) const {
+        std::vector<bool> matched;
+        all_.run(name, matched);
+        for (std::size_t i = 0; i < matched.size(); ++i) {
+            if (matched[i]) return i;
         }
         return std::nullopt;
+    }
+
+    /// For each rule, in order, whether it matches the whole name (one pass over the name).
+    std::vector<bool> matching(std::string_view name) const {
+        std::vector<bool> matched;
+        all_.run(name, matched);
+        return matched;
     }
 
     const std::vector<rule>& rules() const noexcept { return rules_; }
@@ -9070,6 +9890,7 @@ class rule_set {
 
   private:
     std::vector<rule> rules_;
+    regex::program all_;  ///< every rule's pattern, in order, as one automaton
 };
 
 /// How a set of rules fared over a list of tensor names, for the warnings users need:
@@ -9086,8 +9907,9 @@ inline std::vector<rule_usage> explain(const rule_set& rules,
     std::vector<std::optional<std::size_t>> first_winner_over(rules.size());
     for (const auto& name : names) {
         std::optional<std::size_t> winner;
+        const std::vector<bool> matched = rules.matching(name);
         for (std::size_t i = 0; i < rules.size(); ++i) {
-            if (!rules.rules()[i].matches(name)) continue;
+            if (!matched[i]) continue;
             ++usage[i].matches;
             if (!winner) {
                 winner = i;
@@ -9105,6 +9927,32 @@ inline std::vector<rule_usage> explain(const rule_set& rules,
 
 }  // namespace qmix::rules
 // ---- end qmix/rules/rules.hpp
+// ---- begin qmix/whisper/loader.hpp
+
+// Where a whisper ggml model loads, decided from its tensor directory alone.
+//
+// whisper.cpp's loader (src/whisper.cpp, whisper_model_load) reads the header's ftype as
+// `wtype` and creates every tensor before reading any: the matrices (the 2-D weights, token
+// embedding included) as `wtype`, encoder.conv1.weight and encoder.conv2.weight as f32 when
+// `wtype` is f32 and as f16 otherwise, every other tensor as f32. Then, per file tensor:
+//   - upstream whisper.cpp refuses a file tensor whose type is not the created one, so it
+//     loads uniform models only;
+//   - the per-tensor loader of the mixed-precision pull request (#3605) accepts a file tensor
+//     of another type when its bytes fit the buffer created for it, and retypes the tensor.
+// Both need the created type to hold the tensor's rows (ggml aborts otherwise), and both
+// size their buffers by the created types: that, not the file's size, is the memory a model
+// takes in whisper.cpp. One more trap, seen with the per-tensor loader on an AVX2 CPU: ggml's
+// CPU backend repacks weights created as some types into an interleaved layout
+// (ggml-cpu/repack.cpp) and asserts, when the data arrives, that it is of that type; a
+// tensor retyped there aborts the process. So a mixed model's header avoids those types.
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
 // ---- begin qmix/whisper/model_file.hpp
 
 // Reading whisper ggml model files.
@@ -9853,6 +10701,199 @@ class model_file {
 
 }  // namespace qmix::whisper
 // ---- end qmix/whisper/model_file.hpp
+
+namespace qmix::whisper {
+
+/// Tensors the reference quantizer never touches, whatever their shape.
+inline constexpr std::array<std::string_view, 4> never_quantized{
+    "encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding",
+    "decoder.positional_embedding"};
+
+/// What a tensor is to the loader, which decides the type it is created as.
+enum class tensor_role {
+    matrix,       ///< a 2-D weight (token embedding included): created as the header's type
+    conv_weight,  ///< encoder.conv1.weight, encoder.conv2.weight: f32 under f32, else f16
+    other,        ///< biases, norms, positional embeddings: always f32
+};
+
+inline tensor_role role_of(const tensor_entry& tensor) {
+    if (tensor.name == "encoder.conv1.weight" || tensor.name == "encoder.conv2.weight") {
+        return tensor_role::conv_weight;
+    }
+    if (tensor.n_dims == 2 && std::find(never_quantized.begin(), never_quantized.end(),
+                                        tensor.name) == never_quantized.end()) {
+        return tensor_role::matrix;
+    }
+    return tensor_role::other;
+}
+
+/// The type whisper.cpp creates a tensor of this role as, under the header type `wtype`.
+constexpr type_id created_type(tensor_role role, type_id wtype) noexcept {
+    switch (role) {
+        case tensor_role::matrix:
+            return wtype;
+        case tensor_role::conv_weight:
+            return wtype == type_id::f32 ? type_id::f32 : type_id::f16;
+        case tensor_role::other:
+            return type_id::f32;
+    }
+    return type_id::f32;
+}
+
+/// Types whose weights ggml's CPU backend may repack when they are created in them: q4_0,
+/// q4_K, iq4_nl (AVX2, NEON), q2_K (AVX-512). A tensor created as one of them must be stored
+/// in it.
+constexpr bool repacked_by_ggml_cpu(type_id type) noexcept {
+    return type == type_id::q4_0 || type == type_id::q4_k || type == type_id::q2_k ||
+           type == type_id::iq4_nl;
+}
+
+/// Bytes of `tensor`'s values stored as `type` (the tensor's rows must fit the type).
+inline std::uint64_t bytes_as(const tensor_entry& tensor, type_id type) {
+    return std::uint64_t(row_size(type, tensor.ne[0])) * std::uint64_t(tensor.row_count());
+}
+
+/// Bytes per value of a type: how the header type of a mixed model is ranked.
+inline double bytes_per_value(type_id type) {
+    return double(info(type).type_size) / double(info(type).block_size);
+}
+
+/// One tensor a loader would refuse, and why.
+struct refusal {
+    std::string tensor;  ///< empty when the whole file is refused (the header)
+    std::string reason;
+};
+
+struct loader_verdict {
+    std::vector<refusal> refusals;
+    bool accepts() const { return refusals.empty(); }
+};
+
+/// Which whisper.cpp loaders accept a model, and with how much memory.
+struct loadability {
+    std::optional<type_id> header_type;  ///< wtype, when the header's ftype names one
+    loader_verdict upstream;             ///< whisper.cpp as released: one type per role
+    loader_verdict per_tensor;           ///< whisper.cpp with per-tensor types (#3605)
+    std::uint64_t buffer_bytes = 0;      ///< every tensor at its created type's size
+    std::uint64_t tensor_bytes = 0;      ///< the tensors' data as stored in the file
+    std::vector<type_id> matrix_types;   ///< the types the matrices are stored in
+
+    /// One line: where it loads and, for a mixed model, the buffers it takes.
+    std::string summary() const;
+};
+
+namespace detail {
+
+inline std::string mib_text(std::uint64_t bytes) {
+    const double mib = double(bytes) / 1048576.0;
+    std::string text = std::to_string(static_cast<long long>(mib * 10 + 0.5));
+    if (text.size() < 2) text.insert(0, "0");
+    text.insert(text.size() - 1, ".");
+    return text + " MiB";
+}
+
+}  // namespace detail
+
+inline std::string loadability::summary() const {
+    if (upstream.accepts()) return "loads in whisper.cpp (any version)";
+    if (per_tensor.accepts()) {
+        return "needs a loader with per-tensor types (whisper.cpp with mixed-precision "
+               "support); its buffers: " +
+               detail::mib_text(buffer_bytes);
+    }
+    const refusal& first = per_tensor.refusals.front();
+    return "no whisper.cpp loads it (" + (first.tensor.empty() ? "" : first.tensor + ": ") +
+           first.reason + ")";
+}
+
+/// Applies both loaders' rules to a tensor directory (names, extents, stored types) under
+/// a header field `header_ftype` (ftype + 1000 * quantization version).
+inline loadability check_loaders(const std::vector<tensor_entry>& tensors,
+                                 std::int32_t header_ftype) {
+    loadability result;
+    if (is_valid_header_ftype(header_ftype)) {
+        result.header_type = type_of_ftype(header_ftype % quantization_version_factor);
+    }
+    if (!result.header_type) {
+        const refusal bad{"", "header ftype " + std::to_string(header_ftype) +
+                                  " names no type whisper.cpp knows"};
+        result.upstream.refusals.push_back(bad);
+        result.per_tensor.refusals.push_back(bad);
+    }
+    for (const tensor_entry& tensor : tensors) {
+        result.tensor_bytes += tensor.data_size;
+        const tensor_role role = role_of(tensor);
+        if (role == tensor_role::matrix &&
+            std::find(result.matrix_types.begin(), result.matrix_types.end(), tensor.type) ==
+                result.matrix_types.end()) {
+            result.matrix_types.push_back(tensor.type);
+        }
+        if (!result.header_type) continue;
+        const type_id created = created_type(role, *result.header_type);
+        const std::string stored(type_name(tensor.type));
+        const std::string expected(type_name(created));
+        if (!can_hold_row(created, tensor.ne[0])) {
+            const refusal r{tensor.name, "created as " + expected + ", which cannot hold rows of " +
+                                             std::to_string(tensor.ne[0]) + " (ggml aborts)"};
+            result.upstream.refusals.push_back(r);
+            result.per_tensor.refusals.push_back(r);
+            continue;
+        }
+        const std::uint64_t buffer = bytes_as(tensor, created);
+        result.buffer_bytes += buffer;
+        if (tensor.type == created) continue;
+        result.upstream.refusals.push_back(
+            {tensor.name, "stored as " + stored + ", created as " + expected});
+        if (tensor.data_size > buffer) {
+            result.per_tensor.refusals.push_back(
+                {tensor.name, "stored as " + stored + " (" + std::to_string(tensor.data_size) +
+                                  " bytes), larger than its " + expected + " buffer (" +
+                                  std::to_string(buffer) + " bytes)"});
+        } else if (repacked_by_ggml_cpu(created)) {
+            result.per_tensor.refusals.push_back(
+                {tensor.name, "stored as " + stored + ", created as " + expected +
+                                  ", which ggml's CPU backend repacks and cannot retype (it "
+                                  "asserts the type)"});
+        }
+    }
+    std::sort(result.matrix_types.begin(), result.matrix_types.end());
+    return result;
+}
+
+/// The header type for matrices written in `types` (with `rows`, the row lengths of every
+/// matrix): their common type when they share one; otherwise the widest of them, in bytes
+/// per value, so that the per-tensor loader's buffers are as small as they can be. When the
+/// loader could not use that type for a mixed model -- it cannot hold every matrix's rows
+/// (a k-quant beside tiny's 384-wide rows), or ggml repacks it -- the header takes the
+/// narrowest type at least as wide that it can use.
+inline type_id header_type_for(const std::vector<type_id>& types,
+                               const std::vector<std::int64_t>& rows, type_id if_none) {
+    if (types.empty()) return if_none;
+    const bool mixed =
+        std::any_of(types.begin(), types.end(), [&](type_id t) { return t != types.front(); });
+    type_id widest = types.front();
+    for (const type_id t : types) {
+        if (bytes_per_value(t) > bytes_per_value(widest)) widest = t;
+    }
+    const auto usable = [&](type_id t) {
+        return (!mixed || !repacked_by_ggml_cpu(t)) &&
+               std::all_of(rows.begin(), rows.end(),
+                           [t](std::int64_t n) { return can_hold_row(t, n); });
+    };
+    if (usable(widest)) return widest;
+    std::optional<type_id> best;
+    for (const auto& entry : type_table) {
+        const type_id t = entry.id;
+        if (!ftype_of_type(t) || bytes_per_value(t) < bytes_per_value(widest) || !usable(t)) {
+            continue;
+        }
+        if (!best || bytes_per_value(t) < bytes_per_value(*best)) best = t;
+    }
+    return best.value_or(type_id::f32);
+}
+
+}  // namespace qmix::whisper
+// ---- end qmix/whisper/loader.hpp
 // ---- begin qmix/whisper/model_writer.hpp
 
 // Writing whisper ggml model files, all or nothing.
@@ -10264,17 +11305,10 @@ class model_writer {
 
 namespace qmix::whisper {
 
-/// Tensors the reference quantizer never touches, whatever their shape.
-inline constexpr std::array<std::string_view, 4> never_quantized{
-    "encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding",
-    "decoder.positional_embedding"};
-
 /// Whether the reference quantizer would convert this tensor: exactly two dimensions and
-/// not in the list above.
+/// not in `never_quantized`; the same tensors whisper.cpp creates as the header's type.
 inline bool is_candidate(const tensor_entry& tensor) {
-    if (tensor.n_dims != 2) return false;
-    return std::find(never_quantized.begin(), never_quantized.end(), tensor.name) ==
-           never_quantized.end();
+    return role_of(tensor) == tensor_role::matrix;
 }
 
 /// The format used across the ggml ecosystem when a k-quant cannot hold a row length:
@@ -10303,6 +11337,7 @@ struct quantize_options {
     bool no_fallback = false;       ///< a row length the chosen type cannot hold is an error
     bool allow_nonfinite = false;   ///< accept NaN and infinity in weights
     bool compute_stats = false;     ///< RMSE and max abs error per converted tensor
+    bool upstream_loader = false;   ///< refuse a plan that released whisper.cpp cannot load
 };
 
 /// Why a tensor ends up with its output type.
@@ -10312,6 +11347,7 @@ enum class decision {
     fallback,      ///< the chosen type cannot hold the rows: the fallback format
     kept,          ///< a candidate whose rows no format of the family can hold: unchanged
     copied,        ///< not a candidate (not 2-D, or never quantized): copied byte for byte
+    loader_type,   ///< not a candidate, converted to the type whisper.cpp creates it as
 };
 
 inline std::string_view decision_name(decision d) {
@@ -10326,6 +11362,8 @@ inline std::string_view decision_name(decision d) {
             return "kept";
         case decision::copied:
             return "copied";
+        case decision::loader_type:
+            return "loader type";
     }
     return "?";
 }
@@ -10341,13 +11379,14 @@ struct tensor_plan {
     std::uint64_t output_bytes = 0;
     std::string note;  ///< one line for the table, e.g. why it was copied
 
-    bool converts() const { return candidate && output != tensor->type; }
+    bool converts() const { return output != tensor->type; }
 };
 
 struct model_plan {
     std::vector<tensor_plan> tensors;
     std::int32_t header_ftype = 0;  ///< as written: ftype + 1000 * quantization version
     bool mixed = false;             ///< the candidates end up with more than one type
+    loadability loaders;            ///< where the output loads, and with how much memory
     std::vector<rules::rule_usage> rule_usage;
     std::uint64_t input_bytes = 0;
     std::uint64_t output_bytes = 0;
@@ -10369,28 +11408,89 @@ inline std::string tensor_label(const model_file& model, const tensor_entry& ten
            std::to_string(tensor.record_offset) + ")";
 }
 
+/// The header field for the plan's matrices (see header_type_for), and whether they mix types.
 inline std::int32_t header_ftype_for(const std::vector<tensor_plan>& plans, type_id default_type,
                                      bool& mixed) {
-    std::optional<type_id> common;
-    bool any_f32 = false;
-    mixed = false;
+    std::vector<type_id> types;
+    std::vector<std::int64_t> rows;
     for (const auto& p : plans) {
         if (!p.candidate) continue;
-        any_f32 = any_f32 || p.output == type_id::f32;
-        if (!common)
-            common = p.output;
-        else if (*common != p.output)
-            mixed = true;
+        if (std::find(types.begin(), types.end(), p.output) == types.end()) {
+            types.push_back(p.output);
+        }
+        rows.push_back(p.tensor->ne[0]);
     }
-    ftype chosen;
-    if (!mixed) {
-        chosen = *ftype_of_type(common.value_or(default_type));
-    } else {
-        // Loaders that size buffers from the header need a type at least as wide as any
-        // tensor: f32 if some candidate is stored as f32, f16 otherwise.
-        chosen = any_f32 ? ftype::all_f32 : ftype::mostly_f16;
+    mixed = types.size() > 1;
+    const type_id header = header_type_for(types, rows, default_type);
+    return static_cast<std::int32_t>(*ftype_of_type(header)) +
+           quantization_version * quantization_version_factor;
+}
+
+/// Conv weights and the other tensors that are not matrices get the type whisper.cpp creates
+/// them as under the plan's header: f16 conv weights unless the header is f32 (an f32 model
+/// quantized keeps its f32 conv weights in the reference tool, and no whisper.cpp loads that),
+/// f32 for everything else.
+inline void give_loader_types(std::vector<tensor_plan>& plans, std::int32_t header_ftype) {
+    const type_id wtype = *type_of_ftype(header_ftype % quantization_version_factor);
+    for (auto& p : plans) {
+        if (p.candidate) continue;
+        const type_id wanted = created_type(role_of(*p.tensor), wtype);
+        if (wanted == p.tensor->type || !can_hold_row(wanted, p.tensor->ne[0])) continue;
+        p.output = wanted;
+        p.why = decision::loader_type;
+        p.note = std::string(type_name(p.tensor->type)) + " -> " + std::string(type_name(wanted)) +
+                 ", the type whisper.cpp creates it as under a " + std::string(type_name(wtype)) +
+                 " header";
+        p.ignored_rule = std::nullopt;
     }
-    return static_cast<std::int32_t>(chosen) + quantization_version * quantization_version_factor;
+}
+
+/// The directory of the file a plan writes: every tensor with its output type and size.
+inline std::vector<tensor_entry> output_directory(const std::vector<tensor_plan>& plans) {
+    std::vector<tensor_entry> out;
+    out.reserve(plans.size());
+    for (const auto& p : plans) {
+        tensor_entry t = *p.tensor;
+        t.type = p.output;
+        t.data_size = p.output_bytes;
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+/// Types every matrix of the plan can be written in without a fallback: the uniform
+/// choices that released whisper.cpp loads.
+inline std::vector<type_id> uniform_choices(const std::vector<tensor_plan>& plans) {
+    std::vector<type_id> choices;
+    for (const auto& entry : type_table) {
+        if (!ftype_of_type(entry.id)) continue;
+        const bool holds = std::all_of(plans.begin(), plans.end(), [&](const tensor_plan& p) {
+            return !p.candidate || can_hold_row(entry.id, p.tensor->ne[0]);
+        });
+        if (holds) choices.push_back(entry.id);
+    }
+    return choices;
+}
+
+inline void require_upstream_loader(const model_file& model, const model_plan& plan) {
+    const auto& refusals = plan.loaders.upstream.refusals;
+    if (refusals.empty()) return;
+    std::string list;
+    const std::size_t shown = std::min<std::size_t>(refusals.size(), 12);
+    for (std::size_t i = 0; i < shown; ++i) {
+        list += "\n  " + (refusals[i].tensor.empty() ? std::string("header") : refusals[i].tensor) +
+                ": " + refusals[i].reason;
+    }
+    if (shown < refusals.size()) {
+        list += "\n  ... and " + std::to_string(refusals.size() - shown) + " more";
+    }
+    std::string choices;
+    for (const type_id t : uniform_choices(plan.tensors))
+        choices += " " + std::string(type_name(t));
+    throw error(model.path() + ": --loader upstream: the output would mix matrix types, which " +
+                "released whisper.cpp refuses (" + std::to_string(refusals.size()) +
+                " tensor(s)):" + list + "\nuniform types every matrix can hold:" + choices +
+                " (drop the rules or pick one of these as the type)");
 }
 
 }  // namespace detail
@@ -10446,13 +11546,8 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
             plan.nominal_bits += values * bits_per_weight(p.requested);
             plan.actual_bits += values * bits_per_weight(p.output);
         }
-        p.output_bytes = p.converts() ? row_size(p.output, tensor.ne[0]) *
-                                            static_cast<std::uint64_t>(tensor.row_count())
-                                      : tensor.data_size;
-        plan.output_bytes += p.output_bytes + (tensor.data_offset - tensor.record_offset);
         plan.tensors.push_back(std::move(p));
     }
-    plan.output_bytes += model.header_bytes().size;
     if (!unholdable.empty()) {
         std::string list;
         for (const auto& u : unholdable) list += "\n  " + u;
@@ -10460,6 +11555,15 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
                     " tensor(s) have rows their type cannot hold:" + list);
     }
     plan.header_ftype = detail::header_ftype_for(plan.tensors, options.default_type, plan.mixed);
+    detail::give_loader_types(plan.tensors, plan.header_ftype);
+    plan.output_bytes = model.header_bytes().size;
+    for (auto& p : plan.tensors) {
+        const tensor_entry& tensor = *p.tensor;
+        p.output_bytes = p.converts() ? bytes_as(tensor, p.output) : tensor.data_size;
+        plan.output_bytes += p.output_bytes + (tensor.data_offset - tensor.record_offset);
+    }
+    plan.loaders = check_loaders(detail::output_directory(plan.tensors), plan.header_ftype);
+    if (options.upstream_loader) detail::require_upstream_loader(model, plan);
     plan.rule_usage = rules::explain(options.rules, candidate_names);
     for (std::size_t i = 0; i < options.rules.size(); ++i) {
         const auto& r = options.rules.rules()[i];
