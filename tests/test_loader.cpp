@@ -162,6 +162,24 @@ TEST_CASE("a header type that cannot hold every matrix's rows loads nowhere", "[
           type_id::q5_0);
 }
 
+TEST_CASE("a mixed model's header avoids the types ggml's CPU backend repacks", "[loader]") {
+    // Seen with the per-tensor loader on an AVX2 CPU: a q2_k matrix in a buffer created as
+    // q4_0 aborts in ggml-cpu/repack.cpp (GGML_ASSERT(t->type == GGML_TYPE_Q4_0)).
+    auto tensors = directory(type_id::q4_0, type_id::f16, type_id::f32);
+    tensors[5].type = type_id::q2_k;
+    tensors[5].data_size = bytes_as(tensors[5], type_id::q2_k);
+    const auto q4_0 = check_loaders(tensors, header(type_id::q4_0));
+    REQUIRE_FALSE(q4_0.per_tensor.accepts());
+    CHECK_THAT(q4_0.per_tensor.refusals.front().reason, Catch::Contains("repacks"));
+    CHECK(check_loaders(tensors, header(type_id::q4_1)).per_tensor.accepts());
+    CHECK(header_type_for({type_id::q2_k, type_id::q4_0}, {384, 1536}, type_id::q4_0) ==
+          type_id::q4_1);
+    CHECK(header_type_for({type_id::q3_k, type_id::q4_k}, {512, 2048}, type_id::q4_0) ==
+          type_id::q4_1);
+    // A uniform model keeps its type: nothing is retyped.
+    CHECK(header_type_for({type_id::q4_0}, {384}, type_id::q4_0) == type_id::q4_0);
+}
+
 TEST_CASE("a header ftype no whisper.cpp knows is refused by both loaders", "[loader]") {
     const auto verdict = check_loaders(directory(type_id::q4_0, type_id::f16, type_id::f32), 2005);
     CHECK_FALSE(verdict.upstream.accepts());
@@ -207,14 +225,25 @@ TEST_CASE("every plan, uniform, mixed or with fallbacks, for f16 and f32 inputs,
                 CHECK(plan.loaders.upstream.accepts() == load.upstream);
                 CHECK(plan.loaders.per_tensor.accepts() == load.per_tensor);
                 CHECK(plan.loaders.buffer_bytes == load.buffers);
-                // The header records the widest matrix type, never a wider one.
+                // The header records the widest matrix type, never a wider one than the
+                // loader needs: a type between the two would be repacked (in a mixed model)
+                // or could not hold some matrix's rows.
                 const type_id wtype = *type_of_ftype(plan.header_ftype % 1000);
+                double widest = 0;
                 for (const auto& p : plan.tensors) {
-                    if (p.candidate) CHECK(bytes_per_value(p.output) <= bytes_per_value(wtype));
+                    if (p.candidate) widest = std::max(widest, bytes_per_value(p.output));
                 }
-                CHECK(std::any_of(
-                    plan.tensors.begin(), plan.tensors.end(),
-                    [&](const tensor_plan& p) { return p.candidate && p.output == wtype; }));
+                CHECK(bytes_per_value(wtype) >= widest);
+                for (const type_id t : storage_types()) {
+                    if (bytes_per_value(t) < widest || bytes_per_value(t) >= bytes_per_value(wtype))
+                        continue;
+                    INFO("narrower header possible: " << type_name(t));
+                    const bool rows_fit = std::all_of(
+                        plan.tensors.begin(), plan.tensors.end(), [&](const tensor_plan& p) {
+                            return !p.candidate || can_hold_row(t, p.tensor->ne[0]);
+                        });
+                    CHECK((!rows_fit || (plan.mixed && repacked_by_ggml_cpu(t))));
+                }
             }
         }
     }

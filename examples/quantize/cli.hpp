@@ -40,9 +40,10 @@ every matrix's buffer by the header's type. The header records the widest type a
 matrix is written in, so those buffers are as small as they can be; the summary
 prints them.
 
-TYPE and rule types: f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k
-(any letter case). TYPE may also be whisper.cpp's number: 2 q4_0, 3 q4_1,
-7 q8_0, 8 q5_0, 9 q5_1, 10 q2_k, 11 q3_k, 12 q4_k, 13 q5_k, 14 q6_k.
+TYPE and rule types: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k
+q6_k iq4_nl iq4_xs (any letter case). TYPE may also be whisper.cpp's number:
+2 q4_0, 3 q4_1, 7 q8_0, 8 q5_0, 9 q5_1, 10 q2_k, 11 q3_k, 12 q4_k, 13 q5_k,
+14 q6_k, 19 iq4_nl, 22 iq4_xs.
 
 rules:
   --tensor-type PATTERN=TYPE   PATTERN is an ECMAScript regular expression that
@@ -87,6 +88,8 @@ examples:
 
 Fallbacks when a row length does not fit: q2_k q3_k -> q4_0, q4_k -> q5_0,
 q5_k -> q5_1, q6_k -> q8_0; rows no 32-value block holds stay unchanged.
+iq4_nl stores 4.5 bits per weight like q4_k but in 32-value blocks: it holds
+whisper tiny's rows of 384 that q4_k (and iq4_xs) cannot, with no fallback.
 Exit status: 0 success, 1 failure, 2 usage error. OUTPUT and the --json report are
 written to temporary files beside them and renamed into place together, only when
 complete; INPUT is never modified. A symbolic link as OUTPUT is written through.
@@ -131,8 +134,8 @@ inline type_id parse_default_type(const std::string& text) {
     if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
         text.size() < 4) {
         const auto type = type_of_ftype(std::stoi(text));
-        if (!type || *type == type_id::f32 || *type == type_id::f16) {
-            throw usage_error("TYPE " + text + " is not a quantized ftype (2, 3, 7..14)");
+        if (!type || !info(*type).is_quantized) {  // f32 0, f16 1 and bf16 24 by name only
+            throw usage_error("TYPE " + text + " is not a quantized ftype (2, 3, 7..14, 19, 22)");
         }
         return *type;
     }

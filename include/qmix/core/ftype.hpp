@@ -24,6 +24,9 @@ enum class ftype : std::int32_t {
     mostly_q4_k = 12,
     mostly_q5_k = 13,
     mostly_q6_k = 14,
+    mostly_iq4_nl = 19,
+    mostly_iq4_xs = 22,
+    mostly_bf16 = 24,
 };
 
 /// Model headers store ftype + quantization_version * 1000.
@@ -31,7 +34,7 @@ inline constexpr std::int32_t quantization_version = 2;
 inline constexpr std::int32_t quantization_version_factor = 1000;
 
 namespace detail {
-inline constexpr std::array<std::pair<ftype, type_id>, 12> ftype_types{{
+inline constexpr std::array<std::pair<ftype, type_id>, 15> ftype_types{{
     {ftype::all_f32, type_id::f32},
     {ftype::mostly_f16, type_id::f16},
     {ftype::mostly_q4_0, type_id::q4_0},
@@ -44,6 +47,9 @@ inline constexpr std::array<std::pair<ftype, type_id>, 12> ftype_types{{
     {ftype::mostly_q4_k, type_id::q4_k},
     {ftype::mostly_q5_k, type_id::q5_k},
     {ftype::mostly_q6_k, type_id::q6_k},
+    {ftype::mostly_iq4_nl, type_id::iq4_nl},
+    {ftype::mostly_iq4_xs, type_id::iq4_xs},
+    {ftype::mostly_bf16, type_id::bf16},
 }};
 }  // namespace detail
 

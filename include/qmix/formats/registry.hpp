@@ -8,8 +8,11 @@
 #include <string_view>
 
 #include "qmix/core/registry.hpp"
+#include "qmix/formats/bf16.hpp"
 #include "qmix/formats/float16.hpp"
 #include "qmix/formats/float32.hpp"
+#include "qmix/formats/iq4_nl.hpp"
+#include "qmix/formats/iq4_xs.hpp"
 #include "qmix/formats/q2_k.hpp"
 #include "qmix/formats/q3_k.hpp"
 #include "qmix/formats/q4_0.hpp"
@@ -30,7 +33,8 @@ namespace qmix {
 using all_formats =
     format_list<formats::f32, formats::f16, formats::q4_0, formats::q4_1, formats::q5_0,
                 formats::q5_1, formats::q8_0, formats::q8_1, formats::q2_k, formats::q3_k,
-                formats::q4_k, formats::q5_k, formats::q6_k, formats::q8_k>;
+                formats::q4_k, formats::q5_k, formats::q6_k, formats::q8_k, formats::iq4_nl,
+                formats::iq4_xs, formats::bf16>;
 
 inline constexpr auto type_table = info_table(all_formats{});
 

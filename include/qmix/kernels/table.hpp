@@ -25,8 +25,8 @@ struct format_kernels {
     dot_fn dot = nullptr;
 };
 
-/// Slots indexed by ggml type id (0..15).
-inline constexpr std::size_t type_slots = 16;
+/// Slots indexed by ggml type id (0..30: bf16 is 30).
+inline constexpr std::size_t type_slots = 31;
 
 /// The kernels of one instruction-set level. `name` is how QMIX_FORCE_ARCH spells it.
 struct kernel_table {

@@ -13,7 +13,10 @@
 //     of another type when its bytes fit the buffer created for it, and retypes the tensor.
 // Both need the created type to hold the tensor's rows (ggml aborts otherwise), and both
 // size their buffers by the created types: that, not the file's size, is the memory a model
-// takes in whisper.cpp.
+// takes in whisper.cpp. One more trap, seen with the per-tensor loader on an AVX2 CPU: ggml's
+// CPU backend repacks weights created as some types into an interleaved layout
+// (ggml-cpu/repack.cpp) and asserts, when the data arrives, that it is of that type; a
+// tensor retyped there aborts the process. So a mixed model's header avoids those types.
 
 #include <algorithm>
 #include <cstdint>
@@ -63,6 +66,14 @@ constexpr type_id created_type(tensor_role role, type_id wtype) noexcept {
             return type_id::f32;
     }
     return type_id::f32;
+}
+
+/// Types whose weights ggml's CPU backend may repack when they are created in them: q4_0,
+/// q4_K, iq4_nl (AVX2, NEON), q2_K (AVX-512). A tensor created as one of them must be stored
+/// in it.
+constexpr bool repacked_by_ggml_cpu(type_id type) noexcept {
+    return type == type_id::q4_0 || type == type_id::q4_k || type == type_id::q2_k ||
+           type == type_id::iq4_nl;
 }
 
 /// Bytes of `tensor`'s values stored as `type` (the tensor's rows must fit the type).
@@ -166,6 +177,11 @@ inline loadability check_loaders(const std::vector<tensor_entry>& tensors,
                 {tensor.name, "stored as " + stored + " (" + std::to_string(tensor.data_size) +
                                   " bytes), larger than its " + expected + " buffer (" +
                                   std::to_string(buffer) + " bytes)"});
+        } else if (repacked_by_ggml_cpu(created)) {
+            result.per_tensor.refusals.push_back(
+                {tensor.name, "stored as " + stored + ", created as " + expected +
+                                  ", which ggml's CPU backend repacks and cannot retype (it "
+                                  "asserts the type)"});
         }
     }
     std::sort(result.matrix_types.begin(), result.matrix_types.end());
@@ -174,25 +190,29 @@ inline loadability check_loaders(const std::vector<tensor_entry>& tensors,
 
 /// The header type for matrices written in `types` (with `rows`, the row lengths of every
 /// matrix): their common type when they share one; otherwise the widest of them, in bytes
-/// per value, so that the per-tensor loader's buffers are as small as they can be. A type
-/// the loader could not create every matrix as (a k-quant when some rows are 384 long) gives
-/// way to the narrowest type at least as wide that can.
+/// per value, so that the per-tensor loader's buffers are as small as they can be. When the
+/// loader could not use that type for a mixed model -- it cannot hold every matrix's rows
+/// (a k-quant beside tiny's 384-wide rows), or ggml repacks it -- the header takes the
+/// narrowest type at least as wide that it can use.
 inline type_id header_type_for(const std::vector<type_id>& types,
                                const std::vector<std::int64_t>& rows, type_id if_none) {
     if (types.empty()) return if_none;
+    const bool mixed =
+        std::any_of(types.begin(), types.end(), [&](type_id t) { return t != types.front(); });
     type_id widest = types.front();
     for (const type_id t : types) {
         if (bytes_per_value(t) > bytes_per_value(widest)) widest = t;
     }
-    const auto holds_all = [&](type_id t) {
-        return std::all_of(rows.begin(), rows.end(),
+    const auto usable = [&](type_id t) {
+        return (!mixed || !repacked_by_ggml_cpu(t)) &&
+               std::all_of(rows.begin(), rows.end(),
                            [t](std::int64_t n) { return can_hold_row(t, n); });
     };
-    if (holds_all(widest)) return widest;
+    if (usable(widest)) return widest;
     std::optional<type_id> best;
     for (const auto& entry : type_table) {
         const type_id t = entry.id;
-        if (!ftype_of_type(t) || bytes_per_value(t) < bytes_per_value(widest) || !holds_all(t)) {
+        if (!ftype_of_type(t) || bytes_per_value(t) < bytes_per_value(widest) || !usable(t)) {
             continue;
         }
         if (!best || bytes_per_value(t) < bytes_per_value(*best)) best = t;
