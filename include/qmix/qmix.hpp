@@ -13,6 +13,7 @@
 #include "qmix/ops.hpp"
 #include "qmix/parallel.hpp"
 #include "qmix/rules/rules.hpp"
+#include "qmix/whisper/budget.hpp"
 #include "qmix/whisper/loader.hpp"
 #include "qmix/whisper/model_file.hpp"
 #include "qmix/whisper/model_writer.hpp"
