@@ -8,6 +8,7 @@
 // beside the destination and renamed into place only by commit(). Writing a model over the
 // file it is being read from is therefore safe: the reader's mapping keeps the old file.
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -70,14 +71,23 @@ class model_writer {
     void write_header(const model_file& source, std::int32_t header_ftype) {
         expect(state::no_header, "write_header");
         check_header_ftype(header_ftype);
-        const byte_view header = source.header_bytes();
-        const auto at = static_cast<std::size_t>(model_file::ftype_offset());
-        if (header.size < at + 4) fail("the source header is too short to hold an ftype");
-        std::uint8_t field[4];
-        detail::store_i32(field, header_ftype);
-        put(header.data, at);
-        put(field, 4);
-        put(header.data + at + 4, header.size - at - 4);
+        const std::uint64_t size = source.header_size();
+        const std::uint64_t at = model_file::ftype_offset();
+        if (size < at + 4) fail("the source header is too short to hold an ftype");
+        // In pieces, so that a header of any size (a vocabulary of millions of entries,
+        // say) costs one piece of memory; the ftype field lies in the first piece.
+        std::vector<std::uint8_t> piece(
+            static_cast<std::size_t>(std::min<std::uint64_t>(size, std::uint64_t(1) << 20)));
+        for (std::uint64_t offset = 0; offset < size;) {
+            const auto n =
+                static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), size - offset));
+            source.read_header(offset, piece.data(), n);
+            if (offset <= at && at + 4 <= offset + n) {
+                detail::store_i32(piece.data() + (at - offset), header_ftype);
+            }
+            put(piece.data(), n);
+            offset += n;
+        }
         state_ = state::between_tensors;
     }
 
