@@ -460,17 +460,17 @@ inline std::vector<type_cost> measure_tensor(const model_file& model, const tens
     sampled_rows = used_rows;
     const auto row_of = [&](std::int64_t k) { return k * rows / used_rows; };
     const std::size_t in_row = row_size(tensor.type, n);
-    const byte_view source = model.data(tensor);
     // Per row: energy, then each type's squared error; summed in row order afterwards, so
     // the result does not depend on the thread count.
     const std::size_t width = types.size() + 1;
     std::vector<double> sums(static_cast<std::size_t>(used_rows) * width, 0.0);
     parallel_ranges(used_rows, threads, [&](std::int64_t begin, std::int64_t end) {
         std::vector<float> values(static_cast<std::size_t>(n)), back(values.size());
-        std::vector<std::uint8_t> packed;
+        std::vector<std::uint8_t> packed, input(in_row);
         for (std::int64_t k = begin; k < end; ++k) {
-            dequantize(tensor.type, source.data + std::size_t(row_of(k)) * in_row, values.data(), 1,
-                       n);
+            // One row by positional read: memory stays one row per thread.
+            model.read_data(tensor, std::uint64_t(row_of(k)) * in_row, input.data(), in_row);
+            dequantize(tensor.type, input.data(), values.data(), 1, n);
             double* out = sums.data() + std::size_t(k) * width;
             double energy = 0;
             for (const float v : values) energy += double(v) * double(v);
@@ -499,7 +499,6 @@ inline std::vector<type_cost> measure_tensor(const model_file& model, const tens
         c.relative_error = total[0] > 0 ? total[t + 1] / total[0] : 0.0;
         costs.push_back(c);
     }
-    model.release(tensor);
     return costs;
 }
 
