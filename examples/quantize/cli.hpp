@@ -69,11 +69,13 @@ size budget (the tool chooses each matrix's type; no TYPE then):
                          how much a matrix's error counts (default 1; first
                          matching pattern wins), e.g. 'encoder\..*=2'
   --budget-sample N      measure errors on at most N values per matrix, evenly
-                         spaced rows (default 262144; 0: every row)
+                         spaced rows (default 65536; 0: every row)
   Each free matrix's error under each type is measured (squared error of the
   dequantized values / the matrix's energy, times its weight) and the types
   with the least total error within the budget are chosen (a knapsack: convex
-  hull steps by error saved per byte, then single and paired exchanges).
+  hull steps by error saved per byte and an exact programme over the budget in
+  4096+ steps, then single and paired exchanges; the summary prints a lower
+  bound no choice can beat, and what each uniform type gives at its size).
   --tensor-type rules still decide their matrices. A budget out of reach is an
   error naming the reachable range. The file is byte for byte what the chosen
   types give as rules; --dry-run prints them as a rule file to keep (with -q,
