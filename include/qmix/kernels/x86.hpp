@@ -395,10 +395,11 @@ struct isa<xsimd::avx2> {
         return _mm256_loadu_si256(static_cast<const __m256i*>(p));
     }
     static bytes nibbles(const std::uint8_t* qs) {
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
         const __m256i both =
-            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-        return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                _mm256_set1_epi8(0x0f));
     }
     static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
         // Byte j gets byte j / 8 of qh, then keeps 16 if its bit j % 8 is set.
@@ -582,10 +583,11 @@ struct isa<xsimd::avx512bw> {
         return _mm256_loadu_si256(static_cast<const __m256i*>(p));
     }
     static bytes nibbles(const std::uint8_t* qs) {
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
         const __m256i both =
-            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-        return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                _mm256_set1_epi8(0x0f));
     }
     static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
         // A mask register holds one bit per byte: exactly the layout of qh.
