@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -14,9 +15,26 @@ namespace qmix {
 
 namespace detail {
 
-inline void check_rows(type_id type, std::int64_t nrows, std::int64_t n_per_row) {
+/// The bytes of nrows rows of `type`; throws for a negative count, a row length the format
+/// cannot hold, or a total no size_t holds.
+inline std::size_t rows_size(type_id type, std::int64_t nrows, std::int64_t n_per_row) {
     if (nrows < 0) throw error("negative row count " + std::to_string(nrows));
-    row_size(type, n_per_row);  // throws for a row length the format cannot hold
+    const std::size_t bytes = row_size(type, n_per_row);
+    if (nrows > 0 && bytes > std::numeric_limits<std::size_t>::max() / std::uint64_t(nrows)) {
+        throw error(std::to_string(nrows) + " rows of " + std::to_string(bytes) +
+                    " bytes would take more bytes than a size_t holds");
+    }
+    return bytes * static_cast<std::size_t>(nrows);
+}
+
+/// rows_size() plus: neither buffer may be null when there is a row to read or write.
+inline void check_rows(type_id type, std::int64_t nrows, std::int64_t n_per_row, const void* from,
+                       const void* to, const char* from_name, const char* to_name) {
+    rows_size(type, nrows, n_per_row);
+    if (nrows > 0 && (from == nullptr || to == nullptr)) {
+        throw error(std::string(from == nullptr ? from_name : to_name) + " is null with " +
+                    std::to_string(nrows) + " row(s) to convert");
+    }
 }
 
 template <class T>
@@ -34,7 +52,7 @@ bool is_aligned(const void* p) noexcept {
 inline std::size_t quantize(const kernels::kernel_table& table, type_id type, const float* src,
                             void* dst, std::int64_t nrows, std::int64_t n_per_row,
                             const float* importance = nullptr) {
-    detail::check_rows(type, nrows, n_per_row);
+    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
     return visit(all_formats{}, type, [&](auto tag) {
         using F = typename decltype(tag)::type;
         using block = typename F::block;
@@ -75,7 +93,7 @@ inline std::size_t quantize(type_id type, const float* src, void* dst, std::int6
 /// with the kernels of `table`. The floats are the same for every kernel table.
 inline void dequantize(const kernels::kernel_table& table, type_id type, const void* src,
                        float* dst, std::int64_t nrows, std::int64_t n_per_row) {
-    detail::check_rows(type, nrows, n_per_row);
+    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
     visit(all_formats{}, type, [&](auto tag) {
         using F = typename decltype(tag)::type;
         using block = typename F::block;
@@ -116,7 +134,7 @@ inline void dequantize(type_id type, const void* src, float* dst, std::int64_t n
 /// own kernels agree with its scalar code.
 inline float dot(const kernels::kernel_table& table, type_id type, const void* x, const void* y,
                  std::int64_t n) {
-    detail::check_rows(type, 1, n);
+    detail::check_rows(type, 1, n, x, y, "x", "y");
     return visit(all_formats{}, type, [&](auto tag) -> float {
         using F = typename decltype(tag)::type;
         if constexpr (!F::has_dot) {

@@ -75,6 +75,7 @@ inline std::size_t quantize_parallel(const kernels::kernel_table& table, type_id
                                      const float* src, void* dst, std::int64_t nrows,
                                      std::int64_t n_per_row, const float* importance,
                                      unsigned threads) {
+    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
     const std::size_t bytes = row_size(type, n_per_row);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         quantize(table, type, src + begin * n_per_row,
@@ -96,6 +97,7 @@ inline std::size_t quantize_parallel(type_id type, const float* src, void* dst, 
 inline void dequantize_parallel(const kernels::kernel_table& table, type_id type, const void* src,
                                 float* dst, std::int64_t nrows, std::int64_t n_per_row,
                                 unsigned threads) {
+    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
     const std::size_t bytes = row_size(type, n_per_row);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         dequantize(table, type, static_cast<const unsigned char*>(src) + std::size_t(begin) * bytes,

@@ -411,6 +411,7 @@ inline float mul_add_defined_nan(float q, float d, float m) noexcept {
 
 #include <cctype>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -3215,7 +3216,12 @@ inline std::size_t row_size(type_id id, std::int64_t n) {
                     std::string(t.name) + " (its rows must be a positive multiple of " +
                     std::to_string(t.block_size) + ")");
     }
-    return static_cast<std::size_t>(n) / t.block_size * t.type_size;
+    const std::size_t blocks = static_cast<std::size_t>(n) / t.block_size;
+    if (blocks > std::numeric_limits<std::size_t>::max() / t.type_size) {
+        throw error("a row of " + std::to_string(n) + " values stored as " + std::string(t.name) +
+                    " would take more bytes than a size_t holds");
+    }
+    return blocks * t.type_size;
 }
 
 /// Bits per weight of a format.
@@ -3230,6 +3236,7 @@ inline double bits_per_weight(type_id id) {
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -8797,9 +8804,26 @@ namespace qmix {
 
 namespace detail {
 
-inline void check_rows(type_id type, std::int64_t nrows, std::int64_t n_per_row) {
+/// The bytes of nrows rows of `type`; throws for a negative count, a row length the format
+/// cannot hold, or a total no size_t holds.
+inline std::size_t rows_size(type_id type, std::int64_t nrows, std::int64_t n_per_row) {
     if (nrows < 0) throw error("negative row count " + std::to_string(nrows));
-    row_size(type, n_per_row);  // throws for a row length the format cannot hold
+    const std::size_t bytes = row_size(type, n_per_row);
+    if (nrows > 0 && bytes > std::numeric_limits<std::size_t>::max() / std::uint64_t(nrows)) {
+        throw error(std::to_string(nrows) + " rows of " + std::to_string(bytes) +
+                    " bytes would take more bytes than a size_t holds");
+    }
+    return bytes * static_cast<std::size_t>(nrows);
+}
+
+/// rows_size() plus: neither buffer may be null when there is a row to read or write.
+inline void check_rows(type_id type, std::int64_t nrows, std::int64_t n_per_row, const void* from,
+                       const void* to, const char* from_name, const char* to_name) {
+    rows_size(type, nrows, n_per_row);
+    if (nrows > 0 && (from == nullptr || to == nullptr)) {
+        throw error(std::string(from == nullptr ? from_name : to_name) + " is null with " +
+                    std::to_string(nrows) + " row(s) to convert");
+    }
 }
 
 template <class T>
@@ -8817,7 +8841,7 @@ bool is_aligned(const void* p) noexcept {
 inline std::size_t quantize(const kernels::kernel_table& table, type_id type, const float* src,
                             void* dst, std::int64_t nrows, std::int64_t n_per_row,
                             const float* importance = nullptr) {
-    detail::check_rows(type, nrows, n_per_row);
+    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
     return visit(all_formats{}, type, [&](auto tag) {
         using F = typename decltype(tag)::type;
         using block = typename F::block;
@@ -8858,7 +8882,7 @@ inline std::size_t quantize(type_id type, const float* src, void* dst, std::int6
 /// with the kernels of `table`. The floats are the same for every kernel table.
 inline void dequantize(const kernels::kernel_table& table, type_id type, const void* src,
                        float* dst, std::int64_t nrows, std::int64_t n_per_row) {
-    detail::check_rows(type, nrows, n_per_row);
+    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
     visit(all_formats{}, type, [&](auto tag) {
         using F = typename decltype(tag)::type;
         using block = typename F::block;
@@ -8899,7 +8923,7 @@ inline void dequantize(type_id type, const void* src, float* dst, std::int64_t n
 /// own kernels agree with its scalar code.
 inline float dot(const kernels::kernel_table& table, type_id type, const void* x, const void* y,
                  std::int64_t n) {
-    detail::check_rows(type, 1, n);
+    detail::check_rows(type, 1, n, x, y, "x", "y");
     return visit(all_formats{}, type, [&](auto tag) -> float {
         using F = typename decltype(tag)::type;
         if constexpr (!F::has_dot) {
@@ -9010,6 +9034,7 @@ inline std::size_t quantize_parallel(const kernels::kernel_table& table, type_id
                                      const float* src, void* dst, std::int64_t nrows,
                                      std::int64_t n_per_row, const float* importance,
                                      unsigned threads) {
+    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
     const std::size_t bytes = row_size(type, n_per_row);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         quantize(table, type, src + begin * n_per_row,
@@ -9031,6 +9056,7 @@ inline std::size_t quantize_parallel(type_id type, const float* src, void* dst, 
 inline void dequantize_parallel(const kernels::kernel_table& table, type_id type, const void* src,
                                 float* dst, std::int64_t nrows, std::int64_t n_per_row,
                                 unsigned threads) {
+    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
     const std::size_t bytes = row_size(type, n_per_row);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         dequantize(table, type, static_cast<const unsigned char*>(src) + std::size_t(begin) * bytes,

@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -95,7 +96,12 @@ inline std::size_t row_size(type_id id, std::int64_t n) {
                     std::string(t.name) + " (its rows must be a positive multiple of " +
                     std::to_string(t.block_size) + ")");
     }
-    return static_cast<std::size_t>(n) / t.block_size * t.type_size;
+    const std::size_t blocks = static_cast<std::size_t>(n) / t.block_size;
+    if (blocks > std::numeric_limits<std::size_t>::max() / t.type_size) {
+        throw error("a row of " + std::to_string(n) + " values stored as " + std::string(t.name) +
+                    " would take more bytes than a size_t holds");
+    }
+    return blocks * t.type_size;
 }
 
 /// Bits per weight of a format.
