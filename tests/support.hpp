@@ -9,7 +9,10 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
+
+#include <unistd.h>
 
 namespace qmix::test {
 
@@ -34,6 +37,25 @@ inline std::vector<std::uint32_t> float_bits(const std::vector<float>& values) {
     std::memcpy(bits.data(), values.data(), values.size() * sizeof(float));
     return bits;
 }
+
+/// A fresh folder under the system's temporary folder, removed with everything in it when
+/// the object goes. Unique per process and per object.
+struct scratch_folder {
+    std::filesystem::path path;
+    explicit scratch_folder(const std::string& prefix = "qmix-test") {
+        static int counter = 0;
+        path = std::filesystem::temp_directory_path() /
+               (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+        std::filesystem::create_directories(path);
+    }
+    ~scratch_folder() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+    scratch_folder(const scratch_folder&) = delete;
+    scratch_folder& operator=(const scratch_folder&) = delete;
+    std::string file(const std::string& name) const { return (path / name).string(); }
+};
 
 /// The golden set written by ggml: $QMIX_GOLDEN_DIR, else tests/data/golden.
 inline std::filesystem::path golden_dir() {
