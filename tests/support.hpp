@@ -7,11 +7,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 namespace qmix::test {
@@ -38,23 +40,34 @@ inline std::vector<std::uint32_t> float_bits(const std::vector<float>& values) {
     return bits;
 }
 
-/// A fresh folder under the system's temporary folder, removed with everything in it when
-/// the object goes. Unique per process and per object.
-struct scratch_folder {
-    std::filesystem::path path;
-    explicit scratch_folder(const std::string& prefix = "qmix-test") {
-        static int counter = 0;
-        path = std::filesystem::temp_directory_path() /
-               (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        std::filesystem::create_directories(path);
+/// A fresh folder under $TMPDIR (or /tmp), removed with everything in it at scope exit.
+class scratch_folder {
+  public:
+    scratch_folder() {
+        const char* base = std::getenv("TMPDIR");
+        std::string pattern = std::string(base && *base ? base : "/tmp") + "/qmix-test-XXXXXX";
+        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path_ = pattern;
     }
     ~scratch_folder() {
         std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
+        std::filesystem::remove_all(path_, ignored);
     }
     scratch_folder(const scratch_folder&) = delete;
     scratch_folder& operator=(const scratch_folder&) = delete;
-    std::string file(const std::string& name) const { return (path / name).string(); }
+
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+    /// The names in the folder, sorted.
+    std::set<std::string> listing() const {
+        std::set<std::string> names;
+        for (const auto& entry : std::filesystem::directory_iterator(path_)) {
+            names.insert(entry.path().filename().string());
+        }
+        return names;
+    }
+
+  private:
+    std::filesystem::path path_;
 };
 
 /// The golden set written by ggml: $QMIX_GOLDEN_DIR, else tests/data/golden.
