@@ -8632,14 +8632,6 @@ struct kernels {
     }
 };
 
-template <class Format, float (*Dot)(const typename Format::block*,
-                                     const typename Format::partner_block*, std::int64_t)>
-float dot_row(const void* x, const void* y, std::int64_t n) {
-    return Dot(static_cast<const typename Format::block*>(x),
-               static_cast<const typename Format::partner_block*>(y),
-               n / std::int64_t(Format::block_size));
-}
-
 }  // namespace nonlinear
 
 /// Fills the iq4_nl and iq4_xs slots of `table` with the kernels of Arch.
@@ -8656,8 +8648,8 @@ void add_nonlinear_kernels(kernel_table& table) {
     if constexpr (nonlinear::has_byte_shuffle<Arch>) {
         table[type_id::iq4_nl].dequantize = &nl::dequantize;
         table[type_id::iq4_xs].dequantize = &xs::dequantize;
-        table[type_id::iq4_nl].dot = &nonlinear::dot_row<formats::iq4_nl, &dots::iq4_nl>;
-        table[type_id::iq4_xs].dot = &nonlinear::dot_row<formats::iq4_xs, &dots::iq4_xs>;
+        table[type_id::iq4_nl].dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
+        table[type_id::iq4_xs].dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
     }
 }
 
