@@ -7,9 +7,14 @@
 // exact integer sums are then scaled and added in the order of the scalar reference: the
 // results equal formats::*::dot_row bit for bit.
 //
-// maddubs takes an unsigned and a signed operand. Signed levels L = u - offset are split
-// into maddubs(u, q8) - maddubs(offset, q8). No 16-bit pair sum can saturate here: the
-// largest is 2 * 63 * 128 (q6_K).
+// maddubs takes an unsigned and a signed operand. Signed levels L = u - offset (q3_K, q6_K)
+// are summed as u, and offset * scale * (the sum of q8's group of 16) is taken off once per
+// block, from q8_K's group sums (bsums). No 16-bit pair sum can saturate here: the largest
+// is 2 * 63 * 128 (q6_K).
+//
+// The avx512 level has AVX-512 VNNI: vpdpwssd does the madd and the add of the scaled
+// pairs in one instruction (in four accumulators, to hide its latency), and q2_K folds its
+// scales into the levels so that one vpdpbusd does all three steps.
 //
 // Eight blocks are reduced together: their eight 32-bit accumulators are folded into one
 // vector of eight block sums, and the block scales are applied to that vector, instead of
@@ -141,6 +146,19 @@ struct avx2_dot {
                                 _mm256_permute2x128_si256(q03, q47, 0x31));
     }
 
+    /// acc + madd(products, scales): one vpdpwssd with VNNI.
+    static __m256i add_scaled(__m256i acc, __m256i products, __m256i scales) {
+#if QMIX_DOT_VNNI
+        if constexpr (is_avx512bw<Arch>) return _mm256_dpwssd_epi32(acc, products, scales);
+#endif
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(products, scales));
+    }
+
+    /// The sum of four accumulators (several chains hide the latency of vpdpwssd).
+    static __m256i sum_of(const __m256i* acc) {
+        return _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
+    }
+
     static __m256i load(const void* p) {
         return _mm256_loadu_si256(static_cast<const __m256i*>(p));
     }
@@ -267,7 +285,8 @@ struct avx2_dot {
             const __m256i hmask = load(x.hmask);
             const __m256i two_bits = _mm256_set1_epi8(3);
             const __m256i four = _mm256_set1_epi8(4);
-            __m256i acc = _mm256_setzero_si256();
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
             unrolled<2>([&](auto h) {
                 const __m256i q3 = load(x.qs + 32 * h);
                 unrolled<4>([&](auto s) {
@@ -279,12 +298,11 @@ struct avx2_dot {
                                  : _mm256_and_si256(_mm256_slli_epi16(hmask, 2 - bit), four);
                     const __m256i products = _mm256_maddubs_epi16(_mm256_or_si256(low, third),
                                                                   load(y.qs + 128 * h + 32 * s));
-                    acc = _mm256_add_epi32(
-                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                    acc[s] = add_scaled(acc[s], products, pair_of_scales(halves_dup[h], s));
                 });
             });
             const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
-            scaled = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 2));
+            scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 2));
         }
     };
 
@@ -327,17 +345,18 @@ struct avx2_dot {
             mins = k4_min_sums(y, min_levels);
             const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
             const __m256i nibble = _mm256_set1_epi8(0xF);
-            __m256i acc = _mm256_setzero_si256();
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
             unrolled<4>([&](auto g) {
                 const __m256i q4 = load(x.qs + 32 * g);
                 const __m256i first = _mm256_and_si256(q4, nibble);
                 const __m256i second = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
                 const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
                 const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, k4_scale(scales_dup, 2 * g)));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, k4_scale(scales_dup, 2 * g + 1)));
+                acc[g] = add_scaled(acc[g], p0, k4_scale(scales_dup, 2 * g));
+                acc[g] = add_scaled(acc[g], p1, k4_scale(scales_dup, 2 * g + 1));
             });
-            scaled = acc;
+            scaled = sum_of(acc);
         }
     };
 
@@ -353,7 +372,8 @@ struct avx2_dot {
             const __m256i nibble = _mm256_set1_epi8(0xF);
             const __m256i one = _mm256_set1_epi8(1);
             const __m256i qh = load(x.qh);
-            __m256i acc = _mm256_setzero_si256();
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
             unrolled<4>([&](auto g) {
                 const __m256i q4 = load(x.qs + 32 * g);
                 const __m256i fifth0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one);
@@ -365,10 +385,10 @@ struct avx2_dot {
                                     _mm256_slli_epi16(fifth1, 4));
                 const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
                 const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, k4_scale(scales_dup, 2 * g)));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, k4_scale(scales_dup, 2 * g + 1)));
+                acc[g] = add_scaled(acc[g], p0, k4_scale(scales_dup, 2 * g));
+                acc[g] = add_scaled(acc[g], p1, k4_scale(scales_dup, 2 * g + 1));
             });
-            scaled = acc;
+            scaled = sum_of(acc);
         }
     };
 
@@ -382,8 +402,8 @@ struct avx2_dot {
             duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
             const __m256i nibble = _mm256_set1_epi8(0xF);
             const __m256i two_bits = _mm256_set1_epi8(3);
-            const __m256i offset = _mm256_set1_epi8(32);
-            __m256i acc = _mm256_setzero_si256();
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
             unrolled<2>([&](auto h) {
                 const __m256i ql0 = load(x.ql + 64 * h);
                 const __m256i ql1 = load(x.ql + 64 * h + 32);
@@ -396,14 +416,15 @@ struct avx2_dot {
                 unrolled<4>([&](auto s) {
                     const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits);
                     const __m256i levels = _mm256_or_si256(lows[s], _mm256_slli_epi16(high, 4));
-                    const __m256i q8 = load(y.qs + 128 * h + 32 * s);
-                    const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(levels, q8),
-                                                              _mm256_maddubs_epi16(offset, q8));
-                    acc = _mm256_add_epi32(
-                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                    const __m256i products =
+                        _mm256_maddubs_epi16(levels, load(y.qs + 128 * h + 32 * s));
+                    acc[s] = add_scaled(acc[s], products, pair_of_scales(halves_dup[h], s));
                 });
             });
-            scaled = acc;
+            // The offset 32 of every level: 32 * scale * (sum of q8's group of 16), taken off
+            // once per block with q8_K's group sums.
+            const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
+            scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 5));
         }
     };
 };
