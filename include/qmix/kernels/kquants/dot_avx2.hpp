@@ -21,6 +21,8 @@
 // a horizontal sum per block.
 
 #include "qmix/core/strict_math.hpp"
+#include "qmix/formats/detail/nonlinear_levels.hpp"
+#include "qmix/formats/iq4_xs.hpp"
 #include "qmix/formats/q2_k.hpp"
 #include "qmix/formats/q3_k.hpp"
 #include "qmix/formats/q4_k.hpp"
@@ -70,6 +72,13 @@ struct avx2_dot {
     static float q6_k(const void* x, const void* y, std::int64_t n) {
         return run<q6_k_unit>(static_cast<const formats::block_q6_k*>(x),
                               static_cast<const act*>(y), n / 256);
+    }
+
+    /// iq4_xs, whose reference sums each super-block exactly in integers and then scales
+    /// and adds the blocks like q3_K and q6_K: the same driver, bit for bit.
+    static float iq4_xs(const void* x, const void* y, std::int64_t n) {
+        return run<iq4_xs_unit>(static_cast<const formats::block_iq4_xs*>(x),
+                                static_cast<const act*>(y), n / 256);
     }
 
   private:
@@ -425,6 +434,40 @@ struct avx2_dot {
             // once per block with q8_K's group sums.
             const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
             scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 5));
+        }
+    };
+
+    struct iq4_xs_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_iq4_xs& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            // The 16 levels in both 128-bit lanes: a byte shuffle looks the indices up.
+            const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                reinterpret_cast<const __m128i*>(formats::detail::nonlinear_levels)));
+            const __m256i nibble = _mm256_set1_epi8(0x0F);
+            // Sub-block 32 g + j: index j < 16 is the low nibble of qs[16 g + j], j + 16
+            // its high nibble (both halves of a broadcast, the upper one shifted by 4).
+            const __m256i shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+            const std::uint32_t low_scales = word(x.scales_l);
+            const std::uint32_t high_scales = x.scales_h;
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<8>([&](auto g) {
+                constexpr int sub = decltype(g)::value;
+                const __m256i packed = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs + 16 * sub)));
+                const __m256i levels = _mm256_shuffle_epi8(
+                    table, _mm256_and_si256(_mm256_srlv_epi64(packed, shifts), nibble));
+                const __m256i q8 = load(y.qs + 32 * sub);
+                // levels * q8 = |q8| * (levels * sign(q8)), exact: no level is -128.
+                const __m256i products =
+                    _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(levels, q8));
+                const int scale = int(((low_scales >> (4 * sub)) & 0x0F) |
+                                      (((high_scales >> (2 * sub)) & 3) << 4)) -
+                                  32;
+                acc[sub % 4] = add_scaled(acc[sub % 4], products, _mm256_set1_epi16(short(scale)));
+            });
+            scaled = sum_of(acc);
         }
     };
 };
