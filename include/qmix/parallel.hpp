@@ -58,13 +58,15 @@ inline std::size_t quantize_parallel(const kernels::kernel_table& table, type_id
                                      const float* src, void* dst, std::int64_t nrows,
                                      std::int64_t n_per_row, const float* importance,
                                      unsigned threads) {
+    const std::size_t total = rows_size(type, nrows, n_per_row);  // throws for bad rows
     const std::size_t bytes = row_size(type, n_per_row);
+    if (nrows > 0 && (src == nullptr || dst == nullptr)) throw error("null source or destination");
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         quantize(table, type, src + begin * n_per_row,
                  static_cast<unsigned char*>(dst) + std::size_t(begin) * bytes, end - begin,
                  n_per_row, importance);
     });
-    return bytes * static_cast<std::size_t>(nrows);
+    return total;
 }
 
 /// quantize_parallel() with the active kernel table.
@@ -79,7 +81,9 @@ inline std::size_t quantize_parallel(type_id type, const float* src, void* dst, 
 inline void dequantize_parallel(const kernels::kernel_table& table, type_id type, const void* src,
                                 float* dst, std::int64_t nrows, std::int64_t n_per_row,
                                 unsigned threads) {
+    rows_size(type, nrows, n_per_row);  // throws for bad rows
     const std::size_t bytes = row_size(type, n_per_row);
+    if (nrows > 0 && (src == nullptr || dst == nullptr)) throw error("null source or destination");
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         dequantize(table, type, static_cast<const unsigned char*>(src) + std::size_t(begin) * bytes,
                    dst + begin * n_per_row, end - begin, n_per_row);

@@ -6,9 +6,11 @@
 #include <optional>
 #include <utility>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix {
+QMIX_ABI_BEGIN
 
 /// ggml's model-wide "file type" (what most of the tensors are stored as).
 enum class ftype : std::int32_t {
@@ -30,7 +32,9 @@ enum class ftype : std::int32_t {
 inline constexpr std::int32_t quantization_version = 2;
 inline constexpr std::int32_t quantization_version_factor = 1000;
 
+QMIX_ABI_END
 namespace detail {
+QMIX_ABI_BEGIN
 inline constexpr std::array<std::pair<ftype, type_id>, 12> ftype_types{{
     {ftype::all_f32, type_id::f32},
     {ftype::mostly_f16, type_id::f16},
@@ -45,7 +49,9 @@ inline constexpr std::array<std::pair<ftype, type_id>, 12> ftype_types{{
     {ftype::mostly_q5_k, type_id::q5_k},
     {ftype::mostly_q6_k, type_id::q6_k},
 }};
+QMIX_ABI_END
 }  // namespace detail
+QMIX_ABI_BEGIN
 
 /// The tensor type an ftype stands for, or nothing for a value that is not an ftype.
 constexpr std::optional<type_id> type_of_ftype(std::int32_t value) noexcept {
@@ -63,4 +69,5 @@ constexpr std::optional<ftype> ftype_of_type(type_id type) noexcept {
     return std::nullopt;
 }
 
+QMIX_ABI_END
 }  // namespace qmix

@@ -8,6 +8,7 @@
 #include "qmix/core/config.hpp"
 
 namespace qmix {
+QMIX_ABI_BEGIN
 
 /// Arithmetic that stays bit-exact whatever flags the including project compiles with.
 ///
@@ -18,7 +19,9 @@ namespace qmix {
 /// product whose result is later added to or subtracted from something goes through
 /// strict::mul: the empty asm statement hides the product from the optimiser, which then
 /// cannot fuse it with the addition. The cost is nil: the value stays in its register.
+QMIX_ABI_END
 namespace strict {
+QMIX_ABI_BEGIN
 
 template <class T>
 QMIX_FORCE_INLINE T settle(T value) noexcept {
@@ -64,5 +67,8 @@ QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
     return static_cast<std::int32_t>(value);
 }
 
+QMIX_ABI_END
 }  // namespace strict
+QMIX_ABI_BEGIN
+QMIX_ABI_END
 }  // namespace qmix

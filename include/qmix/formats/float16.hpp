@@ -5,9 +5,11 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 /// IEEE binary16, one value per "block"; rounding to nearest even. Its dot partner is
 /// itself; the products are exact in binary32 and are summed in double, as ggml does.
@@ -39,4 +41,5 @@ struct f16 {
 };
 static_assert(sizeof(f16::block) == 2);
 
+QMIX_ABI_END
 }  // namespace qmix::formats

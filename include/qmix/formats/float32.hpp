@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <string_view>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 /// binary32, one value per "block". The dot product accumulates in double, as ggml does.
 struct f32 {
@@ -35,4 +37,5 @@ struct f32 {
 };
 static_assert(sizeof(f32::block) == 4);
 
+QMIX_ABI_END
 }  // namespace qmix::formats

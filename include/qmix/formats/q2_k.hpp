@@ -15,12 +15,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q2_k {
     std::uint8_t scales[16];  ///< 4-bit scale and 4-bit min per 16 values
@@ -234,4 +236,5 @@ struct q2_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

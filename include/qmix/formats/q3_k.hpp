@@ -19,12 +19,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q3_k {
     std::uint8_t hmask[32];   ///< third bits
@@ -244,4 +246,5 @@ struct q3_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/row_of_blocks.hpp"
@@ -21,6 +22,7 @@
 #include "qmix/formats/q8_0.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q4_0 {
     std::uint16_t d;      ///< scale, binary16
@@ -112,4 +114,5 @@ struct q4_0 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/row_of_blocks.hpp"
@@ -22,6 +23,7 @@
 #include "qmix/formats/q8_1.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q4_1 {
     std::uint16_t d;  ///< scale, binary16
@@ -120,4 +122,5 @@ struct q4_1 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

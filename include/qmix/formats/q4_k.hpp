@@ -17,12 +17,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q4_k {
     std::uint16_t d;
@@ -32,7 +34,9 @@ struct block_q4_k {
 };
 static_assert(sizeof(block_q4_k) == 144, "block_q4_k must match ggml's layout");
 
+QMIX_ABI_END
 namespace detail {
+QMIX_ABI_BEGIN
 
 // The steps below are common to q4_k and q5_k. Block is block_q4_k or block_q5_k: both
 // start with the fields d, dmin and scales[12], which is all these steps touch.
@@ -233,7 +237,9 @@ float dot_block_k4(const Block& x, const block_q8_k& y, const std::uint8_t* leve
     return mul(d, float(sum_scaled)) - mul(dmin, float(sum_mins));
 }
 
+QMIX_ABI_END
 }  // namespace detail
+QMIX_ABI_BEGIN
 
 struct q4_k {
     using block = block_q4_k;
@@ -302,4 +308,5 @@ struct q4_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

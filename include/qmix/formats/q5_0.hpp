@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/row_of_blocks.hpp"
@@ -23,6 +24,7 @@
 #include "qmix/formats/q8_0.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q5_0 {
     std::uint16_t d;
@@ -113,4 +115,5 @@ struct q5_0 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

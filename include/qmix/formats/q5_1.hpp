@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/row_of_blocks.hpp"
@@ -24,6 +25,7 @@
 #include "qmix/formats/q8_1.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q5_1 {
     std::uint16_t d;
@@ -117,4 +119,5 @@ struct q5_1 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -15,12 +15,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/q4_k.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q5_k {
     std::uint16_t d;
@@ -109,4 +111,5 @@ struct q5_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -28,12 +28,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q6_k {
     std::uint8_t ql[128];  ///< low four bits
@@ -197,4 +199,5 @@ struct q6_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -13,10 +13,12 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q8_1 {
     std::uint16_t d;  ///< scale, binary16
@@ -75,4 +77,5 @@ struct q8_1 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -21,10 +21,12 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q8_k {
     float d;  ///< scale, binary32
@@ -102,4 +104,5 @@ struct q8_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -3,10 +3,12 @@
 
 #include <cctype>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/registry.hpp"
 #include "qmix/formats/float16.hpp"
 #include "qmix/formats/float32.hpp"
@@ -24,6 +26,7 @@
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix {
+QMIX_ABI_BEGIN
 
 /// Every format qmix knows, in ggml's type-id order. Adding a format: one header under
 /// formats/ and one entry here.
@@ -91,7 +94,25 @@ inline std::size_t row_size(type_id id, std::int64_t n) {
                     std::string(t.name) + " (its rows must be a positive multiple of " +
                     std::to_string(t.block_size) + ")");
     }
-    return static_cast<std::size_t>(n) / t.block_size * t.type_size;
+    const std::size_t blocks = static_cast<std::size_t>(n) / t.block_size;
+    if (blocks > std::numeric_limits<std::size_t>::max() / t.type_size) {
+        throw error("a row of " + std::to_string(n) + " values of " + std::string(t.name) +
+                    " would take more bytes than std::size_t counts");
+    }
+    return blocks * t.type_size;
+}
+
+/// Bytes of nrows rows of n values; throws for a negative row count, a row length the
+/// format cannot hold, or a total that std::size_t cannot count.
+inline std::size_t rows_size(type_id id, std::int64_t nrows, std::int64_t n) {
+    if (nrows < 0) throw error("negative row count " + std::to_string(nrows));
+    const std::size_t bytes = row_size(id, n);
+    if (static_cast<std::uint64_t>(nrows) > std::numeric_limits<std::size_t>::max() / bytes) {
+        throw error(std::to_string(nrows) + " rows of " + std::to_string(n) + " " +
+                    std::string(type_name(id)) +
+                    " values would take more bytes than std::size_t counts");
+    }
+    return bytes * static_cast<std::size_t>(nrows);
 }
 
 /// Bits per weight of a format.
@@ -100,4 +121,5 @@ inline double bits_per_weight(type_id id) {
     return 8.0 * static_cast<double>(t.type_size) / static_cast<double>(t.block_size);
 }
 
+QMIX_ABI_END
 }  // namespace qmix

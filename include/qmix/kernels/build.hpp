@@ -4,19 +4,22 @@
 // Assembles the kernel table of one architecture from every kernel family: the block
 // formats and float formats of generic.hpp and the k-quants of kquants.hpp.
 
+#include "qmix/core/config.hpp"
 #include "qmix/kernels/generic.hpp"
 #include "qmix/kernels/kquants.hpp"
 #include "qmix/kernels/table.hpp"
 
 namespace qmix::kernels {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 kernel_table make_kernel_table() {
-    kernel_table table;
+    kernel_table table{};
     table.name = isa<Arch>::name;
     add_block_kernels<Arch>(table);
     add_kquant_kernels<Arch>(table);
     return table;
 }
 
+QMIX_ABI_END
 }  // namespace qmix::kernels

@@ -22,7 +22,10 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "qmix/core/config.hpp"
+
 namespace qmix::simd {
+QMIX_ABI_BEGIN
 
 /// Sum of all lanes (xsimd 8 calls it hadd, later versions reduce_add).
 template <class T, class A>
@@ -67,4 +70,5 @@ inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T,
     return settle(a * b);
 }
 
+QMIX_ABI_END
 }  // namespace qmix::simd
