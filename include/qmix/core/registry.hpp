@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,6 +38,8 @@ struct type_info {
     bool has_dot;            ///< false for the activation-only formats q8_1 and q8_K
     bool uses_importance;    ///< whether an importance vector changes the bytes
     bool is_quantized;       ///< false for f32 and f16
+    std::int32_t file_type;  ///< ggml's ftype "mostly this format"; -1 when no ftype names it
+    type_id fallback;        ///< stored instead when a row does not fit; the id itself if none
 };
 
 template <class Format>
@@ -49,7 +52,9 @@ constexpr type_info info_of() noexcept {
             Format::dot_partner,
             Format::has_dot,
             Format::uses_importance,
-            Format::is_quantized};
+            Format::is_quantized,
+            Format::file_type,
+            Format::fallback};
 }
 
 QMIX_ABI_END

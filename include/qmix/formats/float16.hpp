@@ -23,6 +23,10 @@ struct f16 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = false;
+    /// ggml's file type "mostly f16" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 1;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n,
                              const float* /*importance*/) {

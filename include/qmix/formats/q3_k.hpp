@@ -46,6 +46,10 @@ struct q3_k {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q3_k" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 11;
+    /// What a row length this format cannot hold is stored as instead (ggml's tools).
+    static constexpr type_id fallback = type_id::q4_0;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         const std::int64_t blocks = n / std::int64_t(block_size);

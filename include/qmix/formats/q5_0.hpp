@@ -43,6 +43,10 @@ struct q5_0 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q5_0" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 8;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         detail::quantize_row_of_blocks<q5_0>(x, y, n, importance);

@@ -45,6 +45,10 @@ struct q5_1 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q5_1" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 9;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         detail::quantize_row_of_blocks<q5_1>(x, y, n, importance);

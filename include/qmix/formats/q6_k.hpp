@@ -55,6 +55,10 @@ struct q6_k {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q6_k" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 14;
+    /// What a row length this format cannot hold is stored as instead (ggml's tools).
+    static constexpr type_id fallback = type_id::q8_0;
 
     /// Without importance: ggml's quantize_row_q6_K_ref. With importance: ggml's
     /// quantize_row_q6_K_impl, which uses the importance values themselves as the weights

@@ -35,6 +35,10 @@ struct q8_0 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q8_0" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 7;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n,
                              const float* /*importance*/) {

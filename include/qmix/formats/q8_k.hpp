@@ -45,6 +45,10 @@ struct q8_k {
     static constexpr bool has_dot = false;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = true;
+    /// ggml's file type (a model header's ftype); -1: no ftype names it, not a storage type.
+    static constexpr std::int32_t file_type = -1;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     /// ggml's quantize_row_q8_K_ref; `importance` is accepted for the common interface and
     /// ignored, as ggml ignores it for this format.

@@ -115,6 +115,15 @@ inline std::size_t rows_size(type_id id, std::int64_t nrows, std::int64_t n) {
     return bytes * static_cast<std::size_t>(nrows);
 }
 
+/// The format used across the ggml ecosystem when a format cannot hold a row length (a
+/// k-quant: a 32-value block format of similar or better precision); nothing for formats
+/// without one. Each format states its own (Format::fallback).
+inline std::optional<type_id> fallback_of(type_id id) {
+    const type_info& t = info(id);
+    if (t.fallback == t.id) return std::nullopt;
+    return t.fallback;
+}
+
 /// Bits per weight of a format.
 inline double bits_per_weight(type_id id) {
     const type_info& t = info(id);

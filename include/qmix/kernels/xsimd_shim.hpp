@@ -48,7 +48,14 @@ inline xsimd::batch<T, A> settle(xsimd::batch<T, A> value) {
     __asm__("" : "+x"(value.data));
 #elif defined(__aarch64__) || defined(__arm__)
     __asm__("" : "+w"(value.data));
+#else
+    // Without the barrier a product may be fused with the addition that consumes it and
+    // the bytes change (core/strict_math.hpp): an instruction set qmix does not know must
+    // say how to hide a vector register from the optimiser before its kernels compile.
+#error "qmix: simd::settle has no register constraint for this architecture"
 #endif
+#else
+#error "qmix: simd::settle needs GCC or Clang inline assembly to keep products unfused"
 #endif
     return value;
 }
