@@ -33,6 +33,9 @@ TEST_CASE("the registry holds ggml's type ids, block sizes and block bytes", "[c
         {type_id::q5_k, 13, "q5_k", 256, 176, type_id::q8_k},
         {type_id::q6_k, 14, "q6_k", 256, 210, type_id::q8_k},
         {type_id::q8_k, 15, "q8_k", 256, 292, type_id::q8_k},
+        {type_id::iq4_nl, 20, "iq4_nl", 32, 18, type_id::q8_0},
+        {type_id::iq4_xs, 23, "iq4_xs", 256, 136, type_id::q8_k},
+        {type_id::bf16, 30, "bf16", 1, 2, type_id::bf16},
     };
     REQUIRE(type_table.size() == std::size(table));
     for (const auto& row : table) {
@@ -77,6 +80,13 @@ TEST_CASE("row sizes follow the block layout and refuse lengths a format cannot 
                       Catch::Contains("384") && Catch::Contains("q4_k") && Catch::Contains("256"));
     CHECK(bits_per_weight(type_id::q4_0) == Approx(4.5));
     CHECK(bits_per_weight(type_id::q6_k) == Approx(6.5625));
+    CHECK(bits_per_weight(type_id::iq4_nl) == Approx(4.5));
+    CHECK(bits_per_weight(type_id::iq4_xs) == Approx(4.25));
+    CHECK(bits_per_weight(type_id::bf16) == Approx(16));
+    // whisper tiny's rows of 384: iq4_nl holds them, iq4_xs (256-value blocks) does not.
+    CHECK(can_hold_row(type_id::iq4_nl, 384));
+    CHECK_FALSE(can_hold_row(type_id::iq4_xs, 384));
+    CHECK(row_size(type_id::iq4_xs, 512) == 272);
 }
 
 TEST_CASE("ftypes map to the tensor types they stand for", "[core]") {
@@ -88,6 +98,11 @@ TEST_CASE("ftypes map to the tensor types they stand for", "[core]") {
     CHECK(type_of_ftype(9) == type_id::q5_1);
     CHECK(type_of_ftype(12) == type_id::q4_k);
     CHECK(type_of_ftype(14) == type_id::q6_k);
+    CHECK(type_of_ftype(19) == type_id::iq4_nl);
+    CHECK(type_of_ftype(22) == type_id::iq4_xs);
+    CHECK(type_of_ftype(24) == type_id::bf16);
+    CHECK_FALSE(type_of_ftype(20).has_value());
+    CHECK_FALSE(type_of_ftype(23).has_value());
     CHECK_FALSE(type_of_ftype(4).has_value());
     CHECK_FALSE(type_of_ftype(15).has_value());
     CHECK(ftype_of_type(type_id::q5_0) == ftype::mostly_q5_0);

@@ -241,7 +241,7 @@ TEST_CASE("every format reproduces ggml's golden bytes, floats and dot products"
                     }
                 }
             }
-            CHECK(type_directories == 13);
+            CHECK(type_directories == 16);
             check_binary16(table, files);
             check_dot_products(table, files);
 

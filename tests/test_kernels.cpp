@@ -44,7 +44,8 @@ float float_of(std::uint32_t b) {
 
 /// Rows made of 32-value stretches, each of one kind chosen at random: the kinds probe
 /// ties, signed zeros, equal magnitudes of opposite sign, zero extremes, scales that
-/// underflow or overflow binary16, and (when allowed) NaN and infinity.
+/// underflow or overflow binary16, finite extremes whose range overflows binary32, and
+/// (when allowed) NaN and infinity.
 class row_maker {
   public:
     explicit row_maker(std::uint32_t seed) : rng_(seed) {}
@@ -74,7 +75,7 @@ class row_maker {
 
     void fill(float* x, std::int64_t m, bool non_finite) {
         const float s = scale();
-        const int kinds = non_finite ? 16 : 15;
+        const int kinds = non_finite ? 17 : 16;
         switch (pick(kinds)) {
             case 0:
                 for (std::int64_t i = 0; i < m; ++i) x[i] = s * gauss();
@@ -142,6 +143,13 @@ class row_maker {
                     const std::uint32_t mid = bits_of(0.5f * (a + b));
                     x[i] = float_of(mid + std::uint32_t(pick(3)) - 1);
                 }
+                break;
+            }
+            case 15: {  // finite extremes whose difference max - min overflows binary32
+                const float big = std::numeric_limits<float>::max();
+                for (std::int64_t i = 0; i < m; ++i) x[i] = s * gauss();
+                x[pick(int(m))] = pick(2) ? std::ldexp(1.0f, 127) : big;
+                x[pick(int(m))] = pick(2) ? -std::ldexp(1.0f, 127) : -big;
                 break;
             }
             default: {
@@ -348,6 +356,138 @@ TEST_CASE("every kernel level dequantizes to the scalar reference's floats", "[k
                 }
             }
         });
+    }
+}
+
+TEST_CASE("q4_1 and q5_1 blocks whose range overflows binary32 get the scalar code's bytes",
+          "[kernels]") {
+    // max - min = 2^128 is infinite: d is infinite, 1/d zero, and x - min infinite for the
+    // largest value. The scalar code stores level 0 everywhere; one vector level wrote 15.
+    const float big = std::ldexp(1.0f, 127);
+    std::vector<std::vector<float>> blocks;
+    for (int variant = 0; variant < 6; ++variant) {
+        std::vector<float> x(32, 1.0f);
+        for (int i = 0; i < 32; ++i) x[std::size_t(i)] = float(i % 5) - 2.0f;
+        const std::size_t at_max = std::size_t(variant * 5 % 32),
+                          at_min = std::size_t(31 - variant);
+        x[at_max] = variant % 2 ? big : std::numeric_limits<float>::max();
+        x[at_min] = variant % 3 ? -big : -std::numeric_limits<float>::max();
+        blocks.push_back(x);
+    }
+    std::vector<float> row;  // 16 blocks: every vector group width, extremes in some only
+    for (int b = 0; b < 16; ++b) {
+        if (b % 3 == 0) {
+            row.insert(row.end(), blocks[std::size_t(b / 3) % blocks.size()].begin(),
+                       blocks[std::size_t(b / 3) % blocks.size()].end());
+        } else {
+            for (int i = 0; i < 32; ++i) row.push_back(0.25f * float(i - b));
+        }
+    }
+    const std::int64_t n = std::int64_t(row.size());
+    for (const type_id id : {type_id::q4_1, type_id::q5_1}) {
+        std::vector<unsigned char> reference(row_size(id, n));
+        quantize(kernels::scalar_table(), id, row.data(), reference.data(), 1, n);
+        // The scalar code's levels for the first block: all zero (d is infinite).
+        const auto* first = reinterpret_cast<const formats::block_q4_1*>(reference.data());
+        if (id == type_id::q4_1) {
+            for (const std::uint8_t q : first->qs) CHECK(q == 0);
+        }
+        std::vector<float> reference_floats(std::size_t(n), 0.0f);
+        dequantize(kernels::scalar_table(), id, reference.data(), reference_floats.data(), 1, n);
+        for (const kernels::kernel_table* table : vector_tables()) {
+            INFO(table->name << " " << type_name(id));
+            std::vector<unsigned char> ours(reference.size());
+            quantize(*table, id, row.data(), ours.data(), 1, n);
+            CHECK(first_difference(ours.data(), reference.data(), ours.size()) == ours.size());
+            // Requantizing: those blocks dequantize to NaN; every level gives the same bits.
+            std::vector<float> floats(std::size_t(n), 1.0f);
+            dequantize(*table, id, reference.data(), floats.data(), 1, n);
+            CHECK(first_difference(reinterpret_cast<const unsigned char*>(floats.data()),
+                                   reinterpret_cast<const unsigned char*>(reference_floats.data()),
+                                   floats.size() * sizeof(float)) == floats.size() * sizeof(float));
+        }
+    }
+}
+
+TEST_CASE(
+    "q4_1 and q5_1 scales and offsets that are infinite or NaN dequantize to the same bits "
+    "on every level",
+    "[kernels]") {
+    // binary16 specials for d and m: infinities, quiet and signalling NaNs with payloads of
+    // either sign, and ordinary values. d * q + m is NaN for most pairs; which NaN it is
+    // must not depend on the level, nor on the order a compiler gives the operands.
+    const std::uint16_t specials[] = {0x7c00, 0xfc00, 0x7e00, 0xfe00, 0x7d55, 0xfd01,
+                                      0x7e3f, 0x3c00, 0xbc00, 0x0000, 0x8000, 0x7bff};
+    for (const type_id id : {type_id::q4_1, type_id::q5_1}) {
+        const std::size_t block_bytes = row_size(id, 32);
+        std::vector<unsigned char> packed;
+        std::mt19937 rng(5);
+        for (const std::uint16_t d : specials) {
+            for (const std::uint16_t m : specials) {
+                std::vector<unsigned char> block(block_bytes);
+                for (auto& b : block) b = std::uint8_t(rng());
+                std::memcpy(block.data(), &d, 2);  // d, then m, lead both layouts
+                std::memcpy(block.data() + 2, &m, 2);
+                packed.insert(packed.end(), block.begin(), block.end());
+            }
+        }
+        const std::int64_t n = std::int64_t(packed.size() / block_bytes * 32);
+        std::vector<float> reference(static_cast<std::size_t>(n));
+        dequantize(kernels::scalar_table(), id, packed.data(), reference.data(), 1, n);
+        // The scalar code's NaN is x86's, whatever the compiler emitted: in q * d, then in
+        // + m, the first NaN operand, quieted; else, for inf * 0 and inf - inf, the default
+        // NaN (negative, quiet, no payload). The levels q: the same blocks with d = 1, m = 0.
+        std::vector<unsigned char> unit = packed;
+        for (std::size_t b = 0; b < unit.size(); b += block_bytes) {
+            const std::uint16_t one = 0x3c00, zero = 0;
+            std::memcpy(unit.data() + b, &one, 2);
+            std::memcpy(unit.data() + b + 2, &zero, 2);
+        }
+        std::vector<float> levels(static_cast<std::size_t>(n));
+        dequantize(kernels::scalar_table(), id, unit.data(), levels.data(), 1, n);
+        const auto quiet = [](float v) { return bits_of(v) | 0x00400000u; };
+        std::size_t specials_checked = 0;
+        for (std::int64_t i = 0; i < n; ++i) {
+            const std::size_t b = std::size_t(i / 32) * block_bytes;
+            std::uint16_t dh, mh;
+            std::memcpy(&dh, packed.data() + b, 2);
+            std::memcpy(&mh, packed.data() + b + 2, 2);
+            const float d = half_to_float(dh), m = half_to_float(mh);
+            if (std::isfinite(d) && std::isfinite(m)) continue;
+            const float q = levels[std::size_t(i)];
+            std::uint32_t expected;
+            float product = q * d;
+            std::uint32_t product_nan = 0;
+            if (std::isnan(d)) {
+                product_nan = quiet(d);
+            } else if (std::isinf(d) && q == 0.0f) {
+                product_nan = 0xffc00000u;
+            }
+            if (product_nan != 0) {
+                expected = product_nan;
+            } else if (std::isnan(m)) {
+                expected = quiet(m);
+            } else if (std::isinf(product) && std::isinf(m) && (product > 0) != (m > 0)) {
+                expected = 0xffc00000u;
+            } else {
+                expected = bits_of(product + m);
+            }
+            INFO("value " << i << ": q " << q << ", d 0x" << std::hex << dh << ", m 0x" << mh);
+            REQUIRE(bits_of(reference[std::size_t(i)]) == expected);
+            ++specials_checked;
+        }
+        CHECK(specials_checked > 1000);
+        for (const kernels::kernel_table* table : vector_tables()) {
+            INFO(table->name << " " << type_name(id));
+            std::vector<float> ours(static_cast<std::size_t>(n));
+            dequantize(*table, id, packed.data(), ours.data(), 1, n);
+            const std::size_t at =
+                first_difference(reinterpret_cast<const unsigned char*>(ours.data()),
+                                 reinterpret_cast<const unsigned char*>(reference.data()),
+                                 ours.size() * sizeof(float));
+            INFO("first differing value " << at / sizeof(float));
+            CHECK(at == ours.size() * sizeof(float));
+        }
     }
 }
 

@@ -59,7 +59,10 @@ void put_i32(std::vector<std::uint8_t>& out, std::int32_t v) {
 
 /// What whisper.cpp's quantize writes for a uniform target type, built independently of the
 /// pipeline: the header with ftype 2000 + ftype, every 2-D tensor outside the skip list
-/// widened to f32 and quantized whole, everything else copied.
+/// widened to f32 and quantized whole, everything else copied -- with one change where the
+/// reference's file does not load: it copies an f32 model's conv weights as f32 under a
+/// quantized header, and whisper.cpp creates them as f16 there and refuses the file. Those
+/// two tensors are narrowed to f16 (round to nearest even), as qmix writes them.
 std::vector<std::uint8_t> reference_output(const std::string& in, type_id type) {
     const model_file model(in);
     const auto header = model.header_bytes();
@@ -89,6 +92,18 @@ std::vector<std::uint8_t> reference_output(const std::string& in, type_id type) 
             payload.assign(row_size(type, t.ne[0]) * std::size_t(t.row_count()), 0);
             quantize(type, values.data(), payload.data(), t.row_count(), t.ne[0]);
             written = type;
+        }
+        const bool conv = t.name == "encoder.conv1.weight" || t.name == "encoder.conv2.weight";
+        if (conv && t.type == type_id::f32 && type != type_id::f32) {
+            payload.clear();
+            for (std::int64_t i = 0; i < t.element_count(); ++i) {
+                float v;
+                std::memcpy(&v, data.data + 4 * i, 4);
+                const std::uint16_t h = float_to_half(v);
+                payload.push_back(std::uint8_t(h & 0xff));
+                payload.push_back(std::uint8_t(h >> 8));
+            }
+            written = type_id::f16;
         }
         put_i32(out, t.n_dims);
         put_i32(out, std::int32_t(t.name.size()));
@@ -153,7 +168,7 @@ TEST_CASE("rules match whole names, the first match wins, and non-candidates are
     CHECK(planned(plan, "encoder.conv1.weight").why == decision::copied);  // 3-D
     CHECK(planned(plan, "encoder.blocks.0.attn.query.bias").why == decision::copied);
     CHECK(plan.mixed);
-    CHECK(plan.header_ftype == 2001);  // mixed and no f32 matrix: mostly f16
+    CHECK(plan.header_ftype == 2007);  // mixed: the widest matrix type, q8_0
     REQUIRE(plan.warnings.size() == 2);
     CHECK_THAT(plan.warnings[0], Catch::Contains("mlp") && Catch::Contains("matched no"));
     CHECK_THAT(plan.warnings[1], Catch::Contains("positional") && Catch::Contains("matched no"));
@@ -195,6 +210,7 @@ TEST_CASE("f16 and f32 are real targets", "[pipeline]") {
         }
         CHECK(all_rounded);
         CHECK(result.hparams().ftype == 2001);
+        CHECK(result.find("encoder.conv1.weight")->type == type_id::f16);  // follows the header
     }
     quantize_options to_f32;
     to_f32.default_type = type_id::f32;
@@ -206,6 +222,11 @@ TEST_CASE("f16 and f32 are real targets", "[pipeline]") {
     const auto c = round_trip.data(*round_trip.find(name));
     CHECK(std::equal(a.begin(), a.end(), c.begin(), c.end()));
     CHECK(model_file(dir.file("b.bin")).hparams().ftype == 2000);
+    CHECK(model_file(dir.file("b.bin")).find("encoder.conv2.weight")->type == type_id::f32);
+    // f16 conv weights widened to f32 and narrowed again: the original bytes.
+    const auto conv_a = original.data(*original.find("encoder.conv2.weight"));
+    const auto conv_c = round_trip.data(*round_trip.find("encoder.conv2.weight"));
+    CHECK(std::equal(conv_a.begin(), conv_a.end(), conv_c.begin(), conv_c.end()));
 
     quantize_options mixed;
     mixed.default_type = type_id::q4_0;
@@ -232,7 +253,7 @@ TEST_CASE("k-quants fall back on whisper tiny's 384-value rows and the file stay
     quantize_file(in, dir.file("out.bin"), options);
     const model_file result(dir.file("out.bin"));  // validates every tensor's size
     CHECK(result.find("encoder.blocks.0.attn.query.weight")->type == type_id::q5_0);
-    CHECK(result.hparams().ftype == 2001);
+    CHECK(result.hparams().ftype == 2008);  // q5_0 (0.6875 bytes a value) is wider than q4_k
 
     options.default_type = type_id::q6_k;
     CHECK(planned(make_plan(model, options), "decoder.token_embedding.weight").output ==

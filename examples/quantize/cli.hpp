@@ -28,13 +28,22 @@ inline constexpr const char* usage_text = R"(usage: qmix-quantize [options] INPU
        qmix-quantize --info MODEL | --list-types | --help | --version
 
 Quantizes a whisper ggml model (f32 or f16) into OUTPUT. Two-dimensional weight
-matrices are converted; everything else is copied byte for byte. Each matrix gets
+matrices are converted; everything else is copied byte for byte, except that the
+conv weights follow the header (f16, or f32 under an f32 header) and other tensors
+are stored as f32, the types whisper.cpp's loader creates them as. Each matrix gets
 the type of the first --tensor-type rule whose pattern matches its whole name,
 else TYPE.
 
-TYPE and rule types: f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k
-(any letter case). TYPE may also be whisper.cpp's number: 2 q4_0, 3 q4_1,
-7 q8_0, 8 q5_0, 9 q5_1, 10 q2_k, 11 q3_k, 12 q4_k, 13 q5_k, 14 q6_k.
+Where the output loads: one type for every matrix loads in any whisper.cpp; mixed
+types need whisper.cpp with per-tensor types (mixed-precision support), which sizes
+every matrix's buffer by the header's type. The header records the widest type a
+matrix is written in, so those buffers are as small as they can be; the summary
+prints them.
+
+TYPE and rule types: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k
+q6_k iq4_nl iq4_xs (any letter case). TYPE may also be whisper.cpp's number:
+2 q4_0, 3 q4_1, 7 q8_0, 8 q5_0, 9 q5_1, 10 q2_k, 11 q3_k, 12 q4_k, 13 q5_k,
+14 q6_k, 19 iq4_nl, 22 iq4_xs.
 
 rules:
   --tensor-type PATTERN=TYPE   PATTERN is an ECMAScript regular expression that
@@ -51,10 +60,17 @@ options:
   --allow-requantize     accept already-quantized tensors (widened first)
   --allow-nonfinite      quantize NaN or infinite weights instead of refusing
   --stats                per tensor RMSE and max abs error of the result
+  --loader upstream      the output must load in released whisper.cpp (one type
+                         for every matrix): refuse, before writing, a plan that
+                         rules or fallbacks make mixed, naming the uniform types
+                         that would work; --loader per-tensor (the default)
+                         accepts mixed outputs
   --json FILE            write a machine-readable report to FILE
   -v, --verbose          print the per-tensor table even on a terminal
   -q, --quiet            only errors and warnings
-  --info MODEL           print a model's hyper-parameters and tensor table
+  --info MODEL           print a model's hyper-parameters and tensor table, and
+                         which whisper.cpp loaders accept it (each tensor a
+                         loader would refuse is named, with the reason)
   --list-types           the types with their sizes and fallbacks
   -h, --help, --version
 
@@ -70,6 +86,8 @@ examples:
 
 Fallbacks when a row length does not fit: q2_k q3_k -> q4_0, q4_k -> q5_0,
 q5_k -> q5_1, q6_k -> q8_0; rows no 32-value block holds stay unchanged.
+iq4_nl stores 4.5 bits per weight like q4_k but in 32-value blocks: it holds
+whisper tiny's rows of 384 that q4_k (and iq4_xs) cannot, with no fallback.
 Exit status: 0 success, 1 failure, 2 usage error. The output is written to a
 temporary file and renamed into place only when complete; INPUT is never modified.
 )";
@@ -113,8 +131,8 @@ inline type_id parse_default_type(const std::string& text) {
     if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
         text.size() < 4) {
         const auto type = type_of_ftype(std::stoi(text));
-        if (!type || *type == type_id::f32 || *type == type_id::f16) {
-            throw usage_error("TYPE " + text + " is not a quantized ftype (2, 3, 7..14)");
+        if (!type || !info(*type).is_quantized) {  // f32 0, f16 1 and bf16 24 by name only
+            throw usage_error("TYPE " + text + " is not a quantized ftype (2, 3, 7..14, 19, 22)");
         }
         return *type;
     }
@@ -179,6 +197,12 @@ inline parsed_command parse_command_line(const std::vector<std::string>& args,
             cl.options.allow_requantize = true;
         } else if (arg == "--allow-nonfinite") {
             cl.options.allow_nonfinite = true;
+        } else if (arg == "--loader") {
+            const std::string which = value(i, arg);
+            if (which != "upstream" && which != "per-tensor") {
+                throw usage_error("--loader takes 'upstream' or 'per-tensor', not '" + which + "'");
+            }
+            cl.options.upstream_loader = which == "upstream";
         } else if (arg == "--stats") {
             cl.options.compute_stats = true;
         } else if (arg == "-v" || arg == "--verbose") {

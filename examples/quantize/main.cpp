@@ -75,6 +75,7 @@ std::string decided_by(const tensor_plan& p, const rules::rule_set& rules) {
                                   : "copied (" + p.note + ")";
         case decision::fallback:
         case decision::kept:
+        case decision::loader_type:
             return std::string(decision_name(p.why)) + " (" + p.note + ")";
         default:
             return std::string(decision_name(p.why));
@@ -126,16 +127,18 @@ void print_summary(std::ostream& out, const model_plan& plan, const command_line
     }
     const std::int32_t f = plan.header_ftype % quantization_version_factor;
     out << "  header ftype: " << plan.header_ftype << " (" << type_name(*type_of_ftype(f))
-        << (plan.mixed ? ", the matrices mix types" : "") << ")\n";
+        << (plan.mixed ? ", the widest type of the mixed matrices" : "") << ")\n";
     if (!fallbacks.empty()) {
         out << "  fallbacks (" << plan.count(decision::fallback) + plan.count(decision::kept)
             << " tensors):\n";
         for (const auto& [what, count] : fallbacks) out << "    " << count << " x " << what << "\n";
     }
-    if (plan.mixed) {
-        out << "  note: the output mixes tensor types; loaders that assume one type per model\n"
-               "        (whisper.cpp before its mixed-precision support) will refuse it.\n";
+    const std::size_t retyped = plan.count(decision::loader_type);
+    if (retyped > 0) {
+        out << "  " << retyped << " tensor(s) stored as whisper.cpp's loader creates them "
+            << "(conv weights follow the header)\n";
     }
+    out << "  where it loads: " << plan.loaders.summary() << "\n";
     if (result) {
         out << std::fixed << std::setprecision(2) << "  time: " << result->seconds << " s with "
             << resolve_threads(cl.options.threads) << " thread(s)\n";
@@ -169,6 +172,9 @@ void write_json(const std::string& path, const model_plan& plan, const command_l
         << "\",\n  \"dry_run\": " << (cl.dry_run ? "true" : "false")
         << ",\n  \"header_ftype\": " << plan.header_ftype
         << ",\n  \"mixed\": " << (plan.mixed ? "true" : "false")
+        << ",\n  \"loads_upstream\": " << (plan.loaders.upstream.accepts() ? "true" : "false")
+        << ",\n  \"loads_per_tensor\": " << (plan.loaders.per_tensor.accepts() ? "true" : "false")
+        << ",\n  \"loader_buffer_bytes\": " << plan.loaders.buffer_bytes
         << ",\n  \"input_bytes\": " << plan.input_bytes
         << ",\n  \"output_bytes\": " << plan.output_bytes;
     if (result) out << ",\n  \"seconds\": " << result->seconds;

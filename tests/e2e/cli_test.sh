@@ -22,7 +22,7 @@ expect() {
   local out actual
   out=$("$@" 2>&1); actual=$?
   if [ "$actual" != "$status" ]; then bad "$* -> exit $actual, expected $status: $(echo "$out" | tail -3)"; return; fi
-  if [ -n "$pattern" ] && ! echo "$out" | grep -Eq -- "$pattern"; then
+  if [ -n "$pattern" ] && ! grep -Eq -- "$pattern" <<<"$out"; then
     bad "$* -> output lacks /$pattern/: $(echo "$out" | tail -3)"; return
   fi
   ok
@@ -41,7 +41,8 @@ sum_before=$(md5sum base.bin | cut -d' ' -f1)
 
 # --- the README's three examples
 expect 0 "q8_0" -- "$quantize" --tensor-type 'encoder\..*=q8_0' --tensor-type '.*attn.*=q5_k' base.bin mixed.bin q4_k
-expect 0 "header ftype: 2001" -- "$quantize" --dry-run --tensor-type 'encoder\..*=q8_0' --tensor-type '.*attn.*=q5_k' base.bin mixed2.bin q4_k
+expect 0 "header ftype: 2007 \(q8_0, the widest" -- "$quantize" --dry-run --tensor-type 'encoder\..*=q8_0' --tensor-type '.*attn.*=q5_k' base.bin mixed2.bin q4_k
+expect 0 "needs a loader with per-tensor types.*its buffers: [0-9.]* MiB" -- "$quantize" --dry-run --tensor-type 'encoder\..*=q8_0' --tensor-type '.*attn.*=q5_k' base.bin mixed2.bin q4_k
 absent mixed2.bin
 expect 0 "q5_1" -- "$quantize" base.bin q51.bin 9
 expect 0 "header ftype: 2009" -- "$quantize" --dry-run base.bin q51b.bin q5_1
@@ -62,9 +63,28 @@ expect 1 "cannot hold rows of 384" -- "$quantize" --no-fallback tiny.bin nf.bin 
 absent nf.bin
 expect 1 "no-fallback" -- "$quantize" --no-fallback --dry-run tiny.bin nf.bin q4_k
 expect 0 "" -- "$quantize" --no-fallback --dry-run base.bin nf.bin q4_k
+# iq4_nl holds tiny's rows of 384 where q4_k cannot: no fallback, a uniform model (ftype 19)
+expect 0 "header ftype: 2019 \(iq4_nl\)" -- "$quantize" --no-fallback tiny.bin tiny-iq4nl.bin iq4_nl
+expect 0 "header ftype: 2019 \(iq4_nl\)" -- "$quantize" --dry-run tiny.bin x.bin 19
+expect 0 "" -- "$bin/qmix-info" tiny-iq4nl.bin
+expect 1 "iq4_xs cannot hold rows of 384" -- "$quantize" --no-fallback tiny.bin nf.bin iq4_xs
+expect 0 "header ftype: 2022 \(iq4_xs\)" -- "$quantize" --dry-run base.bin x.bin 22
+expect 0 "header ftype: 2024 \(bf16\)" -- "$quantize" --dry-run base.bin x.bin bf16
+expect 0 "" -- "$quantize" -q --tensor-type '.*mlp.*=iq4_xs' --tensor-type '.*=BF16' base.bin mix-iq.bin q8_0
+expect 0 "mlp.0.weight .*iq4_xs" -- "$bin/qmix-info" mix-iq.bin
+expect 0 "attn.query.weight .*bf16" -- "$bin/qmix-info" mix-iq.bin
 
 # --- f16 / f32 targets, requantize
 expect 0 "" -- "$quantize" -q tiny32.bin t16.bin f16
+
+# --- where the output loads (whisper.cpp's loader rules; tests/test_loader.cpp states them)
+expect 0 "loads in whisper.cpp .any version." -- "$quantize" tiny32.bin t32q.bin q4_0
+expect 0 "where it loads: loads in whisper.cpp .any version." -- "$quantize" --info t32q.bin
+expect 0 "loads in whisper.cpp .any version." -- "$quantize" --info t16.bin
+expect 1 "encoder.blocks.0.mlp.2.weight: stored as q4_k" -- "$quantize" --loader upstream tiny.bin up.bin q4_k
+absent up.bin
+expect 0 "loads in whisper.cpp" -- "$quantize" --loader upstream tiny.bin up.bin q5_0
+expect 2 "--loader takes" -- "$quantize" --loader sometimes tiny.bin up2.bin q5_0
 expect 0 "header ftype: 2000" -- "$quantize" --tensor-type '.*mlp.*=f32' --dry-run tiny.bin x.bin q4_0
 expect 1 "already quantized.*--allow-requantize" -- "$quantize" a.bin rq.bin q4_0
 absent rq.bin
@@ -72,9 +92,16 @@ expect 0 "" -- "$quantize" -q --allow-requantize a.bin rq.bin q4_0
 
 # --- usage errors (exit 2): bad patterns, unknown types, bad options
 expect 2 "bad regular expression.*encoder\.\(" -- "$quantize" --tensor-type 'encoder.(=q4_0' base.bin o.bin q4_0
+# patterns std::regex backtracked on for hours finish at once; what an automaton cannot run
+# is refused by name
+expect 0 "dry run" -- timeout 60 "$quantize" --dry-run --tensor-type '(.*)*x=q8_0' \
+  --tensor-type '(.+)+x=q8_0' --tensor-type '(.*){1,30}X=q8_0' --tensor-type '(|.)*X=q8_0' base.bin o.bin q4_0
+expect 2 "back-reference" -- "$quantize" --tensor-type '(a)\1=q4_0' base.bin o.bin q4_0
+expect 2 "look-ahead" -- "$quantize" --tensor-type 'a(?=b)b=q4_0' base.bin o.bin q4_0
 expect 2 "unknown type 'q9_k'" -- "$quantize" --tensor-type '.*=q9_k' base.bin o.bin q4_0
 expect 2 "unknown type" -- "$quantize" base.bin o.bin q7_0
 expect 2 "not a quantized ftype" -- "$quantize" base.bin o.bin 5
+expect 2 "not a quantized ftype" -- "$quantize" base.bin o.bin 24
 expect 2 "PATTERN=TYPE" -- "$quantize" --tensor-type 'encoder' base.bin o.bin q4_0
 printf '.*=q4_0\nbroken line\n' > broken.txt
 expect 2 "broken.txt:2" -- "$quantize" --tensor-type-file broken.txt base.bin o.bin q4_0

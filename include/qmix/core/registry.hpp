@@ -37,7 +37,7 @@ struct type_info {
     type_id dot_partner;     ///< format of the other operand of a dot product
     bool has_dot;            ///< false for the activation-only formats q8_1 and q8_K
     bool uses_importance;    ///< whether an importance vector changes the bytes
-    bool is_quantized;       ///< false for f32 and f16
+    bool is_quantized;       ///< false for the float formats f32, f16 and bf16
     std::int32_t file_type;  ///< ggml's ftype "mostly this format"; -1 when no ftype names it
     type_id fallback;        ///< stored instead when a row does not fit; the id itself if none
 };

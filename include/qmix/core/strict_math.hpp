@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "qmix/core/config.hpp"
 
@@ -65,6 +66,38 @@ QMIX_FORCE_INLINE int nearest_int(float value) noexcept {
 QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
     if (!(value >= -2147483648.0f && value < 2147483648.0f)) return INT32_MIN;
     return static_cast<std::int32_t>(value);
+}
+
+/// q * d + m, two roundings, for a level q (a small non-negative integer) and a scale d and
+/// offset m that may be infinite or NaN, with the NaN the result is spelled out: the first
+/// NaN operand, quieted, of q * d and then of (q * d) + m; where no operand is NaN but the
+/// operation is invalid (inf * 0, inf - inf), x86's default NaN 0xffc00000. A plain
+/// expression leaves which NaN comes out to the operand order the compiler picks (and to the
+/// CPU: aarch64's default NaN is positive), and so did the bytes of a requantized q4_1 block.
+inline float mul_add_defined_nan(float q, float d, float m) noexcept {
+    const auto quiet = [](float nan) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &nan, sizeof bits);
+        bits |= 0x00400000u;
+        std::memcpy(&nan, &bits, sizeof bits);
+        return nan;
+    };
+    const auto default_nan = [] {
+        const std::uint32_t bits = 0xffc00000u;
+        float nan;
+        std::memcpy(&nan, &bits, sizeof nan);
+        return nan;
+    };
+    const float infinity = std::numeric_limits<float>::infinity();
+    if (d != d) return quiet(d);
+    const bool d_infinite = d == infinity || d == -infinity;
+    if (d_infinite && q == 0.0f) return default_nan();
+    const float product = mul(q, d);
+    if (m != m) return quiet(m);
+    const bool opposite_infinities =
+        (product == infinity && m == -infinity) || (product == -infinity && m == infinity);
+    if (opposite_infinities) return default_nan();
+    return product + m;
 }
 
 QMIX_ABI_END

@@ -21,6 +21,9 @@ enum class type_id : std::int32_t {
     q5_k = 13,
     q6_k = 14,
     q8_k = 15,
+    iq4_nl = 20,
+    iq4_xs = 23,
+    bf16 = 30,
 };
 
 }  // namespace qmix

@@ -32,6 +32,9 @@ enum class ftype : std::int32_t {
     mostly_q4_k = 12,
     mostly_q5_k = 13,
     mostly_q6_k = 14,
+    mostly_iq4_nl = 19,
+    mostly_iq4_xs = 22,
+    mostly_bf16 = 24,
 };
 
 /// Model headers store ftype + quantization_version * 1000.

@@ -51,12 +51,25 @@ struct q4_1 {
         detail::quantize_row_of_blocks<q4_1>(x, y, n, importance);
     }
 
+    /// Whether the block's scale or offset is infinite or NaN (binary16 exponent all ones).
+    static bool has_special_scale(const block& b) noexcept {
+        return (b.d & 0x7c00) == 0x7c00 || (b.m & 0x7c00) == 0x7c00;
+    }
+
     static void dequantize_row(const block* x, float* y, std::int64_t n) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
             const float d = half_to_float(x[ib].d);
             const float m = half_to_float(x[ib].m);
             float* out = y + ib * std::int64_t(block_size);
+            if (has_special_scale(x[ib])) {  // inf or NaN: which NaN comes out is defined
+                for (std::size_t j = 0; j < block_size / 2; ++j) {
+                    out[j] = strict::mul_add_defined_nan(float(x[ib].qs[j] & 0x0F), d, m);
+                    out[j + block_size / 2] =
+                        strict::mul_add_defined_nan(float(x[ib].qs[j] >> 4), d, m);
+                }
+                continue;
+            }
             for (std::size_t j = 0; j < block_size / 2; ++j) {
                 out[j] = strict::mul(float(x[ib].qs[j] & 0x0F), d) + m;
                 out[j + block_size / 2] = strict::mul(float(x[ib].qs[j] >> 4), d) + m;

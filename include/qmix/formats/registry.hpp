@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <limits>
@@ -10,8 +11,11 @@
 
 #include "qmix/core/config.hpp"
 #include "qmix/core/registry.hpp"
+#include "qmix/formats/bf16.hpp"
 #include "qmix/formats/float16.hpp"
 #include "qmix/formats/float32.hpp"
+#include "qmix/formats/iq4_nl.hpp"
+#include "qmix/formats/iq4_xs.hpp"
 #include "qmix/formats/q2_k.hpp"
 #include "qmix/formats/q3_k.hpp"
 #include "qmix/formats/q4_0.hpp"
@@ -33,16 +37,32 @@ QMIX_ABI_BEGIN
 using all_formats =
     format_list<formats::f32, formats::f16, formats::q4_0, formats::q4_1, formats::q5_0,
                 formats::q5_1, formats::q8_0, formats::q8_1, formats::q2_k, formats::q3_k,
-                formats::q4_k, formats::q5_k, formats::q6_k, formats::q8_k>;
+                formats::q4_k, formats::q5_k, formats::q6_k, formats::q8_k, formats::iq4_nl,
+                formats::iq4_xs, formats::bf16>;
 
 inline constexpr auto type_table = info_table(all_formats{});
 
 /// The entry of `type_table` for `id`, or nullptr for an id qmix does not know.
-constexpr const type_info* find_type_info(type_id id) noexcept {
-    for (const auto& info : type_table) {
-        if (info.id == id) return &info;
+QMIX_ABI_END
+namespace detail {
+QMIX_ABI_BEGIN
+/// type_table's index of each type id (-1: no format): one look-up instead of a search.
+inline constexpr auto type_index = [] {
+    std::array<int, slot_count(all_formats{})> index{};
+    for (int& i : index) i = -1;
+    for (std::size_t k = 0; k < type_table.size(); ++k) {
+        index[static_cast<std::size_t>(type_table[k].id)] = static_cast<int>(k);
     }
-    return nullptr;
+    return index;
+}();
+QMIX_ABI_END
+}  // namespace detail
+QMIX_ABI_BEGIN
+
+constexpr const type_info* find_type_info(type_id id) noexcept {
+    const auto slot = static_cast<std::size_t>(static_cast<std::uint32_t>(id));
+    if (slot >= detail::type_index.size() || detail::type_index[slot] < 0) return nullptr;
+    return &type_table[static_cast<std::size_t>(detail::type_index[slot])];
 }
 
 /// Whether a raw type id read from a file names a format qmix knows.

@@ -2,11 +2,14 @@
 #pragma once
 
 // Assembles the kernel table of one architecture from every kernel family: the block
-// formats and float formats of generic.hpp and the k-quants of kquants.hpp.
+// formats and float formats of generic.hpp, the k-quants of kquants.hpp, iq4_nl and iq4_xs
+// of nonlinear.hpp and bf16 of bf16.hpp.
 
 #include "qmix/core/config.hpp"
+#include "qmix/kernels/bf16.hpp"
 #include "qmix/kernels/generic.hpp"
 #include "qmix/kernels/kquants.hpp"
+#include "qmix/kernels/nonlinear.hpp"
 #include "qmix/kernels/table.hpp"
 
 namespace qmix::kernels {
@@ -18,6 +21,8 @@ kernel_table make_kernel_table() {
     table.name = isa<Arch>::name;
     add_block_kernels<Arch>(table);
     add_kquant_kernels<Arch>(table);
+    add_nonlinear_kernels<Arch>(table);
+    add_bf16_kernels<Arch>(table);
     return table;
 }
 

@@ -24,6 +24,7 @@
 #include <cfloat>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "qmix/core/binary16.hpp"
@@ -131,6 +132,14 @@ struct block_kernels {
     template <class Format>
     QMIX_KERNEL_COLD static void scalar_block(const float* x, typename Format::block& y) {
         Format::quantize_row(x, &y, std::int64_t(block_values), nullptr);
+    }
+
+    /// The scalar dequantizer, for blocks whose scale or offset is infinite or NaN: the
+    /// NaN bits it writes are defined (strict::mul_add_defined_nan), a vector sum's are not.
+    template <class Format>
+    QMIX_KERNEL_COLD static void scalar_dequantize_block(const typename Format::block& x,
+                                                         float* y) {
+        Format::dequantize_row(&x, y, std::int64_t(block_values));
     }
 
     /// Blocks whose scale d is subnormal: its inverse may be infinite or far off, levels
@@ -303,8 +312,12 @@ struct block_kernels {
             const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
             const group_scan g = scan(x, count);
             const floats d = simd::div(g.max - g.min, floats(float(top)));
-            const std::uint32_t scalar = ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
-                                         cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d);
+            // max - min overflowing binary32 makes d infinite and x - min infinite too: the
+            // scalar code's levels there come from its own float-to-integer conversion.
+            const std::uint32_t scalar =
+                ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
+                cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d) |
+                cpu::mask_bits(d == floats(std::numeric_limits<float>::infinity()));
             alignas(64) float inverse[lanes];
             alignas(64) float min[lanes];
             alignas(64) std::uint16_t d_half[lanes];
@@ -383,6 +396,10 @@ struct block_kernels {
 
     static void dequantize_q4_1(const formats::block_q4_1* x, float* y, std::int64_t blocks) {
         for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            if (formats::q4_1::has_special_scale(x[ib])) {
+                scalar_dequantize_block<formats::q4_1>(x[ib], y);
+                continue;
+            }
             const floats d(cpu::half_to_float(x[ib].d));
             const floats m(cpu::half_to_float(x[ib].m));
             for (std::size_t k = 0; k < half; ++k) {
@@ -408,6 +425,10 @@ struct block_kernels {
 
     static void dequantize_q5_1(const formats::block_q5_1* x, float* y, std::int64_t blocks) {
         for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            if (formats::q5_1::has_special_scale(x[ib])) {
+                scalar_dequantize_block<formats::q5_1>(x[ib], y);
+                continue;
+            }
             const floats d(cpu::half_to_float(x[ib].d));
             const floats m(cpu::half_to_float(x[ib].m));
             const std::uint32_t qh = load_word(x[ib].qh);

@@ -4,7 +4,6 @@
 #include <cstddef>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,13 +11,26 @@
 #include "qmix/core/error.hpp"
 #include "qmix/core/ftype.hpp"
 #include "qmix/formats/registry.hpp"
+#include "qmix/rules/regex.hpp"
 
 namespace qmix::rules {
 
 /// The types a model tensor may be stored as: those an ftype names (f32, f16, q4_0, q4_1,
-/// q5_0, q5_1, q8_0, q2_k ... q6_k). q8_1 and q8_k exist only as dot-product operands.
+/// q5_0, q5_1, q8_0, q2_k ... q6_k, iq4_nl, iq4_xs, bf16). q8_1 and q8_k exist only as
+/// dot-product operands.
 inline bool is_storage_type(type_id type) {
     return ftype_of_type(type).has_value();
+}
+
+/// The storage type names, separated by spaces, in the registry's order.
+inline std::string storage_type_names() {
+    std::string names;
+    for (const auto& t : type_table) {
+        if (!is_storage_type(t.id)) continue;
+        if (!names.empty()) names += ' ';
+        names += t.name;
+    }
+    return names;
 }
 
 /// Parses a storage type name in any letter case; throws a qmix::error listing the choices.
@@ -26,71 +38,26 @@ inline type_id parse_storage_type(std::string_view text, std::string_view where)
     const auto type = parse_type_name(text);
     if (!type || !is_storage_type(*type)) {
         throw error(std::string(where) + ": unknown type '" + std::string(text) +
-                    "' (choose one of f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k)");
+                    "' (choose one of " + storage_type_names() + ")");
     }
     return *type;
 }
 
-/// Patterns longer than this are refused: tensor names are short, and std::regex compiles
-/// recursively, so a huge pattern could exhaust the stack.
+/// Patterns longer than this are refused: tensor names are short, and so are the rules
+/// that select them.
 inline constexpr std::size_t max_pattern_length = 1024;
 
-/// Refuses what std::regex (libstdc++) handles badly although no tensor name needs it:
-/// - a quantifier directly after another (".**", "a+*", "a?{2}"): ECMAScript forbids it,
-///   libstdc++ accepts it and then backtracks exponentially on every failed match; one '?'
-///   after a quantifier (lazy) is allowed;
-/// - a run of more than 9 digits (a back-reference or repeat count that large overflows
-///   an int inside the regex compiler).
-/// Returns an explanation, or an empty string for a pattern that passes.
-inline std::string unsafe_for_std_regex(std::string_view pattern) {
-    std::size_t digits = 0;
-    for (std::size_t i = 0; i < pattern.size(); ++i) {
-        digits = (pattern[i] >= '0' && pattern[i] <= '9') ? digits + 1 : 0;
-        if (digits > 9) return "number too long at offset " + std::to_string(i - 9);
-    }
-    bool in_class = false;
-    bool after_quantifier = false;  // the previous token was a quantifier
-    bool lazy_allowed = false;      // ... and a '?' may still make it lazy
-    for (std::size_t i = 0; i < pattern.size(); ++i) {
-        const char c = pattern[i];
-        if (c == '\\') {  // an escape is one atom
-            ++i;
-            after_quantifier = false;
-            continue;
-        }
-        if (in_class) {
-            in_class = c != ']';
-            continue;
-        }
-        const bool quantifier = c == '*' || c == '+' || c == '?' || c == '{';
-        if (quantifier && after_quantifier) {
-            if (c == '?' && lazy_allowed) {
-                lazy_allowed = false;
-                continue;
-            }
-            return "nothing to repeat at offset " + std::to_string(i) +
-                   " (a quantifier follows a quantifier)";
-        }
-        if (c == '{') {  // skip the counts {n}, {n,}, {n,m}
-            const auto close = pattern.find('}', i);
-            if (close != std::string_view::npos) i = close;
-        }
-        if (c == '[') in_class = true;
-        after_quantifier = quantifier;
-        lazy_allowed = quantifier;
-    }
-    return {};
-}
-
-/// One PATTERN=TYPE rule: the pattern is an ECMAScript regular expression that must match
-/// a tensor's whole name.
+/// One PATTERN=TYPE rule: the pattern is a regular expression in ECMAScript syntax (what
+/// std::regex reads, without back-references and look-around) that must match a tensor's
+/// whole name. It is matched by an automaton (regex.hpp) in time linear in the name's
+/// length, whatever the pattern.
 struct rule {
     std::string pattern;
     type_id type;
     std::string origin;  ///< where the rule came from: "--tensor-type 2" or "rules.txt:7"
-    std::regex regex;
+    regex::program program;
 
-    bool matches(const std::string& name) const { return std::regex_match(name, regex); }
+    bool matches(std::string_view name) const { return program.matches(name); }
 };
 
 /// An ordered list of rules; the first rule that matches a name decides its type.
@@ -112,15 +79,13 @@ class rule_set {
                         " characters long; at most " + std::to_string(max_pattern_length) +
                         " are accepted");
         }
-        if (const std::string problem = unsafe_for_std_regex(pattern); !problem.empty()) {
-            throw error(origin + ": bad regular expression '" + pattern + "': " + problem);
-        }
-        std::regex compiled;
+        regex::program compiled;
         try {
-            compiled = std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
-        } catch (const std::regex_error& e) {
+            compiled = regex::program::compile(pattern);
+        } catch (const error& e) {
             throw error(origin + ": bad regular expression '" + pattern + "': " + e.what());
         }
+        all_.append(compiled);
         rules_.push_back({pattern, type, std::move(origin), std::move(compiled)});
     }
 
@@ -140,12 +105,22 @@ class rule_set {
         if (in.bad()) throw error(path + ": read error in the rule file");
     }
 
-    /// Index of the first rule matching the whole name, if any.
-    std::optional<std::size_t> first_match(const std::string& name) const {
-        for (std::size_t i = 0; i < rules_.size(); ++i) {
-            if (rules_[i].matches(name)) return i;
+    /// Index of the first rule matching the whole name, if any. Every rule is tried in
+    /// the same pass over the name.
+    std::optional<std::size_t> first_match(std::string_view name) const {
+        std::vector<bool> matched;
+        all_.run(name, matched);
+        for (std::size_t i = 0; i < matched.size(); ++i) {
+            if (matched[i]) return i;
         }
         return std::nullopt;
+    }
+
+    /// For each rule, in order, whether it matches the whole name (one pass over the name).
+    std::vector<bool> matching(std::string_view name) const {
+        std::vector<bool> matched;
+        all_.run(name, matched);
+        return matched;
     }
 
     const std::vector<rule>& rules() const noexcept { return rules_; }
@@ -154,6 +129,7 @@ class rule_set {
 
   private:
     std::vector<rule> rules_;
+    regex::program all_;  ///< every rule's pattern, in order, as one automaton
 };
 
 /// How a set of rules fared over a list of tensor names, for the warnings users need:
@@ -170,8 +146,9 @@ inline std::vector<rule_usage> explain(const rule_set& rules,
     std::vector<std::optional<std::size_t>> first_winner_over(rules.size());
     for (const auto& name : names) {
         std::optional<std::size_t> winner;
+        const std::vector<bool> matched = rules.matching(name);
         for (std::size_t i = 0; i < rules.size(); ++i) {
-            if (!rules.rules()[i].matches(name)) continue;
+            if (!matched[i]) continue;
             ++usage[i].matches;
             if (!winner) {
                 winner = i;

@@ -14,6 +14,7 @@
 
 #include "qmix/core/ftype.hpp"
 #include "qmix/formats/registry.hpp"
+#include "qmix/whisper/loader.hpp"
 #include "qmix/whisper/model_file.hpp"
 
 namespace qmix::whisper {
@@ -112,6 +113,21 @@ inline void print_type_totals(std::ostream& out, const std::vector<tensor_entry>
     line("total", all);
 }
 
+/// Where the model loads, and every tensor each loader would refuse, with the reason.
+inline void print_loaders(std::ostream& out, const loadability& loaders) {
+    out << "where it loads: " << loaders.summary() << '\n';
+    const auto list = [&](const char* loader, const loader_verdict& verdict) {
+        if (verdict.accepts()) return;
+        out << "  " << loader << " refuses " << verdict.refusals.size() << " tensor(s):\n";
+        for (const refusal& r : verdict.refusals) {
+            out << "    " << (r.tensor.empty() ? std::string("(header)") : r.tensor) << ": "
+                << r.reason << '\n';
+        }
+    };
+    list("whisper.cpp (released)", loaders.upstream);
+    list("whisper.cpp with per-tensor types", loaders.per_tensor);
+}
+
 /// Everything qmix-info shows about a model.
 inline void print_model_info(std::ostream& out, const model_file& model) {
     out << model.path() << ": " << model.file_size() << " bytes ("
@@ -124,6 +140,8 @@ inline void print_model_info(std::ostream& out, const model_file& model) {
     print_tensor_table(out, model.tensors());
     out << '\n';
     print_type_totals(out, model.tensors());
+    out << '\n';
+    print_loaders(out, check_loaders(model.tensors(), model.hparams().ftype));
 }
 
 }  // namespace qmix::whisper

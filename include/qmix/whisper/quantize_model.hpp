@@ -24,22 +24,16 @@
 #include "qmix/ops.hpp"
 #include "qmix/parallel.hpp"
 #include "qmix/rules/rules.hpp"
+#include "qmix/whisper/loader.hpp"
 #include "qmix/whisper/model_file.hpp"
 #include "qmix/whisper/model_writer.hpp"
 
 namespace qmix::whisper {
 
-/// Tensors the reference quantizer never touches, whatever their shape.
-inline constexpr std::array<std::string_view, 4> never_quantized{
-    "encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding",
-    "decoder.positional_embedding"};
-
 /// Whether the reference quantizer would convert this tensor: exactly two dimensions and
-/// not in the list above.
+/// not in `never_quantized`; the same tensors whisper.cpp creates as the header's type.
 inline bool is_candidate(const tensor_entry& tensor) {
-    if (tensor.n_dims != 2) return false;
-    return std::find(never_quantized.begin(), never_quantized.end(), tensor.name) ==
-           never_quantized.end();
+    return role_of(tensor) == tensor_role::matrix;
 }
 
 using qmix::fallback_of;  // each format's own Format::fallback, from the registry
@@ -52,6 +46,7 @@ struct quantize_options {
     bool no_fallback = false;       ///< a row length the chosen type cannot hold is an error
     bool allow_nonfinite = false;   ///< accept NaN and infinity in weights
     bool compute_stats = false;     ///< RMSE and max abs error per converted tensor
+    bool upstream_loader = false;   ///< refuse a plan that released whisper.cpp cannot load
 };
 
 /// Why a tensor ends up with its output type.
@@ -61,6 +56,7 @@ enum class decision {
     fallback,      ///< the chosen type cannot hold the rows: the fallback format
     kept,          ///< a candidate whose rows no format of the family can hold: unchanged
     copied,        ///< not a candidate (not 2-D, or never quantized): copied byte for byte
+    loader_type,   ///< not a candidate, converted to the type whisper.cpp creates it as
 };
 
 inline std::string_view decision_name(decision d) {
@@ -75,6 +71,8 @@ inline std::string_view decision_name(decision d) {
             return "kept";
         case decision::copied:
             return "copied";
+        case decision::loader_type:
+            return "loader type";
     }
     return "?";
 }
@@ -90,13 +88,14 @@ struct tensor_plan {
     std::uint64_t output_bytes = 0;
     std::string note;  ///< one line for the table, e.g. why it was copied
 
-    bool converts() const { return candidate && output != tensor->type; }
+    bool converts() const { return output != tensor->type; }
 };
 
 struct model_plan {
     std::vector<tensor_plan> tensors;
     std::int32_t header_ftype = 0;  ///< as written: ftype + 1000 * quantization version
     bool mixed = false;             ///< the candidates end up with more than one type
+    loadability loaders;            ///< where the output loads, and with how much memory
     std::vector<rules::rule_usage> rule_usage;
     std::uint64_t input_bytes = 0;
     std::uint64_t output_bytes = 0;
@@ -118,28 +117,89 @@ inline std::string tensor_label(const model_file& model, const tensor_entry& ten
            std::to_string(tensor.record_offset) + ")";
 }
 
+/// The header field for the plan's matrices (see header_type_for), and whether they mix types.
 inline std::int32_t header_ftype_for(const std::vector<tensor_plan>& plans, type_id default_type,
                                      bool& mixed) {
-    std::optional<type_id> common;
-    bool any_f32 = false;
-    mixed = false;
+    std::vector<type_id> types;
+    std::vector<std::int64_t> rows;
     for (const auto& p : plans) {
         if (!p.candidate) continue;
-        any_f32 = any_f32 || p.output == type_id::f32;
-        if (!common)
-            common = p.output;
-        else if (*common != p.output)
-            mixed = true;
+        if (std::find(types.begin(), types.end(), p.output) == types.end()) {
+            types.push_back(p.output);
+        }
+        rows.push_back(p.tensor->ne[0]);
     }
-    ftype chosen;
-    if (!mixed) {
-        chosen = *ftype_of_type(common.value_or(default_type));
-    } else {
-        // Loaders that size buffers from the header need a type at least as wide as any
-        // tensor: f32 if some candidate is stored as f32, f16 otherwise.
-        chosen = any_f32 ? ftype::all_f32 : ftype::mostly_f16;
+    mixed = types.size() > 1;
+    const type_id header = header_type_for(types, rows, default_type);
+    return static_cast<std::int32_t>(*ftype_of_type(header)) +
+           quantization_version * quantization_version_factor;
+}
+
+/// Conv weights and the other tensors that are not matrices get the type whisper.cpp creates
+/// them as under the plan's header: f16 conv weights unless the header is f32 (an f32 model
+/// quantized keeps its f32 conv weights in the reference tool, and no whisper.cpp loads that),
+/// f32 for everything else.
+inline void give_loader_types(std::vector<tensor_plan>& plans, std::int32_t header_ftype) {
+    const type_id wtype = *type_of_ftype(header_ftype % quantization_version_factor);
+    for (auto& p : plans) {
+        if (p.candidate) continue;
+        const type_id wanted = created_type(role_of(*p.tensor), wtype);
+        if (wanted == p.tensor->type || !can_hold_row(wanted, p.tensor->ne[0])) continue;
+        p.output = wanted;
+        p.why = decision::loader_type;
+        p.note = std::string(type_name(p.tensor->type)) + " -> " + std::string(type_name(wanted)) +
+                 ", the type whisper.cpp creates it as under a " + std::string(type_name(wtype)) +
+                 " header";
+        p.ignored_rule = std::nullopt;
     }
-    return static_cast<std::int32_t>(chosen) + quantization_version * quantization_version_factor;
+}
+
+/// The directory of the file a plan writes: every tensor with its output type and size.
+inline std::vector<tensor_entry> output_directory(const std::vector<tensor_plan>& plans) {
+    std::vector<tensor_entry> out;
+    out.reserve(plans.size());
+    for (const auto& p : plans) {
+        tensor_entry t = *p.tensor;
+        t.type = p.output;
+        t.data_size = p.output_bytes;
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+/// Types every matrix of the plan can be written in without a fallback: the uniform
+/// choices that released whisper.cpp loads.
+inline std::vector<type_id> uniform_choices(const std::vector<tensor_plan>& plans) {
+    std::vector<type_id> choices;
+    for (const auto& entry : type_table) {
+        if (!ftype_of_type(entry.id)) continue;
+        const bool holds = std::all_of(plans.begin(), plans.end(), [&](const tensor_plan& p) {
+            return !p.candidate || can_hold_row(entry.id, p.tensor->ne[0]);
+        });
+        if (holds) choices.push_back(entry.id);
+    }
+    return choices;
+}
+
+inline void require_upstream_loader(const model_file& model, const model_plan& plan) {
+    const auto& refusals = plan.loaders.upstream.refusals;
+    if (refusals.empty()) return;
+    std::string list;
+    const std::size_t shown = std::min<std::size_t>(refusals.size(), 12);
+    for (std::size_t i = 0; i < shown; ++i) {
+        list += "\n  " + (refusals[i].tensor.empty() ? std::string("header") : refusals[i].tensor) +
+                ": " + refusals[i].reason;
+    }
+    if (shown < refusals.size()) {
+        list += "\n  ... and " + std::to_string(refusals.size() - shown) + " more";
+    }
+    std::string choices;
+    for (const type_id t : uniform_choices(plan.tensors))
+        choices += " " + std::string(type_name(t));
+    throw error(model.path() + ": --loader upstream: the output would mix matrix types, which " +
+                "released whisper.cpp refuses (" + std::to_string(refusals.size()) +
+                " tensor(s)):" + list + "\nuniform types every matrix can hold:" + choices +
+                " (drop the rules or pick one of these as the type)");
 }
 
 }  // namespace detail
@@ -195,13 +255,8 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
             plan.nominal_bits += values * bits_per_weight(p.requested);
             plan.actual_bits += values * bits_per_weight(p.output);
         }
-        p.output_bytes = p.converts() ? row_size(p.output, tensor.ne[0]) *
-                                            static_cast<std::uint64_t>(tensor.row_count())
-                                      : tensor.data_size;
-        plan.output_bytes += p.output_bytes + (tensor.data_offset - tensor.record_offset);
         plan.tensors.push_back(std::move(p));
     }
-    plan.output_bytes += model.header_bytes().size;
     if (!unholdable.empty()) {
         std::string list;
         for (const auto& u : unholdable) list += "\n  " + u;
@@ -209,6 +264,15 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
                     " tensor(s) have rows their type cannot hold:" + list);
     }
     plan.header_ftype = detail::header_ftype_for(plan.tensors, options.default_type, plan.mixed);
+    detail::give_loader_types(plan.tensors, plan.header_ftype);
+    plan.output_bytes = model.header_bytes().size;
+    for (auto& p : plan.tensors) {
+        const tensor_entry& tensor = *p.tensor;
+        p.output_bytes = p.converts() ? bytes_as(tensor, p.output) : tensor.data_size;
+        plan.output_bytes += p.output_bytes + (tensor.data_offset - tensor.record_offset);
+    }
+    plan.loaders = check_loaders(detail::output_directory(plan.tensors), plan.header_ftype);
+    if (options.upstream_loader) detail::require_upstream_loader(model, plan);
     plan.rule_usage = rules::explain(options.rules, candidate_names);
     for (std::size_t i = 0; i < options.rules.size(); ++i) {
         const auto& r = options.rules.rules()[i];
