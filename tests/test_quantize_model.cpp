@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The model quantization pipeline: plans, byte-exact output, fallbacks, errors.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -279,11 +280,18 @@ TEST_CASE("already-quantized candidates need --allow-requantize", "[pipeline]") 
                                                  Catch::Contains("q8_0") &&
                                                  Catch::Contains("--allow-requantize"));
     second.allow_requantize = true;
+    const auto warned = make_plan(q8, second).warnings;
+    CHECK(std::count_if(warned.begin(), warned.end(), [](const std::string& w) {
+              return w.find(
+                         "already-quantized tensor(s) (q8_0) are widened and quantized "
+                         "again (--allow-requantize)") != std::string::npos;
+          }) == 1);
     quantize_file(dir.file("q8.bin"), dir.file("q4.bin"), second);
     CHECK(model_file(dir.file("q4.bin")).find("encoder.blocks.0.mlp.0.weight")->type ==
           type_id::q4_0);
     second.default_type = type_id::q8_0;  // same type: copied, nothing to widen
     CHECK_FALSE(planned(make_plan(q8, second), "encoder.blocks.0.mlp.0.weight").converts());
+    CHECK(make_plan(q8, second).warnings.empty());
 }
 
 TEST_CASE("non-finite weights are refused with the tensor and the index", "[pipeline]") {
@@ -329,4 +337,95 @@ TEST_CASE("statistics measure the error of what was written", "[pipeline]") {
     CHECK(computed ==
           std::size_t(std::count_if(plan.tensors.begin(), plan.tensors.end(),
                                     [](const tensor_plan& p) { return p.converts(); })));
+}
+
+namespace {
+
+/// A model of two candidate tensors: one whose rows are longer than the pipeline's piece
+/// (cut at block boundaries), one of many short rows spread over several chunks.
+std::string long_row_model(const scratch_folder& dir, type_id storage) {
+    hyper_parameters hparams;
+    hparams.n_vocab = 3;
+    hparams.n_mels = 1;
+    hparams.ftype =
+        header_ftype_value(storage == type_id::f16 ? ftype::mostly_f16 : ftype::all_f32);
+    mel_filters mel;
+    mel.n_mel = 1;
+    mel.n_fft = 2;
+    mel.values = {0.5f, 0.25f};
+    const std::string path = dir.file("long-rows.bin");
+    model_writer out(path);
+    out.write_header(hparams, mel, {"a", "", "token"});
+    std::uint32_t state = 12345;
+    auto next = [&state] {
+        state = state * 1664525u + 1013904223u;
+        return (float(state >> 8) / float(1 << 24) - 0.5f) * 0.1f;
+    };
+    const std::array<std::array<std::int64_t, max_dims>, 2> shapes{
+        {{3 * 65536 + 5 * 256, 3, 1, 1}, {512, 4608, 1, 1}}};
+    const char* names[] = {"decoder.blocks.0.mlp.0.weight", "decoder.blocks.0.mlp.2.weight"};
+    for (std::size_t t = 0; t < shapes.size(); ++t) {
+        const std::int64_t count = shapes[t][0] * shapes[t][1];
+        std::vector<float> values(static_cast<std::size_t>(count));
+        for (auto& v : values) v = next();
+        std::vector<std::uint8_t> bytes(row_size(storage, shapes[t][0]) *
+                                        std::size_t(shapes[t][1]));
+        quantize(storage, values.data(), bytes.data(), shapes[t][1], shapes[t][0]);
+        out.write_tensor(names[t], storage, 2, shapes[t], bytes.data(), bytes.size());
+    }
+    out.commit();
+    return path;
+}
+
+}  // namespace
+
+TEST_CASE("rows longer than a piece and tensors of many chunks give the whole-row bytes",
+          "[pipeline]") {
+    scratch_folder dir;
+    for (const type_id storage : {type_id::f16, type_id::f32}) {
+        const model_file model(long_row_model(dir, storage));
+        for (const type_id target : {type_id::q4_0, type_id::q5_1, type_id::q8_0, type_id::q4_k,
+                                     type_id::q6_k, type_id::f16}) {
+            if (target == storage) continue;
+            INFO(type_name(storage) << " -> " << type_name(target));
+            std::vector<std::vector<std::uint8_t>> outputs;
+            for (const unsigned threads : {1u, 2u, 3u}) {
+                quantize_options options;
+                options.default_type = target;
+                options.threads = threads;
+                options.compute_stats = true;
+                const auto plan = make_plan(model, options);
+                const std::string out_path = dir.file("out.bin");
+                model_writer writer(out_path);
+                const auto result = execute_plan(model, plan, options, writer);
+                writer.commit();
+                const model_file written(out_path);
+                for (std::size_t i = 0; i < model.tensors().size(); ++i) {
+                    const tensor_entry& in = model.tensors()[i];
+                    const auto source = model.data(in);
+                    std::vector<float> values(std::size_t(in.element_count()));
+                    dequantize(in.type, source.data, values.data(), in.row_count(), in.ne[0]);
+                    std::vector<std::uint8_t> expected(row_size(target, in.ne[0]) *
+                                                       std::size_t(in.row_count()));
+                    quantize(target, values.data(), expected.data(), in.row_count(), in.ne[0]);
+                    const auto got = written.data(written.tensors()[i]);
+                    REQUIRE(got.size == expected.size());
+                    CHECK(std::memcmp(got.data, expected.data(), got.size) == 0);
+                    // The statistics of the written values, summed row by row.
+                    std::vector<float> back(values.size());
+                    dequantize(target, expected.data(), back.data(), in.row_count(), in.ne[0]);
+                    double squared = 0;
+                    for (std::size_t v = 0; v < values.size(); ++v) {
+                        const double d = double(back[v]) - double(values[v]);
+                        squared += d * d;
+                    }
+                    const double rmse = std::sqrt(squared / double(values.size()));
+                    CHECK(result.stats[i].rmse == Approx(rmse).epsilon(1e-9));
+                }
+                outputs.push_back(read_bytes(out_path));
+            }
+            CHECK(outputs[0] == outputs[1]);
+            CHECK(outputs[0] == outputs[2]);
+        }
+    }
 }

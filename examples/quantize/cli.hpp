@@ -73,6 +73,8 @@ options:
                          loader would refuse is named, with the reason)
   --list-types           the types with their sizes and fallbacks
   -h, --help, --version
+  --                     ends the options: what follows is INPUT OUTPUT TYPE
+                         even when it starts with '-'
 
 examples:
   # encoder and attention at higher precision, everything else q4_k
@@ -88,8 +90,9 @@ Fallbacks when a row length does not fit: q2_k q3_k -> q4_0, q4_k -> q5_0,
 q5_k -> q5_1, q6_k -> q8_0; rows no 32-value block holds stay unchanged.
 iq4_nl stores 4.5 bits per weight like q4_k but in 32-value blocks: it holds
 whisper tiny's rows of 384 that q4_k (and iq4_xs) cannot, with no fallback.
-Exit status: 0 success, 1 failure, 2 usage error. The output is written to a
-temporary file and renamed into place only when complete; INPUT is never modified.
+Exit status: 0 success, 1 failure, 2 usage error. OUTPUT and the --json report are
+written to temporary files beside them and renamed into place together, only when
+complete; INPUT is never modified. A symbolic link as OUTPUT is written through.
 )";
 
 /// A mistake in the arguments themselves: reported with exit status 2, before any model
@@ -164,9 +167,14 @@ inline parsed_command parse_command_line(const std::vector<std::string>& args,
         if (i + 1 >= args.size()) throw usage_error(flag + " needs a value");
         return args[++i];
     };
+    bool options_ended = false;  // after "--" every argument is positional
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& arg = args[i];
-        if (arg == "-h" || arg == "--help") {
+        if (options_ended) {
+            positional.push_back(arg);
+        } else if (arg == "--") {
+            options_ended = true;
+        } else if (arg == "-h" || arg == "--help") {
             parsed.what = request::help;
             return parsed;
         } else if (arg == "--version") {

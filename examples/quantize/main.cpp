@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 // qmix-quantize: mixed-precision quantization of whisper ggml models.
-#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -15,13 +16,17 @@
 #include <new>
 #include <optional>
 #include <sstream>
+#include <streambuf>
 #include <string>
 #include <vector>
 
 #include "cli.hpp"
+#include "qmix/io/atomic_file.hpp"
+#include "qmix/io/signal_cleanup.hpp"
 #include "qmix/qmix.hpp"
 #include "qmix/whisper/info.hpp"
 #include "qmix/whisper/quantize_model.hpp"
+#include "report.hpp"
 
 namespace {
 
@@ -42,20 +47,31 @@ void print_types(std::ostream& out) {
     }
 }
 
-/// INPUT and OUTPUT naming one file (directly, through a link or a hard link) would
-/// destroy the input: refused before anything is opened for writing.
-void refuse_same_file(const std::string& input, const std::string& output) {
+/// Every file the run writes (OUTPUT unless --dry-run, the --json report) is checked
+/// before anything is opened for writing: none may be the input (directly, through a
+/// symbolic or hard link, or another spelling of its path), none may be another, and each
+/// must be a regular file or a missing one (io::resolve_output_path).
+void refuse_overlapping_files(const command_line& cl) {
     struct stat in {};
-    struct stat out {};
-    if (::stat(input.c_str(), &in) != 0) {
-        throw qmix::error(input + ": cannot open the input model: " + std::strerror(errno));
+    if (::stat(cl.input.c_str(), &in) != 0) {
+        throw qmix::error(cl.input + ": cannot open the input model: " + std::strerror(errno));
     }
-    if (::stat(output.c_str(), &out) == 0) {
-        if (in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
-            throw qmix::error(output + " is the input model itself (" + input +
-                              "); refusing to overwrite it");
+    std::vector<std::pair<std::string, std::string>> outputs;  // (role, path)
+    outputs.emplace_back("OUTPUT", cl.output);
+    if (!cl.json_path.empty()) outputs.emplace_back("the --json report", cl.json_path);
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+        const auto& [role, path] = outputs[i];
+        if (io::same_file(path, cl.input)) {
+            throw qmix::error(path + " is the input model itself (" + cl.input +
+                              "); refusing to overwrite it with " + role);
         }
-        if (S_ISDIR(out.st_mode)) throw qmix::error(output + " is a folder, not a file path");
+        for (std::size_t k = 0; k < i; ++k) {
+            if (io::same_file(path, outputs[k].second)) {
+                throw qmix::error(path + " names both " + outputs[k].first + " and " + role +
+                                  "; they need two different files");
+            }
+        }
+        if (role != "OUTPUT" || !cl.dry_run) io::resolve_output_path(path);
     }
 }
 
@@ -145,83 +161,6 @@ void print_summary(std::ostream& out, const model_plan& plan, const command_line
     }
 }
 
-std::string json_escape(const std::string& text) {
-    std::string out;
-    for (const unsigned char c : text) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += char(c);
-        } else if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else {
-            out += char(c);
-        }
-    }
-    return out;
-}
-
-void write_json(const std::string& path, const model_plan& plan, const command_line& cl,
-                const quantize_result* result) {
-    std::ofstream out(path);
-    if (!out) throw qmix::error(path + ": cannot write the JSON report");
-    out << "{\n  \"input\": \"" << json_escape(cl.input) << "\",\n  \"output\": \""
-        << json_escape(cl.output) << "\",\n  \"default_type\": \""
-        << type_name(cl.options.default_type)
-        << "\",\n  \"dry_run\": " << (cl.dry_run ? "true" : "false")
-        << ",\n  \"header_ftype\": " << plan.header_ftype
-        << ",\n  \"mixed\": " << (plan.mixed ? "true" : "false")
-        << ",\n  \"loads_upstream\": " << (plan.loaders.upstream.accepts() ? "true" : "false")
-        << ",\n  \"loads_per_tensor\": " << (plan.loaders.per_tensor.accepts() ? "true" : "false")
-        << ",\n  \"loader_buffer_bytes\": " << plan.loaders.buffer_bytes
-        << ",\n  \"input_bytes\": " << plan.input_bytes
-        << ",\n  \"output_bytes\": " << plan.output_bytes;
-    if (result) out << ",\n  \"seconds\": " << result->seconds;
-    out << ",\n  \"warnings\": [";
-    for (std::size_t i = 0; i < plan.warnings.size(); ++i) {
-        out << (i ? ", " : "") << "\"" << json_escape(plan.warnings[i]) << "\"";
-    }
-    out << "],\n  \"tensors\": [\n";
-    for (std::size_t i = 0; i < plan.tensors.size(); ++i) {
-        const auto& p = plan.tensors[i];
-        out << "    {\"name\": \"" << json_escape(p.tensor->name) << "\", \"shape\": [";
-        for (int d = 0; d < p.tensor->n_dims; ++d) out << (d ? ", " : "") << p.tensor->ne[d];
-        out << "], \"input_type\": \"" << type_name(p.tensor->type) << "\", \"output_type\": \""
-            << type_name(p.output) << "\", \"decision\": \"" << decision_name(p.why) << "\"";
-        if (p.rule)
-            out << ", \"rule\": \"" << json_escape(cl.options.rules.rules()[*p.rule].origin)
-                << "\"";
-        out << ", \"input_bytes\": " << p.tensor->data_size
-            << ", \"output_bytes\": " << p.output_bytes;
-        if (result && result->stats[i].computed) {
-            out << ", \"rmse\": " << result->stats[i].rmse
-                << ", \"max_abs_error\": " << result->stats[i].max_abs_error;
-        }
-        out << "}" << (i + 1 < plan.tensors.size() ? "," : "") << "\n";
-    }
-    out << "  ]\n}\n";
-    if (!out) throw qmix::error(path + ": write error in the JSON report");
-}
-
-// Signals: the only state a handler may touch. The path is set once the temporary file
-// exists and cleared after commit.
-volatile std::sig_atomic_t interrupted = 0;
-const char* volatile temporary_to_remove = nullptr;
-
-extern "C" void on_signal(int signal_number) {
-    interrupted = 1;
-    if (const char* path = temporary_to_remove) ::unlink(path);
-    ::_exit(128 + signal_number);
-}
-
-void install_signal_handlers() {
-    struct sigaction action {};
-    action.sa_handler = on_signal;
-    sigemptyset(&action.sa_mask);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(s, &action, nullptr);
-}
-
 // The input is memory-mapped. When another program truncates it while we read, touching a
 // page past its new end raises SIGBUS, which would otherwise kill us with a core dump and
 // leave the temporary output behind. A handler may only write and exit, so its message is
@@ -236,7 +175,7 @@ extern "C" void on_input_changed(int) {
             // Nothing more can be done from here; the exit status still says it failed.
         }
     }
-    if (const char* path = temporary_to_remove) ::unlink(path);
+    io::remove_registered_temporaries();
     ::_exit(exit_failure);
 }
 
@@ -251,24 +190,6 @@ void install_input_changed_handler(const std::string& input) {
     sigemptyset(&action.sa_mask);
     ::sigaction(SIGBUS, &action, nullptr);
 }
-
-/// Blocks the termination signals while the temporary output is created and registered, so
-/// that Ctrl-C cannot land between mkstemp and the handler learning the file's name.
-class termination_signals_blocked {
-  public:
-    termination_signals_blocked() {
-        sigset_t blocked;
-        sigemptyset(&blocked);
-        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&blocked, s);
-        ::pthread_sigmask(SIG_BLOCK, &blocked, &previous_);
-    }
-    ~termination_signals_blocked() { ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
-    termination_signals_blocked(const termination_signals_blocked&) = delete;
-    termination_signals_blocked& operator=(const termination_signals_blocked&) = delete;
-
-  private:
-    sigset_t previous_;
-};
 
 /// A one-line progress bar on a terminal.
 class progress_bar {
@@ -298,46 +219,92 @@ class progress_bar {
 };
 
 int run(const command_line& cl) {
-    refuse_same_file(cl.input, cl.output);
+    refuse_overlapping_files(cl);
     if (!cl.dry_run) install_input_changed_handler(cl.input);
     const model_file model(cl.input);
     const model_plan plan = make_plan(model, cl.options);
     const bool terminal = ::isatty(STDERR_FILENO) != 0;
     const bool table_first = !cl.quiet && (cl.dry_run || cl.verbose || !terminal);
     for (const auto& w : plan.warnings) std::cerr << "warning: " << w << "\n";
+    // Every file is created (as a temporary beside it) before the work starts, so that an
+    // unwritable path fails at once, and all are committed together at the end.
+    std::optional<io::atomic_file> report;
+    if (!cl.json_path.empty()) report.emplace(cl.json_path);
     if (cl.dry_run) {
-        print_table(std::cout, plan, nullptr, cl.options.rules);
-        print_summary(std::cout, plan, cl, nullptr);
-        if (!cl.json_path.empty()) write_json(cl.json_path, plan, cl, nullptr);
-        std::cout << "dry run: nothing written\n";
+        if (!cl.quiet) {
+            print_table(std::cout, plan, nullptr, cl.options.rules);
+            print_summary(std::cout, plan, cl, nullptr);
+        }
+        if (report) {
+            report->write(json_report(plan, cl, nullptr));
+            report->commit();
+        }
+        if (!cl.quiet) std::cout << "dry run: nothing written\n";
         return 0;
     }
-    install_signal_handlers();
-    std::optional<termination_signals_blocked> creating_output(std::in_place);
     model_writer writer(cl.output);
-    temporary_to_remove = writer.temporary_path();
-    creating_output.reset();
     progress_bar bar(terminal && !cl.quiet && !cl.verbose);
     const quantize_result result = execute_plan(
         model, plan, cl.options, writer,
         [&](std::size_t, std::uint64_t done, std::uint64_t total) { bar.update(done, total); });
-    writer.commit();
-    temporary_to_remove = nullptr;
+    if (report) {
+        report->write(json_report(plan, cl, &result));
+        io::commit_together({&writer.finished_file(), &*report});
+    } else {
+        writer.commit();
+    }
     if (table_first || (cl.options.compute_stats && !cl.quiet)) {
         print_table(std::cout, plan, &result, cl.options.rules);
     }
     if (!cl.quiet) print_summary(std::cout, plan, cl, &result);
-    if (!cl.json_path.empty()) write_json(cl.json_path, plan, cl, &result);
-    if (!cl.quiet) std::cout << "wrote " << cl.output << "\n";
+    if (!cl.quiet) {
+        std::cout << "wrote " << cl.output;
+        if (report) std::cout << " and " << cl.json_path;
+        std::cout << "\n";
+    }
     return 0;
 }
 
-}  // namespace
+/// Standard output through write(2), remembering the first error: a reader that closed
+/// the pipe (`| head -1`) is no failure of the run, any other error (a full disk behind
+/// `> file`) is.
+class standard_output : public std::streambuf {
+  public:
+    standard_output() { setp(buffer_, buffer_ + sizeof buffer_); }
+    int error_code() const noexcept { return error_; }
 
-int main(int argc, char** argv) {
-    // Past a file size limit (ulimit -f) a write should fail with EFBIG, reported and
-    // cleaned up like a full disk, rather than kill the process with SIGXFSZ.
-    std::signal(SIGXFSZ, SIG_IGN);
+  protected:
+    int_type overflow(int_type c) override {
+        if (!drain()) return traits_type::eof();
+        if (!traits_type::eq_int_type(c, traits_type::eof())) {
+            *pptr() = traits_type::to_char_type(c);
+            pbump(1);
+        }
+        return traits_type::not_eof(c);
+    }
+    int sync() override { return drain() ? 0 : -1; }
+
+  private:
+    bool drain() {
+        const char* data = pbase();
+        std::size_t size = static_cast<std::size_t>(pptr() - pbase());
+        setp(buffer_, buffer_ + sizeof buffer_);
+        while (size > 0 && error_ == 0) {
+            const ssize_t done = ::write(STDOUT_FILENO, data, size);
+            if (done < 0 && errno == EINTR) continue;
+            if (done < 0) error_ = errno;
+            if (done <= 0) break;
+            data += done;
+            size -= static_cast<std::size_t>(done);
+        }
+        return error_ == 0;
+    }
+
+    char buffer_[1 << 14];
+    int error_ = 0;
+};
+
+int run_command(int argc, char** argv) {
     try {
         const parsed_command command = parse_command_line(argc, argv);
         switch (command.what) {
@@ -370,4 +337,27 @@ int main(int argc, char** argv) {
         std::cerr << "qmix-quantize: error: " << e.what() << "\n";
         return exit_failure;
     }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Past a file size limit (ulimit -f) a write should fail with EFBIG, reported and
+    // cleaned up like a full disk, rather than kill the process with SIGXFSZ.
+    std::signal(SIGXFSZ, SIG_IGN);
+    // A closed pipe on stdout or stderr is an EPIPE error to handle, not a death by SIGPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
+    // Ctrl-C, SIGTERM and SIGHUP remove every temporary output before they end the process.
+    io::remove_temporaries_on_termination_signals();
+    static standard_output out;
+    std::streambuf* const previous = std::cout.rdbuf(&out);
+    int status = run_command(argc, argv);
+    std::cout.flush();
+    std::cout.rdbuf(previous);
+    if (out.error_code() != 0 && out.error_code() != EPIPE && status == 0) {
+        std::cerr << "qmix-quantize: error: writing to standard output failed: "
+                  << std::strerror(out.error_code()) << "\n";
+        status = exit_failure;
+    }
+    return status;
 }

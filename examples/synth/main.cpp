@@ -15,20 +15,10 @@
 
 #include <chrono>
 
+#include "qmix/io/signal_cleanup.hpp"
 #include "qmix/whisper/synthetic.hpp"
 
 namespace {
-
-// The temporary file being written, for the signal handler: an interrupted run must not
-// leave a half-written model behind.
-const char* volatile temporary_to_remove = nullptr;
-
-extern "C" void remove_temporary_and_die(int signal_number) {
-    const char* path = temporary_to_remove;
-    if (path != nullptr) ::unlink(path);
-    std::signal(signal_number, SIG_DFL);
-    std::raise(signal_number);
-}
 
 constexpr const char* usage =
     "usage: qmix-synth OUT.bin {tiny|base|small|medium|large} {f16|f32} [--seed N] "
@@ -95,22 +85,21 @@ int main(int argc, char** argv) {
         }
     }
 
+    // Past a file size limit (ulimit -f) a write fails with EFBIG and is reported like a full
+    // disk, instead of SIGXFSZ killing the process with its temporary file left behind.
+    std::signal(SIGXFSZ, SIG_IGN);
+    // Ctrl-C, SIGTERM and SIGHUP remove the temporary file before they end the process.
+    qmix::io::remove_temporaries_on_termination_signals();
     try {
         const auto start = std::chrono::steady_clock::now();
         model_writer out(destination);
-        temporary_to_remove = out.temporary_path();
-        for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
-            std::signal(signal_number, remove_temporary_and_die);
-        }
         write_synthetic_model(out, options);
         out.commit();
-        temporary_to_remove = nullptr;
         const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
         std::cout << "qmix-synth: wrote " << destination << " (" << model_size_name(options.size)
                   << ", " << storage << ", " << out.bytes_written() << " bytes) in " << took.count()
                   << " s\n";
     } catch (const std::exception& e) {
-        temporary_to_remove = nullptr;
         std::cerr << "qmix-synth: " << e.what() << '\n';
         return 1;
     }

@@ -4,9 +4,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <new>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
+#include "qmix/core/error.hpp"
 #include "qmix/ops.hpp"
 
 namespace qmix {
@@ -21,7 +25,9 @@ inline unsigned resolve_threads(unsigned requested) noexcept {
 /// Calls work(begin, end) over [0, count) split into at most `threads` contiguous ranges,
 /// one thread each (the calling thread takes the first). Every index is handled exactly
 /// once, so results written per index do not depend on the thread count. The first
-/// exception thrown by any range is rethrown after all threads have finished.
+/// exception thrown by any range is rethrown after all threads have finished. A thread that
+/// cannot be started (too little memory for its stack, a process limit) is a qmix::error,
+/// thrown once the threads already started have finished.
 template <class Work>
 void parallel_ranges(std::int64_t count, unsigned threads, Work&& work) {
     if (count <= 0) return;
@@ -42,10 +48,21 @@ void parallel_ranges(std::int64_t count, unsigned threads, Work&& work) {
         }
     };
     std::vector<std::thread> pool;
-    pool.reserve(static_cast<std::size_t>(used - 1));
-    for (std::int64_t part = 1; part < used; ++part) pool.emplace_back(run, part);
-    run(0);
+    std::string start_failure;
+    try {
+        pool.reserve(static_cast<std::size_t>(used - 1));
+        for (std::int64_t part = 1; part < used; ++part) pool.emplace_back(run, part);
+    } catch (const std::system_error& e) {
+        start_failure = e.what();
+    } catch (const std::bad_alloc&) {
+        start_failure = "out of memory";
+    }
+    if (start_failure.empty()) run(0);
     for (auto& t : pool) t.join();
+    if (!start_failure.empty()) {
+        throw error("cannot start worker thread " + std::to_string(pool.size() + 1) + " of " +
+                    std::to_string(used) + " (" + start_failure + "); try fewer threads");
+    }
     for (const auto& failure : failures) {
         if (failure) std::rethrow_exception(failure);
     }

@@ -14,7 +14,6 @@
 #include "qmix/ops.hpp"
 #include "qmix/parallel.hpp"
 #include "qmix/rules/rules.hpp"
-#include "qmix/whisper/loader.hpp"
-#include "qmix/whisper/model_file.hpp"
-#include "qmix/whisper/model_writer.hpp"
-#include "qmix/whisper/quantize_model.hpp"
+
+// The whisper model codec and the quantization pipeline read and write files with POSIX
+// calls: they are in <qmix/whisper.hpp>, so that this header stays portable C++17.

@@ -7,7 +7,8 @@
 #    full, input deleted or truncated while being read, INPUT and OUTPUT the same file
 #    through links, SIGINT/SIGTERM/SIGHUP mid-write, NaN and infinity in weights, absurd
 #    thread counts;
-# 3. a resource bound: a `small` f16 model (~480 MB) is quantized under a virtual memory
+# 3. resource bounds: hostile shapes (20 million vocabulary entries, one row of 2^25
+#    values) stay under 96 MiB; a `small` f16 model (~480 MB) is quantized under a virtual memory
 #    limit proportional to its largest tensor and the thread count, far below the file size
 #    (the limit makes mmap fail, so this runs the reader's plain-read fallback), and its
 #    peak resident set is measured in the normal memory-mapped mode.
@@ -281,6 +282,158 @@ expect_failure "OUTPUT through ./ and .." 1 "input model itself" . -- "$quantize
 [ -L symlink.bin ] && [ "$(md5 hardlink.bin)" = "$model_md5" ] && pass "the links are intact" || fail "a link changed"
 rm -f symlink.bin hardlink.bin
 
+# check_json FILE: the report parses as strict JSON (RFC 8259: no NaN/Infinity tokens,
+# valid UTF-8) and has the fields the README lists.
+cat >check_json.py <<'PY'
+import json, sys
+def refuse(token):
+    raise ValueError("non-JSON number " + token)
+with open(sys.argv[1], "rb") as f:
+    text = f.read().decode("utf-8")  # strict: invalid UTF-8 raises
+report = json.loads(text, parse_constant=refuse)
+for key in ("input", "output", "default_type", "dry_run", "header_ftype", "tensors"):
+    assert key in report, "missing " + key
+for t in report["tensors"]:
+    for key in ("rmse", "max_abs_error"):
+        assert key not in t or t[key] is None or isinstance(t[key], (int, float)), key
+if len(sys.argv) > 2:  # an expression that must hold, over `report`
+    assert eval(sys.argv[2]), sys.argv[2]
+PY
+check_json() {  # NAME FILE [PYTHON_CONDITION]
+  local name=$1 file=$2 condition=${3:-}
+  local problem
+  if problem=$(python3 check_json.py "$file" ${condition:+"$condition"} 2>&1); then pass "$name"; else fail "$name: $(echo "$problem" | tail -n 1)"; fi
+}
+
+echo "== every file the tool writes"
+ln -s model.bin symlink.bin
+ln model.bin hardlink.bin
+expect_failure "--json names the input" 1 "model.bin is the input model itself.*--json report" . -- \
+  "$quantize" --json model.bin model.bin out/o.bin q4_0
+expect_failure "--json names the input (--dry-run)" 1 "is the input model itself.*--json report" . -- \
+  "$quantize" --dry-run --json model.bin model.bin out/o.bin q4_0
+expect_failure "--json is a symbolic link to the input" 1 "symlink.bin is the input model itself" . -- \
+  "$quantize" --json symlink.bin model.bin out/o.bin q4_0
+expect_failure "--json is a hard link to the input" 1 "hardlink.bin is the input model itself" . -- \
+  "$quantize" --json hardlink.bin model.bin out/o.bin q4_0
+expect_failure "--json names OUTPUT" 1 "out/o.bin names both OUTPUT and the --json report" out -- \
+  "$quantize" --json out/o.bin model.bin out/o.bin q4_0
+expect_failure "--json names OUTPUT another way" 1 "names both OUTPUT and the --json report" out -- \
+  "$quantize" --json ./out/../out/o.bin model.bin out/o.bin q4_0
+[ -L symlink.bin ] && [ "$(md5 hardlink.bin)" = "$model_md5" ] && pass "the links are intact" || fail "a link changed"
+rm -f symlink.bin hardlink.bin
+
+# Special outputs, made in the work folder (never a real device): a FIFO is refused and
+# stays a FIFO; a symbolic link is written through (README: Guarantees).
+mkfifo out/fifo
+expect_failure "OUTPUT is a FIFO" 1 "out/fifo is a FIFO" out -- "$quantize" model.bin out/fifo q4_0
+expect_failure "--json is a FIFO" 1 "out/fifo is a FIFO" out -- "$quantize" --json out/fifo model.bin out/o.bin q4_0
+[ -p out/fifo ] && pass "the FIFO is still a FIFO" || fail "the FIFO was replaced"
+rm -f out/fifo
+ln -s fifo-target out/dangling
+expect_failure "OUTPUT is a dangling symbolic link" 1 "out/dangling: a symbolic link whose target cannot be written" out -- \
+  "$quantize" model.bin out/dangling q4_0
+[ -L out/dangling ] && pass "the dangling link stays" || fail "the dangling link was replaced"
+rm -f out/dangling
+mkdir -p out/real && echo "old" >out/real/target.bin && ln -s real/target.bin out/link.bin
+"$quantize" -q model.bin out/direct.bin q4_0
+if "$quantize" -q model.bin out/link.bin q4_0 && [ -L out/link.bin ] &&
+  [ "$(readlink out/link.bin)" = real/target.bin ] && cmp -s out/real/target.bin out/direct.bin &&
+  [ -z "$(leftovers out/real)" ]; then
+  pass "OUTPUT a symbolic link: written through, the link stays"
+else
+  fail "OUTPUT a symbolic link: $(ls -la out out/real | tr '\n' ' ')"
+fi
+rm -rf out/real out/link.bin out/direct.bin
+
+# The report is written beside its destination and committed with the model, all or none.
+expect_failure "--json folder missing: no model either" 1 "no/such/r.json.*cannot create a temporary file" out -- \
+  "$quantize" --json no/such/r.json model.bin out/o.bin q4_0
+mkdir -p fullr
+if unshare -m --propagation private sh -c 'mount -t tmpfs -o size=64k tmpfs fullr' 2>/dev/null; then
+  expect_failure "--json on a full disk: no model either" 1 "fullr/r.json.*No space left on device" out -- \
+    unshare -m --propagation private sh -c \
+    'mount -t tmpfs -o size=64k tmpfs fullr && (dd if=/dev/zero of=fullr/fill bs=1k 2>/dev/null; true) &&
+     "$0" "$@"; status=$?; ls -A fullr | grep -v "^fill$" && status=99; exit $status' \
+    "$quantize" --json fullr/r.json model.bin out/o.bin q4_0
+else
+  skip "--json on a full disk (cannot mount here)"
+fi
+echo "old report" >out/r.json
+expect_failure "file size limit hits the model: the old report stays" 1 "writing failed.*File too large" out -- \
+  bash -c 'ulimit -f 1024 && exec "$0" "$@"' "$quantize" --json out/r.json model.bin out/o.bin q4_0
+[ "$(cat out/r.json)" = "old report" ] && pass "the old report is unchanged" || fail "the report changed"
+rm -f out/r.json
+
+# Every report is valid JSON: NaN statistics are null, names that are not UTF-8 are
+# replaced by U+FFFD.
+cp model.bin nan.bin && py patch nan.bin $((q_data + 2000)) H 0x7e00
+"$quantize" -q --allow-nonfinite --stats --json out/nan.json nan.bin out/nan-q.bin q4_0
+check_json "report with NaN statistics is valid JSON (null)" out/nan.json \
+  "any(t.get('rmse', 0) is None for t in report['tensors'])"
+rm -f nan.bin out/nan-q.bin out/nan.json
+latin1=$(printf 'caf\351')
+cp model.bin "$latin1.bin"
+"$quantize" -q --dry-run --json out/latin1.json "$latin1.bin" out/o.bin q4_0
+check_json "report naming a non-UTF-8 path is valid JSON" out/latin1.json \
+  "report['input'] == 'caf\ufffd.bin'"
+rm -f "$latin1.bin" out/latin1.json
+"$quantize" -q --stats --json out/r.json model.bin out/o.bin q4_0
+check_json "report with statistics is valid JSON" out/r.json "len(report['tensors']) > 0"
+rm -f out/o.bin out/r.json
+
+echo "== exit status and output streams"
+text=$("$quantize" model.bin out/piped.bin q4_0 | head -n 1)
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] && [ -f out/piped.bin ] && pass "| head -1: exit 0, model written" || fail "| head -1: exit $status"
+"$quantize" --dry-run model.bin out/piped.bin q4_0 | head -c 10 >/dev/null
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] && pass "--dry-run | head -c 10: exit 0" || fail "--dry-run | head -c 10: exit $status"
+"$quantize" --list-types | true
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] && pass "--list-types into a closed pipe: exit 0" || fail "--list-types into a closed pipe: exit $status"
+rm -f out/piped.bin
+if [ -w /dev/full ]; then
+  expect_failure "stdout on a full disk (/dev/full)" 1 "writing to standard output failed: No space left" out -- \
+    sh -c 'exec "$0" "$@" >/dev/full' "$quantize" --dry-run model.bin out/o.bin q4_0
+else
+  skip "stdout on a full disk (no /dev/full)"
+fi
+text=$("$quantize" -q --dry-run model.bin out/o.bin q4_0 2>&1)
+[ -z "$text" ] && pass "--dry-run -q prints nothing" || fail "--dry-run -q printed $(echo "$text" | wc -l) lines"
+cp model.bin ./-model.bin
+if "$quantize" -q -- -model.bin out/-o.bin q4_0 && [ -f out/-o.bin ]; then pass "'--' ends the options"; else fail "'--' is not accepted"; fi
+rm -f ./-model.bin out/-o.bin
+printf '\357\273\277encoder\\..*=q8_0\n' >bom.txt
+text=$("$quantize" --dry-run --tensor-type-file bom.txt model.bin out/o.bin q4_0 2>&1)
+if [ $? = 0 ] && echo "$text" | grep -q "encoder.blocks.0.attn.query.weight.*q8_0" && ! echo "$text" | grep -q "matched no"; then
+  pass "a rule file starting with a UTF-8 BOM"
+else
+  fail "a rule file starting with a UTF-8 BOM: $(echo "$text" | grep -m1 warning)"
+fi
+rm -f bom.txt
+
+echo "== long names, synth limits, threads that cannot start"
+for length in 200 243 250 255; do
+  name=$(head -c "$length" /dev/zero | tr '\0' n)
+  if "$quantize" -q model.bin "out/$name" q4_0 && [ -f "out/$name" ] && [ -z "$(leftovers out)" ]; then
+    pass "OUTPUT base name of $length bytes"
+  else
+    fail "OUTPUT base name of $length bytes"
+  fi
+  rm -f "out/$name"
+done
+expect_failure "OUTPUT base name of 256 bytes" 1 "file name is 256 bytes long" out -- \
+  "$quantize" model.bin "out/$(head -c 256 /dev/zero | tr '\0' n)" q4_0
+expect_failure "qmix-synth past a file size limit" 1 "writing failed.*File too large" out -- \
+  bash -c 'ulimit -f 100 && exec "$0" "$@"' "$synth" out/s.bin tiny f16 --layers 1
+if [ $sanitized -eq 0 ]; then
+  expect_failure "-t 1024 under ulimit -v: threads cannot start" 1 "cannot start worker thread.*try fewer threads" out -- \
+    bash -c 'ulimit -v 400000 && exec "$0" "$@"' "$quantize" -t 1024 model.bin out/o.bin q4_0
+else
+  skip "-t 1024 under ulimit -v (address-space limits do not apply under AddressSanitizer)"
+fi
+
 echo "== NaN and infinity in weights"
 nonfinite() {  # NAME HALF_BITS INDEX EXPECTED_WORD [second INDEX]
   local name=$1 bits=$2 index=$3 word=$4 second=${5:-}
@@ -365,6 +518,30 @@ interrupted "SIGINT mid-write" INT 130
 interrupted "SIGTERM mid-write" TERM 143
 interrupted "SIGHUP mid-write" HUP 129
 
+# SIGKILL cannot be caught: the temporary stays. The next run that writes the same OUTPUT
+# removes it (its process is gone, its lock free); a temporary of a running process stays.
+"$quantize" -q "${slow[@]}" large.bin out/killed.bin q4_k >/dev/null 2>&1 &
+pid=$!
+background+=("$pid")
+sleep 1.5
+kill -s KILL "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+stale=$(find out -maxdepth 1 -name '.killed.bin.qmix-*')
+"$quantize" -q "${slow[@]}" large.bin out/killed.bin q4_k >/dev/null 2>&1 &
+pid=$!
+background+=("$pid")
+sleep 1.5
+live=$(find out -maxdepth 1 -name '.killed.bin.qmix-*' ! -path "$stale")
+QMIX_FORCE_ARCH= "$quantize" -q -t 2 model.bin out/killed.bin q4_0
+if [ -n "$stale" ] && [ ! -e "$stale" ] && [ -n "$live" ] && [ -e "$live" ]; then
+  pass "a stale temporary (SIGKILL) is removed by the next run, a live one is not"
+else
+  fail "stale temporaries: stale '$stale' $([ -e "$stale" ] && echo still there), live '$live' $([ -e "$live" ] || echo gone)"
+fi
+kill -s TERM "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -f out/killed.bin out/.killed.bin.qmix-* 2>/dev/null
+
 # The input deleted while it is read: the mapping keeps the old file alive, so the run
 # completes with the right bytes.
 cp large.bin doomed.bin
@@ -383,8 +560,9 @@ else
 fi
 rm -f out/doomed.bin out/reference.bin
 
-# The input truncated while it is read: touching the mapping past the new end raises
-# SIGBUS, which qmix-quantize turns into an error naming the input.
+# The input truncated while it is read. The tensor data is fetched with pread(), which
+# reports the short read ("the file ended early"); a mapping touched past the new end would
+# raise SIGBUS, which qmix-quantize turns into an error naming the input.
 truncated_mid_read() {  # NAME LIMIT_COMMAND PATTERN
   local name=$1 limit=$2 pattern=$3
   cp large.bin shrinking.bin
@@ -401,8 +579,8 @@ truncated_mid_read() {  # NAME LIMIT_COMMAND PATTERN
   rm -f shrinking.bin shrink.log out/shrink.bin out/.*.qmix-* 2>/dev/null
   if [ -z "$problems" ]; then pass "$name"; else fail "$name:$problems"; fi
 }
-truncated_mid_read "input truncated while mapped (SIGBUS)" "" \
-  "shrinking.bin: the input changed while it was being read"
+truncated_mid_read "input truncated while mapped" "" \
+  "shrinking.bin: (byte [0-9]+: the file ended early|the input changed while it was being read)"
 if [ $sanitized -eq 0 ]; then
   # Too little address space to map the file: the reader falls back to plain reads, where
   # the truncation shows as a short read.
@@ -451,6 +629,88 @@ else
     skip "peak resident set (/usr/bin/time is not installed)"
   fi
   rm -f out/mapped.bin out/limited.bin out/rss.bin limited.log
+fi
+
+echo "== memory bounds of hostile shapes"
+# Models built to make memory grow with the header or with one row: 20 million empty
+# vocabulary entries (80 MB of header; the parsed vocabulary once took 707 MB), and one
+# tensor stored as a single row of 2^25 binary16 values (64 MiB of input, 128 MiB widened;
+# a 1 GiB such row once took 4.5 GB). Both must stay under the tool's 96 MiB bound, and
+# the single row must give the bytes of the same values stored as 4096-value rows.
+cat >hostile.py <<'PY'
+import struct, sys
+
+def header(out, tokens):
+    out.write(struct.pack("<I", 0x67676d6c))
+    out.write(struct.pack("<11i", tokens, 1500, 384, 6, 1, 448, 384, 6, 1, 80, 1))
+    out.write(struct.pack("<ii", 80, 201))
+    out.write(bytes(4 * 80 * 201))
+    out.write(struct.pack("<i", tokens))
+
+def tensor(out, name, ne, data):
+    out.write(struct.pack("<iii", len(ne), len(name), 1))
+    out.write(struct.pack("<%di" % len(ne), *ne))
+    out.write(name.encode())
+    out.write(data)
+
+def halves(count):
+    pattern = struct.pack("<4099e", *[((i * 7919) % 4099 / 4099.0 - 0.5) * 0.1 for i in range(4099)])
+    return (pattern * (2 * count // len(pattern) + 1))[:2 * count]
+
+kind, path = sys.argv[1], sys.argv[2]
+with open(path, "wb") as out:
+    if kind == "vocabulary":
+        header(out, 20000000)
+        out.write(bytes(4 * 20000000))  # every entry empty: just its zero length
+        tensor(out, "hostile.weight", [256, 4], halves(1024))
+    else:  # row N ROWS: one tensor of ROWS rows of N values, 2^25 values in all
+        header(out, 1)
+        out.write(struct.pack("<I", 1) + b"a")
+        n, rows = int(sys.argv[3]), int(sys.argv[4])
+        tensor(out, "hostile.weight", [n, rows], halves(n * rows))
+PY
+if [ $sanitized -eq 1 ]; then
+  skip "memory bounds of hostile shapes (the binary carries a sanitizer)"
+elif [ ! -x /usr/bin/time ]; then
+  skip "memory bounds of hostile shapes (/usr/bin/time is not installed)"
+else
+  bound_kb=$((96 * 1024))
+  peak() {  # OUTPUT TYPE INPUT: peak RSS in KiB of quantizing INPUT, or "failed"
+    /usr/bin/time -f "%M" -o peak.txt "$quantize" -q -t 2 "$3" "$1" "$2" >peak.log 2>&1 &&
+      tail -n 1 peak.txt || echo "failed: $(tail -n 2 peak.log)"
+  }
+  python3 hostile.py vocabulary vocabulary.bin
+  kb=$(peak out/vocabulary-q4_0.bin q4_0 vocabulary.bin)
+  if [ "$kb" -eq "$kb" ] 2>/dev/null && [ "$kb" -le $bound_kb ]; then
+    pass "20 million empty vocabulary entries: peak RSS $((kb / 1024)) MiB (bound 96)"
+  else
+    fail "20 million empty vocabulary entries: peak RSS $kb KiB (bound $bound_kb)"
+  fi
+  header_bytes=$((4 + 11 * 4 + 8 + 4 * 80 * 201 + 4 + 4 * 20000000))
+  cmp -s <(head -c $header_bytes out/vocabulary-q4_0.bin | tail -c +49) \
+    <(head -c $header_bytes vocabulary.bin | tail -c +49) &&
+    pass "20 million empty vocabulary entries: the header is copied" ||
+    fail "20 million empty vocabulary entries: the header differs"
+  rm -f vocabulary.bin out/vocabulary-q4_0.bin
+  python3 hostile.py row one-row.bin 33554432 1
+  python3 hostile.py row many-rows.bin 4096 8192
+  for type in q4_0 q4_k; do
+    kb=$(peak out/one-row-$type.bin $type one-row.bin)
+    if [ "$kb" -eq "$kb" ] 2>/dev/null && [ "$kb" -le $bound_kb ]; then
+      pass "a single row of 2^25 f16 values to $type: peak RSS $((kb / 1024)) MiB (bound 96)"
+    else
+      fail "a single row of 2^25 f16 values to $type: peak RSS $kb KiB (bound $bound_kb)"
+    fi
+    "$quantize" -q -t 2 many-rows.bin out/many-rows-$type.bin $type
+    bytes=$(( $(stat -c %s out/many-rows-$type.bin) - $(py get out/many-rows-$type.bin tensor:hostile.weight:data) ))
+    if [ "$bytes" -gt 0 ] && cmp -s <(tail -c "$bytes" out/one-row-$type.bin) <(tail -c "$bytes" out/many-rows-$type.bin); then
+      pass "a single row of 2^25 f16 values to $type: the bytes of 4096-value rows"
+    else
+      fail "a single row of 2^25 f16 values to $type: its bytes differ from those of 4096-value rows"
+    fi
+    rm -f out/one-row-$type.bin out/many-rows-$type.bin
+  done
+  rm -f one-row.bin many-rows.bin peak.txt peak.log
 fi
 [ "$(md5 large.bin)" = "$large_md5" ] && pass "the large model is untouched" || fail "large.bin changed"
 [ -z "$(leftovers out . )" ] && pass "no temporary file anywhere" || fail "left behind: $(leftovers out .)"

@@ -50,6 +50,21 @@ printf '# attention precise\n.*attn.*=q8_0\n\n.*=q4_k\n' > rules.txt
 expect 0 "dry run: nothing written" -- "$quantize" --tensor-type-file rules.txt --dry-run base.bin r.bin q4_0
 absent r.bin
 
+# --- the JSON report: strict RFC 8259 (no NaN/Infinity tokens, valid UTF-8), written with
+# the model, and under --dry-run alone
+json_ok() {  # FILE: parses strictly and describes every tensor
+  python3 - "$1" <<'PY'
+import json, sys
+def refuse(token):
+    raise ValueError("non-JSON number " + token)
+report = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"), parse_constant=refuse)
+assert report["tensors"] and all("name" in t and "output_type" in t for t in report["tensors"])
+PY
+}
+"$quantize" -q --stats --json report.json --tensor-type '.*attn.*=q5_k' base.bin rep.bin q4_k && json_ok report.json && ok || bad "--json with --stats"
+"$quantize" -q --dry-run --json dry.json base.bin dry.bin q4_0 && json_ok dry.json && [ ! -e dry.bin ] && ok || bad "--json --dry-run"
+rm -f report.json dry.json rep.bin
+
 # --- numeric and named types give the same bytes; any thread count gives the same bytes
 "$quantize" -q base.bin a.bin q5_1 && "$quantize" -q -t 1 base.bin b.bin 9 && same_bytes a.bin b.bin
 "$quantize" -q -t 3 base.bin c.bin Q5_1 && same_bytes a.bin c.bin
@@ -88,7 +103,7 @@ expect 2 "--loader takes" -- "$quantize" --loader sometimes tiny.bin up2.bin q5_
 expect 0 "header ftype: 2000" -- "$quantize" --tensor-type '.*mlp.*=f32' --dry-run tiny.bin x.bin q4_0
 expect 1 "already quantized.*--allow-requantize" -- "$quantize" a.bin rq.bin q4_0
 absent rq.bin
-expect 0 "" -- "$quantize" -q --allow-requantize a.bin rq.bin q4_0
+expect 0 "warning: [0-9]+ already-quantized tensor.*widened and quantized again" -- "$quantize" -q --allow-requantize a.bin rq.bin q4_0
 
 # --- usage errors (exit 2): bad patterns, unknown types, bad options
 expect 2 "bad regular expression.*encoder\.\(" -- "$quantize" --tensor-type 'encoder.(=q4_0' base.bin o.bin q4_0

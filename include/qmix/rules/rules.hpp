@@ -90,12 +90,14 @@ class rule_set {
     }
 
     /// Adds the rules of a file: one PATTERN=TYPE per line, '#' starts a comment line,
-    /// blank lines are skipped, surrounding white space is ignored.
+    /// blank lines are skipped, surrounding white space is ignored, and so is a UTF-8 byte
+    /// order mark at the start of the file (editors on Windows write one).
     void add_file(const std::string& path) {
         std::ifstream in(path);
         if (!in) throw error(path + ": cannot open the rule file");
         std::string line;
         for (std::size_t number = 1; std::getline(in, line); ++number) {
+            if (number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
             const auto first = line.find_first_not_of(" \t\r");
             if (first == std::string::npos || line[first] == '#') continue;
             const auto last = line.find_last_not_of(" \t\r");

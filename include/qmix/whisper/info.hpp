@@ -136,7 +136,7 @@ inline void print_model_info(std::ostream& out, const model_file& model) {
     print_hyper_parameters(out, model.hparams());
     out << detail::padded("mel filters", 15) << model.filters().n_mel << " x "
         << model.filters().n_fft << '\n'
-        << detail::padded("vocabulary", 15) << model.vocabulary().size() << " tokens\n\n";
+        << detail::padded("vocabulary", 15) << model.vocabulary_size() << " tokens\n\n";
     print_tensor_table(out, model.tensors());
     out << '\n';
     print_type_totals(out, model.tensors());

@@ -3,22 +3,22 @@
 
 // Reading whisper ggml model files.
 //
-// Opening a model reads its header and its tensor records, nothing else, then maps the
-// file read-only, so a 3 GB model costs no more resident memory than the tensors being
-// worked on: a tensor's bytes are paged in when touched and dropped again by release().
-// When mapping fails (a file system without mmap, or too little address space in a 32-bit
-// process) the reader falls back to plain reads: each tensor is read on demand into a
-// buffer of its own, freed by release().
+// This file holds the whisper layout only; the reading machinery (the file, its mapping,
+// checked cursors) is qmix/io/. Opening a model walks its header and its tensor records
+// through a small read window and keeps nothing of the vocabulary but its place, so the
+// memory a model costs is bounded by its tensor directory, not by its header or data.
+// Tensor data is then reached three ways: read_data() copies any part of a tensor into a
+// buffer the caller reuses (what the quantizer streams with); data() is a view of the
+// whole tensor in a read-only mapping of the file (paged in when touched, dropped again by
+// release()); without a mapping (mmap failed, or access::read) data() reads the tensor into
+// a buffer of its own, freed by release().
 //
 // Every field is checked before it is used, and every size is checked against the bytes
 // left in the file before anything is allocated, so a damaged or hostile file ends in a
 // qmix::error naming the file, the byte offset, the tensor where known and what was
 // expected, never in a crash or an unbounded allocation.
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -29,6 +29,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -39,6 +40,8 @@
 #include "qmix/core/ftype.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/registry.hpp"
+#include "qmix/io/cursor.hpp"
+#include "qmix/io/input_file.hpp"
 
 namespace qmix::whisper {
 
@@ -139,16 +142,7 @@ inline std::string shape_text(const tensor_entry& tensor) {
     return text;
 }
 
-/// A read-only view of bytes owned by someone else. Tensor data inside a file sits at
-/// whatever offset the names before it leave, so it is NOT aligned: copy it out with
-/// memcpy (or use unaligned loads) rather than casting to float* or uint16_t*.
-struct byte_view {
-    const std::uint8_t* data = nullptr;
-    std::size_t size = 0;
-
-    const std::uint8_t* begin() const noexcept { return data; }
-    const std::uint8_t* end() const noexcept { return data + size; }
-};
+using io::byte_view;
 
 /// Whether `value` is a valid header ftype field: a known ftype plus 1000 times a
 /// quantization version in 0..2.
@@ -167,28 +161,10 @@ constexpr std::int32_t header_ftype_value(ftype f,
 
 namespace detail {
 
-inline std::uint32_t load_u32(const std::uint8_t* p) noexcept {
-    return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
-           std::uint32_t(p[3]) << 24;
-}
-
-inline std::int32_t load_i32(const std::uint8_t* p) noexcept {
-    const std::uint32_t bits = load_u32(p);
-    std::int32_t value;
-    std::memcpy(&value, &bits, sizeof value);
-    return value;
-}
-
-inline float load_f32(const std::uint8_t* p) noexcept {
-    const std::uint32_t bits = load_u32(p);
-    float value;
-    std::memcpy(&value, &bits, sizeof value);
-    return value;
-}
-
-inline std::string errno_text(int code) {
-    return std::strerror(code);
-}
+using io::load_f32;
+using io::load_i32;
+using io::load_u32;
+using io::detail::errno_text;
 
 inline std::string hex32(std::uint32_t value) {
     static constexpr char digits[] = "0123456789abcdef";
@@ -221,200 +197,6 @@ inline std::string known_ftype_values() {
     return text;
 }
 
-/// A file descriptor that closes itself.
-class unique_fd {
-  public:
-    unique_fd() = default;
-    explicit unique_fd(int fd) noexcept : fd_(fd) {}
-    unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    unique_fd& operator=(unique_fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    unique_fd(const unique_fd&) = delete;
-    unique_fd& operator=(const unique_fd&) = delete;
-    ~unique_fd() { reset(); }
-
-    int get() const noexcept { return fd_; }
-    void reset() noexcept {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-  private:
-    int fd_ = -1;
-};
-
-/// A read-only private mapping of a whole file that unmaps itself. Empty when mmap
-/// failed, in which case the caller reads instead.
-class file_mapping {
-  public:
-    file_mapping() = default;
-    file_mapping(int fd, std::size_t size) noexcept {
-        void* address = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (address == MAP_FAILED) return;
-        base_ = static_cast<std::uint8_t*>(address);
-        size_ = size;
-    }
-    file_mapping(file_mapping&& other) noexcept
-        : base_(std::exchange(other.base_, nullptr)), size_(std::exchange(other.size_, 0)) {}
-    file_mapping& operator=(file_mapping&& other) noexcept {
-        if (this != &other) {
-            reset();
-            base_ = std::exchange(other.base_, nullptr);
-            size_ = std::exchange(other.size_, 0);
-        }
-        return *this;
-    }
-    file_mapping(const file_mapping&) = delete;
-    file_mapping& operator=(const file_mapping&) = delete;
-    ~file_mapping() { reset(); }
-
-    const std::uint8_t* data() const noexcept { return base_; }
-    std::size_t size() const noexcept { return size_; }
-
-    /// madvise on [offset, offset + length) widened to whole pages.
-    void advise(std::uint64_t offset, std::uint64_t length, int advice) const noexcept {
-        if (base_ == nullptr || length == 0) return;
-        const long reported = ::sysconf(_SC_PAGESIZE);
-        const std::uint64_t page = reported > 0 ? static_cast<std::uint64_t>(reported) : 4096;
-        const std::uint64_t begin = offset / page * page;
-        std::uint64_t end = (offset + length + page - 1) / page * page;
-        if (end > size_) end = size_;
-        if (end > begin) {
-            ::madvise(base_ + begin, static_cast<std::size_t>(end - begin), advice);
-        }
-    }
-
-  private:
-    void reset() noexcept {
-        if (base_ != nullptr) ::munmap(base_, size_);
-        base_ = nullptr;
-        size_ = 0;
-    }
-
-    std::uint8_t* base_ = nullptr;
-    std::size_t size_ = 0;
-};
-
-/// Reads the whole range or throws; a short count means the file shrank under us.
-inline void read_exactly(int fd, std::uint64_t offset, void* destination, std::size_t size,
-                         const std::string& path) {
-    auto* out = static_cast<std::uint8_t*>(destination);
-    while (size > 0) {
-        const std::size_t step = size < (std::size_t(1) << 30) ? size : (std::size_t(1) << 30);
-        const ssize_t got = ::pread(fd, out, step, static_cast<off_t>(offset));
-        if (got < 0) {
-            if (errno == EINTR) continue;
-            throw error(path + ": byte " + std::to_string(offset) +
-                        ": read failed: " + errno_text(errno));
-        }
-        if (got == 0) {
-            throw error(path + ": byte " + std::to_string(offset) +
-                        ": the file ended early (was it truncated while being read?)");
-        }
-        out += got;
-        offset += static_cast<std::uint64_t>(got);
-        size -= static_cast<std::size_t>(got);
-    }
-}
-
-/// The file's bytes through a read window. The directory is parsed with reads even when
-/// the file will be mapped: touching a mapping would also map the cached pages around
-/// each tensor record, tens of megabytes of resident tensor data nobody asked for.
-class byte_source {
-  public:
-    byte_source(int fd, std::uint64_t size, const std::string& path)
-        : fd_(fd), size_(size), path_(path) {}
-
-    /// Copies [offset, offset + n); the caller has checked the range lies in the file.
-    void copy(std::uint64_t offset, void* destination, std::size_t n) {
-        if (n == 0) return;
-        if (n > sequential_window) {
-            read_exactly(fd_, offset, destination, n, path_);
-            return;
-        }
-        if (offset < window_offset_ || offset + n > window_offset_ + window_.size()) {
-            // Reading on from the window's end is the header's sequential walk; anything
-            // else is a jump over tensor data to the next record, which is small.
-            const bool sequential = offset == window_offset_ + window_.size();
-            const std::uint64_t wanted = sequential ? sequential_window : record_window;
-            const std::uint64_t left = size_ - offset;
-            const std::uint64_t length = std::max<std::uint64_t>(n, std::min(wanted, left));
-            window_.resize(static_cast<std::size_t>(length));
-            read_exactly(fd_, offset, window_.data(), window_.size(), path_);
-            window_offset_ = offset;
-        }
-        std::memcpy(destination, window_.data() + (offset - window_offset_), n);
-    }
-
-  private:
-    static constexpr std::uint64_t sequential_window = 1 << 16;
-    static constexpr std::uint64_t record_window = 1 << 12;
-    int fd_;
-    std::uint64_t size_;
-    const std::string& path_;
-    std::vector<std::uint8_t> window_;
-    std::uint64_t window_offset_ = 0;
-};
-
-/// Walks the file front to back; every read is checked against the end of the file and
-/// every complaint carries the file, the offset and the tensor being read.
-class cursor {
-  public:
-    cursor(byte_source& source, std::uint64_t size, const std::string& path)
-        : source_(source), size_(size), path_(path) {}
-
-    std::uint64_t offset() const noexcept { return offset_; }
-    std::uint64_t bytes_left() const noexcept { return size_ - offset_; }
-    bool at_end() const noexcept { return offset_ == size_; }
-    void set_tensor(std::string_view name) { tensor_ = name; }
-
-    [[noreturn]] void fail_at(std::uint64_t offset, const std::string& what) const {
-        std::string message = path_ + ": byte " + std::to_string(offset);
-        if (!tensor_.empty()) message += " (tensor '" + tensor_ + "')";
-        throw error(message + ": " + what);
-    }
-
-    void need(std::uint64_t n, std::string_view what) const {
-        if (n > bytes_left()) {
-            fail_at(offset_, "truncated: expected " + std::to_string(n) + " bytes of " +
-                                 std::string(what) + " but only " + std::to_string(bytes_left()) +
-                                 " are left (file size " + std::to_string(size_) + ")");
-        }
-    }
-
-    std::uint32_t u32(std::string_view what) {
-        std::uint8_t bytes[4];
-        read(bytes, 4, what);
-        return load_u32(bytes);
-    }
-    std::int32_t i32(std::string_view what) {
-        std::uint8_t bytes[4];
-        read(bytes, 4, what);
-        return load_i32(bytes);
-    }
-    void read(void* destination, std::size_t n, std::string_view what) {
-        need(n, what);
-        source_.copy(offset_, destination, n);
-        offset_ += n;
-    }
-    void skip(std::uint64_t n, std::string_view what) {
-        need(n, what);
-        offset_ += n;
-    }
-
-  private:
-    byte_source& source_;
-    std::uint64_t size_;
-    const std::string& path_;
-    std::uint64_t offset_ = 0;
-    std::string tensor_;
-};
-
 }  // namespace detail
 
 /// A whisper ggml model file, parsed and validated when opened. The const members may be
@@ -432,10 +214,16 @@ class model_file {
     /// mapping fails; `read` never maps (for tests and for file systems that misbehave).
     enum class access { map, read };
 
-    explicit model_file(std::string path, access mode = access::map) : path_(std::move(path)) {
-        open();
-        parse();
-        map(mode);
+    explicit model_file(std::string path, access mode = access::map)
+        : file_(std::move(path)), loaded_(std::make_unique<loaded_parts>()) {
+        layout_.file_size = file_.size();
+        try {
+            parse();
+        } catch (const std::bad_alloc&) {
+            throw error(file_.path() + ": out of memory while reading the tensor directory (" +
+                        std::to_string(tensors_.size()) + " tensor records read)");
+        }
+        if (mode == access::map) file_.map();
     }
 
     model_file(model_file&&) = default;
@@ -444,14 +232,43 @@ class model_file {
     model_file& operator=(const model_file&) = delete;
     ~model_file() = default;
 
-    const std::string& path() const noexcept { return path_; }
+    const std::string& path() const noexcept { return file_.path(); }
+    const io::input_file& file() const noexcept { return file_; }
     const hyper_parameters& hparams() const noexcept { return hparams_; }
     const mel_filters& filters() const noexcept { return mel_; }
-    const std::vector<std::string>& vocabulary() const noexcept { return vocabulary_; }
+    /// The number of vocabulary entries (costs nothing: the entries are not kept).
+    std::size_t vocabulary_size() const noexcept { return vocabulary_count_; }
+    /// Every vocabulary entry, read from the file on the first call and kept: memory in
+    /// proportion to the vocabulary. Streaming callers use for_each_token() instead.
+    const std::vector<std::string>& vocabulary() const {
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        if (!loaded_->vocabulary_read) {
+            std::vector<std::string> tokens;
+            tokens.reserve(vocabulary_count_);
+            for_each_token([&](std::string_view token) { tokens.emplace_back(token); });
+            loaded_->vocabulary = std::move(tokens);
+            loaded_->vocabulary_read = true;
+        }
+        return loaded_->vocabulary;
+    }
+    /// Calls f(std::string_view) for each vocabulary entry in file order; the view is valid
+    /// during the call only. Memory: the longest entry.
+    template <typename F>
+    void for_each_token(F&& f) const {
+        io::byte_source source(file_);
+        io::cursor at(source, file_, layout_.vocabulary_offset + 4);
+        std::string token;
+        for (std::size_t i = 0; i < vocabulary_count_; ++i) {
+            const std::uint32_t length = at.u32("vocabulary entry length");
+            token.resize(length);
+            at.read(token.data(), length, "vocabulary entry");
+            f(std::string_view(token));
+        }
+    }
     const std::vector<tensor_entry>& tensors() const noexcept { return tensors_; }
     const file_layout& layout() const noexcept { return layout_; }
     std::uint64_t file_size() const noexcept { return layout_.file_size; }
-    bool is_mapped() const noexcept { return map_.data() != nullptr; }
+    bool is_mapped() const noexcept { return file_.is_mapped(); }
 
     /// The tensor called `name`, or nullptr.
     const tensor_entry* find(std::string_view name) const {
@@ -460,12 +277,44 @@ class model_file {
     }
 
     /// Everything before the first tensor record: magic, hyper-parameters, mel filters and
-    /// vocabulary, exactly as stored. The ftype field is at ftype_offset().
-    byte_view header_bytes() const noexcept {
-        if (is_mapped()) return {map_.data(), static_cast<std::size_t>(layout_.tensors_offset)};
-        return {header_copy_.data(), header_copy_.size()};
+    /// vocabulary, exactly as stored. The ftype field is at ftype_offset(). The whole header
+    /// at once: a view of the mapping, or (without one) a copy read on the first call and
+    /// kept. Streaming callers use read_header() in pieces instead.
+    byte_view header_bytes() const {
+        const std::uint64_t size = layout_.tensors_offset;
+        if (is_mapped()) return file_.view(0, size);
+        std::lock_guard<std::mutex> lock(loaded_->mutex);
+        if (loaded_->header.size() != size) {
+            loaded_->header.resize(static_cast<std::size_t>(size));
+            file_.read(0, loaded_->header.data(), loaded_->header.size());
+        }
+        return {loaded_->header.data(), loaded_->header.size()};
     }
     static constexpr std::uint64_t ftype_offset() noexcept { return ftype_field_offset; }
+    std::uint64_t header_size() const noexcept { return layout_.tensors_offset; }
+
+    /// Copies [offset, offset + n) of the header into `destination`.
+    void read_header(std::uint64_t offset, void* destination, std::size_t n) const {
+        if (offset > layout_.tensors_offset || n > layout_.tensors_offset - offset) {
+            throw error(path() + ": byte " + std::to_string(offset) + ": " + std::to_string(n) +
+                        " bytes asked for past the header (" +
+                        std::to_string(layout_.tensors_offset) + " bytes)");
+        }
+        file_.read(offset, destination, n);
+    }
+
+    /// Copies [offset, offset + n) of the tensor's data into `destination` with a
+    /// positional read: no mapping, no page-table work, the caller's buffer reused.
+    void read_data(const tensor_entry& tensor, std::uint64_t offset, void* destination,
+                   std::size_t n) const {
+        check_owned(tensor);
+        if (offset > tensor.data_size || n > tensor.data_size - offset) {
+            throw error(path() + ": tensor '" + tensor.name + "': bytes " + std::to_string(offset) +
+                        ".." + std::to_string(offset + n) + " asked for, past its data (" +
+                        std::to_string(tensor.data_size) + " bytes)");
+        }
+        file_.read(tensor.data_offset + offset, destination, n);
+    }
 
     /// The tensor's data bytes. With a mapping this costs nothing until the bytes are
     /// touched; without one the tensor is read into a buffer kept until release(). The view
@@ -484,7 +333,7 @@ class model_file {
 
     /// Asks the kernel to read the tensor's pages ahead of use.
     void prefetch(const tensor_entry& tensor) const noexcept {
-        map_.advise(tensor.data_offset, tensor.data_size, MADV_WILLNEED);
+        file_.advise(tensor.data_offset, tensor.data_size, MADV_WILLNEED);
     }
 
     /// Drops the tensor's pages from this process (they are read again from the file if
@@ -494,7 +343,7 @@ class model_file {
         if (is_mapped()) {
             // The range is widened to whole pages; a neighbour sharing an edge page merely
             // reads that page again from the page cache.
-            map_.advise(tensor.data_offset, tensor.data_size, MADV_DONTNEED);
+            file_.advise(tensor.data_offset, tensor.data_size, MADV_DONTNEED);
             return;
         }
         std::lock_guard<std::mutex> lock(loaded_->mutex);
@@ -510,73 +359,50 @@ class model_file {
                       std::uint64_t size) const noexcept {
         if (is_mapped() && offset < tensor.data_size) {
             size = std::min(size, tensor.data_size - offset);
-            map_.advise(tensor.data_offset + offset, size, MADV_DONTNEED);
+            file_.advise(tensor.data_offset + offset, size, MADV_DONTNEED);
         }
     }
 
   private:
     /// Buffers read without a mapping, by file offset.
     using loaded_map = std::unordered_map<std::uint64_t, std::vector<std::uint8_t>>;
-    struct loaded_tensors {
+    /// What is read on demand and kept: tensors without a mapping, the header copy, the
+    /// vocabulary when asked for.
+    struct loaded_parts {
         std::mutex mutex;
         loaded_map buffers;
         loaded_map records;
+        std::vector<std::uint8_t> header;
+        std::vector<std::string> vocabulary;
+        bool vocabulary_read = false;
     };
 
     /// `size` bytes at `offset`: a view into the mapping, or (without one) a buffer read
     /// once into `cache` and kept there until release().
     byte_view bytes_at(loaded_map& cache, std::uint64_t offset, std::uint64_t size) const {
+        if (is_mapped()) return file_.view(offset, size);
         const auto length = static_cast<std::size_t>(size);
-        if (is_mapped()) return {map_.data() + offset, length};
         std::lock_guard<std::mutex> lock(loaded_->mutex);
         auto& buffer = cache[offset];
         if (buffer.size() != length) {
             buffer.resize(length);
-            detail::read_exactly(fd_.get(), offset, buffer.data(), length, path_);
+            file_.read(offset, buffer.data(), length);
         }
         return {buffer.data(), buffer.size()};
-    }
-
-    void open() {
-        fd_ = detail::unique_fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-        if (fd_.get() < 0) {
-            throw error(path_ + ": cannot open: " + detail::errno_text(errno));
-        }
-        struct stat status;
-        if (::fstat(fd_.get(), &status) != 0) {
-            throw error(path_ + ": cannot stat: " + detail::errno_text(errno));
-        }
-        if (!S_ISREG(status.st_mode)) throw error(path_ + ": not a regular file");
-        layout_.file_size = static_cast<std::uint64_t>(status.st_size);
-        loaded_ = std::make_unique<loaded_tensors>();
-    }
-
-    /// Maps the file once it is known to be valid; on failure the reads carry on.
-    void map(access mode) {
-        const bool fits = layout_.file_size <= std::numeric_limits<std::size_t>::max();
-        if (mode == access::map && fits && layout_.file_size > 0) {
-            map_ = detail::file_mapping(fd_.get(), static_cast<std::size_t>(layout_.file_size));
-            if (is_mapped()) {
-                fd_.reset();  // the mapping keeps the file alive
-                return;
-            }
-        }
-        header_copy_.resize(static_cast<std::size_t>(layout_.tensors_offset));
-        detail::read_exactly(fd_.get(), 0, header_copy_.data(), header_copy_.size(), path_);
     }
 
     void check_owned(const tensor_entry& tensor) const {
         const bool owned = !tensors_.empty() && &tensor >= tensors_.data() &&
                            &tensor < tensors_.data() + tensors_.size();
         if (!owned) {
-            throw error(path_ + ": tensor '" + tensor.name +
+            throw error(path() + ": tensor '" + tensor.name +
                         "' was not read from this file (pass an entry of tensors())");
         }
     }
 
     void parse() {
-        detail::byte_source source(fd_.get(), layout_.file_size, path_);
-        detail::cursor at(source, layout_.file_size, path_);
+        io::byte_source source(file_);
+        io::cursor at(source, file_);
         parse_hyper_parameters(at);
         parse_mel_filters(at);
         parse_vocabulary(at);
@@ -584,7 +410,7 @@ class model_file {
         while (!at.at_end()) parse_tensor(at);
     }
 
-    void parse_hyper_parameters(detail::cursor& at) {
+    void parse_hyper_parameters(io::cursor& at) {
         const std::uint32_t magic = at.u32("magic");
         if (magic != file_magic) {
             at.fail_at(0, "bad magic " + detail::hex32(magic) + ", expected " +
@@ -609,7 +435,7 @@ class model_file {
         }
     }
 
-    void parse_mel_filters(detail::cursor& at) {
+    void parse_mel_filters(io::cursor& at) {
         layout_.mel_offset = at.offset();
         mel_.n_mel = at.i32("mel filter n_mel");
         mel_.n_fft = at.i32("mel filter n_fft");
@@ -622,13 +448,19 @@ class model_file {
         }
         const std::size_t count = std::size_t(mel_.n_mel) * std::size_t(mel_.n_fft);
         at.need(count * 4, "mel filter values");
-        std::vector<std::uint8_t> raw(count * 4);
-        at.read(raw.data(), raw.size(), "mel filter values");
         mel_.values.resize(count);
-        for (std::size_t i = 0; i < count; ++i) mel_.values[i] = detail::load_f32(&raw[i * 4]);
+        // Through a small buffer: the values are all that is kept of the filter bank.
+        std::uint8_t raw[4096];
+        for (std::size_t done = 0; done < count;) {
+            const std::size_t step = std::min(count - done, sizeof raw / 4);
+            at.read(raw, step * 4, "mel filter values");
+            for (std::size_t i = 0; i < step; ++i)
+                mel_.values[done + i] = io::load_f32(&raw[i * 4]);
+            done += step;
+        }
     }
 
-    void parse_vocabulary(detail::cursor& at) {
+    void parse_vocabulary(io::cursor& at) {
         layout_.vocabulary_offset = at.offset();
         const std::int32_t count = at.i32("vocabulary count");
         if (count < 0) {
@@ -643,7 +475,9 @@ class model_file {
                            std::to_string(std::uint64_t(count) * 4) + " bytes but only " +
                            std::to_string(at.bytes_left()) + " are left");
         }
-        vocabulary_.reserve(static_cast<std::size_t>(count));
+        vocabulary_count_ = static_cast<std::size_t>(count);
+        // Checked, not kept: only the count and the place are (vocabulary() reads them on
+        // demand), so a hostile count of empty entries costs no memory.
         for (std::int32_t i = 0; i < count; ++i) {
             // Messages are composed only on failure: this loop runs 50k times per model.
             const std::uint64_t offset = at.offset();
@@ -655,14 +489,12 @@ class model_file {
                                        " bytes long but only " + std::to_string(at.bytes_left()) +
                                        " bytes are left");
             }
-            std::string token(length, '\0');
-            at.read(token.data(), length, "vocabulary entry");
-            vocabulary_.push_back(std::move(token));
+            at.skip(length, "vocabulary entry");
         }
     }
 
-    void parse_tensor(detail::cursor& at) {
-        at.set_tensor({});
+    void parse_tensor(io::cursor& at) {
+        at.set_item("tensor", {});
         tensor_entry tensor;
         tensor.record_offset = at.offset();
         const std::uint64_t record = tensor.record_offset;
@@ -680,7 +512,7 @@ class model_file {
         for (int d = 0; d < n_dims; ++d) extents[d] = at.i32("tensor record extents");
         tensor.name.resize(static_cast<std::size_t>(name_length));
         at.read(tensor.name.data(), tensor.name.size(), "tensor name");
-        at.set_tensor(tensor.name);
+        at.set_item("tensor", tensor.name);
 
         if (!is_known_type(raw_type)) {
             at.fail_at(record + 8, "unknown type id " + std::to_string(raw_type) +
@@ -736,17 +568,14 @@ class model_file {
         tensors_.push_back(std::move(tensor));
     }
 
-    std::string path_;
-    detail::unique_fd fd_;  // open only when the file is not mapped
-    detail::file_mapping map_;
-    std::vector<std::uint8_t> header_copy_;  // header bytes when not mapped
+    io::input_file file_;
     hyper_parameters hparams_;
     mel_filters mel_;
-    std::vector<std::string> vocabulary_;
+    std::size_t vocabulary_count_ = 0;
     std::vector<tensor_entry> tensors_;
     std::unordered_map<std::string, std::size_t> by_name_;
     file_layout layout_;
-    std::unique_ptr<loaded_tensors> loaded_;
+    std::unique_ptr<loaded_parts> loaded_;
 };
 
 }  // namespace qmix::whisper

@@ -3,23 +3,16 @@
 
 // Writing whisper ggml model files, all or nothing.
 //
-// The model is streamed into a temporary file next to the destination (same folder, so the
-// final rename cannot cross file systems), and only commit() flushes it to disk and renames
-// it into place. Until then the destination is untouched: a failure, an exception passing
-// through the caller or the destructor removes the temporary file. Writing a model over the
+// model_writer lays out the whisper ggml format (header, tensor records, data) and checks
+// every record it writes; the file itself is an io::atomic_file: streamed into a temporary
+// beside the destination and renamed into place only by commit(). Writing a model over the
 // file it is being read from is therefore safe: the reader's mapping keeps the old file.
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
+#include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -29,6 +22,7 @@
 #include "qmix/core/error.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/registry.hpp"
+#include "qmix/io/atomic_file.hpp"
 #include "qmix/whisper/model_file.hpp"
 
 namespace qmix::whisper {
@@ -48,19 +42,6 @@ inline void store_i32(std::uint8_t* p, std::int32_t value) noexcept {
     store_u32(p, bits);
 }
 
-/// The process umask, read without changing it (umask() can only be read by setting it,
-/// which would race with other threads creating files).
-inline mode_t current_umask() {
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line)) {
-        if (line.rfind("Umask:", 0) == 0) {
-            return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
-        }
-    }
-    return 022;
-}
-
 }  // namespace detail
 
 /// Streams a model to a temporary file and renames it over `destination` on commit().
@@ -72,52 +53,41 @@ inline mode_t current_umask() {
 class model_writer {
   public:
     explicit model_writer(std::string destination, std::size_t buffer_size = std::size_t(1) << 20)
-        : destination_(std::move(destination)) {
-        const std::size_t slash = destination_.rfind('/');
-        const std::string folder =
-            slash == std::string::npos ? std::string() : destination_.substr(0, slash + 1);
-        const std::string base =
-            slash == std::string::npos ? destination_ : destination_.substr(slash + 1);
-        if (base.empty() || base == "." || base == "..") {
-            throw error(destination_ + ": not a file name to write a model to");
-        }
-        buffer_.reserve(buffer_size > 0 ? buffer_size : 1);  // before there is a file to leak
-        temporary_ = folder + "." + base + ".qmix-XXXXXX";
-        fd_ = ::mkstemp(temporary_.data());
-        if (fd_ < 0) {
-            const int code = errno;
-            throw error(destination_ + ": cannot create a temporary file in '" +
-                        (folder.empty() ? std::string(".") : folder) +
-                        "': " + detail::errno_text(code));
-        }
-        ::fcntl(fd_, F_SETFD, FD_CLOEXEC);
-        temporary_exists_ = true;
-    }
+        : file_(std::move(destination), buffer_size) {}
 
     model_writer(const model_writer&) = delete;
     model_writer& operator=(const model_writer&) = delete;
     ~model_writer() { discard(); }
 
-    const std::string& destination() const noexcept { return destination_; }
-    /// The temporary file's path, stable for the writer's lifetime, so that a signal
-    /// handler can unlink() it. It no longer exists after commit() or discard().
-    const char* temporary_path() const noexcept { return temporary_.c_str(); }
-    std::uint64_t bytes_written() const noexcept { return written_; }
-    bool committed() const noexcept { return state_ == state::committed; }
+    const std::string& destination() const noexcept { return file_.destination(); }
+    /// The temporary file's path, stable for the writer's lifetime. It no longer exists
+    /// after commit() or discard().
+    const char* temporary_path() const noexcept { return file_.temporary_path(); }
+    std::uint64_t bytes_written() const noexcept { return file_.bytes_written(); }
+    bool committed() const noexcept { return file_.committed(); }
 
     /// The header of `source` byte for byte, except the ftype field, which becomes
     /// `header_ftype` (ftype + 1000 * quantization version).
     void write_header(const model_file& source, std::int32_t header_ftype) {
         expect(state::no_header, "write_header");
         check_header_ftype(header_ftype);
-        const byte_view header = source.header_bytes();
-        const auto at = static_cast<std::size_t>(model_file::ftype_offset());
-        if (header.size < at + 4) fail("the source header is too short to hold an ftype");
-        std::uint8_t field[4];
-        detail::store_i32(field, header_ftype);
-        put(header.data, at);
-        put(field, 4);
-        put(header.data + at + 4, header.size - at - 4);
+        const std::uint64_t size = source.header_size();
+        const std::uint64_t at = model_file::ftype_offset();
+        if (size < at + 4) fail("the source header is too short to hold an ftype");
+        // In pieces, so that a header of any size (a vocabulary of millions of entries,
+        // say) costs one piece of memory; the ftype field lies in the first piece.
+        std::vector<std::uint8_t> piece(
+            static_cast<std::size_t>(std::min<std::uint64_t>(size, std::uint64_t(1) << 20)));
+        for (std::uint64_t offset = 0; offset < size;) {
+            const auto n =
+                static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), size - offset));
+            source.read_header(offset, piece.data(), n);
+            if (offset <= at && at + 4 <= offset + n) {
+                detail::store_i32(piece.data() + (at - offset), header_ftype);
+            }
+            put(piece.data(), n);
+            offset += n;
+        }
         state_ = state::between_tensors;
     }
 
@@ -254,34 +224,18 @@ class model_writer {
 
     /// Flushes the model to disk and renames it over the destination. Without this call
     /// nothing reaches the destination.
-    void commit() {
+    void commit() { finished_file().commit(); }
+
+    /// The complete model's file, for io::commit_together() with other outputs. Throws
+    /// unless the model is complete (a header, and no tensor left open).
+    io::atomic_file& finished_file() {
         expect(state::between_tensors, "commit");
-        flush();
-        // mkstemp creates the file private (0600); give it the mode a plainly created file
-        // would have, or keep that of the model being replaced.
-        struct stat existing;
-        const mode_t mode = ::stat(destination_.c_str(), &existing) == 0
-                                ? (existing.st_mode & 07777)
-                                : (0666 & ~detail::current_umask());
-        ::fchmod(fd_, mode);
-        if (::fsync(fd_) != 0) fail_errno("flushing the temporary file to disk failed");
-        const int fd = fd_;
-        fd_ = -1;
-        if (::close(fd) != 0) fail_errno("closing the temporary file failed");
-        if (::rename(temporary_.c_str(), destination_.c_str()) != 0) {
-            fail_errno("renaming the temporary file over the destination failed");
-        }
-        temporary_exists_ = false;
-        state_ = state::committed;
-        sync_folder();
+        return file_;
     }
 
     /// Abandons the model: the temporary file goes, the destination stays as it was.
     void discard() noexcept {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-        if (temporary_exists_) ::unlink(temporary_.c_str());
-        temporary_exists_ = false;
+        file_.discard();
         if (state_ != state::committed) state_ = state::failed;
     }
 
@@ -289,6 +243,8 @@ class model_writer {
     enum class state { no_header, between_tensors, in_tensor, committed, failed };
 
     void expect(state wanted, const char* call) {
+        if (file_.committed()) state_ = state::committed;
+        if (!file_.committed() && !file_.open()) state_ = state::failed;
         if (state_ == wanted) return;
         static constexpr const char* names[] = {"before the header", "between tensors",
                                                 "inside tensor '", "after commit",
@@ -296,7 +252,7 @@ class model_writer {
         std::string where = names[static_cast<int>(state_)];
         if (state_ == state::in_tensor) where += tensor_name_ + "'";
         if (state_ == state::committed || state_ == state::failed) {
-            throw error(destination_ + ": " + call + " called " + where);
+            throw error(destination() + ": " + call + " called " + where);
         }
         fail(std::string(call) + " called " + where);
     }
@@ -312,29 +268,11 @@ class model_writer {
     /// Removes the temporary file and reports: every failure leaves the destination as
     /// it was and no temporary file behind.
     [[noreturn]] void fail(const std::string& what) {
-        discard();
-        throw error(destination_ + ": " + what);
+        state_ = state::failed;
+        file_.fail(what);
     }
 
-    [[noreturn]] void fail_errno(const std::string& what) {
-        const int code = errno;
-        fail(what + " (temporary file '" + temporary_ + "'): " + detail::errno_text(code));
-    }
-
-    void put(const void* data, std::size_t size) {
-        const auto* bytes = static_cast<const std::uint8_t*>(data);
-        written_ += size;
-        if (buffer_.size() + size <= buffer_.capacity()) {
-            buffer_.insert(buffer_.end(), bytes, bytes + size);
-            return;
-        }
-        flush();
-        if (size >= buffer_.capacity()) {
-            write_all(bytes, size);  // large chunks skip the copy
-        } else {
-            buffer_.insert(buffer_.end(), bytes, bytes + size);
-        }
-    }
+    void put(const void* data, std::size_t size) { file_.write(data, size); }
 
     void put_u32(std::uint32_t value) {
         std::uint8_t bytes[4];
@@ -347,43 +285,8 @@ class model_writer {
         put(bytes, 4);
     }
 
-    void flush() {
-        write_all(buffer_.data(), buffer_.size());
-        buffer_.clear();
-    }
-
-    void write_all(const std::uint8_t* data, std::size_t size) {
-        while (size > 0) {
-            const std::size_t step = size < (std::size_t(1) << 30) ? size : (std::size_t(1) << 30);
-            const ssize_t done = ::write(fd_, data, step);
-            if (done < 0) {
-                if (errno == EINTR) continue;
-                fail_errno("writing failed");
-            }
-            data += done;
-            size -= static_cast<std::size_t>(done);
-        }
-    }
-
-    /// Makes the rename itself durable. Best effort: the model is already in place.
-    void sync_folder() noexcept {
-        const std::size_t slash = destination_.rfind('/');
-        const std::string folder = slash == std::string::npos ? std::string(".")
-                                   : slash == 0               ? std::string("/")
-                                                              : destination_.substr(0, slash);
-        const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) return;
-        ::fsync(fd);
-        ::close(fd);
-    }
-
-    std::string destination_;
-    std::string temporary_;
-    int fd_ = -1;
-    bool temporary_exists_ = false;
+    io::atomic_file file_;
     state state_ = state::no_header;
-    std::vector<std::uint8_t> buffer_;
-    std::uint64_t written_ = 0;
     std::unordered_set<std::string> names_;
     std::string tensor_name_;
     std::uint64_t expected_ = 0;

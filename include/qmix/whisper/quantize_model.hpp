@@ -7,12 +7,18 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
+#include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -265,7 +271,7 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
     }
     plan.header_ftype = detail::header_ftype_for(plan.tensors, options.default_type, plan.mixed);
     detail::give_loader_types(plan.tensors, plan.header_ftype);
-    plan.output_bytes = model.header_bytes().size;
+    plan.output_bytes = model.header_size();
     for (auto& p : plan.tensors) {
         const tensor_entry& tensor = *p.tensor;
         p.output_bytes = p.converts() ? bytes_as(tensor, p.output) : tensor.data_size;
@@ -288,6 +294,22 @@ inline model_plan make_plan(const model_file& model, const quantize_options& opt
                                     earlier.pattern + "' (" + earlier.origin + ")");
         }
     }
+    // --allow-requantize is a choice to lose precision: say how much of the model it costs.
+    std::size_t requantized = 0;
+    std::string from_types;
+    for (const auto& p : plan.tensors) {
+        if (!p.converts() || !info(p.tensor->type).is_quantized) continue;
+        ++requantized;
+        const std::string name(type_name(p.tensor->type));
+        if (from_types.find(" " + name + ",") == std::string::npos) from_types += " " + name + ",";
+    }
+    if (requantized > 0) {
+        from_types.pop_back();
+        plan.warnings.push_back(std::to_string(requantized) + " already-quantized tensor(s) (" +
+                                from_types.substr(1) +
+                                ") are widened and quantized again (--allow-requantize): the "
+                                "result is less precise than quantizing the f16/f32 original");
+    }
     return plan;
 }
 
@@ -309,16 +331,39 @@ struct quantize_result {
 
 namespace detail {
 
-inline void check_finite(const model_file& model, const tensor_entry& tensor, const float* values,
-                         std::int64_t count, std::int64_t first_index) {
-    // A branch-free pass the compiler vectorises; the slow search only runs on a finding.
-    std::uint32_t any_nonfinite = 0;
+/// Whether any of `count` binary32 values is infinite or NaN (exponent all ones): a
+/// maximum of the magnitudes' bits, a reduction the compiler vectorises at any level.
+inline bool any_nonfinite_f32(const float* values, std::int64_t count) noexcept {
+    std::int32_t largest = 0;
     for (std::int64_t i = 0; i < count; ++i) {
         std::uint32_t bits;
         std::memcpy(&bits, values + i, sizeof bits);
-        any_nonfinite |= std::uint32_t((bits & 0x7f800000u) == 0x7f800000u);
+        const auto magnitude = static_cast<std::int32_t>(bits & 0x7fffffffu);
+        largest = magnitude > largest ? magnitude : largest;
     }
-    if (any_nonfinite == 0) return;
+    return largest >= 0x7f800000;
+}
+
+/// The same test on binary16 values as stored (little-endian): half the bytes to read.
+inline bool any_nonfinite_f16(const std::uint8_t* bytes, std::int64_t count) noexcept {
+    std::int16_t largest = 0;
+    for (std::int64_t i = 0; i < count; ++i) {
+        const auto magnitude = static_cast<std::int16_t>(
+            (std::uint16_t(bytes[2 * i]) | std::uint16_t(bytes[2 * i + 1]) << 8) & 0x7fff);
+        largest = magnitude > largest ? magnitude : largest;
+    }
+    return largest >= 0x7c00;
+}
+
+/// Throws naming the first infinite or NaN value, if any. `raw` is the input as stored
+/// when it is binary16 (checked there, before widening), else null.
+inline void check_finite(const model_file& model, const tensor_entry& tensor, const float* values,
+                         std::int64_t count, std::int64_t first_index,
+                         const std::uint8_t* raw_f16 = nullptr) {
+    // A branch-free pass; the slow search only runs on a finding.
+    const bool found =
+        raw_f16 != nullptr ? any_nonfinite_f16(raw_f16, count) : any_nonfinite_f32(values, count);
+    if (!found) return;
     for (std::int64_t i = 0; i < count; ++i) {
         if (!std::isfinite(values[i])) {
             throw error(tensor_label(model, tensor) + ": value " + std::to_string(first_index + i) +
@@ -346,13 +391,117 @@ inline error_sums row_error(const float* input, const float* written, std::int64
 
 }  // namespace detail
 
+namespace detail {
+
+/// How the quantizer cuts a converted tensor into pieces that one thread handles with
+/// buffers that stay in its cache: whole rows when a row fits the piece size, else parts
+/// of one row cut at block boundaries (every format's reference quantizer works block by
+/// block, so a row cut at block boundaries gives the very same bytes). A row of any length
+/// thus costs a piece of memory, not a row of it.
+struct piece_layout {
+    std::int64_t n = 0;                 ///< row length
+    std::int64_t rows = 0;              ///< row count
+    std::int64_t rows_per_piece = 0;    ///< whole rows per piece (0 when rows are cut)
+    std::int64_t segment = 0;           ///< values per part of a row (when rows are cut)
+    std::int64_t segments_per_row = 0;  ///< parts per row (when rows are cut)
+    std::int64_t count = 0;             ///< pieces
+    type_id input = type_id::f32;
+    type_id output = type_id::f32;
+
+    piece_layout(std::int64_t n_, std::int64_t rows_, type_id in, type_id out,
+                 std::int64_t piece_values)
+        : n(n_), rows(rows_), input(in), output(out) {
+        if (n <= piece_values) {
+            rows_per_piece = std::max<std::int64_t>(1, piece_values / n);
+            count = (rows + rows_per_piece - 1) / rows_per_piece;
+        } else {
+            // The block sizes are 1, 32 or 256, so the larger is a multiple of the smaller.
+            const auto block =
+                static_cast<std::int64_t>(std::max(block_size(input), block_size(output)));
+            segment = std::max(block, piece_values / block * block);
+            segments_per_row = (n + segment - 1) / segment;
+            count = rows * segments_per_row;
+        }
+    }
+
+    struct piece {
+        std::int64_t first_value;  ///< index of its first value in the tensor
+        std::int64_t row_count;
+        std::int64_t row_length;  ///< n, or the part's length
+        std::uint64_t in_offset;  ///< byte offsets in the tensor's input and output data
+        std::uint64_t out_offset;
+    };
+
+    /// Piece p; p == count gives the offsets of the end of the data.
+    piece at(std::int64_t p) const {
+        piece r{};
+        if (segment == 0) {
+            const std::int64_t first_row = std::min(rows, p * rows_per_piece);
+            r.row_count = std::min(rows_per_piece, rows - first_row);
+            r.row_length = n;
+            r.first_value = first_row * n;
+            r.in_offset = std::uint64_t(first_row) * row_size(input, n);
+            r.out_offset = std::uint64_t(first_row) * row_size(output, n);
+            return r;
+        }
+        const std::int64_t row = p / segments_per_row;
+        const std::int64_t start = (p % segments_per_row) * segment;
+        r.row_count = p < count ? 1 : 0;
+        r.row_length = p < count ? std::min(segment, n - start) : 0;
+        r.first_value = row * n + start;
+        r.in_offset =
+            std::uint64_t(row) * row_size(input, n) + (start == 0 ? 0 : row_size(input, start));
+        r.out_offset =
+            std::uint64_t(row) * row_size(output, n) + (start == 0 ? 0 : row_size(output, start));
+        return r;
+    }
+};
+
+/// One worker's buffers, reused from piece to piece and tensor to tensor.
+struct piece_buffers {
+    std::vector<std::uint8_t> input;  // raw input bytes (aligned by the allocator)
+    std::vector<float> values;        // widened
+    std::vector<float> restored;      // written values widened again (--stats)
+};
+
+inline void ensure_size(std::vector<std::uint8_t>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+inline void ensure_size(std::vector<float>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+/// Copies a tensor's data to the writer through one reused buffer.
+inline void copy_tensor_data(const model_file& model, const tensor_entry& tensor,
+                             model_writer& writer, std::vector<std::uint8_t>& buffer) {
+    writer.begin_tensor(tensor.name, tensor.type, tensor.n_dims, tensor.ne);
+    for (std::uint64_t offset = 0; offset < tensor.data_size;) {
+        const auto n = static_cast<std::size_t>(
+            std::min<std::uint64_t>(buffer.size(), tensor.data_size - offset));
+        model.file().prefetch(tensor.data_offset + offset + n, buffer.size());
+        model.read_data(tensor, offset, buffer.data(), n);
+        writer.write_data(buffer.data(), n);
+        offset += n;
+    }
+    writer.end_tensor();
+}
+
+}  // namespace detail
+
 /// Streams the model through the plan into `writer` (header, every tensor, commit is left
-/// to the caller). Memory stays proportional to one chunk of rows per thread.
+/// to the caller). Memory stays bounded whatever the model holds: a piece of values and
+/// its input per thread, two chunks of output, one copy buffer, none of them in proportion
+/// to a row, a tensor or the header.
+///
+/// Tensor data is fetched with positional reads into reused buffers (cheaper than faulting
+/// a mapping in and releasing it again, and the same whether or not the file is mapped).
+/// Threads take pieces of a chunk as they come free; the calling thread first writes the
+/// previous chunk, so writing overlaps the conversion of the next chunk.
 inline quantize_result execute_plan(const model_file& model, const model_plan& plan,
                                     const quantize_options& options, model_writer& writer,
                                     const progress_fn& progress = {}) {
     const auto start = std::chrono::steady_clock::now();
-    const unsigned threads = resolve_threads(options.threads);
+    const unsigned threads = std::max(1u, resolve_threads(options.threads));
     quantize_result result;
     result.stats.resize(plan.tensors.size());
     writer.write_header(model, plan.header_ftype);
@@ -360,65 +509,144 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
     std::uint64_t total = 0;
     for (const auto& p : plan.tensors) total += p.tensor->data_size;
     std::uint64_t done = 0;
-    // Rows are converted in chunks of about this many input values, split across threads.
-    constexpr std::int64_t chunk_values = std::int64_t(1) << 20;
-    std::vector<float> widened;
-    std::vector<std::uint8_t> packed;
-    std::vector<float> restored;
+    // A piece (one thread's unit of work) is about 64 Ki values: its input, its widened
+    // values and their quantized form stay in a core's L2 cache from reading to writing.
+    // A chunk (what is written at once) is about 2 Mi values.
+    constexpr std::int64_t piece_values = std::int64_t(1) << 16;
+    constexpr std::int64_t chunk_values = std::int64_t(1) << 21;
+    constexpr std::size_t copy_buffer_bytes = std::size_t(4) << 20;
+    std::vector<detail::piece_buffers> workers(threads);
+    std::array<std::vector<std::uint8_t>, 2> packed;
+    std::vector<std::uint8_t> copy_buffer;
 
     for (std::size_t index = 0; index < plan.tensors.size(); ++index) {
         const tensor_plan& p = plan.tensors[index];
         const tensor_entry& tensor = *p.tensor;
-        if (!p.converts()) {
-            writer.copy_tensor(model, tensor);
-        } else {
+        try {
+            if (!p.converts()) {
+                if (copy_buffer.empty()) copy_buffer.resize(copy_buffer_bytes);
+                detail::copy_tensor_data(model, tensor, writer, copy_buffer);
+                done += tensor.data_size;
+                if (progress) progress(index, done, total);
+                continue;
+            }
             writer.begin_tensor(tensor.name, p.output, tensor.n_dims, tensor.ne);
-            const std::int64_t n = tensor.ne[0];
-            const std::int64_t rows = tensor.row_count();
-            const std::int64_t chunk_rows = std::max<std::int64_t>(1, chunk_values / n);
-            const std::size_t in_row = row_size(tensor.type, n);
-            const std::size_t out_row = row_size(p.output, n);
-            const byte_view source = model.data(tensor);
-            std::vector<detail::error_sums> row_errors;
+            const detail::piece_layout layout(tensor.ne[0], tensor.row_count(), tensor.type,
+                                              p.output, piece_values);
+            const std::int64_t piece_span =
+                layout.segment != 0 ? layout.segment : layout.rows_per_piece * layout.n;
+            const std::int64_t pieces_per_chunk =
+                std::max<std::int64_t>(1, chunk_values / piece_span);
+            // Per-piece error sums, in piece order (thread-independent); per row when pieces
+            // are whole rows.
+            std::vector<detail::error_sums> errors;
             double squared = 0;
             double max_abs = 0;
-            for (std::int64_t first = 0; first < rows; first += chunk_rows) {
-                const std::int64_t count = std::min(chunk_rows, rows - first);
-                widened.resize(static_cast<std::size_t>(count * n));
-                packed.resize(out_row * static_cast<std::size_t>(count));
+            const std::uint8_t* pending = nullptr;  // the previous chunk, not yet written
+            std::size_t pending_size = 0;
+            std::uint64_t pending_done = 0;
+            int parity = 0;
+
+            for (std::int64_t first = 0; first < layout.count; first += pieces_per_chunk) {
+                const std::int64_t last = std::min(layout.count, first + pieces_per_chunk);
+                const auto chunk_begin = layout.at(first);
+                const auto chunk_end = layout.at(last);
+                // The next chunk's input, read into the page cache while this one is converted.
+                model.file().prefetch(tensor.data_offset + chunk_end.in_offset,
+                                      chunk_end.in_offset - chunk_begin.in_offset);
+                std::vector<std::uint8_t>& out = packed[std::size_t(parity)];
+                detail::ensure_size(out, chunk_end.out_offset - chunk_begin.out_offset);
                 if (options.compute_stats) {
-                    restored.resize(widened.size());
-                    row_errors.resize(static_cast<std::size_t>(count));
+                    errors.assign(
+                        static_cast<std::size_t>(
+                            layout.segment != 0
+                                ? last - first
+                                : (chunk_end.first_value - chunk_begin.first_value) / layout.n),
+                        detail::error_sums{});
                 }
-                parallel_ranges(count, threads, [&](std::int64_t begin, std::int64_t end) {
-                    float* values = widened.data() + begin * n;
-                    // f32, f16 or (with --allow-requantize) a quantized type, widened.
-                    dequantize(tensor.type, source.data + std::size_t(first + begin) * in_row,
-                               values, end - begin, n);
-                    if (!options.allow_nonfinite) {
-                        detail::check_finite(model, tensor, values, (end - begin) * n,
-                                             (first + begin) * n);
-                    }
-                    quantize(p.output, values, packed.data() + std::size_t(begin) * out_row,
-                             end - begin, n);
-                    if (options.compute_stats) {
-                        float* back = restored.data() + begin * n;
-                        dequantize(p.output, packed.data() + std::size_t(begin) * out_row, back,
-                                   end - begin, n);
-                        for (std::int64_t r = begin; r < end; ++r) {
-                            row_errors[std::size_t(r)] = detail::row_error(
-                                values + (r - begin) * n, back + (r - begin) * n, n);
+                std::atomic<std::int64_t> next{first};
+                // The first failure in piece order wins, whichever thread met it, so that the
+                // message does not depend on the thread count or on timing.
+                std::mutex failure_mutex;
+                std::int64_t failed_piece = std::numeric_limits<std::int64_t>::max();
+                std::exception_ptr failure;
+                parallel_ranges(
+                    std::int64_t(threads), threads, [&](std::int64_t slot, std::int64_t) {
+                        if (slot == 0 && pending != nullptr) {
+                            writer.write_data(pending, pending_size);
+                            pending = nullptr;
+                            if (progress) progress(index, pending_done, total);
                         }
-                    }
-                });
-                writer.write_data(packed.data(), packed.size());
-                model.release_part(tensor, std::uint64_t(first) * in_row,
-                                   std::uint64_t(count) * in_row);
-                for (std::size_t r = 0; r < row_errors.size() && options.compute_stats; ++r) {
-                    squared += row_errors[r].squared;  // summed in row order: thread-independent
-                    max_abs = std::max(max_abs, row_errors[r].max_abs);
+                        detail::piece_buffers& buffers = workers[std::size_t(slot)];
+                        for (std::int64_t i = next++; i < last; i = next++) {
+                            try {
+                                const auto piece = layout.at(i);
+                                const auto next_piece = layout.at(i + 1);
+                                const std::int64_t count = piece.row_count * piece.row_length;
+                                const auto in_bytes = static_cast<std::size_t>(
+                                    next_piece.in_offset - piece.in_offset);
+                                detail::ensure_size(buffers.input, in_bytes);
+                                detail::ensure_size(buffers.values, std::size_t(count));
+                                model.read_data(tensor, piece.in_offset, buffers.input.data(),
+                                                in_bytes);
+                                float* values = buffers.values.data();
+                                // f32, f16 or (with --allow-requantize) a quantized type, widened.
+                                dequantize(tensor.type, buffers.input.data(), values,
+                                           piece.row_count, piece.row_length);
+                                if (!options.allow_nonfinite) {
+                                    detail::check_finite(
+                                        model, tensor, values, count, piece.first_value,
+                                        tensor.type == type_id::f16 ? buffers.input.data()
+                                                                    : nullptr);
+                                }
+                                std::uint8_t* dst =
+                                    out.data() + (piece.out_offset - chunk_begin.out_offset);
+                                quantize(p.output, values, dst, piece.row_count, piece.row_length);
+                                if (options.compute_stats) {
+                                    detail::ensure_size(buffers.restored, std::size_t(count));
+                                    float* back = buffers.restored.data();
+                                    dequantize(p.output, dst, back, piece.row_count,
+                                               piece.row_length);
+                                    for (std::int64_t r = 0; r < piece.row_count; ++r) {
+                                        const std::size_t slot_index =
+                                            layout.segment != 0
+                                                ? std::size_t(i - first)
+                                                : std::size_t((piece.first_value -
+                                                               chunk_begin.first_value) /
+                                                                  layout.n +
+                                                              r);
+                                        errors[slot_index] = detail::row_error(
+                                            values + r * piece.row_length,
+                                            back + r * piece.row_length, piece.row_length);
+                                    }
+                                }
+                            } catch (...) {
+                                std::lock_guard<std::mutex> lock(failure_mutex);
+                                if (i < failed_piece) {
+                                    failed_piece = i;
+                                    failure = std::current_exception();
+                                }
+                            }
+                        }
+                    });
+                if (failure) std::rethrow_exception(failure);
+                for (const auto& e : errors) {
+                    squared += e.squared;  // summed in piece (row) order: thread-independent
+                    max_abs = std::max(max_abs, e.max_abs);
                 }
-                if (progress) progress(index, done + std::uint64_t(first + count) * in_row, total);
+                if (pending != nullptr) {  // a single thread with nothing to take wrote nothing
+                    writer.write_data(pending, pending_size);
+                    pending = nullptr;
+                }
+                pending = out.data();
+                pending_size =
+                    static_cast<std::size_t>(chunk_end.out_offset - chunk_begin.out_offset);
+                pending_done = done + chunk_end.in_offset;
+                parity ^= 1;
+            }
+            if (pending != nullptr) {
+                writer.write_data(pending, pending_size);
+                if (progress) progress(index, pending_done, total);
             }
             writer.end_tensor();
             if (options.compute_stats) {
@@ -427,10 +655,14 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
                 st.rmse = std::sqrt(squared / double(tensor.element_count()));
                 st.max_abs_error = max_abs;
             }
+            done += tensor.data_size;
+            if (progress) progress(index, done, total);
+        } catch (const std::bad_alloc&) {
+            throw error(detail::tensor_label(model, tensor) +
+                        ": out of memory while converting it (" + std::to_string(threads) +
+                        " threads, about " + std::to_string(piece_values) +
+                        " values per thread and " + std::to_string(chunk_values) + " per chunk)");
         }
-        model.release(tensor);
-        done += tensor.data_size;
-        if (progress) progress(index, done, total);
     }
     result.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
