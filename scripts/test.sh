@@ -60,7 +60,7 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   # parallel drivers run on it). The golden and randomized kernel tests above already
   # compare every level the CPU runs, forced or not.
   local levels level
-  levels=$(cd "$dir" && $emulator ./bin/qmix-tests --kernel-levels 2>>"$log")
+  levels=$(cd "$dir" && $emulator ./bin/qmix-tests --kernel-levels 2>>"$root/$log")
   [ -n "$levels" ] || { echo "kernels: no kernel levels listed" >>"$log"; ok=0; }
   for level in $levels; do
     if (cd "$dir" && QMIX_FORCE_ARCH=$level $emulator ./bin/qmix-tests --use-colour no \
@@ -118,7 +118,8 @@ for b in $builds; do
       -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake "-DCMAKE_CXX_FLAGS=-ffp-contract=fast" ;;
     fuzz) run_fuzz "${QMIX_FUZZ_SECONDS:-30}" ;;
     package)
-      echo "== package: install, then find_package and add_subdirectory consumers"
+      echo "== package: install, then find_package, add_subdirectory and -flto consumers"
+      mkdir -p build-test
       if scripts/package_test.sh >build-test/package.log 2>&1; then
         passed=$((passed + 1)); summary+=("package: passed")
       else
