@@ -29,7 +29,7 @@ GGML_OPS = {
 OPS = ["quantize", "dequantize", "dot", "partner"]
 CHART_OPS = ["quantize", "dequantize", "dot"]
 TYPE_ORDER = ["f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
-              "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"]
+              "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "bf16"]
 PAIRS = [("avx2", "ggml_avx2"), ("avx512", "ggml_native")]
 
 

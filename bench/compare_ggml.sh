@@ -19,6 +19,8 @@
 #   --core N          the core to pin to (default: the last one)
 #   --rounds N        interleaved rounds (default: 3)
 #   --jobs N          parallel build jobs (default: 2)
+#   --types "T ..."   only these types, spelled as qmix spells them (default: every type
+#                     both programs know: f16 q4_0 ... q6_k iq4_nl iq4_xs bf16)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +31,7 @@ qmix_build=
 core=$(($(getconf _NPROCESSORS_ONLN) - 1))
 rounds=3
 jobs=2
+only_types=
 ggml=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
     --core) core=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --types) only_types=$2; shift 2 ;;
     -h|--help) usage 0 ;;
     -*) echo "compare_ggml.sh: unknown option $1" >&2; usage 2 >&2 ;;
     *) [ -z "$ggml" ] || { echo "compare_ggml.sh: one ggml folder only" >&2; exit 2; }
@@ -92,10 +96,19 @@ fi
 qmix_bench=$qmix_build/bin/qmix-bench
 [ -x "$qmix_bench" ] || { echo "compare_ggml.sh: no $qmix_bench" >&2; exit 2; }
 
-# ggml's types, as test-quantize-perf names them.
-types=(f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K)
+# The types, as qmix spells them; test-quantize-perf spells the k-quants with a capital K.
+types=(f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs bf16)
+if [ -n "$only_types" ]; then
+  read -r -a types <<<"$only_types"
+fi
 type_args=()
-for t in "${types[@]}"; do type_args+=(--type "$t"); done
+for t in "${types[@]}"; do
+  case $t in
+    q[2-6]_k) type_args+=(--type "${t%k}K") ;;
+    *) type_args+=(--type "$t") ;;
+  esac
+done
+qmix_types=$(IFS='|'; echo "${types[*]}")
 
 run_ggml() {  # binary output-file
   # The reference quantizers of the k-quants take milliseconds per call: fewer iterations.
@@ -114,7 +127,7 @@ for round in $(seq "$rounds"); do
   run_ggml "$ggml_avx2" "$raw/ggml-avx2-$round.txt"
   run_ggml "$ggml_native" "$raw/ggml-native-$round.txt"
   taskset -c "$core" "$qmix_bench" --data=ggml \
-    --benchmark_filter='^(quantize|dequantize|partner|dot)/[^/]+/(avx2|avx512)$' \
+    --benchmark_filter="^(quantize|dequantize|partner|dot)/($qmix_types)/(avx2|avx512)\$" \
     --benchmark_min_time=0.1 --benchmark_format=json >"$raw/qmix-$round.json"
 done
 

@@ -48,8 +48,8 @@ FLOORS = [
 ]
 
 OPERATIONS = ["quantize", "quantize_imatrix", "dequantize", "partner", "dot"]
-TYPE_ORDER = ["f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1",
-              "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_k"]
+TYPE_ORDER = ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1",
+              "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_k", "iq4_nl", "iq4_xs"]
 LEVEL_ORDER = ["scalar", "sse2", "avx2", "avx512", "neon"]
 
 

@@ -7,9 +7,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
+
+#include <stdlib.h>
+#include <unistd.h>
 
 namespace qmix::test {
 
@@ -34,6 +39,36 @@ inline std::vector<std::uint32_t> float_bits(const std::vector<float>& values) {
     std::memcpy(bits.data(), values.data(), values.size() * sizeof(float));
     return bits;
 }
+
+/// A fresh folder under $TMPDIR (or /tmp), removed with everything in it at scope exit.
+class scratch_folder {
+  public:
+    scratch_folder() {
+        const char* base = std::getenv("TMPDIR");
+        std::string pattern = std::string(base && *base ? base : "/tmp") + "/qmix-test-XXXXXX";
+        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path_ = pattern;
+    }
+    ~scratch_folder() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+    scratch_folder(const scratch_folder&) = delete;
+    scratch_folder& operator=(const scratch_folder&) = delete;
+
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+    /// The names in the folder, sorted.
+    std::set<std::string> listing() const {
+        std::set<std::string> names;
+        for (const auto& entry : std::filesystem::directory_iterator(path_)) {
+            names.insert(entry.path().filename().string());
+        }
+        return names;
+    }
+
+  private:
+    std::filesystem::path path_;
+};
 
 /// The golden set written by ggml: $QMIX_GOLDEN_DIR, else tests/data/golden.
 inline std::filesystem::path golden_dir() {

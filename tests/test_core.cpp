@@ -225,3 +225,27 @@ TEST_CASE("a block whose largest value is subnormal quantizes to defined bytes",
         for (float v : back) CHECK(std::fabs(v) < 1e-30f);
     }
 }
+
+TEST_CASE("the row API refuses null buffers, negative counts and sizes that wrap", "[core]") {
+    std::vector<float> values(64, 0.5f);
+    std::vector<unsigned char> packed(row_size(type_id::q4_0, 64));
+    CHECK_THROWS_WITH(quantize(type_id::q4_0, nullptr, packed.data(), 1, 64),
+                      Catch::Contains("src is null"));
+    CHECK_THROWS_WITH(quantize(type_id::q4_0, values.data(), nullptr, 1, 64),
+                      Catch::Contains("dst is null"));
+    CHECK_THROWS_WITH(dequantize(type_id::q4_0, nullptr, values.data(), 1, 64),
+                      Catch::Contains("src is null"));
+    CHECK_THROWS_WITH(dot(type_id::q4_0, packed.data(), nullptr, 64), Catch::Contains("y is null"));
+    // No row, no access: null is fine then.
+    CHECK(quantize(type_id::q4_0, nullptr, nullptr, 0, 64) == 0);
+    CHECK_THROWS_WITH(
+        quantize_parallel(type_id::q4_0, values.data(), packed.data(), -1, 64, nullptr, 2),
+        Catch::Contains("negative row count"));
+    CHECK_THROWS_WITH(dequantize_parallel(type_id::q4_0, packed.data(), values.data(), -3, 64, 2),
+                      Catch::Contains("negative row count"));
+    CHECK_THROWS_WITH(row_size(type_id::f32, std::int64_t(1) << 62),
+                      Catch::Contains("more bytes than a size_t holds"));
+    CHECK_THROWS_WITH(rows_size(type_id::f32, std::int64_t(1) << 40, std::int64_t(1) << 30),
+                      Catch::Contains("more bytes than a size_t holds"));
+    CHECK(rows_size(type_id::q4_0, 3, 64) == 3 * 36);
+}

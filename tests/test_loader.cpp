@@ -12,10 +12,12 @@
 #include "qmix/whisper/info.hpp"
 #include "qmix/whisper/quantize_model.hpp"
 #include "qmix/whisper/synthetic.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace qmix;
 using namespace qmix::whisper;
+using qmix::test::scratch_folder;
 
 namespace {
 
@@ -82,13 +84,6 @@ simulated_load simulate_whisper_cpp(const std::vector<tensor_entry>& tensors, st
     }
     return load;
 }
-
-struct scratch_folder {
-    fs::path path = fs::temp_directory_path() / ("qmix-loader-" + std::to_string(::getpid()));
-    scratch_folder() { fs::create_directories(path); }
-    ~scratch_folder() { fs::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<type_id> storage_types() {
     std::vector<type_id> types;

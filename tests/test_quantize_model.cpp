@@ -17,23 +17,9 @@ namespace fs = std::filesystem;
 using namespace qmix;
 using namespace qmix::whisper;
 using qmix::test::read_bytes;
+using qmix::test::scratch_folder;
 
 namespace {
-
-struct scratch_folder {
-    fs::path path;
-    scratch_folder() {
-        path = fs::temp_directory_path() /
-               ("qmix-pipeline-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-        fs::create_directories(path);
-    }
-    ~scratch_folder() { fs::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-    static int& counter() {
-        static int n = 0;
-        return n;
-    }
-};
 
 std::string synthetic(const scratch_folder& dir, const std::string& name, model_size size,
                       type_id storage, int layers = 1) {

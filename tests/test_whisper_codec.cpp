@@ -25,40 +25,15 @@
 #include "qmix/whisper/model_writer.hpp"
 #include "qmix/whisper/synthetic.hpp"
 
+#include "support.hpp"
+
 namespace fs = std::filesystem;
 using namespace qmix::whisper;
 using qmix::type_id;
 
 namespace {
 
-/// A fresh folder under $TMPDIR (or /tmp), removed with everything in it at scope exit.
-class scratch_folder {
-  public:
-    scratch_folder() {
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern = std::string(base && *base ? base : "/tmp") + "/qmix-codec-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path_ = pattern;
-    }
-    ~scratch_folder() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    scratch_folder(const scratch_folder&) = delete;
-    scratch_folder& operator=(const scratch_folder&) = delete;
-
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-    std::set<std::string> listing() const {
-        std::set<std::string> names;
-        for (const auto& entry : fs::directory_iterator(path_)) {
-            names.insert(entry.path().filename().string());
-        }
-        return names;
-    }
-
-  private:
-    fs::path path_;
-};
+using scratch_folder = qmix::test::scratch_folder;
 
 std::vector<std::uint8_t> file_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

@@ -6,9 +6,13 @@
 // calls the same parser with arbitrary arguments. The only thing parsing reads from outside
 // is a --tensor-type-file, through a loader the caller may replace.
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -17,6 +21,7 @@
 #include "qmix/core/error.hpp"
 #include "qmix/core/ftype.hpp"
 #include "qmix/rules/rules.hpp"
+#include "qmix/whisper/budget.hpp"
 #include "qmix/whisper/quantize_model.hpp"
 
 namespace qmix::quantize_cli {
@@ -25,6 +30,7 @@ inline constexpr int exit_failure = 1;
 inline constexpr int exit_usage = 2;
 
 inline constexpr const char* usage_text = R"(usage: qmix-quantize [options] INPUT OUTPUT TYPE
+       qmix-quantize --target-size SIZE | --target-bpw BITS [options] INPUT OUTPUT
        qmix-quantize --info MODEL | --list-types | --help | --version
 
 Quantizes a whisper ggml model (f32 or f16) into OUTPUT. Two-dimensional weight
@@ -51,6 +57,29 @@ rules:
                                first matching rule wins; split at the last '='
   --tensor-type-file FILE      one PATTERN=TYPE per line, '#' comments allowed;
                                rules keep their command-line order
+
+size budget (the tool chooses each matrix's type; no TYPE then):
+  --target-size SIZE     the output file may take at most SIZE bytes (K, M, G:
+                         powers of 1024, e.g. 60M)
+  --target-bpw BITS      the matrices may take at most BITS bits per weight
+                         (q4_k is 4.5, q8_0 8.5, f16 16)
+  --allow-types LIST     the types to choose from, e.g. q4_k,q5_k,q8_0
+                         (default: every quantized type the rows fit, and f16)
+  --tensor-weight PATTERN=W
+                         how much a matrix's error counts (default 1; first
+                         matching pattern wins), e.g. 'encoder\..*=2'
+  --budget-sample N      measure errors on at most N values per matrix, evenly
+                         spaced rows (default 65536; 0: every row)
+  Each free matrix's error under each type is measured (squared error of the
+  dequantized values / the matrix's energy, times its weight) and the types
+  with the least total error within the budget are chosen (a knapsack: convex
+  hull steps by error saved per byte and an exact programme over the budget in
+  4096+ steps, then single and paired exchanges; the summary prints a lower
+  bound no choice can beat, and what each uniform type gives at its size).
+  --tensor-type rules still decide their matrices. A budget out of reach is an
+  error naming the reachable range. The file is byte for byte what the chosen
+  types give as rules; --dry-run prints them as a rule file to keep (with -q,
+  only the rule file).
 
 options:
   -t, --threads N        worker threads (default: all cores)
@@ -82,6 +111,11 @@ examples:
       ggml-base.bin ggml-base-mixed.bin q4_k
   # what whisper.cpp's quantize does (9 is its number for q5_1)
   qmix-quantize ggml-base.bin ggml-base-q5_1.bin 9
+  # the best mix at q4_k's size, encoder errors counting twice
+  qmix-quantize --target-bpw 4.5 --tensor-weight 'encoder\..*=2' \
+      ggml-base.bin ggml-base-4.5bpw.bin
+  # the chosen types as a rule file, to read, edit and reuse
+  qmix-quantize --target-size 60M --dry-run -q ggml-base.bin x.bin > rules.txt
   # rules from a file, checked without writing anything
   qmix-quantize --tensor-type-file rules.txt --no-fallback --dry-run \
       ggml-tiny.bin ggml-tiny-q4_k.bin q4_k
@@ -109,6 +143,7 @@ struct command_line {
     whisper::quantize_options options;
     bool dry_run = false, verbose = false, quiet = false;
     std::string json_path;
+    std::optional<whisper::budget_options> budget;  ///< --target-size / --target-bpw
 };
 
 /// What the arguments ask for. The informational requests stop the parse where they
@@ -156,6 +191,73 @@ inline unsigned parse_threads(const std::string& text) {
     return static_cast<unsigned>(value);
 }
 
+/// SIZE of --target-size: bytes, or a number with K, M or G (powers of 1024; "KiB", "MB"
+/// and the like are read the same way).
+inline std::uint64_t parse_size(const std::string& text) {
+    char* end = nullptr;
+    errno = 0;
+    const double number = std::strtod(text.c_str(), &end);
+    std::string unit(end ? end : "");
+    for (auto& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
+    if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+    if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
+    double factor = 0;
+    if (unit.empty() || unit == "B") factor = 1;
+    if (unit == "K") factor = 1024.0;
+    if (unit == "M") factor = 1024.0 * 1024.0;
+    if (unit == "G") factor = 1024.0 * 1024.0 * 1024.0;
+    const double bytes = number * factor;
+    if (text.empty() || end == text.c_str() || errno != 0 || factor == 0 || !std::isfinite(bytes) ||
+        bytes < 1 || bytes > 1e18) {
+        throw usage_error(
+            "--target-size takes bytes or a number with K, M or G (1024-based), not '" + text +
+            "'");
+    }
+    return static_cast<std::uint64_t>(bytes);
+}
+
+inline double parse_bpw(const std::string& text) {
+    char* end = nullptr;
+    const double bits = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || !std::isfinite(bits) || bits <= 0 || bits > 32) {
+        throw usage_error("--target-bpw takes bits per weight above 0 and at most 32, not '" +
+                          text + "'");
+    }
+    return bits;
+}
+
+/// LIST of --allow-types: type names separated by commas or spaces.
+inline std::vector<type_id> parse_type_list(const std::string& text) {
+    std::vector<type_id> types;
+    std::string item;
+    const auto flush = [&] {
+        if (item.empty()) return;
+        type_id t;
+        try {
+            t = rules::parse_storage_type(item, "--allow-types");
+        } catch (const qmix::error& e) {
+            throw usage_error(e.what());
+        }
+        if (t == type_id::f32) {
+            throw usage_error(
+                "--allow-types: f32 is no candidate under a budget (f16 holds the "
+                "same tensors in half the bytes)");
+        }
+        if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(t);
+        item.clear();
+    };
+    for (const char c : text) {
+        if (c == ',' || c == ' ') {
+            flush();
+        } else {
+            item += c;
+        }
+    }
+    flush();
+    if (types.empty()) throw usage_error("--allow-types needs at least one type");
+    return types;
+}
+
 /// Parses the arguments after the program name. Throws usage_error for anything the user
 /// must fix in the command line itself, rule files included.
 inline parsed_command parse_command_line(const std::vector<std::string>& args,
@@ -168,6 +270,13 @@ inline parsed_command parse_command_line(const std::vector<std::string>& args,
         return args[++i];
     };
     bool options_ended = false;  // after "--" every argument is positional
+    std::optional<std::vector<type_id>> allow_types;
+    std::vector<std::string> weight_texts;
+    std::optional<std::int64_t> sample_values;
+    auto budget = [&]() -> whisper::budget_options& {
+        if (!cl.budget) cl.budget.emplace();
+        return *cl.budget;
+    };
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& arg = args[i];
         if (options_ended) {
@@ -211,6 +320,24 @@ inline parsed_command parse_command_line(const std::vector<std::string>& args,
                 throw usage_error("--loader takes 'upstream' or 'per-tensor', not '" + which + "'");
             }
             cl.options.upstream_loader = which == "upstream";
+        } else if (arg == "--target-size") {
+            budget().target_bytes = parse_size(value(i, arg));
+        } else if (arg == "--target-bpw") {
+            budget().target_bpw = parse_bpw(value(i, arg));
+        } else if (arg == "--allow-types") {
+            allow_types = parse_type_list(value(i, arg));
+        } else if (arg == "--tensor-weight") {
+            weight_texts.push_back(value(i, arg));
+        } else if (arg == "--budget-sample") {
+            const std::string text = value(i, arg);
+            char* end = nullptr;
+            errno = 0;
+            const long long n = std::strtoll(text.c_str(), &end, 10);
+            if (text.empty() || *end != '\0' || errno != 0 || n < 0) {
+                throw usage_error("--budget-sample takes a whole number of values >= 0, not '" +
+                                  text + "'");
+            }
+            sample_values = n;
         } else if (arg == "--stats") {
             cl.options.compute_stats = true;
         } else if (arg == "-v" || arg == "--verbose") {
@@ -222,6 +349,43 @@ inline parsed_command parse_command_line(const std::vector<std::string>& args,
         } else {
             positional.push_back(arg);
         }
+    }
+    if (cl.budget) {
+        if (cl.budget->target_bytes && cl.budget->target_bpw) {
+            throw usage_error("--target-size and --target-bpw: give one budget, not both");
+        }
+        if (positional.size() == 3) {
+            throw usage_error(
+                "with a budget the types are chosen: give INPUT OUTPUT without "
+                "TYPE (got '" +
+                positional[2] + "')");
+        }
+        if (positional.size() != 2) {
+            throw usage_error("expected INPUT OUTPUT, got " + std::to_string(positional.size()) +
+                              " argument(s) (see --help)");
+        }
+        if (cl.options.upstream_loader) {
+            throw usage_error(
+                "--loader upstream loads one type for every matrix; a budget "
+                "mixes types (drop one of them)");
+        }
+        if (allow_types) cl.budget->allowed = *allow_types;
+        if (sample_values) cl.budget->sample_values = *sample_values;
+        int number = 0;
+        for (const auto& text : weight_texts) {
+            try {
+                cl.budget->weights.push_back(whisper::parse_tensor_weight(
+                    text, "--tensor-weight " + std::to_string(++number)));
+            } catch (const qmix::error& e) {
+                throw usage_error(e.what());
+            }
+        }
+        positional.push_back("f16");  // TYPE: every matrix gets a rule, so it decides nothing
+    } else if (allow_types || !weight_texts.empty() || sample_values) {
+        throw usage_error(std::string(allow_types     ? "--allow-types"
+                                      : sample_values ? "--budget-sample"
+                                                      : "--tensor-weight") +
+                          " only applies with a budget (--target-size or --target-bpw)");
     }
     if (positional.size() != 3) {
         throw usage_error("expected INPUT OUTPUT TYPE, got " + std::to_string(positional.size()) +

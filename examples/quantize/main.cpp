@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <csignal>
@@ -24,6 +25,7 @@
 #include "qmix/io/atomic_file.hpp"
 #include "qmix/io/signal_cleanup.hpp"
 #include "qmix/qmix.hpp"
+#include "qmix/whisper/budget.hpp"
 #include "qmix/whisper/info.hpp"
 #include "qmix/whisper/quantize_model.hpp"
 #include "report.hpp"
@@ -161,6 +163,87 @@ void print_summary(std::ostream& out, const model_plan& plan, const command_line
     }
 }
 
+/// "encoder.blocks.N.mlp.0.weight" for every layer's "encoder.blocks.7.mlp.0.weight".
+std::string tensor_group(const std::string& name) {
+    const std::string marker = ".blocks.";
+    const auto at = name.find(marker);
+    if (at == std::string::npos) return name;
+    auto digits = at + marker.size();
+    auto end = digits;
+    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+    if (end == digits) return name;
+    return name.substr(0, digits) + "N" + name.substr(end);
+}
+
+std::string budget_text(const command_line& cl) {
+    std::ostringstream s;
+    if (cl.budget->target_bytes) {
+        s << "--target-size " << *cl.budget->target_bytes << " bytes";
+    } else {
+        s << "--target-bpw " << std::setprecision(6) << *cl.budget->target_bpw;
+    }
+    return s.str();
+}
+
+void print_budget(std::ostream& out, const budget_result& b, const command_line& cl) {
+    out << "\nbudget (" << budget_text(cl) << ")\n";
+    out << "  output " << mib(b.output_bytes) << " (" << b.output_bytes << " bytes) of at most "
+        << mib(b.budget_bytes) << " (" << b.budget_bytes << " bytes); reachable "
+        << mib(b.min_bytes) << " .. " << mib(b.max_bytes) << "\n";
+    out << std::fixed << std::setprecision(3) << "  matrices: " << b.matrix_bpw
+        << " bits per weight\n";
+    std::size_t sampled = 0, free = 0;
+    for (const auto& t : b.tensors) {
+        if (t.free) ++free;
+        if (t.sampled_rows > 0 && t.sampled_rows < t.tensor->row_count()) ++sampled;
+    }
+    out << std::scientific << std::setprecision(4) << "  weighted error: " << b.weighted_error
+        << " (no choice within the budget can go below " << b.lower_bound << ")\n";
+    out << "  " << free << " of " << b.tensors.size() << " matrices chosen (the others by rules); "
+        << (sampled ? std::to_string(sampled) + " measured on evenly spaced rows (--budget-sample)"
+                    : std::string("errors measured on every row"))
+        << "\n";
+    // Chosen types per group of tensors (layers folded together).
+    std::map<std::string, std::map<std::string, std::size_t>> groups;
+    std::vector<std::string> order;
+    for (const auto& t : b.tensors) {
+        const std::string g = tensor_group(t.tensor->name);
+        if (!groups.count(g)) order.push_back(g);
+        groups[g][std::string(type_name(t.chosen))]++;
+    }
+    out << "  chosen types by tensor group:\n";
+    for (const auto& g : order) {
+        out << "    " << std::left << std::setw(46) << g << std::right;
+        bool first = true;
+        for (const auto& [type, count] : groups[g]) {
+            out << (first ? "" : ", ") << type << " x" << count;
+            first = false;
+        }
+        out << "\n";
+    }
+    out << "  uniform types at their own size (same rules):\n"
+        << "    type          size  bits/weight  weighted error\n";
+    for (const auto& u : b.uniform) {
+        out << "    " << std::left << std::setw(7) << type_name(u.type) << std::right
+            << std::setw(13) << mib(u.output_bytes) << std::fixed << std::setprecision(3)
+            << std::setw(13) << u.matrix_bpw << std::scientific << std::setprecision(4)
+            << std::setw(16) << u.weighted_error
+            << (u.output_bytes <= b.budget_bytes ? "  fits" : "") << "\n";
+    }
+    out << std::defaultfloat << std::fixed << std::setprecision(2) << "  time: measuring "
+        << b.measure_seconds << " s, choosing " << b.choose_seconds << " s\n"
+        << std::defaultfloat;
+}
+
+/// The chosen types as a --tensor-type-file: the user's rules first, then one per matrix.
+void print_rule_file(std::ostream& out, const budget_result& b, const command_line& cl) {
+    out << "# qmix-quantize " << budget_text(cl) << ": " << b.output_bytes
+        << " bytes, weighted error " << std::scientific << std::setprecision(6) << b.weighted_error
+        << std::defaultfloat << "\n"
+        << "# the same file: qmix-quantize --tensor-type-file THIS_FILE INPUT OUTPUT f16\n";
+    for (const auto& line : b.rule_lines) out << line << "\n";
+}
+
 // The input is memory-mapped. When another program truncates it while we read, touching a
 // page past its new end raises SIGBUS, which would otherwise kill us with a core dump and
 // leave the temporary output behind. A handler may only write and exit, so its message is
@@ -222,7 +305,16 @@ int run(const command_line& cl) {
     refuse_overlapping_files(cl);
     if (!cl.dry_run) install_input_changed_handler(cl.input);
     const model_file model(cl.input);
-    const model_plan plan = make_plan(model, cl.options);
+    // With a budget, the chosen types become rules (after the user's) and the run goes on
+    // exactly as a run with those rules.
+    quantize_options options = cl.options;
+    std::optional<budget_result> budget;
+    if (cl.budget) {
+        budget = choose_types(model, cl.options, *cl.budget);
+        options.rules = budget->rules;
+    }
+    const model_plan plan = make_plan(model, options);
+    const budget_result* chosen = budget ? &*budget : nullptr;
     const bool terminal = ::isatty(STDERR_FILENO) != 0;
     const bool table_first = !cl.quiet && (cl.dry_run || cl.verbose || !terminal);
     for (const auto& w : plan.warnings) std::cerr << "warning: " << w << "\n";
@@ -232,12 +324,17 @@ int run(const command_line& cl) {
     if (!cl.json_path.empty()) report.emplace(cl.json_path);
     if (cl.dry_run) {
         if (!cl.quiet) {
-            print_table(std::cout, plan, nullptr, cl.options.rules);
+            print_table(std::cout, plan, nullptr, options.rules);
             print_summary(std::cout, plan, cl, nullptr);
+            if (chosen) print_budget(std::cout, *chosen, cl);
         }
         if (report) {
-            report->write(json_report(plan, cl, nullptr));
+            report->write(json_report(plan, cl, nullptr, chosen));
             report->commit();
+        }
+        if (chosen) {
+            if (!cl.quiet) std::cout << "\nthe chosen types as a rule file:\n";
+            print_rule_file(std::cout, *chosen, cl);
         }
         if (!cl.quiet) std::cout << "dry run: nothing written\n";
         return 0;
@@ -245,18 +342,19 @@ int run(const command_line& cl) {
     model_writer writer(cl.output);
     progress_bar bar(terminal && !cl.quiet && !cl.verbose);
     const quantize_result result = execute_plan(
-        model, plan, cl.options, writer,
+        model, plan, options, writer,
         [&](std::size_t, std::uint64_t done, std::uint64_t total) { bar.update(done, total); });
     if (report) {
-        report->write(json_report(plan, cl, &result));
+        report->write(json_report(plan, cl, &result, chosen));
         io::commit_together({&writer.finished_file(), &*report});
     } else {
         writer.commit();
     }
     if (table_first || (cl.options.compute_stats && !cl.quiet)) {
-        print_table(std::cout, plan, &result, cl.options.rules);
+        print_table(std::cout, plan, &result, options.rules);
     }
     if (!cl.quiet) print_summary(std::cout, plan, cl, &result);
+    if (!cl.quiet && chosen) print_budget(std::cout, *chosen, cl);
     if (!cl.quiet) {
         std::cout << "wrote " << cl.output;
         if (report) std::cout << " and " << cl.json_path;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "qmix/whisper/budget.hpp"
 #include "qmix/whisper/quantize_model.hpp"
 
 namespace qmix::quantize_cli {
@@ -79,8 +80,53 @@ inline std::string json_number(double value) {
     return buf;
 }
 
+/// The --target-size / --target-bpw choice: budget, sizes, errors, uniform comparison,
+/// every matrix's measured errors and the rule file.
+inline std::string json_budget(const whisper::budget_result& b) {
+    std::ostringstream out;
+    out << "{\"budget_bytes\": " << b.budget_bytes << ", \"output_bytes\": " << b.output_bytes
+        << ", \"min_bytes\": " << b.min_bytes << ", \"max_bytes\": " << b.max_bytes
+        << ", \"matrix_bits_per_weight\": " << json_number(b.matrix_bpw)
+        << ", \"weighted_error\": " << json_number(b.weighted_error)
+        << ", \"lower_bound\": " << json_number(b.lower_bound)
+        << ", \"sampled\": " << (b.sampled ? "true" : "false")
+        << ", \"measure_seconds\": " << json_number(b.measure_seconds)
+        << ", \"choose_seconds\": " << json_number(b.choose_seconds) << ",\n    \"uniform\": [";
+    for (std::size_t i = 0; i < b.uniform.size(); ++i) {
+        const auto& u = b.uniform[i];
+        out << (i ? ", " : "") << "{\"type\": \"" << type_name(u.type)
+            << "\", \"output_bytes\": " << u.output_bytes
+            << ", \"matrix_bits_per_weight\": " << json_number(u.matrix_bpw)
+            << ", \"weighted_error\": " << json_number(u.weighted_error) << "}";
+    }
+    out << "],\n    \"matrices\": [";
+    for (std::size_t i = 0; i < b.tensors.size(); ++i) {
+        const auto& t = b.tensors[i];
+        out << (i ? "," : "") << "\n      {\"name\": \"" << json_escape(t.tensor->name)
+            << "\", \"chosen\": \"" << type_name(t.chosen)
+            << "\", \"free\": " << (t.free ? "true" : "false")
+            << ", \"weight\": " << json_number(t.weight) << ", \"sampled_rows\": " << t.sampled_rows
+            << ", \"relative_errors\": {";
+        bool first = true;
+        for (const auto& c : t.measured) {
+            out << (first ? "" : ", ") << "\"" << type_name(c.type)
+                << "\": " << json_number(c.relative_error);
+            first = false;
+        }
+        out << "}}";
+    }
+    out << "],\n    \"rules\": [";
+    for (std::size_t i = 0; i < b.rule_lines.size(); ++i) {
+        out << (i ? ", " : "") << "\"" << json_escape(b.rule_lines[i]) << "\"";
+    }
+    out << "]}";
+    return out.str();
+}
+
 inline std::string json_report(const whisper::model_plan& plan, const command_line& cl,
-                               const whisper::quantize_result* result) {
+                               const whisper::quantize_result* result,
+                               const whisper::budget_result* budget = nullptr) {
+    const rules::rule_set& rules = budget ? budget->rules : cl.options.rules;
     std::ostringstream out;
     out << "{\n  \"input\": \"" << json_escape(cl.input) << "\",\n  \"output\": \""
         << json_escape(cl.output) << "\",\n  \"default_type\": \""
@@ -98,16 +144,16 @@ inline std::string json_report(const whisper::model_plan& plan, const command_li
     for (std::size_t i = 0; i < plan.warnings.size(); ++i) {
         out << (i ? ", " : "") << "\"" << json_escape(plan.warnings[i]) << "\"";
     }
-    out << "],\n  \"tensors\": [\n";
+    out << "]";
+    if (budget) out << ",\n  \"budget\": " << json_budget(*budget);
+    out << ",\n  \"tensors\": [\n";
     for (std::size_t i = 0; i < plan.tensors.size(); ++i) {
         const auto& p = plan.tensors[i];
         out << "    {\"name\": \"" << json_escape(p.tensor->name) << "\", \"shape\": [";
         for (int d = 0; d < p.tensor->n_dims; ++d) out << (d ? ", " : "") << p.tensor->ne[d];
         out << "], \"input_type\": \"" << type_name(p.tensor->type) << "\", \"output_type\": \""
             << type_name(p.output) << "\", \"decision\": \"" << decision_name(p.why) << "\"";
-        if (p.rule)
-            out << ", \"rule\": \"" << json_escape(cl.options.rules.rules()[*p.rule].origin)
-                << "\"";
+        if (p.rule) out << ", \"rule\": \"" << json_escape(rules.rules()[*p.rule].origin) << "\"";
         out << ", \"input_bytes\": " << p.tensor->data_size
             << ", \"output_bytes\": " << p.output_bytes;
         if (result && result->stats[i].computed) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "qmix/qmix.hpp"
+#include "qmix/whisper/budget.hpp"
 #include "qmix/whisper/info.hpp"
 #include "qmix/whisper/loader.hpp"
 #include "qmix/whisper/model_file.hpp"

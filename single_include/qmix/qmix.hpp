@@ -1187,24 +1187,29 @@ struct iq4_xs {
         }
     }
 
-    /// Per sub-block: an integer dot product, scaled by d * d8 * (sub-block scale) and
-    /// summed in binary32 in order, as ggml's scalar kernel does.
+    /// Per super-block: the exact integer sum over its sub-blocks of (sub-block scale) times
+    /// (integer dot product), then one product with d * d8, summed in binary32 super-block
+    /// after super-block. That is the order of ggml's AVX2 kernel (which wrote the golden
+    /// dot products); ggml's generic C code instead scales each sub-block in binary32,
+    /// where d * d8 * (sub-block scale) can overflow to infinity and, times an integer sum
+    /// of 0, give NaN for rows whose exact product is finite.
     static float dot_row(const block* x, const partner_block* y, std::int64_t n) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
         float sum = 0.0f;
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const float d = half_to_float(x[ib].d) * y[ib].d;
+            std::int32_t total = 0;
             for (int sub = 0; sub < sub_blocks; ++sub) {
                 const std::uint8_t* qs = x[ib].qs + 16 * sub;
                 const std::int8_t* q8 = y[ib].qs + 32 * sub;
-                int sum_q = 0;
+                std::int32_t sum_q = 0;
                 for (int j = 0; j < 16; ++j) {
                     sum_q += q8[j] * detail::nonlinear_levels[qs[j] & 0x0F];
                     sum_q += q8[j + 16] * detail::nonlinear_levels[qs[j] >> 4];
                 }
-                const float dl = d * float(sub_block_scale(x[ib], sub));
-                sum += strict::mul(dl, float(sum_q));
+                total += sum_q * sub_block_scale(x[ib], sub);  // |total| < 2^28: exact
             }
+            const float d = half_to_float(x[ib].d) * y[ib].d;
+            sum += strict::mul(d, float(total));
         }
         return sum;
     }
@@ -3433,8 +3438,8 @@ inline std::size_t row_size(type_id id, std::int64_t n) {
     }
     const std::size_t blocks = static_cast<std::size_t>(n) / t.block_size;
     if (blocks > std::numeric_limits<std::size_t>::max() / t.type_size) {
-        throw error("a row of " + std::to_string(n) + " values of " + std::string(t.name) +
-                    " would take more bytes than std::size_t counts");
+        throw error("a row of " + std::to_string(n) + " values stored as " + std::string(t.name) +
+                    " would take more bytes than a size_t holds");
     }
     return blocks * t.type_size;
 }
@@ -3447,7 +3452,7 @@ inline std::size_t rows_size(type_id id, std::int64_t nrows, std::int64_t n) {
     if (static_cast<std::uint64_t>(nrows) > std::numeric_limits<std::size_t>::max() / bytes) {
         throw error(std::to_string(nrows) + " rows of " + std::to_string(n) + " " +
                     std::string(type_name(id)) +
-                    " values would take more bytes than std::size_t counts");
+                    " values would take more bytes than a size_t holds");
     }
     return bytes * static_cast<std::size_t>(nrows);
 }
@@ -3781,8 +3786,8 @@ inline std::size_t checked_row_bytes(type_id type, std::int64_t nrows, std::int6
 
 inline void check_pointer(const void* p, const char* what, std::int64_t nrows) {
     if (p == nullptr && nrows > 0) {
-        throw error(std::string("null ") + what + " pointer for " + std::to_string(nrows) +
-                    (nrows == 1 ? " row" : " rows"));
+        throw error(std::string(what) + " is null with " + std::to_string(nrows) +
+                    " row(s) to convert");
     }
 }
 
@@ -3806,8 +3811,8 @@ QMIX_API std::size_t quantize(const kernels::kernel_table& table, type_id type, 
                               void* dst, std::int64_t nrows, std::int64_t n_per_row,
                               const float* importance) {
     const std::size_t bytes = detail::checked_row_bytes(type, nrows, n_per_row);
-    detail::check_pointer(src, "source", nrows);
-    detail::check_pointer(dst, "destination", nrows);
+    detail::check_pointer(src, "src", nrows);
+    detail::check_pointer(dst, "dst", nrows);
     kernels::quantize_fn kernel = kernels::slot(table, type).quantize;
     if (kernel == nullptr) kernel = kernels::slot(kernels::scalar_table(), type).quantize;
     auto* out = static_cast<unsigned char*>(dst);
@@ -3832,8 +3837,8 @@ QMIX_API std::size_t quantize(type_id type, const float* src, void* dst, std::in
 QMIX_API void dequantize(const kernels::kernel_table& table, type_id type, const void* src,
                          float* dst, std::int64_t nrows, std::int64_t n_per_row) {
     const std::size_t bytes = detail::checked_row_bytes(type, nrows, n_per_row);
-    detail::check_pointer(src, "source", nrows);
-    detail::check_pointer(dst, "destination", nrows);
+    detail::check_pointer(src, "src", nrows);
+    detail::check_pointer(dst, "dst", nrows);
     kernels::dequantize_fn kernel = kernels::slot(table, type).dequantize;
     if (kernel == nullptr) kernel = kernels::slot(kernels::scalar_table(), type).dequantize;
     const auto* in = static_cast<const unsigned char*>(src);
@@ -3923,7 +3928,7 @@ QMIX_API_END
 // of range, where the reference's casts wrap).
 //
 // Dot products need only agree with ggml's to rounding: integer sums per block, scaled and
-// summed in float lanes.
+// summed in float lanes, with a fused multiply-add where the level has one.
 
 #include <algorithm>
 #include <cfloat>
@@ -3966,6 +3971,8 @@ QMIX_API_END
 //   add_exact_product(a, b, c)    c + a * b for products that binary32 holds exactly (a and
 //                                 b binary16 values): fused where the level has FMA, which
 //                                 then gives the very same sum in one instruction
+//   multiply_add(a, b, c)         c + a * b, fused where the level has FMA (dot products,
+//                                 which need only agree to rounding)
 // and the dot-product engine, which works a block (32 bytes) at a time:
 //   bytes, part                   a block's 32 bytes; their partial int32 sums
 //   parts_per_vector              parts that join into one I (blocks per step)
@@ -4167,6 +4174,7 @@ struct isa<xsimd::neon64> {
         vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v)));
     }
     static floats add_exact_product(floats a, floats b, floats c) { return vfmaq_f32(c, a, b); }
+    static floats multiply_add(floats a, floats b, floats c) { return vfmaq_f32(c, a, b); }
 
     struct bytes {
         int8x16_t low, high;
@@ -4454,6 +4462,7 @@ struct isa<xsimd::sse2> {
         std::memcpy(p, &raw, sizeof raw);
     }
     static floats add_exact_product(floats a, floats b, floats c) { return c + simd::mul(a, b); }
+    static floats multiply_add(floats a, floats b, floats c) { return c + simd::mul(a, b); }
 
     // Dot-product engine: a block's 32 bytes as two 16-byte halves.
     struct bytes {
@@ -4621,7 +4630,8 @@ struct isa<xsimd::avx2> {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                          _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     }
-    static floats add_exact_product(floats a, floats b, floats c) {
+    static floats add_exact_product(floats a, floats b, floats c) { return multiply_add(a, b, c); }
+    static floats multiply_add(floats a, floats b, floats c) {
 #if defined(__FMA__)
         return _mm256_fmadd_ps(a, b, c);
 #else
@@ -4629,18 +4639,23 @@ struct isa<xsimd::avx2> {
 #endif
     }
 
+    // Dot-product engine: one block per ymm register of bytes; a step is two blocks, whose
+    // eight partial sums each are paired up by one horizontal add into one vector of ints
+    // (lanes 0, 1, 4, 5 of the first block, 2, 3, 6, 7 of the second), so that a step
+    // takes one conversion and one multiply-add in floats.
     using bytes = __m256i;
     using part = __m256i;
-    static constexpr std::size_t parts_per_vector = 1;
+    static constexpr std::size_t parts_per_vector = 2;
 
     static bytes load_bytes(const void* p) {
         return _mm256_loadu_si256(static_cast<const __m256i*>(p));
     }
     static bytes nibbles(const std::uint8_t* qs) {
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
         const __m256i both =
-            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-        return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                _mm256_set1_epi8(0x0f));
     }
     static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
         // Byte j gets byte j / 8 of qh, then keeps 16 if its bit j % 8 is set.
@@ -4667,27 +4682,54 @@ struct isa<xsimd::avx2> {
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
     }
     static part dot_offset(bytes u, std::int8_t k, bytes s) {
-        return dot_signed(sub_bytes(u, k), s);
+        // (u - k) * s as u * s - k * s, in the 16-bit pair sums of maddubs: a pair of u * s
+        // lies within 2 * 31 * 128 = 7936 of zero, a pair of k * s within 2 * 16 * 128, so
+        // neither saturates and their difference fits.
+        const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(u, s),
+                                                  _mm256_maddubs_epi16(_mm256_set1_epi8(k), s));
+        return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
     }
     static ints join(const part* p) {
-        return p[0];
+        return _mm256_hadd_epi32(p[0], p[1]);
     }
 
-    /// The first two binary16 values of both blocks (x: d and m, y: d and s), converted at
-    /// once: lane 0 holds dx * dy, lane 1 holds mx * sy (the other lanes are unused).
+    /// The first two binary16 values of the two blocks of a step and of their partners
+    /// (x: d and m, y: d and s), gathered in integer registers and converted at once:
+    /// lanes 0 and 4 hold dx * dy of the two blocks, lanes 1 and 5 mx * sy.
     template <class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
-        std::int32_t xw, yw;
-        std::memcpy(&xw, x, sizeof xw);
-        std::memcpy(&yw, y, sizeof yw);
-        const __m128 f = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(xw), yw, 1));
-        return _mm256_castps128_ps256(_mm_mul_ps(f, _mm_movehl_ps(f, f)));
+        const __m256 f = _mm256_cvtph_ps(step_words(x, y));
+        return _mm256_mul_ps(f, _mm256_permute_ps(f, 0xee));
+    }
+    /// The first 32 bits of x[0], y[0], x[1], y[1], in this order.
+    template <class X, class Y>
+    static __m128i step_words(const X* x, const Y* y) {
+        std::uint64_t first = load_u32(x) | std::uint64_t(load_u32(y)) << 32;
+        std::uint64_t second = load_u32(x + 1) | std::uint64_t(load_u32(y + 1)) << 32;
+        // Kept in integer registers: the compiler would otherwise assemble the words with
+        // vector inserts and shifts, on the ports the rest of the step needs.
+        in_integer_register(first);
+        in_integer_register(second);
+        return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
     }
     static floats step_scales(floats constants) {
-        return _mm256_broadcastss_ps(_mm256_castps256_ps128(constants));
+        // join's lanes: 0, 1, 4, 5 belong to the first block, 2, 3, 6, 7 to the second.
+        return _mm256_permutevar8x32_ps(constants, _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4));
     }
     static float sum_offsets(floats offsets) {
-        return _mm_cvtss_f32(_mm_movehdup_ps(_mm256_castps256_ps128(offsets)));
+        const __m128 both =
+            _mm_add_ps(_mm256_castps256_ps128(offsets), _mm256_extractf128_ps(offsets, 1));
+        return _mm_cvtss_f32(_mm_movehdup_ps(both));
+    }
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    static void in_integer_register(std::uint64_t& v) {
+#if defined(__GNUC__) || defined(__clang__)
+        __asm__("" : "+r"(v));
+#endif
     }
 
     /// Lane b of the result reduces vector b (eight vectors of eight): pairs of vectors
@@ -4787,6 +4829,7 @@ struct isa<xsimd::avx512bw> {
     static floats add_exact_product(floats a, floats b, floats c) {
         return _mm512_fmadd_ps(a, b, c);
     }
+    static floats multiply_add(floats a, floats b, floats c) { return _mm512_fmadd_ps(a, b, c); }
 
     using bytes = __m256i;
     using part = __m256i;
@@ -4796,10 +4839,11 @@ struct isa<xsimd::avx512bw> {
         return _mm256_loadu_si256(static_cast<const __m256i*>(p));
     }
     static bytes nibbles(const std::uint8_t* qs) {
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
         const __m256i both =
-            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-        return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                _mm256_set1_epi8(0x0f));
     }
     static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
         // A mask register holds one bit per byte: exactly the layout of qh.
@@ -4829,12 +4873,9 @@ struct isa<xsimd::avx512bw> {
     /// converted at once: lanes 0 and 4 hold dx * dy, lanes 1 and 5 mx * sy.
     template <class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
-        std::int32_t w[4];
-        std::memcpy(&w[0], x, 4);
-        std::memcpy(&w[1], y, 4);
-        std::memcpy(&w[2], x + 1, 4);
-        std::memcpy(&w[3], y + 1, 4);
-        const __m256 f = _mm256_cvtph_ps(_mm_setr_epi32(w[0], w[1], w[2], w[3]));
+        // Gathered in integer registers, as for AVX2.
+        const __m128i words = isa<xsimd::avx2>::step_words(x, y);
+        const __m256 f = _mm256_cvtph_ps(words);
         return _mm512_zextps256_ps512(_mm256_mul_ps(f, _mm256_permute_ps(f, 0xee)));
     }
     static floats step_scales(floats constants) {
@@ -5323,7 +5364,8 @@ struct block_kernels {
             typename cpu::part parts[step];
             for (std::int64_t k = 0; k < step; ++k) parts[k] = part_of(b + k);
             const floats constants = cpu::step_constants(x + b, y + b);
-            sum = sum + simd::mul(xsimd::to_float(cpu::join(parts)), cpu::step_scales(constants));
+            sum = cpu::multiply_add(xsimd::to_float(cpu::join(parts)), cpu::step_scales(constants),
+                                    sum);
             if constexpr (with_offset) offsets = offsets + constants;
         };
         std::int64_t b = 0;
@@ -6032,12 +6074,15 @@ struct kernels {
     /// Narrows `lanes` floats to bf16 as float_to_bf16 does.
     static void store(floats v, std::uint16_t* p) {
         const ints bits = xsimd::bitwise_cast<ints>(v);
-        const auto not_a_number = (bits & ints(0x7fffffff)) > ints(0x7f800000);
+        // All ones in a NaN's lane: 0x7f800000 - |bits| is negative exactly for a NaN and
+        // cannot overflow. (A lane mask, not xsimd::select: xsimd 8's integer select on
+        // AVX-512BW does not compile at -O0 with GCC.)
+        const ints not_a_number = (ints(0x7f800000) - (bits & ints(0x7fffffff))) >> 31;
         // Arithmetic shifts: the low 16 bits of the results are those of logical shifts,
         // and the additions wrap as unsigned ones do.
         const ints rounded = (bits + (ints(0x7fff) + ((bits >> 16) & ints(1)))) >> 16;
         const ints quiet = (bits >> 16) | ints(0x40);
-        const ints result = xsimd::select(not_a_number, quiet, rounded) & ints(0xffff);
+        const ints result = ((quiet & not_a_number) | (rounded & ~not_a_number)) & ints(0xffff);
         if constexpr (kquants::is_avx512bw<Arch>) {
 #if defined(__AVX512F__)
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
@@ -9245,14 +9290,6 @@ struct kernels {
     }
 };
 
-template <class Format, float (*Dot)(const typename Format::block*,
-                                     const typename Format::partner_block*, std::int64_t)>
-float dot_row(const void* x, const void* y, std::int64_t n) {
-    return Dot(static_cast<const typename Format::block*>(x),
-               static_cast<const typename Format::partner_block*>(y),
-               n / std::int64_t(Format::block_size));
-}
-
 QMIX_ABI_END
 }  // namespace nonlinear
 QMIX_ABI_BEGIN
@@ -9271,8 +9308,8 @@ void add_nonlinear_kernels(kernel_table& table) {
     if constexpr (nonlinear::has_byte_shuffle<Arch>) {
         slot(table, type_id::iq4_nl).dequantize = &nl::dequantize;
         slot(table, type_id::iq4_xs).dequantize = &xs::dequantize;
-        slot(table, type_id::iq4_nl).dot = &nonlinear::dot_row<formats::iq4_nl, &dots::iq4_nl>;
-        slot(table, type_id::iq4_xs).dot = &nonlinear::dot_row<formats::iq4_xs, &dots::iq4_xs>;
+        slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
+        slot(table, type_id::iq4_xs).dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
     }
 }
 
@@ -9377,6 +9414,19 @@ QMIX_ABI_END
 
 namespace qmix {
 
+namespace detail {
+
+/// Neither buffer of a parallel conversion may be null when there is a row to convert (the
+/// row API checks the same, with the same words, but only once a thread has started).
+inline void check_buffers(const void* src, const void* dst, std::int64_t nrows) {
+    if (nrows > 0 && (src == nullptr || dst == nullptr)) {
+        throw error(std::string(src == nullptr ? "src" : "dst") + " is null with " +
+                    std::to_string(nrows) + " row(s) to convert");
+    }
+}
+
+}  // namespace detail
+
 /// The thread count to use when the caller asks for "all cores" (0).
 inline unsigned resolve_threads(unsigned requested) noexcept {
     if (requested > 0) return requested;
@@ -9439,7 +9489,7 @@ inline std::size_t quantize_parallel(const kernels::kernel_table& table, type_id
                                      unsigned threads) {
     const std::size_t total = rows_size(type, nrows, n_per_row);  // throws for bad rows
     const std::size_t bytes = row_size(type, n_per_row);
-    if (nrows > 0 && (src == nullptr || dst == nullptr)) throw error("null source or destination");
+    detail::check_buffers(src, dst, nrows);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         quantize(table, type, src + begin * n_per_row,
                  static_cast<unsigned char*>(dst) + std::size_t(begin) * bytes, end - begin,
@@ -9462,7 +9512,7 @@ inline void dequantize_parallel(const kernels::kernel_table& table, type_id type
                                 unsigned threads) {
     rows_size(type, nrows, n_per_row);  // throws for bad rows
     const std::size_t bytes = row_size(type, n_per_row);
-    if (nrows > 0 && (src == nullptr || dst == nullptr)) throw error("null source or destination");
+    detail::check_buffers(src, dst, nrows);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         dequantize(table, type, static_cast<const unsigned char*>(src) + std::size_t(begin) * bytes,
                    dst + begin * n_per_row, end - begin, n_per_row);

@@ -498,7 +498,9 @@ export QMIX_FORCE_ARCH=scalar
 # and nothing is left behind.
 interrupted() {
   local name=$1 sig=$2 status=$3
-  "$quantize" -q "${slow[@]}" large.bin out/sig.bin q4_k >/dev/null 2>&1 &
+  # The signal's default disposition, whatever this script inherited: under nohup (or a CI
+  # runner that ignores SIGHUP) the tool rightly keeps an ignored SIGHUP ignored.
+  env --default-signal="$sig" "$quantize" -q "${slow[@]}" large.bin out/sig.bin q4_k >/dev/null 2>&1 &
   local pid=$!
   background+=("$pid")
   sleep 1.5

@@ -92,6 +92,39 @@ expect 0 "attn.query.weight .*bf16" -- "$bin/qmix-info" mix-iq.bin
 # --- f16 / f32 targets, requantize
 expect 0 "" -- "$quantize" -q tiny32.bin t16.bin f16
 
+# --- size budget (--target-size / --target-bpw): the chosen types, kept as a rule file, give
+# the same bytes; a budget out of reach writes nothing; the report carries the choice
+expect 0 "budget \(--target-bpw 4.5\)" -- "$quantize" --dry-run --target-bpw 4.5 base.bin bud.bin
+absent bud.bin
+"$quantize" -q --dry-run --target-bpw 4.5 --tensor-type 'encoder\..*attn.*=q8_0' base.bin bud.bin > chosen.txt && \
+  grep -q '^encoder\\\.\.\*attn\.\*=q8_0$' chosen.txt && ok || bad "--dry-run -q prints the rule file"
+absent bud.bin
+"$quantize" -q --target-bpw 4.5 --tensor-type 'encoder\..*attn.*=q8_0' --json bud.json base.bin bud.bin && \
+  "$quantize" -q --tensor-type-file chosen.txt base.bin rules.bin f16 && same_bytes bud.bin rules.bin
+python3 - bud.json base.bin <<'PY' && ok || bad "--json budget object"
+import json, os, sys
+r = json.load(open(sys.argv[1]))
+b = r["budget"]
+assert b["output_bytes"] <= b["budget_bytes"] and b["output_bytes"] == r["output_bytes"]
+assert b["matrix_bits_per_weight"] <= 4.5 and b["lower_bound"] <= b["weighted_error"]
+assert len(b["uniform"]) == 12 and r["loads_per_tensor"]
+PY
+[ "$(stat -c %s bud.bin)" = "$(python3 -c 'import json;print(json.load(open("bud.json"))["budget"]["output_bytes"])')" ] && ok || bad "budget output size"
+expect 0 "" -- "$quantize" -q --target-size 40M --allow-types q4_k,q8_0,f16 --tensor-weight 'decoder\..*=2' base.bin bud2.bin
+[ "$(stat -c %s bud2.bin)" -le 41943040 ] && ok || bad "--target-size 40M exceeded"
+expect 1 "out of reach.*from [0-9]+ bytes" -- "$quantize" --target-size 1M base.bin far.bin
+absent far.bin
+expect 1 "out of reach.*bits per weight" -- "$quantize" --target-bpw 17 base.bin far.bin
+absent far.bin
+expect 2 "without TYPE" -- "$quantize" --target-bpw 4.5 base.bin far.bin q4_k
+expect 2 "one budget" -- "$quantize" --target-bpw 4.5 --target-size 40M base.bin far.bin
+expect 2 "only applies with a budget" -- "$quantize" --allow-types q4_k base.bin far.bin q4_k
+expect 2 "target-size takes" -- "$quantize" --target-size 12X base.bin far.bin
+expect 2 "f32 is no candidate" -- "$quantize" --target-bpw 5 --allow-types f32 base.bin far.bin
+expect 2 "not a number" -- "$quantize" --target-bpw 5 --tensor-weight 'x=-1' base.bin far.bin
+absent far.bin
+rm -f bud.bin bud2.bin rules.bin bud.json chosen.txt
+
 # --- where the output loads (whisper.cpp's loader rules; tests/test_loader.cpp states them)
 expect 0 "loads in whisper.cpp .any version." -- "$quantize" tiny32.bin t32q.bin q4_0
 expect 0 "where it loads: loads in whisper.cpp .any version." -- "$quantize" --info t32q.bin

@@ -111,9 +111,10 @@ reading touch_everything(const model_file& model) {
 /// Quantizes an accepted model to a type picked by the input and reads the output back.
 void quantize_through(const model_file& model, std::uint8_t choice, const std::string& output) {
     static const qmix::type_id types[] = {
-        qmix::type_id::q4_0, qmix::type_id::q4_1, qmix::type_id::q5_0, qmix::type_id::q5_1,
-        qmix::type_id::q8_0, qmix::type_id::q2_k, qmix::type_id::q3_k, qmix::type_id::q4_k,
-        qmix::type_id::q5_k, qmix::type_id::q6_k, qmix::type_id::f16,  qmix::type_id::f32};
+        qmix::type_id::q4_0,   qmix::type_id::q4_1,   qmix::type_id::q5_0, qmix::type_id::q5_1,
+        qmix::type_id::q8_0,   qmix::type_id::q2_k,   qmix::type_id::q3_k, qmix::type_id::q4_k,
+        qmix::type_id::q5_k,   qmix::type_id::q6_k,   qmix::type_id::f16,  qmix::type_id::f32,
+        qmix::type_id::iq4_nl, qmix::type_id::iq4_xs, qmix::type_id::bf16};
     quantize_options options;
     options.default_type = types[choice % (sizeof types / sizeof types[0])];
     options.threads = 1;

@@ -90,24 +90,29 @@ struct iq4_xs {
         }
     }
 
-    /// Per sub-block: an integer dot product, scaled by d * d8 * (sub-block scale) and
-    /// summed in binary32 in order, as ggml's scalar kernel does.
+    /// Per super-block: the exact integer sum over its sub-blocks of (sub-block scale) times
+    /// (integer dot product), then one product with d * d8, summed in binary32 super-block
+    /// after super-block. That is the order of ggml's AVX2 kernel (which wrote the golden
+    /// dot products); ggml's generic C code instead scales each sub-block in binary32,
+    /// where d * d8 * (sub-block scale) can overflow to infinity and, times an integer sum
+    /// of 0, give NaN for rows whose exact product is finite.
     static float dot_row(const block* x, const partner_block* y, std::int64_t n) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
         float sum = 0.0f;
         for (std::int64_t ib = 0; ib < n_blocks; ++ib) {
-            const float d = half_to_float(x[ib].d) * y[ib].d;
+            std::int32_t total = 0;
             for (int sub = 0; sub < sub_blocks; ++sub) {
                 const std::uint8_t* qs = x[ib].qs + 16 * sub;
                 const std::int8_t* q8 = y[ib].qs + 32 * sub;
-                int sum_q = 0;
+                std::int32_t sum_q = 0;
                 for (int j = 0; j < 16; ++j) {
                     sum_q += q8[j] * detail::nonlinear_levels[qs[j] & 0x0F];
                     sum_q += q8[j + 16] * detail::nonlinear_levels[qs[j] >> 4];
                 }
-                const float dl = d * float(sub_block_scale(x[ib], sub));
-                sum += strict::mul(dl, float(sum_q));
+                total += sum_q * sub_block_scale(x[ib], sub);  // |total| < 2^28: exact
             }
+            const float d = half_to_float(x[ib].d) * y[ib].d;
+            sum += strict::mul(d, float(total));
         }
         return sum;
     }

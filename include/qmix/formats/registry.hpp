@@ -116,8 +116,8 @@ inline std::size_t row_size(type_id id, std::int64_t n) {
     }
     const std::size_t blocks = static_cast<std::size_t>(n) / t.block_size;
     if (blocks > std::numeric_limits<std::size_t>::max() / t.type_size) {
-        throw error("a row of " + std::to_string(n) + " values of " + std::string(t.name) +
-                    " would take more bytes than std::size_t counts");
+        throw error("a row of " + std::to_string(n) + " values stored as " + std::string(t.name) +
+                    " would take more bytes than a size_t holds");
     }
     return blocks * t.type_size;
 }
@@ -130,7 +130,7 @@ inline std::size_t rows_size(type_id id, std::int64_t nrows, std::int64_t n) {
     if (static_cast<std::uint64_t>(nrows) > std::numeric_limits<std::size_t>::max() / bytes) {
         throw error(std::to_string(nrows) + " rows of " + std::to_string(n) + " " +
                     std::string(type_name(id)) +
-                    " values would take more bytes than std::size_t counts");
+                    " values would take more bytes than a size_t holds");
     }
     return bytes * static_cast<std::size_t>(nrows);
 }

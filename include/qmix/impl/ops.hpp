@@ -28,8 +28,8 @@ inline std::size_t checked_row_bytes(type_id type, std::int64_t nrows, std::int6
 
 inline void check_pointer(const void* p, const char* what, std::int64_t nrows) {
     if (p == nullptr && nrows > 0) {
-        throw error(std::string("null ") + what + " pointer for " + std::to_string(nrows) +
-                    (nrows == 1 ? " row" : " rows"));
+        throw error(std::string(what) + " is null with " + std::to_string(nrows) +
+                    " row(s) to convert");
     }
 }
 
@@ -53,8 +53,8 @@ QMIX_API std::size_t quantize(const kernels::kernel_table& table, type_id type, 
                               void* dst, std::int64_t nrows, std::int64_t n_per_row,
                               const float* importance) {
     const std::size_t bytes = detail::checked_row_bytes(type, nrows, n_per_row);
-    detail::check_pointer(src, "source", nrows);
-    detail::check_pointer(dst, "destination", nrows);
+    detail::check_pointer(src, "src", nrows);
+    detail::check_pointer(dst, "dst", nrows);
     kernels::quantize_fn kernel = kernels::slot(table, type).quantize;
     if (kernel == nullptr) kernel = kernels::slot(kernels::scalar_table(), type).quantize;
     auto* out = static_cast<unsigned char*>(dst);
@@ -79,8 +79,8 @@ QMIX_API std::size_t quantize(type_id type, const float* src, void* dst, std::in
 QMIX_API void dequantize(const kernels::kernel_table& table, type_id type, const void* src,
                          float* dst, std::int64_t nrows, std::int64_t n_per_row) {
     const std::size_t bytes = detail::checked_row_bytes(type, nrows, n_per_row);
-    detail::check_pointer(src, "source", nrows);
-    detail::check_pointer(dst, "destination", nrows);
+    detail::check_pointer(src, "src", nrows);
+    detail::check_pointer(dst, "dst", nrows);
     kernels::dequantize_fn kernel = kernels::slot(table, type).dequantize;
     if (kernel == nullptr) kernel = kernels::slot(kernels::scalar_table(), type).dequantize;
     const auto* in = static_cast<const unsigned char*>(src);

@@ -62,12 +62,15 @@ struct kernels {
     /// Narrows `lanes` floats to bf16 as float_to_bf16 does.
     static void store(floats v, std::uint16_t* p) {
         const ints bits = xsimd::bitwise_cast<ints>(v);
-        const auto not_a_number = (bits & ints(0x7fffffff)) > ints(0x7f800000);
+        // All ones in a NaN's lane: 0x7f800000 - |bits| is negative exactly for a NaN and
+        // cannot overflow. (A lane mask, not xsimd::select: xsimd 8's integer select on
+        // AVX-512BW does not compile at -O0 with GCC.)
+        const ints not_a_number = (ints(0x7f800000) - (bits & ints(0x7fffffff))) >> 31;
         // Arithmetic shifts: the low 16 bits of the results are those of logical shifts,
         // and the additions wrap as unsigned ones do.
         const ints rounded = (bits + (ints(0x7fff) + ((bits >> 16) & ints(1)))) >> 16;
         const ints quiet = (bits >> 16) | ints(0x40);
-        const ints result = xsimd::select(not_a_number, quiet, rounded) & ints(0xffff);
+        const ints result = ((quiet & not_a_number) | (rounded & ~not_a_number)) & ints(0xffff);
         if constexpr (kquants::is_avx512bw<Arch>) {
 #if defined(__AVX512F__)
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),

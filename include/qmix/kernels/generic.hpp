@@ -18,7 +18,7 @@
 // of range, where the reference's casts wrap).
 //
 // Dot products need only agree with ggml's to rounding: integer sums per block, scaled and
-// summed in float lanes.
+// summed in float lanes, with a fused multiply-add where the level has one.
 
 #include <algorithm>
 #include <cfloat>
@@ -477,7 +477,8 @@ struct block_kernels {
             typename cpu::part parts[step];
             for (std::int64_t k = 0; k < step; ++k) parts[k] = part_of(b + k);
             const floats constants = cpu::step_constants(x + b, y + b);
-            sum = sum + simd::mul(xsimd::to_float(cpu::join(parts)), cpu::step_scales(constants));
+            sum = cpu::multiply_add(xsimd::to_float(cpu::join(parts)), cpu::step_scales(constants),
+                                    sum);
             if constexpr (with_offset) offsets = offsets + constants;
         };
         std::int64_t b = 0;

@@ -34,6 +34,8 @@
 //   add_exact_product(a, b, c)    c + a * b for products that binary32 holds exactly (a and
 //                                 b binary16 values): fused where the level has FMA, which
 //                                 then gives the very same sum in one instruction
+//   multiply_add(a, b, c)         c + a * b, fused where the level has FMA (dot products,
+//                                 which need only agree to rounding)
 // and the dot-product engine, which works a block (32 bytes) at a time:
 //   bytes, part                   a block's 32 bytes; their partial int32 sums
 //   parts_per_vector              parts that join into one I (blocks per step)

@@ -96,6 +96,7 @@ struct isa<xsimd::neon64> {
         vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v)));
     }
     static floats add_exact_product(floats a, floats b, floats c) { return vfmaq_f32(c, a, b); }
+    static floats multiply_add(floats a, floats b, floats c) { return vfmaq_f32(c, a, b); }
 
     struct bytes {
         int8x16_t low, high;

@@ -350,14 +350,6 @@ struct kernels {
     }
 };
 
-template <class Format, float (*Dot)(const typename Format::block*,
-                                     const typename Format::partner_block*, std::int64_t)>
-float dot_row(const void* x, const void* y, std::int64_t n) {
-    return Dot(static_cast<const typename Format::block*>(x),
-               static_cast<const typename Format::partner_block*>(y),
-               n / std::int64_t(Format::block_size));
-}
-
 QMIX_ABI_END
 }  // namespace nonlinear
 QMIX_ABI_BEGIN
@@ -376,8 +368,8 @@ void add_nonlinear_kernels(kernel_table& table) {
     if constexpr (nonlinear::has_byte_shuffle<Arch>) {
         slot(table, type_id::iq4_nl).dequantize = &nl::dequantize;
         slot(table, type_id::iq4_xs).dequantize = &xs::dequantize;
-        slot(table, type_id::iq4_nl).dot = &nonlinear::dot_row<formats::iq4_nl, &dots::iq4_nl>;
-        slot(table, type_id::iq4_xs).dot = &nonlinear::dot_row<formats::iq4_xs, &dots::iq4_xs>;
+        slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
+        slot(table, type_id::iq4_xs).dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
     }
 }
 

@@ -209,6 +209,7 @@ struct isa<xsimd::sse2> {
         std::memcpy(p, &raw, sizeof raw);
     }
     static floats add_exact_product(floats a, floats b, floats c) { return c + simd::mul(a, b); }
+    static floats multiply_add(floats a, floats b, floats c) { return c + simd::mul(a, b); }
 
     // Dot-product engine: a block's 32 bytes as two 16-byte halves.
     struct bytes {
@@ -376,7 +377,8 @@ struct isa<xsimd::avx2> {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                          _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     }
-    static floats add_exact_product(floats a, floats b, floats c) {
+    static floats add_exact_product(floats a, floats b, floats c) { return multiply_add(a, b, c); }
+    static floats multiply_add(floats a, floats b, floats c) {
 #if defined(__FMA__)
         return _mm256_fmadd_ps(a, b, c);
 #else
@@ -384,18 +386,23 @@ struct isa<xsimd::avx2> {
 #endif
     }
 
+    // Dot-product engine: one block per ymm register of bytes; a step is two blocks, whose
+    // eight partial sums each are paired up by one horizontal add into one vector of ints
+    // (lanes 0, 1, 4, 5 of the first block, 2, 3, 6, 7 of the second), so that a step
+    // takes one conversion and one multiply-add in floats.
     using bytes = __m256i;
     using part = __m256i;
-    static constexpr std::size_t parts_per_vector = 1;
+    static constexpr std::size_t parts_per_vector = 2;
 
     static bytes load_bytes(const void* p) {
         return _mm256_loadu_si256(static_cast<const __m256i*>(p));
     }
     static bytes nibbles(const std::uint8_t* qs) {
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
         const __m256i both =
-            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-        return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                _mm256_set1_epi8(0x0f));
     }
     static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
         // Byte j gets byte j / 8 of qh, then keeps 16 if its bit j % 8 is set.
@@ -422,27 +429,54 @@ struct isa<xsimd::avx2> {
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
     }
     static part dot_offset(bytes u, std::int8_t k, bytes s) {
-        return dot_signed(sub_bytes(u, k), s);
+        // (u - k) * s as u * s - k * s, in the 16-bit pair sums of maddubs: a pair of u * s
+        // lies within 2 * 31 * 128 = 7936 of zero, a pair of k * s within 2 * 16 * 128, so
+        // neither saturates and their difference fits.
+        const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(u, s),
+                                                  _mm256_maddubs_epi16(_mm256_set1_epi8(k), s));
+        return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
     }
     static ints join(const part* p) {
-        return p[0];
+        return _mm256_hadd_epi32(p[0], p[1]);
     }
 
-    /// The first two binary16 values of both blocks (x: d and m, y: d and s), converted at
-    /// once: lane 0 holds dx * dy, lane 1 holds mx * sy (the other lanes are unused).
+    /// The first two binary16 values of the two blocks of a step and of their partners
+    /// (x: d and m, y: d and s), gathered in integer registers and converted at once:
+    /// lanes 0 and 4 hold dx * dy of the two blocks, lanes 1 and 5 mx * sy.
     template <class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
-        std::int32_t xw, yw;
-        std::memcpy(&xw, x, sizeof xw);
-        std::memcpy(&yw, y, sizeof yw);
-        const __m128 f = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(xw), yw, 1));
-        return _mm256_castps128_ps256(_mm_mul_ps(f, _mm_movehl_ps(f, f)));
+        const __m256 f = _mm256_cvtph_ps(step_words(x, y));
+        return _mm256_mul_ps(f, _mm256_permute_ps(f, 0xee));
+    }
+    /// The first 32 bits of x[0], y[0], x[1], y[1], in this order.
+    template <class X, class Y>
+    static __m128i step_words(const X* x, const Y* y) {
+        std::uint64_t first = load_u32(x) | std::uint64_t(load_u32(y)) << 32;
+        std::uint64_t second = load_u32(x + 1) | std::uint64_t(load_u32(y + 1)) << 32;
+        // Kept in integer registers: the compiler would otherwise assemble the words with
+        // vector inserts and shifts, on the ports the rest of the step needs.
+        in_integer_register(first);
+        in_integer_register(second);
+        return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
     }
     static floats step_scales(floats constants) {
-        return _mm256_broadcastss_ps(_mm256_castps256_ps128(constants));
+        // join's lanes: 0, 1, 4, 5 belong to the first block, 2, 3, 6, 7 to the second.
+        return _mm256_permutevar8x32_ps(constants, _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4));
     }
     static float sum_offsets(floats offsets) {
-        return _mm_cvtss_f32(_mm_movehdup_ps(_mm256_castps256_ps128(offsets)));
+        const __m128 both =
+            _mm_add_ps(_mm256_castps256_ps128(offsets), _mm256_extractf128_ps(offsets, 1));
+        return _mm_cvtss_f32(_mm_movehdup_ps(both));
+    }
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    static void in_integer_register(std::uint64_t& v) {
+#if defined(__GNUC__) || defined(__clang__)
+        __asm__("" : "+r"(v));
+#endif
     }
 
     /// Lane b of the result reduces vector b (eight vectors of eight): pairs of vectors
@@ -542,6 +576,7 @@ struct isa<xsimd::avx512bw> {
     static floats add_exact_product(floats a, floats b, floats c) {
         return _mm512_fmadd_ps(a, b, c);
     }
+    static floats multiply_add(floats a, floats b, floats c) { return _mm512_fmadd_ps(a, b, c); }
 
     using bytes = __m256i;
     using part = __m256i;
@@ -551,10 +586,11 @@ struct isa<xsimd::avx512bw> {
         return _mm256_loadu_si256(static_cast<const __m256i*>(p));
     }
     static bytes nibbles(const std::uint8_t* qs) {
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
         const __m256i both =
-            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-        return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                _mm256_set1_epi8(0x0f));
     }
     static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
         // A mask register holds one bit per byte: exactly the layout of qh.
@@ -584,12 +620,9 @@ struct isa<xsimd::avx512bw> {
     /// converted at once: lanes 0 and 4 hold dx * dy, lanes 1 and 5 mx * sy.
     template <class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
-        std::int32_t w[4];
-        std::memcpy(&w[0], x, 4);
-        std::memcpy(&w[1], y, 4);
-        std::memcpy(&w[2], x + 1, 4);
-        std::memcpy(&w[3], y + 1, 4);
-        const __m256 f = _mm256_cvtph_ps(_mm_setr_epi32(w[0], w[1], w[2], w[3]));
+        // Gathered in integer registers, as for AVX2.
+        const __m128i words = isa<xsimd::avx2>::step_words(x, y);
+        const __m256 f = _mm256_cvtph_ps(words);
         return _mm512_zextps256_ps512(_mm256_mul_ps(f, _mm256_permute_ps(f, 0xee)));
     }
     static floats step_scales(floats constants) {
