@@ -20,6 +20,7 @@
 // vector of eight block sums, and the block scales are applied to that vector, instead of
 // a horizontal sum per block.
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/formats/detail/nonlinear_levels.hpp"
 #include "qmix/formats/iq4_xs.hpp"
@@ -48,6 +49,7 @@
 #include <cstring>
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct avx2_dot {
@@ -472,6 +474,7 @@ struct avx2_dot {
     };
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants
 
 #endif  // __AVX2__
