@@ -17,8 +17,8 @@
 // scales into the levels so that one vpdpbusd does all three steps.
 //
 // Eight blocks are reduced together: their eight 32-bit accumulators are folded into one
-// vector of eight block sums, and the block scales are applied to that vector, instead of
-// a horizontal sum per block.
+// vector of eight block sums instead of a horizontal sum per block; the block scales are
+// then applied and the terms added block by block, as the reference does.
 
 #include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
