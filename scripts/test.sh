@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# Builds qmix and runs every test in these builds:
-#   release   the default build (-O3), plus the command-line suite (tests/e2e)
-#   debug     -O0: the golden and core tests
-#   native    -O3 -march=native -ffp-contract=fast (the FMA trap: bytes must not change)
-#   aarch64   cross-compiled for 64-bit ARM (NEON), run under qemu-user
-#   sanitize  AddressSanitizer + UndefinedBehaviorSanitizer, plus the command-line suite
+# Builds qmix and runs every test in these builds (QMIX_TEST_BUILDS="release native" picks a
+# subset; the summary gives each build's wall time):
+#   release   -O3: all of qmix-tests, the single-header and header-only programs, the
+#             command-line and bad-input suites (tests/e2e; the 465 MiB resource bound only here)
+#   debug     -O0, no examples: the [golden] and [core] tests (every level must compile and
+#             give the same bytes unoptimised; the whole-model tests run in the other builds)
+#   native    -O3 -march=native -ffp-contract=fast (the FMA trap: bytes must not change): all of
+#             qmix-tests, both e2e suites
+#   aarch64   cross-compiled for 64-bit ARM (NEON), run under qemu-user, no examples: every
+#             test but the whole-model ones ([budget], [pipeline]: multi-megabyte models,
+#             minutes under the emulator, no code of their own that depends on the ISA; the
+#             host builds run them). The golden, kernel, dispatch, core, rules, codec and
+#             loader tests run: every NEON kernel, and the codec on a second architecture
+#   sanitize  AddressSanitizer + UndefinedBehaviorSanitizer at -O1: all of qmix-tests and both
+#             e2e suites
 #   fuzz      every libFuzzer target for $QMIX_FUZZ_SECONDS (30) seconds (needs clang)
-#   package   cmake --install, then a consumer project via find_package and add_subdirectory
+#   package   scripts/package_test.sh: cmake --install, then consumers with no -m flag via
+#             find_package, add_subdirectory (no build type: -O0) and -flto, which must run the
+#             CPU's best level, and under qemu-x86_64 -cpu Nehalem sse2, with the same bytes
 # Each build also runs the golden and dispatch tests once per kernel level it holds
-# (QMIX_FORCE_ARCH=scalar, sse2, avx2, avx512 on x86-64; scalar, neon on aarch64).
-# Exits non-zero on any failure. QMIX_TEST_BUILDS="release native" picks a subset.
+# (QMIX_FORCE_ARCH=scalar, sse2, avx2, avx512 on x86-64; scalar, neon on aarch64), and host
+# builds check the level objects' symbols (scripts/check_level_symbols.sh) and, without
+# -march, that wide instructions stay inside the levels (scripts/check_kernel_isolation.sh).
+# Exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -102,7 +115,7 @@ run_fuzz() {  # SECONDS per target (clang only)
   mkdir -p build-test
   if ! command -v clang++ >/dev/null 2>&1; then summary+=("fuzz: SKIPPED (no clang++)"); return; fi
   echo "== fuzz: $1 s per target"
-  if scripts/fuzz.sh "$1" >build-test/fuzz.log 2>&1; then
+  if QMIX_FUZZ_BUILD_JOBS=${QMIX_FUZZ_BUILD_JOBS:-$jobs} scripts/fuzz.sh "$1" >build-test/fuzz.log 2>&1; then
     passed=$((passed + 1)); summary+=("fuzz: passed ($(grep -c 'no finding' build-test/fuzz.log) targets, no finding)")
   else
     tail -n 30 build-test/fuzz.log; failed=$((failed + 1)); summary+=("fuzz: FAILED (see build-test/fuzz.log)")
@@ -111,12 +124,15 @@ run_fuzz() {  # SECONDS per target (clang only)
 }
 
 for b in $builds; do
+  build_start=$SECONDS
   case $b in
     release) run_build release "" "" -DCMAKE_BUILD_TYPE=Release ;;
-    debug) run_build debug "" "[golden],[core]" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O0" ;;
+    debug) run_build debug "" "[golden],[core]" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O0" \
+      -DQMIX_BUILD_EXAMPLES=OFF ;;
     native) run_build native "" "" -DCMAKE_BUILD_TYPE=Release \
       "-DCMAKE_CXX_FLAGS=-O3 -march=native -ffp-contract=fast" ;;
-    aarch64) run_build aarch64 "qemu-aarch64 -L /usr/aarch64-linux-gnu" "" -DCMAKE_BUILD_TYPE=Release \
+    aarch64) run_build aarch64 "qemu-aarch64 -L /usr/aarch64-linux-gnu" "~[budget]~[pipeline]" \
+      -DCMAKE_BUILD_TYPE=Release -DQMIX_BUILD_EXAMPLES=OFF \
       -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake "-DCMAKE_CXX_FLAGS=-ffp-contract=fast" ;;
     fuzz) run_fuzz "${QMIX_FUZZ_SECONDS:-30}" ;;
     package)
@@ -128,8 +144,10 @@ for b in $builds; do
         tail -n 30 build-test/package.log; failed=$((failed + 1)); summary+=("package: FAILED")
       fi ;;
     sanitize) run_build sanitize "" "" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS=-O1" -DQMIX_SANITIZE=ON ;;
-    *) echo "unknown build $b"; failed=$((failed + 1)) ;;
+    *) echo "unknown build $b"; summary+=("$b: UNKNOWN BUILD"); failed=$((failed + 1)) ;;
   esac
+  elapsed=$((SECONDS - build_start))
+  [ ${#summary[@]} -gt 0 ] && summary[-1]="${summary[-1]} [$((elapsed / 60))m$((elapsed % 60))s]"
 done
 
 if scripts/amalgamate.sh --check; then passed=$((passed + 1)); summary+=("single_include: current")

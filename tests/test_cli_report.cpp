@@ -3,6 +3,7 @@
 // JSON strings for arbitrary bytes and numbers that are not finite.
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <cmath>
@@ -118,4 +119,71 @@ TEST_CASE("numbers that are not finite are written as null", "[cli][json]") {
     CHECK(cli::json_number(-std::numeric_limits<double>::infinity()) == "null");
     CHECK(cli::json_number(0.25) == "0.25");
     CHECK(std::strtod(cli::json_number(1.0 / 3.0).c_str(), nullptr) == Approx(1.0 / 3.0));
+}
+
+TEST_CASE("--help lists the registry's types, ftype numbers and fallbacks", "[cli]") {
+    const std::string help = cli::usage_text();
+    // One line of text with its line breaks folded, so that wrapped lists read as one.
+    std::string flat;
+    for (const char c : help) flat += c == '\n' ? ' ' : c;
+    CHECK(help.find('{') == std::string::npos);  // every placeholder filled in
+    CHECK(help.find(cli::detail::glue) == std::string::npos);
+    int storage = 0;
+    for (const auto& t : qmix::type_table) {
+        const std::string name(t.name);
+        INFO(name);
+        if (!qmix::rules::is_storage_type(t.id)) {
+            CHECK(flat.find(" " + name + " ") == std::string::npos);
+            continue;
+        }
+        ++storage;
+        CHECK(flat.find(" " + name + " ") != std::string::npos);
+        const int number = static_cast<int>(*qmix::ftype_of_type(t.id));
+        if (t.is_quantized) {
+            const std::string pair = " " + std::to_string(number) + " " + name;
+            CHECK((flat.find(pair + ",") != std::string::npos ||
+                   flat.find(pair + ".") != std::string::npos));
+            CHECK(cli::parse_default_type(std::to_string(number)) == t.id);
+        } else {
+            CHECK_THROWS_WITH(cli::parse_default_type(std::to_string(number)),
+                              Catch::Contains("not a quantized ftype"));
+        }
+        if (const auto fallback = qmix::fallback_of(t.id)) {
+            // "q2_k q3_k -> q4_0": the name, then (after other names) its fallback.
+            const std::size_t at = flat.find(name + " ", flat.find("Fallbacks"));
+            REQUIRE(at != std::string::npos);
+            const std::size_t arrow = flat.find(" -> ", at);
+            REQUIRE(arrow != std::string::npos);
+            CHECK(flat.compare(arrow + 4, std::string(qmix::type_name(*fallback)).size(),
+                               qmix::type_name(*fallback)) == 0);
+        }
+    }
+    CHECK(storage > 0);
+}
+
+TEST_CASE("help paragraphs wrap at the width, keeping glued units on one line", "[cli]") {
+    const std::string g(1, cli::detail::glue);
+    const std::string words = "TYPE may also be whisper.cpp's number: 2" + g + "q4_0, 3" + g +
+                              "q4_1, 7" + g + "q8_0, 8" + g + "q5_0, 9" + g + "q5_1, 10" + g +
+                              "q2_k, 11" + g + "q3_k, 12" + g + "q4_k.";
+    for (const std::size_t width : {std::size_t(12), std::size_t(20), std::size_t(80)}) {
+        INFO(width);
+        const std::string text = cli::detail::wrap(words, width);
+        std::string flat;
+        std::size_t start = 0;
+        while (start <= text.size()) {
+            const std::size_t end = std::min(text.find('\n', start), text.size());
+            const std::string line = text.substr(start, end - start);
+            // "whisper.cpp's" (13 characters) is the one word longer than 12.
+            CHECK((line.size() <= width || line == "whisper.cpp's"));
+            CHECK(line.find("  ") == std::string::npos);
+            CHECK(line.back() != ' ');
+            CHECK(line.rfind("q", 0) != 0);  // a glued unit is never split
+            flat += (flat.empty() ? "" : " ") + line;
+            start = end + 1;
+        }
+        std::string expected = words;
+        std::replace(expected.begin(), expected.end(), cli::detail::glue, ' ');
+        CHECK(flat == expected);
+    }
 }

@@ -29,7 +29,9 @@ namespace qmix::quantize_cli {
 inline constexpr int exit_failure = 1;
 inline constexpr int exit_usage = 2;
 
-inline constexpr const char* usage_text = R"(usage: qmix-quantize [options] INPUT OUTPUT TYPE
+/// The --help text. Its lists of types, ftype numbers and fallbacks ({types}, {numbers},
+/// {fallbacks}) are filled in from the registry by usage_text().
+inline constexpr const char* usage_template = R"(usage: qmix-quantize [options] INPUT OUTPUT TYPE
        qmix-quantize --target-size SIZE | --target-bpw BITS [options] INPUT OUTPUT
        qmix-quantize --info MODEL | --list-types | --help | --version
 
@@ -46,10 +48,7 @@ every matrix's buffer by the header's type. The header records the widest type a
 matrix is written in, so those buffers are as small as they can be; the summary
 prints them.
 
-TYPE and rule types: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k
-q6_k iq4_nl iq4_xs (any letter case). TYPE may also be whisper.cpp's number:
-2 q4_0, 3 q4_1, 7 q8_0, 8 q5_0, 9 q5_1, 10 q2_k, 11 q3_k, 12 q4_k, 13 q5_k,
-14 q6_k, 19 iq4_nl, 22 iq4_xs.
+{types}
 
 rules:
   --tensor-type PATTERN=TYPE   PATTERN is an ECMAScript regular expression that
@@ -120,14 +119,103 @@ examples:
   qmix-quantize --tensor-type-file rules.txt --no-fallback --dry-run \
       ggml-tiny.bin ggml-tiny-q4_k.bin q4_k
 
-Fallbacks when a row length does not fit: q2_k q3_k -> q4_0, q4_k -> q5_0,
-q5_k -> q5_1, q6_k -> q8_0; rows no 32-value block holds stay unchanged.
+{fallbacks}
 iq4_nl stores 4.5 bits per weight like q4_k but in 32-value blocks: it holds
 whisper tiny's rows of 384 that q4_k (and iq4_xs) cannot, with no fallback.
 Exit status: 0 success, 1 failure, 2 usage error. OUTPUT and the --json report are
 written to temporary files beside them and renamed into place together, only when
 complete; INPUT is never modified. A symbolic link as OUTPUT is written through.
 )";
+
+namespace detail {
+
+/// Joins the words of a unit that wrap() must keep on one line ("2 q4_0").
+inline constexpr char glue = '\x01';
+
+/// `words` (separated by single spaces) as lines of at most `width` characters (a longer
+/// word stands on its own line); `glue` characters become spaces that never break a line.
+inline std::string wrap(const std::string& words, std::size_t width = 80) {
+    std::string text, line;
+    std::size_t start = 0;
+    while (start < words.size()) {
+        std::size_t end = words.find(' ', start);
+        if (end == std::string::npos) end = words.size();
+        const std::string word = words.substr(start, end - start);
+        start = end + 1;
+        if (!line.empty() && line.size() + 1 + word.size() > width) {
+            text += line + "\n";
+            line.clear();
+        }
+        line += (line.empty() ? "" : " ") + word;
+    }
+    text += line;
+    std::replace(text.begin(), text.end(), glue, ' ');
+    return text;
+}
+
+/// The storage types that a quantized ftype number names, in the order of the numbers.
+inline std::vector<type_id> quantized_ftype_types() {
+    std::vector<type_id> types;
+    for (const auto& t : type_table) {
+        if (t.is_quantized && rules::is_storage_type(t.id)) types.push_back(t.id);
+    }
+    std::sort(types.begin(), types.end(), [](type_id a, type_id b) {
+        return static_cast<int>(*ftype_of_type(a)) < static_cast<int>(*ftype_of_type(b));
+    });
+    return types;
+}
+
+/// "2, 3, 7, 8, ...": the ftype numbers TYPE accepts.
+inline std::string quantized_ftype_numbers() {
+    std::string numbers;
+    for (const type_id t : quantized_ftype_types()) {
+        if (!numbers.empty()) numbers += ", ";
+        numbers += std::to_string(static_cast<int>(*ftype_of_type(t)));
+    }
+    return numbers;
+}
+
+}  // namespace detail
+
+/// The --help text, with the lists the registry defines.
+inline std::string usage_text() {
+    std::string numbers;
+    for (const type_id t : detail::quantized_ftype_types()) {
+        numbers += (numbers.empty() ? "" : ", ") +
+                   std::to_string(static_cast<int>(*ftype_of_type(t))) + detail::glue +
+                   std::string(type_name(t));
+    }
+    const std::string types = detail::wrap("TYPE and rule types: " + rules::storage_type_names() +
+                                           " (any letter case). TYPE may also be whisper.cpp's "
+                                           "number: " +
+                                           numbers + ".");
+    // Types with the same fallback are listed together: "q2_k q3_k -> q4_0".
+    std::string fallbacks;
+    std::vector<bool> listed(type_table.size(), false);
+    for (std::size_t i = 0; i < type_table.size(); ++i) {
+        const auto target = fallback_of(type_table[i].id);
+        if (listed[i] || !target || !rules::is_storage_type(type_table[i].id)) continue;
+        std::string group;
+        for (std::size_t j = i; j < type_table.size(); ++j) {
+            if (fallback_of(type_table[j].id) != target) continue;
+            listed[j] = true;
+            if (!group.empty()) group += detail::glue;
+            group += type_table[j].name;
+        }
+        fallbacks += (fallbacks.empty() ? "" : ", ") + group + detail::glue + "->" + detail::glue +
+                     std::string(type_name(*target));
+    }
+    const std::string fallback_text =
+        detail::wrap("Fallbacks when a row length does not fit: " + fallbacks +
+                     "; rows no 32-value block holds stay unchanged.");
+    std::string text = usage_template;
+    for (const auto& [key, value] :
+         {std::pair<std::string, std::string>{"{types}", types}, {"{fallbacks}", fallback_text}}) {
+        const std::size_t at = text.find(key);
+        if (at != std::string::npos) text.replace(at, key.size(), value);
+    }
+    return text;
+}
 
 /// A mistake in the arguments themselves: reported with exit status 2, before any model
 /// is opened.
@@ -170,7 +258,8 @@ inline type_id parse_default_type(const std::string& text) {
         text.size() < 4) {
         const auto type = type_of_ftype(std::stoi(text));
         if (!type || !info(*type).is_quantized) {  // f32 0, f16 1 and bf16 24 by name only
-            throw usage_error("TYPE " + text + " is not a quantized ftype (2, 3, 7..14, 19, 22)");
+            throw usage_error("TYPE " + text + " is not a quantized ftype (" +
+                              detail::quantized_ftype_numbers() + ")");
         }
         return *type;
     }

@@ -407,7 +407,7 @@ int run_command(int argc, char** argv) {
         const parsed_command command = parse_command_line(argc, argv);
         switch (command.what) {
             case request::help:
-                std::cout << usage_text;
+                std::cout << usage_text();
                 return 0;
             case request::version:
                 std::cout << "qmix-quantize " << QMIX_VERSION_STRING << "\n";
