@@ -5084,6 +5084,21 @@ struct batch_ops {
         return max(ints(lo), min(ints(hi), v));
     }
 
+    /// to_float(clamp(nearest_int(value), lo, hi)) for |value| <= 2^21, lo and hi small
+    /// integers. The magic addition rounds as nearest_int does, leaving a positive float in
+    /// [2^23, 2^24), where the order of the bit patterns as integers is the order of the
+    /// values: the clamp is an integer minimum and maximum there (those run on every vector
+    /// pipe, float ones on half of them), and subtracting the magic number again is exact.
+    /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
+    /// this only where the range is known.)
+    static floats nearest_level(floats value, float lo, float hi) {
+        const floats magic(12582912.0f);
+        const ints shifted = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
+        const ints low = xsimd::bitwise_cast<ints>(floats(12582912.0f + lo));
+        const ints high = xsimd::bitwise_cast<ints>(floats(12582912.0f + hi));
+        return simd::settle(xsimd::bitwise_cast<floats>(max(low, min(high, shifted)))) - magic;
+    }
+
     // The AVX-512 forms below are xsimd's instructions spelled with an all-ones zeroing
     // mask: GCC 12's unmasked intrinsics start from an "undefined" vector that trips
     // -Wmaybe-uninitialized in every includer. The compiler emits the unmasked instruction.
@@ -6191,6 +6206,7 @@ struct avx2_dot {
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -6298,6 +6314,10 @@ struct lanes {
     static ints min(const ints& a, const ints& b) { return apply(of_min{}, a, b); }
     static ints max(const ints& a, const ints& b) { return apply(of_max{}, a, b); }
     static ints clamp(const ints& v, int lo, int hi) { return max(ints(lo), min(ints(hi), v)); }
+    /// ops::nearest_level per lane: the clamped nearest integer of |value| <= 2^21, as a float.
+    static floats nearest_level(const floats& a, float lo, float hi) {
+        return apply([lo, hi](const auto& v) { return ops::nearest_level(v, lo, hi); }, a);
+    }
     static floats to_float(const ints& a) { return apply(of_to_float{}, a); }
     static ints to_int(const floats& a) { return apply(of_to_int{}, a); }
     static floats abs(const floats& a) { return apply(of_abs{}, a); }
@@ -6317,6 +6337,16 @@ struct lanes {
         } else {
             return v.part[k];
         }
+    }
+
+    /// Whether every lane of every vector of v[0 .. n) is finite (neither NaN nor infinite).
+    static bool all_finite(const floats* v, int n) {
+        const floats infinity(std::numeric_limits<float>::infinity());
+        mask infinite_or_nan = (abs(v[0]) == infinity) || (v[0] != v[0]);
+        for (int i = 1; i < n; ++i) {
+            infinite_or_nan = infinite_or_nan || (abs(v[i]) == infinity) || (v[i] != v[i]);
+        }
+        return none(infinite_or_nan);
     }
 
     static bool none(const mask& m) {
@@ -6583,16 +6613,41 @@ struct group_search {
 
     /// ggml's make_qx_quants with rmse_type 1 (detail::search_symmetric_scale): weights w,
     /// or x^2 when weighted is false.
+    ///
+    /// Each trial needs, per value, the level and the products w x l and w l l, rounded as
+    /// the reference rounds them ((w x) l and (w l) l): w and w x are the same in every
+    /// trial and are computed once. When every value is finite, the levels are rounded and
+    /// clamped in float arithmetic (nearest_level), which is exact there: in a lane that is
+    /// not flat, |iscale x| <= (nmax + 1) (1 + 2^-23) since |x| <= |max|. (In a flat lane
+    /// the results are thrown away.)
     template <int n, bool weighted>
     static symmetric_fit symmetric(const floats* x, const floats* w, int nmax) {
+        floats weights[n];
+        floats weighted_x[n];
+        for (int i = 0; i < n; ++i) {
+            if constexpr (weighted) {
+                weights[i] = w[i];
+            } else {
+                weights[i] = x[i] * x[i];
+            }
+            weighted_x[i] = weights[i] * x[i];
+        }
+        if (L::all_finite(x, n)) return symmetric_trials<n, true>(x, weights, weighted_x, nmax);
+        return symmetric_trials<n, false>(x, weights, weighted_x, nmax);
+    }
+
+    /// The trials of symmetric, given the weights and the weighted values.
+    template <int n, bool finite>
+    static symmetric_fit symmetric_trials(const floats* x, const floats* w, const floats* wx,
+                                          int nmax) {
         const floats zero(0.0f);
         const floats max = signed_extreme<n>(x);
         const mask flat = L::abs(max) < floats(group_max_eps);
-        auto weight = [&](int i) {
-            if constexpr (weighted) {
-                return w[i];
+        const auto trial_level = [nmax](const floats& value) {
+            if constexpr (finite) {
+                return L::nearest_level(value, float(-nmax), float(nmax - 1));
             } else {
-                return x[i] * x[i];
+                return level(value, -nmax, nmax - 1);
             }
         };
 
@@ -6601,10 +6656,9 @@ struct group_search {
         floats sum_lx = zero;
         floats sum_l2 = zero;
         for (int i = 0; i < n; ++i) {
-            const floats l = level(iscale * x[i], -nmax, nmax - 1);
-            const floats wi = weight(i);
-            sum_lx += L::mul(wi * x[i], l);
-            sum_l2 += L::mul(wi * l, l);
+            const floats l = trial_level(iscale * x[i]);
+            sum_lx += L::mul(wx[i], l);
+            sum_l2 += L::mul(w[i] * l, l);
         }
         // `sum_l2 ? a : 0` of the reference: NaN counts as true, hence == rather than !=.
         floats scale = L::select(sum_l2 == zero, zero, L::div(sum_lx, sum_l2));
@@ -6616,10 +6670,9 @@ struct group_search {
             sum_lx = zero;
             sum_l2 = zero;
             for (int i = 0; i < n; ++i) {
-                const floats l = level(iscale * x[i], -nmax, nmax - 1);
-                const floats wi = weight(i);
-                sum_lx += L::mul(wi * x[i], l);
-                sum_l2 += L::mul(wi * l, l);
+                const floats l = trial_level(iscale * x[i]);
+                sum_lx += L::mul(wx[i], l);
+                sum_l2 += L::mul(w[i] * l, l);
             }
             const mask better = (sum_l2 > zero) && (sum_lx * sum_lx > best * sum_l2);
             if (L::none(better)) continue;

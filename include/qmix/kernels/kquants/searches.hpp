@@ -128,16 +128,41 @@ struct group_search {
 
     /// ggml's make_qx_quants with rmse_type 1 (detail::search_symmetric_scale): weights w,
     /// or x^2 when weighted is false.
+    ///
+    /// Each trial needs, per value, the level and the products w x l and w l l, rounded as
+    /// the reference rounds them ((w x) l and (w l) l): w and w x are the same in every
+    /// trial and are computed once. When every value is finite, the levels are rounded and
+    /// clamped in float arithmetic (nearest_level), which is exact there: in a lane that is
+    /// not flat, |iscale x| <= (nmax + 1) (1 + 2^-23) since |x| <= |max|. (In a flat lane
+    /// the results are thrown away.)
     template <int n, bool weighted>
     static symmetric_fit symmetric(const floats* x, const floats* w, int nmax) {
+        floats weights[n];
+        floats weighted_x[n];
+        for (int i = 0; i < n; ++i) {
+            if constexpr (weighted) {
+                weights[i] = w[i];
+            } else {
+                weights[i] = x[i] * x[i];
+            }
+            weighted_x[i] = weights[i] * x[i];
+        }
+        if (L::all_finite(x, n)) return symmetric_trials<n, true>(x, weights, weighted_x, nmax);
+        return symmetric_trials<n, false>(x, weights, weighted_x, nmax);
+    }
+
+    /// The trials of symmetric, given the weights and the weighted values.
+    template <int n, bool finite>
+    static symmetric_fit symmetric_trials(const floats* x, const floats* w, const floats* wx,
+                                          int nmax) {
         const floats zero(0.0f);
         const floats max = signed_extreme<n>(x);
         const mask flat = L::abs(max) < floats(group_max_eps);
-        auto weight = [&](int i) {
-            if constexpr (weighted) {
-                return w[i];
+        const auto trial_level = [nmax](const floats& value) {
+            if constexpr (finite) {
+                return L::nearest_level(value, float(-nmax), float(nmax - 1));
             } else {
-                return x[i] * x[i];
+                return level(value, -nmax, nmax - 1);
             }
         };
 
@@ -146,10 +171,9 @@ struct group_search {
         floats sum_lx = zero;
         floats sum_l2 = zero;
         for (int i = 0; i < n; ++i) {
-            const floats l = level(iscale * x[i], -nmax, nmax - 1);
-            const floats wi = weight(i);
-            sum_lx += L::mul(wi * x[i], l);
-            sum_l2 += L::mul(wi * l, l);
+            const floats l = trial_level(iscale * x[i]);
+            sum_lx += L::mul(wx[i], l);
+            sum_l2 += L::mul(w[i] * l, l);
         }
         // `sum_l2 ? a : 0` of the reference: NaN counts as true, hence == rather than !=.
         floats scale = L::select(sum_l2 == zero, zero, L::div(sum_lx, sum_l2));
@@ -161,10 +185,9 @@ struct group_search {
             sum_lx = zero;
             sum_l2 = zero;
             for (int i = 0; i < n; ++i) {
-                const floats l = level(iscale * x[i], -nmax, nmax - 1);
-                const floats wi = weight(i);
-                sum_lx += L::mul(wi * x[i], l);
-                sum_l2 += L::mul(wi * l, l);
+                const floats l = trial_level(iscale * x[i]);
+                sum_lx += L::mul(wx[i], l);
+                sum_l2 += L::mul(w[i] * l, l);
             }
             const mask better = (sum_l2 > zero) && (sum_lx * sum_lx > best * sum_l2);
             if (L::none(better)) continue;
