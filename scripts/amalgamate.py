@@ -56,7 +56,7 @@ def build():
     codec and pipeline, POSIX), which includes the former and inlines the rest."""
     seen = set()
     library = list(HEADER)
-    inline("qmix/qmix.hpp", seen, library)
+    inline("qmix/header_only.hpp", seen, library)  # the library, header-only
     codec = HEADER[:3] + ["// The whisper model codec and pipeline (POSIX); includes qmix.hpp.\n",
                           HEADER[3], '#include "qmix.hpp"\n']
     inline("qmix/whisper.hpp", seen, codec)

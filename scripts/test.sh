@@ -62,7 +62,7 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   # parallel drivers run on it). The golden and randomized kernel tests above already
   # compare every level the CPU runs, forced or not.
   local levels level
-  levels=$(cd "$dir" && $emulator ./bin/qmix-tests "[.levels]" 2>/dev/null | sed -n 's/^kernel levels: //p')
+  levels=$(cd "$dir" && $emulator ./bin/qmix-tests --kernel-levels 2>>"$root/$log")
   [ -n "$levels" ] || { echo "kernels: no kernel levels listed" >>"$log"; ok=0; }
   for level in $levels; do
     if (cd "$dir" && QMIX_FORCE_ARCH=$level $emulator ./bin/qmix-tests --use-colour no \
@@ -76,6 +76,10 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   if [ -z "$emulator" ] && [ "$name" != native ] && [ "$(uname -m)" = x86_64 ]; then
     scripts/check_kernel_isolation.sh "$dir/bin/qmix-tests" >>"$log" 2>&1 || ok=0
   fi
+  # The kernel levels share no symbol (each in its own ABI namespace, localised).
+  if [ -z "$emulator" ]; then
+    scripts/check_level_symbols.sh "$dir" >>"$log" 2>&1 || ok=0
+  fi
   # The command-line suites run the real binaries: host builds only (a cross build's
   # programs run under the emulator only through the test executable), and not at -O0.
   if [ -z "$emulator" ] && [ "$name" != debug ]; then
@@ -84,7 +88,7 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
     QMIX_BAD_INPUT_RESOURCE=$([ "$name" = release ] && echo 1 || echo 0) \
       tests/e2e/bad_input_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
   fi
-  grep -E "^golden:|^single_include:|^header_only:|^kernels:|^kernel isolation:|^cli:|^bad-input:|test cases|All tests passed|FAILED" "$log" | sed "s/^/   /"
+  grep -E "^golden:|^single_include:|^header_only:|^kernels:|^kernel isolation:|^level symbols:|^cli:|^bad-input:|test cases|All tests passed|FAILED" "$log" | sed "s/^/   /"
   if [ $ok -eq 1 ]; then
     summary+=("$name: passed ($(grep -m1 -o '^golden: [0-9]* files' "$log" || echo 'no golden count'))")
     passed=$((passed + 1))
@@ -116,7 +120,8 @@ for b in $builds; do
       -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake "-DCMAKE_CXX_FLAGS=-ffp-contract=fast" ;;
     fuzz) run_fuzz "${QMIX_FUZZ_SECONDS:-30}" ;;
     package)
-      echo "== package: install, then find_package and add_subdirectory consumers"
+      echo "== package: install, then find_package, add_subdirectory and -flto consumers"
+      mkdir -p build-test
       if scripts/package_test.sh >build-test/package.log 2>&1; then
         passed=$((passed + 1)); summary+=("package: passed")
       else

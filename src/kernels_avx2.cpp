@@ -8,6 +8,9 @@
 #if !defined(QMIX_ISA_AVX2)
 #error "kernels_avx2.cpp needs the avx2 instruction-set flags (see CMakeLists.txt)"
 #endif
+#if !defined(QMIX_KERNEL_LEVEL)
+#error "kernels_avx2.cpp needs QMIX_KERNEL_LEVEL=avx2, its own ABI namespace (see CMakeLists.txt)"
+#endif
 
 namespace qmix::kernels::levels {
 

@@ -8,6 +8,10 @@
 #if !defined(QMIX_ISA_AVX512)
 #error "kernels_avx512.cpp needs the avx512 instruction-set flags (see CMakeLists.txt)"
 #endif
+#if !defined(QMIX_KERNEL_LEVEL)
+#error \
+    "kernels_avx512.cpp needs QMIX_KERNEL_LEVEL=avx512, its own ABI namespace (see CMakeLists.txt)"
+#endif
 
 namespace qmix::kernels::levels {
 

@@ -8,6 +8,9 @@
 #if !defined(QMIX_ISA_NEON)
 #error "kernels_neon.cpp needs the neon instruction-set flags (see CMakeLists.txt)"
 #endif
+#if !defined(QMIX_KERNEL_LEVEL)
+#error "kernels_neon.cpp needs QMIX_KERNEL_LEVEL=neon, its own ABI namespace (see CMakeLists.txt)"
+#endif
 
 namespace qmix::kernels::levels {
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "qmix/qmix.hpp"
@@ -156,6 +157,47 @@ TEST_CASE("the row API rejects bad shapes with a clear error", "[core]") {
     CHECK_THROWS_AS(quantize(static_cast<type_id>(5), row.data(), out.data(), 1, 32), qmix::error);
 }
 
+TEST_CASE("sizes that std::size_t cannot count are errors, never wrapped", "[core]") {
+    const std::int64_t huge = std::int64_t(1) << 62;
+    // 2^62 floats are 2^64 bytes: one more than std::size_t holds (it wrapped to 0).
+    CHECK_THROWS_WITH(row_size(type_id::f32, huge),
+                      Catch::Contains("f32") && Catch::Contains(std::to_string(huge)));
+    CHECK(row_size(type_id::f32, huge / 2) == std::size_t(1) << 63);
+    CHECK_THROWS_AS(rows_size(type_id::f32, 3, huge / 2), qmix::error);
+    CHECK_THROWS_AS(rows_size(type_id::q8_0, -1, 32), qmix::error);
+    CHECK(rows_size(type_id::q8_0, 3, 64) == 3 * 68);
+    std::vector<float> row(32, 0.5f);
+    std::vector<std::uint8_t> out(64);
+    CHECK_THROWS_AS(quantize(type_id::q8_0, row.data(), out.data(), huge, 32), qmix::error);
+}
+
+TEST_CASE("null buffers with rows to process are errors", "[core]") {
+    std::vector<float> row(64, 0.5f);
+    std::vector<std::uint8_t> out(256);
+    CHECK_THROWS_WITH(quantize(type_id::q8_0, nullptr, out.data(), 1, 32), Catch::Contains("null"));
+    CHECK_THROWS_WITH(quantize(type_id::q8_0, row.data(), nullptr, 2, 32), Catch::Contains("null"));
+    CHECK_THROWS_AS(dequantize(type_id::q8_0, nullptr, row.data(), 1, 32), qmix::error);
+    CHECK_THROWS_AS(dequantize(type_id::q8_0, out.data(), nullptr, 1, 32), qmix::error);
+    CHECK_THROWS_AS(dot(type_id::q8_0, nullptr, out.data(), 32), qmix::error);
+    CHECK_THROWS_AS(dot(type_id::q8_0, out.data(), nullptr, 32), qmix::error);
+    CHECK_THROWS_AS(quantize_parallel(type_id::q8_0, nullptr, out.data(), 2, 32, nullptr, 2),
+                    qmix::error);
+    CHECK_THROWS_AS(dequantize_parallel(type_id::q8_0, out.data(), nullptr, 2, 32, 2), qmix::error);
+    // No rows, nothing to read or write: null is fine.
+    CHECK(quantize(type_id::q8_0, nullptr, nullptr, 0, 32) == 0);
+    CHECK_NOTHROW(dequantize(type_id::q8_0, nullptr, nullptr, 0, 32));
+}
+
+TEST_CASE("the parallel drivers refuse a negative row count", "[core]") {
+    std::vector<float> row(64, 0.5f);
+    std::vector<std::uint8_t> out(256);
+    // This returned a wrapped size (about 2^64 - 34) and wrote nothing.
+    CHECK_THROWS_WITH(quantize_parallel(type_id::q8_0, row.data(), out.data(), -1, 32, nullptr, 2),
+                      Catch::Contains("negative"));
+    CHECK_THROWS_AS(dequantize_parallel(type_id::q8_0, out.data(), row.data(), -1, 32, 2),
+                    qmix::error);
+}
+
 TEST_CASE("visiting the registry reaches every format exactly once", "[core]") {
     std::vector<type_id> seen;
     for_each_format(all_formats{}, [&](auto tag) { seen.push_back(decltype(tag)::type::id); });
@@ -203,7 +245,7 @@ TEST_CASE("the row API refuses null buffers, negative counts and sizes that wrap
                       Catch::Contains("negative row count"));
     CHECK_THROWS_WITH(row_size(type_id::f32, std::int64_t(1) << 62),
                       Catch::Contains("more bytes than a size_t holds"));
-    CHECK_THROWS_WITH(detail::rows_size(type_id::f32, std::int64_t(1) << 40, std::int64_t(1) << 30),
+    CHECK_THROWS_WITH(rows_size(type_id::f32, std::int64_t(1) << 40, std::int64_t(1) << 30),
                       Catch::Contains("more bytes than a size_t holds"));
-    CHECK(detail::rows_size(type_id::q4_0, 3, 64) == 3 * 36);
+    CHECK(rows_size(type_id::q4_0, 3, 64) == 3 * 36);
 }

@@ -207,8 +207,11 @@ TEST_CASE("every format reproduces ggml's golden bytes, floats and dot products"
         const kernels::kernel_table& table = *level;
         DYNAMIC_SECTION("with the " << table.name << " kernels") {
             const fs::path root = golden_dir();
-            INFO("golden directory " << root.string() << " (set QMIX_GOLDEN_DIR)");
-            REQUIRE(fs::is_directory(root));
+            INFO("golden directory " << root.string()
+                                      << ": ggml's golden set goes there (tests/data/golden, "
+                                         "or ../shared/golden beside the checkout, copied at "
+                                         "configure time), or set QMIX_GOLDEN_DIR");
+            REQUIRE(fs::is_regular_file(root / "manifest.tsv"));
             ledger files(root);
             const auto cases = read_manifest(files.use("manifest.tsv"));
             REQUIRE(!cases.empty());

@@ -370,9 +370,7 @@ TEST_CASE("classes, escapes and ranges mean for every byte what they meant to st
 }
 
 TEST_CASE("every rule pattern of the fuzz corpus is accepted or refused as before", "[rules]") {
-    // The corpus lies beside the golden files' folder: tests/fuzz/corpus/rules.
-    const auto corpus = std::filesystem::path(QMIX_DEFAULT_GOLDEN_DIR).parent_path().parent_path() /
-                        "fuzz" / "corpus" / "rules";
+    const auto corpus = std::filesystem::path(QMIX_TESTS_SOURCE_DIR) / "fuzz" / "corpus" / "rules";
     REQUIRE(std::filesystem::is_directory(corpus));
     int patterns = 0;
     for (const auto& entry : std::filesystem::directory_iterator(corpus)) {

@@ -15,6 +15,19 @@
 
 namespace qmix {
 
+namespace detail {
+
+/// Neither buffer of a parallel conversion may be null when there is a row to convert (the
+/// row API checks the same, with the same words, but only once a thread has started).
+inline void check_buffers(const void* src, const void* dst, std::int64_t nrows) {
+    if (nrows > 0 && (src == nullptr || dst == nullptr)) {
+        throw error(std::string(src == nullptr ? "src" : "dst") + " is null with " +
+                    std::to_string(nrows) + " row(s) to convert");
+    }
+}
+
+}  // namespace detail
+
 /// The thread count to use when the caller asks for "all cores" (0).
 inline unsigned resolve_threads(unsigned requested) noexcept {
     if (requested > 0) return requested;
@@ -75,14 +88,15 @@ inline std::size_t quantize_parallel(const kernels::kernel_table& table, type_id
                                      const float* src, void* dst, std::int64_t nrows,
                                      std::int64_t n_per_row, const float* importance,
                                      unsigned threads) {
-    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
+    const std::size_t total = rows_size(type, nrows, n_per_row);  // throws for bad rows
     const std::size_t bytes = row_size(type, n_per_row);
+    detail::check_buffers(src, dst, nrows);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         quantize(table, type, src + begin * n_per_row,
                  static_cast<unsigned char*>(dst) + std::size_t(begin) * bytes, end - begin,
                  n_per_row, importance);
     });
-    return bytes * static_cast<std::size_t>(nrows);
+    return total;
 }
 
 /// quantize_parallel() with the active kernel table.
@@ -97,8 +111,9 @@ inline std::size_t quantize_parallel(type_id type, const float* src, void* dst, 
 inline void dequantize_parallel(const kernels::kernel_table& table, type_id type, const void* src,
                                 float* dst, std::int64_t nrows, std::int64_t n_per_row,
                                 unsigned threads) {
-    detail::check_rows(type, nrows, n_per_row, src, dst, "src", "dst");
+    rows_size(type, nrows, n_per_row);  // throws for bad rows
     const std::size_t bytes = row_size(type, n_per_row);
+    detail::check_buffers(src, dst, nrows);
     parallel_ranges(nrows, threads, [&](std::int64_t begin, std::int64_t end) {
         dequantize(table, type, static_cast<const unsigned char*>(src) + std::size_t(begin) * bytes,
                    dst + begin * n_per_row, end - begin, n_per_row);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// qmix: ggml block quantization, bit-exact with ggml, header-only. Include this one file.
+// qmix: ggml block quantization, bit-exact with ggml. Include this one file (and link qmix::qmix,
+// or include qmix/header_only.hpp instead for the header-only form).
 #pragma once
 
 #include "qmix/core/binary16.hpp"

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "qmix/qmix.hpp"
+#include "qmix/header_only.hpp"
 
 int main() {
     using namespace qmix;

@@ -4,11 +4,16 @@
 #include <cstdint>
 #include <cstring>
 
+#include "qmix/core/config.hpp"
+
 namespace qmix {
+QMIX_ABI_BEGIN
 
 /// IEEE 754 binary16 <-> binary32 conversion, done in integer arithmetic so that the
 /// result never depends on the floating-point environment, the compiler or the CPU.
+QMIX_ABI_END
 namespace binary16 {
+QMIX_ABI_BEGIN
 
 inline std::uint32_t bits_of(float value) noexcept {
     std::uint32_t bits;
@@ -70,7 +75,9 @@ inline std::uint16_t from_float(float value) noexcept {
     return std::uint16_t(sign | result);
 }
 
+QMIX_ABI_END
 }  // namespace binary16
+QMIX_ABI_BEGIN
 
 /// Shorthands used throughout the format code.
 inline float half_to_float(std::uint16_t half) noexcept {
@@ -80,4 +87,5 @@ inline std::uint16_t float_to_half(float value) noexcept {
     return binary16::from_float(value);
 }
 
+QMIX_ABI_END
 }  // namespace qmix

@@ -9,6 +9,7 @@
 #include "qmix/core/config.hpp"
 
 namespace qmix {
+QMIX_ABI_BEGIN
 
 /// Arithmetic that stays bit-exact whatever flags the including project compiles with.
 ///
@@ -19,7 +20,9 @@ namespace qmix {
 /// product whose result is later added to or subtracted from something goes through
 /// strict::mul: the empty asm statement hides the product from the optimiser, which then
 /// cannot fuse it with the addition. The cost is nil: the value stays in its register.
+QMIX_ABI_END
 namespace strict {
+QMIX_ABI_BEGIN
 
 template <class T>
 QMIX_FORCE_INLINE T settle(T value) noexcept {
@@ -97,5 +100,8 @@ inline float mul_add_defined_nan(float q, float d, float m) noexcept {
     return product + m;
 }
 
+QMIX_ABI_END
 }  // namespace strict
+QMIX_ABI_BEGIN
+QMIX_ABI_END
 }  // namespace qmix

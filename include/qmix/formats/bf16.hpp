@@ -11,9 +11,11 @@
 #include <cstring>
 #include <string_view>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix {
+QMIX_ABI_BEGIN
 
 /// binary32 to bf16 bits, as ggml_compute_fp32_to_bf16.
 inline std::uint16_t float_to_bf16(float value) noexcept {
@@ -35,7 +37,9 @@ inline float bf16_to_float(std::uint16_t value) noexcept {
     return result;
 }
 
+QMIX_ABI_END
 namespace formats {
+QMIX_ABI_BEGIN
 
 struct bf16 {
     using block = std::uint16_t;
@@ -47,6 +51,10 @@ struct bf16 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = false;
+    /// ggml's file type "mostly bf16" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 24;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n,
                              const float* /*importance*/) {
@@ -65,5 +73,8 @@ struct bf16 {
 };
 static_assert(sizeof(bf16::block) == 2);
 
+QMIX_ABI_END
 }  // namespace formats
+QMIX_ABI_BEGIN
+QMIX_ABI_END
 }  // namespace qmix

@@ -5,9 +5,11 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 /// IEEE binary16, one value per "block"; rounding to nearest even. Its dot partner is
 /// itself; the products are exact in binary32 and are summed in double, as ggml does.
@@ -21,6 +23,10 @@ struct f16 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = false;
+    /// ggml's file type "mostly f16" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 1;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n,
                              const float* /*importance*/) {
@@ -39,4 +45,5 @@ struct f16 {
 };
 static_assert(sizeof(f16::block) == 2);
 
+QMIX_ABI_END
 }  // namespace qmix::formats

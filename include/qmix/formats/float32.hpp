@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <string_view>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 /// binary32, one value per "block". The dot product accumulates in double, as ggml does.
 struct f32 {
@@ -19,6 +21,10 @@ struct f32 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = false;
+    /// ggml's file type "mostly f32" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 0;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n,
                              const float* /*importance*/) {
@@ -35,4 +41,5 @@ struct f32 {
 };
 static_assert(sizeof(f32::block) == 4);
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -19,12 +19,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/nonlinear_levels.hpp"
 #include "qmix/formats/q8_0.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_iq4_nl {
     std::uint16_t d;      ///< scale, binary16
@@ -42,6 +44,10 @@ struct iq4_nl {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly iq4_nl" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 19;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     /// ggml_quantize_chunk's iq4_nl quantizer (quantize_iq4_nl) for one row.
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
@@ -96,4 +102,5 @@ struct iq4_nl {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

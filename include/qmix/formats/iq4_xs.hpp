@@ -25,12 +25,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/nonlinear_levels.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_iq4_xs {
     std::uint16_t d;           ///< super-block scale, binary16
@@ -50,6 +52,10 @@ struct iq4_xs {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly iq4_xs" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 22;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static constexpr int sub_blocks = 8;
 
@@ -150,4 +156,5 @@ struct iq4_xs {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -19,12 +19,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q3_k {
     std::uint8_t hmask[32];   ///< third bits
@@ -44,6 +46,10 @@ struct q3_k {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q3_k" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 11;
+    /// What a row length this format cannot hold is stored as instead (ggml's tools).
+    static constexpr type_id fallback = type_id::q4_0;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         const std::int64_t blocks = n / std::int64_t(block_size);
@@ -244,4 +250,5 @@ struct q3_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/row_of_blocks.hpp"
@@ -21,6 +22,7 @@
 #include "qmix/formats/q8_0.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q4_0 {
     std::uint16_t d;      ///< scale, binary16
@@ -38,6 +40,10 @@ struct q4_0 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q4_0" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 2;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         detail::quantize_row_of_blocks<q4_0>(x, y, n, importance);
@@ -112,4 +118,5 @@ struct q4_0 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/row_of_blocks.hpp"
@@ -22,6 +23,7 @@
 #include "qmix/formats/q8_1.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q4_1 {
     std::uint16_t d;  ///< scale, binary16
@@ -40,6 +42,10 @@ struct q4_1 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q4_1" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 3;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         detail::quantize_row_of_blocks<q4_1>(x, y, n, importance);
@@ -133,4 +139,5 @@ struct q4_1 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -17,12 +17,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q4_k {
     std::uint16_t d;
@@ -32,7 +34,9 @@ struct block_q4_k {
 };
 static_assert(sizeof(block_q4_k) == 144, "block_q4_k must match ggml's layout");
 
+QMIX_ABI_END
 namespace detail {
+QMIX_ABI_BEGIN
 
 // The steps below are common to q4_k and q5_k. Block is block_q4_k or block_q5_k: both
 // start with the fields d, dmin and scales[12], which is all these steps touch.
@@ -233,7 +237,9 @@ float dot_block_k4(const Block& x, const block_q8_k& y, const std::uint8_t* leve
     return mul(d, float(sum_scaled)) - mul(dmin, float(sum_mins));
 }
 
+QMIX_ABI_END
 }  // namespace detail
+QMIX_ABI_BEGIN
 
 struct q4_k {
     using block = block_q4_k;
@@ -245,6 +251,10 @@ struct q4_k {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q4_k" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 12;
+    /// What a row length this format cannot hold is stored as instead (ggml's tools).
+    static constexpr type_id fallback = type_id::q5_0;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
@@ -302,4 +312,5 @@ struct q4_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/row_of_blocks.hpp"
@@ -24,6 +25,7 @@
 #include "qmix/formats/q8_1.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q5_1 {
     std::uint16_t d;
@@ -43,6 +45,10 @@ struct q5_1 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q5_1" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 9;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         detail::quantize_row_of_blocks<q5_1>(x, y, n, importance);
@@ -129,4 +135,5 @@ struct q5_1 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

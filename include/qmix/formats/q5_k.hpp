@@ -15,12 +15,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/q4_k.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q5_k {
     std::uint16_t d;
@@ -41,6 +43,10 @@ struct q5_k {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q5_k" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 13;
+    /// What a row length this format cannot hold is stored as instead (ggml's tools).
+    static constexpr type_id fallback = type_id::q5_1;
 
     static void quantize_row(const float* x, block* y, std::int64_t n, const float* importance) {
         const std::int64_t n_blocks = n / std::int64_t(block_size);
@@ -109,4 +115,5 @@ struct q5_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

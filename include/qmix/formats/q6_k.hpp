@@ -28,12 +28,14 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/formats/detail/scale_search.hpp"
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q6_k {
     std::uint8_t ql[128];  ///< low four bits
@@ -53,6 +55,10 @@ struct q6_k {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = true;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q6_k" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 14;
+    /// What a row length this format cannot hold is stored as instead (ggml's tools).
+    static constexpr type_id fallback = type_id::q8_0;
 
     /// Without importance: ggml's quantize_row_q6_K_ref. With importance: ggml's
     /// quantize_row_q6_K_impl, which uses the importance values themselves as the weights
@@ -197,4 +203,5 @@ struct q6_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

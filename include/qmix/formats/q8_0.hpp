@@ -12,10 +12,12 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q8_0 {
     std::uint16_t d;
@@ -33,6 +35,10 @@ struct q8_0 {
     static constexpr bool has_dot = true;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = true;
+    /// ggml's file type "mostly q8_0" (a model header's ftype); -1: no ftype names it.
+    static constexpr std::int32_t file_type = 7;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n,
                              const float* /*importance*/) {
@@ -82,4 +88,5 @@ struct q8_0 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

@@ -13,10 +13,12 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q8_1 {
     std::uint16_t d;  ///< scale, binary16
@@ -35,6 +37,10 @@ struct q8_1 {
     static constexpr bool has_dot = false;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = true;
+    /// ggml's file type (a model header's ftype); -1: no ftype names it, not a storage type.
+    static constexpr std::int32_t file_type = -1;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     static void quantize_row(const float* x, block* y, std::int64_t n,
                              const float* /*importance*/) {
@@ -75,4 +81,5 @@ struct q8_1 {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

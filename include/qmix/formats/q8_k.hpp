@@ -21,10 +21,12 @@
 #include <string_view>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/core/type_id.hpp"
 
 namespace qmix::formats {
+QMIX_ABI_BEGIN
 
 struct block_q8_k {
     float d;  ///< scale, binary32
@@ -43,6 +45,10 @@ struct q8_k {
     static constexpr bool has_dot = false;
     static constexpr bool uses_importance = false;
     static constexpr bool is_quantized = true;
+    /// ggml's file type (a model header's ftype); -1: no ftype names it, not a storage type.
+    static constexpr std::int32_t file_type = -1;
+    /// No fallback: a row length this format cannot hold stays as it is.
+    static constexpr type_id fallback = id;
 
     /// ggml's quantize_row_q8_K_ref; `importance` is accepted for the common interface and
     /// ignored, as ggml ignores it for this format.
@@ -102,4 +108,5 @@ struct q8_k {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::formats

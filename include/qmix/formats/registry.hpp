@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <limits>
@@ -8,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/registry.hpp"
 #include "qmix/formats/bf16.hpp"
 #include "qmix/formats/float16.hpp"
@@ -28,6 +30,7 @@
 #include "qmix/formats/q8_k.hpp"
 
 namespace qmix {
+QMIX_ABI_BEGIN
 
 /// Every format qmix knows, in ggml's type-id order. Adding a format: one header under
 /// formats/ and one entry here.
@@ -40,11 +43,26 @@ using all_formats =
 inline constexpr auto type_table = info_table(all_formats{});
 
 /// The entry of `type_table` for `id`, or nullptr for an id qmix does not know.
-constexpr const type_info* find_type_info(type_id id) noexcept {
-    for (const auto& info : type_table) {
-        if (info.id == id) return &info;
+QMIX_ABI_END
+namespace detail {
+QMIX_ABI_BEGIN
+/// type_table's index of each type id (-1: no format): one look-up instead of a search.
+inline constexpr auto type_index = [] {
+    std::array<int, slot_count(all_formats{})> index{};
+    for (int& i : index) i = -1;
+    for (std::size_t k = 0; k < type_table.size(); ++k) {
+        index[static_cast<std::size_t>(type_table[k].id)] = static_cast<int>(k);
     }
-    return nullptr;
+    return index;
+}();
+QMIX_ABI_END
+}  // namespace detail
+QMIX_ABI_BEGIN
+
+constexpr const type_info* find_type_info(type_id id) noexcept {
+    const auto slot = static_cast<std::size_t>(static_cast<std::uint32_t>(id));
+    if (slot >= detail::type_index.size() || detail::type_index[slot] < 0) return nullptr;
+    return &type_table[static_cast<std::size_t>(detail::type_index[slot])];
 }
 
 /// Whether a raw type id read from a file names a format qmix knows.
@@ -104,10 +122,33 @@ inline std::size_t row_size(type_id id, std::int64_t n) {
     return blocks * t.type_size;
 }
 
+/// Bytes of nrows rows of n values; throws for a negative row count, a row length the
+/// format cannot hold, or a total that std::size_t cannot count.
+inline std::size_t rows_size(type_id id, std::int64_t nrows, std::int64_t n) {
+    if (nrows < 0) throw error("negative row count " + std::to_string(nrows));
+    const std::size_t bytes = row_size(id, n);
+    if (static_cast<std::uint64_t>(nrows) > std::numeric_limits<std::size_t>::max() / bytes) {
+        throw error(std::to_string(nrows) + " rows of " + std::to_string(n) + " " +
+                    std::string(type_name(id)) +
+                    " values would take more bytes than a size_t holds");
+    }
+    return bytes * static_cast<std::size_t>(nrows);
+}
+
+/// The format used across the ggml ecosystem when a format cannot hold a row length (a
+/// k-quant: a 32-value block format of similar or better precision); nothing for formats
+/// without one. Each format states its own (Format::fallback).
+inline std::optional<type_id> fallback_of(type_id id) {
+    const type_info& t = info(id);
+    if (t.fallback == t.id) return std::nullopt;
+    return t.fallback;
+}
+
 /// Bits per weight of a format.
 inline double bits_per_weight(type_id id) {
     const type_info& t = info(id);
     return 8.0 * static_cast<double>(t.type_size) / static_cast<double>(t.block_size);
 }
 
+QMIX_ABI_END
 }  // namespace qmix

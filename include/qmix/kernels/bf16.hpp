@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "qmix/core/config.hpp"
 #include "qmix/formats/bf16.hpp"
 #include "qmix/kernels/generic.hpp"
 #include "qmix/kernels/kquants/batch_ops.hpp"
@@ -25,7 +26,10 @@
 #include "qmix/kernels/xsimd_shim.hpp"
 
 namespace qmix::kernels {
+QMIX_ABI_BEGIN
+QMIX_ABI_END
 namespace bf16_kernels {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct kernels {
@@ -249,13 +253,16 @@ struct kernels {
     }
 };
 
+QMIX_ABI_END
 }  // namespace bf16_kernels
+QMIX_ABI_BEGIN
 
 /// Fills the bf16 slot of `table` with the kernels of Arch.
 template <class Arch>
 void add_bf16_kernels(kernel_table& table) {
     using k = bf16_kernels::kernels<Arch>;
-    table[type_id::bf16] = {&k::quantize, &k::dequantize, &k::dot};
+    slot(table, type_id::bf16) = {&k::quantize, &k::dequantize, &k::dot};
 }
 
+QMIX_ABI_END
 }  // namespace qmix::kernels

@@ -28,6 +28,7 @@
 #include <type_traits>
 
 #include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/formats/float16.hpp"
 #include "qmix/formats/float32.hpp"
@@ -50,7 +51,10 @@
 #endif
 
 namespace qmix::kernels {
+QMIX_ABI_BEGIN
+QMIX_ABI_END
 namespace generic {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct block_kernels {
@@ -636,7 +640,9 @@ float dot_row(const void* x, const void* y, std::int64_t n) {
                n / std::int64_t(Format::block_size));
 }
 
+QMIX_ABI_END
 }  // namespace generic
+QMIX_ABI_BEGIN
 
 /// Fills `table` with this architecture's kernels for q4_0 q4_1 q5_0 q5_1 q8_0 q8_1 f16 f32.
 template <class Arch>
@@ -646,30 +652,32 @@ void add_block_kernels(kernel_table& table) {
     using generic::dot_row;
     using generic::quantize_rows;
     namespace f = formats;
-    table[type_id::f32] = {&quantize_rows<f::f32, &k::quantize_f32>,
-                           &dequantize_rows<f::f32, &k::dequantize_f32>,
-                           &dot_row<f::f32, &k::dot_f32>};
-    table[type_id::f16] = {&quantize_rows<f::f16, &k::quantize_f16>,
-                           &dequantize_rows<f::f16, &k::dequantize_f16>,
-                           &dot_row<f::f16, &k::dot_f16>};
-    table[type_id::q4_0] = {&quantize_rows<f::q4_0, &k::quantize_q4_0>,
-                            &dequantize_rows<f::q4_0, &k::dequantize_q4_0>,
-                            &dot_row<f::q4_0, &k::dot_q4_0>};
-    table[type_id::q4_1] = {&quantize_rows<f::q4_1, &k::quantize_q4_1>,
-                            &dequantize_rows<f::q4_1, &k::dequantize_q4_1>,
-                            &dot_row<f::q4_1, &k::dot_q4_1>};
-    table[type_id::q5_0] = {&quantize_rows<f::q5_0, &k::quantize_q5_0>,
-                            &dequantize_rows<f::q5_0, &k::dequantize_q5_0>,
-                            &dot_row<f::q5_0, &k::dot_q5_0>};
-    table[type_id::q5_1] = {&quantize_rows<f::q5_1, &k::quantize_q5_1>,
-                            &dequantize_rows<f::q5_1, &k::dequantize_q5_1>,
-                            &dot_row<f::q5_1, &k::dot_q5_1>};
-    table[type_id::q8_0] = {&quantize_rows<f::q8_0, &k::quantize_q8_0>,
-                            &dequantize_rows<f::q8_0, &k::template dequantize_q8<f::block_q8_0>>,
-                            &dot_row<f::q8_0, &k::dot_q8_0>};
-    table[type_id::q8_1] = {&quantize_rows<f::q8_1, &k::quantize_q8_1>,
-                            &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>,
-                            nullptr};
+    slot(table, type_id::f32) = {&quantize_rows<f::f32, &k::quantize_f32>,
+                                 &dequantize_rows<f::f32, &k::dequantize_f32>,
+                                 &dot_row<f::f32, &k::dot_f32>};
+    slot(table, type_id::f16) = {&quantize_rows<f::f16, &k::quantize_f16>,
+                                 &dequantize_rows<f::f16, &k::dequantize_f16>,
+                                 &dot_row<f::f16, &k::dot_f16>};
+    slot(table, type_id::q4_0) = {&quantize_rows<f::q4_0, &k::quantize_q4_0>,
+                                  &dequantize_rows<f::q4_0, &k::dequantize_q4_0>,
+                                  &dot_row<f::q4_0, &k::dot_q4_0>};
+    slot(table, type_id::q4_1) = {&quantize_rows<f::q4_1, &k::quantize_q4_1>,
+                                  &dequantize_rows<f::q4_1, &k::dequantize_q4_1>,
+                                  &dot_row<f::q4_1, &k::dot_q4_1>};
+    slot(table, type_id::q5_0) = {&quantize_rows<f::q5_0, &k::quantize_q5_0>,
+                                  &dequantize_rows<f::q5_0, &k::dequantize_q5_0>,
+                                  &dot_row<f::q5_0, &k::dot_q5_0>};
+    slot(table, type_id::q5_1) = {&quantize_rows<f::q5_1, &k::quantize_q5_1>,
+                                  &dequantize_rows<f::q5_1, &k::dequantize_q5_1>,
+                                  &dot_row<f::q5_1, &k::dot_q5_1>};
+    slot(table, type_id::q8_0) = {
+        &quantize_rows<f::q8_0, &k::quantize_q8_0>,
+        &dequantize_rows<f::q8_0, &k::template dequantize_q8<f::block_q8_0>>,
+        &dot_row<f::q8_0, &k::dot_q8_0>};
+    slot(table, type_id::q8_1) = {
+        &quantize_rows<f::q8_1, &k::quantize_q8_1>,
+        &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>, nullptr};
 }
 
+QMIX_ABI_END
 }  // namespace qmix::kernels

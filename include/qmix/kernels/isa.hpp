@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "qmix/core/config.hpp"
+
 // The instruction-set primitives that the kernels of generic.hpp are written against.
 //
 // The kernels themselves are xsimd code, templated on an xsimd architecture tag; what xsimd
@@ -53,8 +55,10 @@
 // Every primitive is exact; the float products of the dot-product engine are the only
 // place where rounding enters, and dot products need only agree to rounding.
 namespace qmix::kernels {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct isa;
 
+QMIX_ABI_END
 }  // namespace qmix::kernels

@@ -14,6 +14,7 @@
 // multiply-add of bytes (AVX2, AVX-512BW, NEON on aarch64); elsewhere the slot stays
 // empty and callers use the scalar reference.
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/kernels/kquants/dot.hpp"
 #include "qmix/kernels/kquants/k4.hpp"
@@ -24,16 +25,21 @@
 #include "qmix/kernels/table.hpp"
 
 namespace qmix::kernels {
+QMIX_ABI_BEGIN
 
+QMIX_ABI_END
 namespace kquants {
+QMIX_ABI_BEGIN
 
 template <class Kernels>
 void set_conversions(kernel_table& table, type_id id) {
-    table[id].quantize = &Kernels::quantize;
-    table[id].dequantize = &Kernels::dequantize;
+    slot(table, id).quantize = &Kernels::quantize;
+    slot(table, id).dequantize = &Kernels::dequantize;
 }
 
+QMIX_ABI_END
 }  // namespace kquants
+QMIX_ABI_BEGIN
 
 /// Fills the q2_K .. q6_K and q8_K slots of `table` with the kernels of instruction set
 /// Arch (an xsimd architecture tag the translation unit is compiled for).
@@ -49,4 +55,5 @@ void add_kquant_kernels(kernel_table& table) {
     add_dots<Arch>(table);
 }
 
+QMIX_ABI_END
 }  // namespace qmix::kernels

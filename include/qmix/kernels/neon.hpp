@@ -19,6 +19,7 @@
 #define QMIX_ISA_NEON 1
 
 namespace qmix::kernels {
+QMIX_ABI_BEGIN
 
 template <>
 struct isa<xsimd::neon64> {
@@ -172,6 +173,7 @@ struct isa<xsimd::neon64> {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels
 
 #endif  // aarch64 NEON

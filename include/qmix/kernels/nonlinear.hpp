@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/formats/iq4_nl.hpp"
 #include "qmix/formats/iq4_xs.hpp"
@@ -30,7 +31,10 @@
 #include "qmix/kernels/table.hpp"
 
 namespace qmix::kernels {
+QMIX_ABI_BEGIN
+QMIX_ABI_END
 namespace nonlinear {
+QMIX_ABI_BEGIN
 
 using formats::detail::nonlinear_levels;
 
@@ -346,7 +350,9 @@ struct kernels {
     }
 };
 
+QMIX_ABI_END
 }  // namespace nonlinear
+QMIX_ABI_BEGIN
 
 /// Fills the iq4_nl and iq4_xs slots of `table` with the kernels of Arch.
 template <class Arch>
@@ -354,17 +360,18 @@ void add_nonlinear_kernels(kernel_table& table) {
     using nl = nonlinear::kernels<Arch, formats::iq4_nl>;
     using xs = nonlinear::kernels<Arch, formats::iq4_xs>;
     using dots = nonlinear::dots<Arch>;
-    table[type_id::iq4_nl].quantize = &nl::quantize;
-    table[type_id::iq4_xs].quantize = &xs::quantize;
+    slot(table, type_id::iq4_nl).quantize = &nl::quantize;
+    slot(table, type_id::iq4_xs).quantize = &xs::quantize;
     // Without a byte shuffle (SSE2) the table lookups in memory make the dequantizers and
     // dot products slower than the scalar code the compiler vectorises: those slots stay
     // empty there (measured: dot 1.0 against 1.8 G values/s, dequantize 1.0 against 2.0).
     if constexpr (nonlinear::has_byte_shuffle<Arch>) {
-        table[type_id::iq4_nl].dequantize = &nl::dequantize;
-        table[type_id::iq4_xs].dequantize = &xs::dequantize;
-        table[type_id::iq4_nl].dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
-        table[type_id::iq4_xs].dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
+        slot(table, type_id::iq4_nl).dequantize = &nl::dequantize;
+        slot(table, type_id::iq4_xs).dequantize = &xs::dequantize;
+        slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
+        slot(table, type_id::iq4_xs).dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
     }
 }
 
+QMIX_ABI_END
 }  // namespace qmix::kernels

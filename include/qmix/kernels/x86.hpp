@@ -26,6 +26,7 @@
 #endif
 
 namespace qmix::kernels::x86 {
+QMIX_ABI_BEGIN
 
 /// The instruction-set extensions that decide which kernel level may run. The operating
 /// system must also save the wide registers, or AVX code faults even on an AVX CPU.
@@ -69,9 +70,11 @@ inline cpu_features detect_cpu() noexcept {
     return found;
 }
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::x86
 
 namespace qmix::kernels {
+QMIX_ABI_BEGIN
 
 // ---------------------------------------------------------------------------------------
 // SSE2: no byte shuffle, no maddubs, no F16C. Bytes are widened to 16 bits for the dot
@@ -669,6 +672,7 @@ struct isa<xsimd::avx512bw> {
 };
 #endif  // AVX-512
 
+QMIX_ABI_END
 }  // namespace qmix::kernels
 
 #endif  // QMIX_ARCH_X86_64

@@ -22,7 +22,10 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "qmix/core/config.hpp"
+
 namespace qmix::simd {
+QMIX_ABI_BEGIN
 
 /// Sum of all lanes (xsimd 8 calls it hadd, later versions reduce_add).
 template <class T, class A>
@@ -45,7 +48,14 @@ inline xsimd::batch<T, A> settle(xsimd::batch<T, A> value) {
     __asm__("" : "+x"(value.data));
 #elif defined(__aarch64__) || defined(__arm__)
     __asm__("" : "+w"(value.data));
+#else
+    // Without the barrier a product may be fused with the addition that consumes it and
+    // the bytes change (core/strict_math.hpp): an instruction set qmix does not know must
+    // say how to hide a vector register from the optimiser before its kernels compile.
+#error "qmix: simd::settle has no register constraint for this architecture"
 #endif
+#else
+#error "qmix: simd::settle needs GCC or Clang inline assembly to keep products unfused"
 #endif
     return value;
 }
@@ -67,4 +77,5 @@ inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T,
     return settle(a * b);
 }
 
+QMIX_ABI_END
 }  // namespace qmix::simd

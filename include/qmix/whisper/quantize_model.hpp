@@ -42,23 +42,7 @@ inline bool is_candidate(const tensor_entry& tensor) {
     return role_of(tensor) == tensor_role::matrix;
 }
 
-/// The format used across the ggml ecosystem when a k-quant cannot hold a row length:
-/// a 32-value block format of similar or better precision. Nothing for the others.
-inline std::optional<type_id> fallback_of(type_id type) {
-    switch (type) {
-        case type_id::q2_k:
-        case type_id::q3_k:
-            return type_id::q4_0;
-        case type_id::q4_k:
-            return type_id::q5_0;
-        case type_id::q5_k:
-            return type_id::q5_1;
-        case type_id::q6_k:
-            return type_id::q8_0;
-        default:
-            return std::nullopt;
-    }
-}
+using qmix::fallback_of;  // each format's own Format::fallback, from the registry
 
 struct quantize_options {
     type_id default_type = type_id::q4_0;

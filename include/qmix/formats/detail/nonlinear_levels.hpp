@@ -11,9 +11,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 
 namespace qmix::formats::detail {
+QMIX_ABI_BEGIN
 
 /// ggml's kvalues_iq4nl: a 4-bit index j stands for the level nonlinear_levels[j].
 inline constexpr std::int8_t nonlinear_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
@@ -131,4 +133,5 @@ inline void pack_nonlinear_indices(const std::uint8_t* indices, std::uint8_t* qs
     for (int j = 0; j < 16; ++j) qs[j] = std::uint8_t(indices[j] | (indices[j + 16] << 4));
 }
 
+QMIX_ABI_END
 }  // namespace qmix::formats::detail

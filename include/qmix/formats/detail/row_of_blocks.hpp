@@ -10,9 +10,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 
 namespace qmix::formats::detail {
+QMIX_ABI_BEGIN
 
 /// Mean of x^2 over a row, summed in order as the reference does.
 inline float mean_square(const float* x, std::int64_t n) {
@@ -75,4 +77,5 @@ void pack_five_bit_levels(const std::uint8_t* levels, Block& y) {
     for (std::size_t k = 0; k < 4; ++k) y.qh[k] = std::uint8_t(high_bits >> (8 * k));
 }
 
+QMIX_ABI_END
 }  // namespace qmix::formats::detail

@@ -11,9 +11,11 @@
 #include <cstdint>
 #include <cstring>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 
 namespace qmix::formats::detail {
+QMIX_ABI_BEGIN
 
 using strict::mul;
 using strict::nearest_int;
@@ -321,4 +323,5 @@ inline void unpack_scale_min_k4(int j, const std::uint8_t* q, std::uint8_t* scal
     }
 }
 
+QMIX_ABI_END
 }  // namespace qmix::formats::detail

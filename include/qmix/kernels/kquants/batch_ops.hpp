@@ -29,6 +29,7 @@
 #endif
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 /// True for the instruction sets (and their FMA variants) that have code paths of their
 /// own in this folder.
@@ -471,4 +472,5 @@ struct batch_ops {
 #endif
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

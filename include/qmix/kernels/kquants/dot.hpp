@@ -5,6 +5,7 @@
 // (which includes AVX2), the NEON ones on aarch64. Elsewhere the slots stay empty and the
 // table falls back to the scalar reference.
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
 #include "qmix/kernels/kquants/batch_ops.hpp"
 #include "qmix/kernels/kquants/dot_avx2.hpp"
@@ -12,14 +13,15 @@
 #include "qmix/kernels/table.hpp"
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 template <class Kernels>
 void set_dots(kernel_table& table) {
-    table[type_id::q2_k].dot = &Kernels::q2_k;
-    table[type_id::q3_k].dot = &Kernels::q3_k;
-    table[type_id::q4_k].dot = &Kernels::q4_k;
-    table[type_id::q5_k].dot = &Kernels::q5_k;
-    table[type_id::q6_k].dot = &Kernels::q6_k;
+    slot(table, type_id::q2_k).dot = &Kernels::q2_k;
+    slot(table, type_id::q3_k).dot = &Kernels::q3_k;
+    slot(table, type_id::q4_k).dot = &Kernels::q4_k;
+    slot(table, type_id::q5_k).dot = &Kernels::q5_k;
+    slot(table, type_id::q6_k).dot = &Kernels::q6_k;
 }
 
 template <class Arch>
@@ -36,4 +38,5 @@ void add_dots(kernel_table& table) {
     (void)table;
 }
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

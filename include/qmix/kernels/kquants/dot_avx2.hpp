@@ -15,6 +15,7 @@
 // vector of eight block sums, and the block scales are applied to that vector, instead of
 // a horizontal sum per block.
 
+#include "qmix/core/config.hpp"
 #include "qmix/formats/q2_k.hpp"
 #include "qmix/formats/q3_k.hpp"
 #include "qmix/formats/q4_k.hpp"
@@ -32,6 +33,7 @@
 #include <cstring>
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct avx2_dot {
@@ -385,6 +387,7 @@ struct avx2_dot {
     };
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants
 
 #endif  // __AVX2__

@@ -8,6 +8,7 @@
 // added in the order of the scalar reference: the results equal formats::*::dot_row bit
 // for bit.
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/formats/q2_k.hpp"
 #include "qmix/formats/q3_k.hpp"
@@ -29,6 +30,7 @@
 #include <cstdint>
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct neon_dot {
@@ -145,6 +147,7 @@ struct neon_dot {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants
 
 #endif  // __aarch64__

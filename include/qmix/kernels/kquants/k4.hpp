@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/formats/q4_k.hpp"
 #include "qmix/formats/q5_k.hpp"
@@ -22,6 +23,7 @@
 #include "qmix/kernels/kquants/staging.hpp"
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 /// What differs between q4_K and q5_K (see formats/q4_k.hpp: k4_search).
 template <class Format>
@@ -314,4 +316,5 @@ struct k4_kernels {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

@@ -11,9 +11,11 @@
 #include <type_traits>
 #include <utility>
 
+#include "qmix/core/config.hpp"
 #include "qmix/kernels/kquants/batch_ops.hpp"
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 /// K batches used as one vector of K times the lanes. The searches below are long chains
 /// of dependent operations within a lane; running several independent batches side by
@@ -286,4 +288,5 @@ struct lanes {
 template <class Arch>
 inline constexpr int search_batches = is_avx2<Arch> || is_avx512bw<Arch> ? 4 : 2;
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/formats/q2_k.hpp"
 #include "qmix/kernels/kquants/lanes.hpp"
@@ -17,6 +18,7 @@
 #include "qmix/kernels/kquants/staging.hpp"
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct q2_k_kernels {
@@ -238,4 +240,5 @@ struct q2_k_kernels {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

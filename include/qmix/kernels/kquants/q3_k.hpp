@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/formats/q3_k.hpp"
 #include "qmix/kernels/kquants/lanes.hpp"
@@ -18,6 +19,7 @@
 #include "qmix/kernels/kquants/staging.hpp"
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct q3_k_kernels {
@@ -395,4 +397,5 @@ struct q3_k_kernels {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

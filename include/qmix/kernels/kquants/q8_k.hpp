@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "qmix/core/config.hpp"
 #include "qmix/formats/q8_k.hpp"
 #include "qmix/kernels/kquants/lanes.hpp"
 #include "qmix/kernels/kquants/scalar.hpp"
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 template <class Arch>
 struct q8_k_kernels {
@@ -100,4 +102,5 @@ struct q8_k_kernels {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

@@ -14,7 +14,10 @@
 #include <arm_neon.h>
 #endif
 
+#include "qmix/core/config.hpp"
+
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 /// binary16 conversions (the integer algorithm of core/binary16.hpp, or the exact hardware
 /// widening where the translation unit has one) and the q4_K / q5_K scale unpacking.
@@ -99,4 +102,5 @@ struct scalar {
     }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

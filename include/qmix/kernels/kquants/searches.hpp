@@ -15,10 +15,12 @@
 
 #include <cstdint>
 
+#include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
 #include "qmix/kernels/kquants/lanes.hpp"
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 template <class Arch, int K = 1>
 struct group_search {
@@ -440,4 +442,5 @@ struct group_search {
     static floats wrap_to_byte(ints l) { return L::to_float(l & ints(0xFF)); }
 };
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

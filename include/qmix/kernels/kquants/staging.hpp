@@ -7,9 +7,11 @@
 
 #include <cstdint>
 
+#include "qmix/core/config.hpp"
 #include "qmix/kernels/kquants/lanes.hpp"
 
 namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
 
 /// Lane-major staging of groups: lane j of batch i holds value i of group j. Groups that
 /// do not exist (the tail of a row) are filled with zeros; their lanes compute throwaway
@@ -149,4 +151,5 @@ void quantize_by_chunks(const float* src, Block* dst, std::int64_t nrows, std::i
     }
 }
 
+QMIX_ABI_END
 }  // namespace qmix::kernels::kquants
