@@ -7295,23 +7295,38 @@ struct group_search {
         // `sum_l2 ? a : 0` of the reference: NaN counts as true, hence == rather than !=.
         floats scale = L::select(sum_l2 == zero, zero, L::div(sum_lx, sum_l2));
         floats best = scale * sum_lx;
-        for (int is = -9; is <= 9; ++is) {
-            if (is == 0) continue;
-            const float numerator = -(float(nmax) + strict::mul(0.1f, float(is)));
-            iscale = L::div(floats(numerator), max);
-            sum_lx = zero;
-            sum_l2 = zero;
-            for (int i = 0; i < n; ++i) {
-                const floats l = trial_level(iscale * x[i]);
-                sum_lx += L::mul(wx[i], l);
-                sum_l2 += L::mul(w[i] * l, l);
-            }
-            const mask better = (sum_l2 > zero) && (sum_lx * sum_lx > best * sum_l2);
-            if (L::none(better)) continue;
-            const floats this_scale = L::div(sum_lx, sum_l2);
-            level_iscale = L::select(better, iscale, level_iscale);
+        // The 18 trials two at a time (one pass over the values serves both), their
+        // outcomes then taken in the reference's order.
+        const auto take = [&](const floats& trial_iscale, const floats& trial_lx,
+                              const floats& trial_l2) {
+            const mask better = (trial_l2 > zero) && (trial_lx * trial_lx > best * trial_l2);
+            if (L::none(better)) return;
+            const floats this_scale = L::div(trial_lx, trial_l2);
+            level_iscale = L::select(better, trial_iscale, level_iscale);
             scale = L::select(better, this_scale, scale);
-            best = L::select(better, this_scale * sum_lx, best);
+            best = L::select(better, this_scale * trial_lx, best);
+        };
+        static constexpr int trials[18] = {-9, -8, -7, -6, -5, -4, -3, -2, -1,
+                                           1,  2,  3,  4,  5,  6,  7,  8,  9};
+        for (int t = 0; t < 18; t += 2) {
+            const float first = -(float(nmax) + strict::mul(0.1f, float(trials[t])));
+            const float second = -(float(nmax) + strict::mul(0.1f, float(trials[t + 1])));
+            const floats iscale_a = L::div(floats(first), max);
+            const floats iscale_b = L::div(floats(second), max);
+            floats lx_a = zero;
+            floats l2_a = zero;
+            floats lx_b = zero;
+            floats l2_b = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats la = trial_level(iscale_a * x[i]);
+                const floats lb = trial_level(iscale_b * x[i]);
+                lx_a += L::mul(wx[i], la);
+                l2_a += L::mul(w[i] * la, la);
+                lx_b += L::mul(wx[i], lb);
+                l2_b += L::mul(w[i] * lb, lb);
+            }
+            take(iscale_a, lx_a, l2_a);
+            take(iscale_b, lx_b, l2_b);
         }
         return {L::select(flat, zero, scale), level_iscale, flat};
     }
