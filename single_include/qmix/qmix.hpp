@@ -5707,13 +5707,18 @@ struct batch_ops {
     /// values: the clamp is an integer minimum and maximum there (those run on every vector
     /// pipe, float ones on half of them), and subtracting the magic number again is exact.
     /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
-    /// this only where the range is known.)
+    /// this only where the range is known.) A caller that knows the rounded value cannot
+    /// pass an end of [lo, hi] leaves that end's clamp out (low_end, high_end false).
+    template <bool low_end = true, bool high_end = true>
     static floats nearest_level(floats value, float lo, float hi) {
         const floats magic(12582912.0f);
-        const ints shifted = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
-        const ints low = xsimd::bitwise_cast<ints>(floats(12582912.0f + lo));
-        const ints high = xsimd::bitwise_cast<ints>(floats(12582912.0f + hi));
-        return simd::settle(xsimd::bitwise_cast<floats>(max(low, min(high, shifted)))) - magic;
+        ints level = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
+        if constexpr (high_end)
+            level = min(xsimd::bitwise_cast<ints>(floats(12582912.0f + hi)), level);
+        if constexpr (low_end)
+            level = max(xsimd::bitwise_cast<ints>(floats(12582912.0f + lo)), level);
+        (void)lo, (void)hi;
+        return simd::settle(xsimd::bitwise_cast<floats>(level)) - magic;
     }
 
     // The AVX-512 forms below are xsimd's instructions spelled with an all-ones zeroing
@@ -6945,8 +6950,13 @@ struct lanes {
     static ints max(const ints& a, const ints& b) { return apply(of_max{}, a, b); }
     static ints clamp(const ints& v, int lo, int hi) { return max(ints(lo), min(ints(hi), v)); }
     /// ops::nearest_level per lane: the clamped nearest integer of |value| <= 2^21, as a float.
+    template <bool low_end = true, bool high_end = true>
     static floats nearest_level(const floats& a, float lo, float hi) {
-        return apply([lo, hi](const auto& v) { return ops::nearest_level(v, lo, hi); }, a);
+        return apply(
+            [lo, hi](const auto& v) {
+                return ops::template nearest_level<low_end, high_end>(v, lo, hi);
+            },
+            a);
     }
     static floats to_float(const ints& a) { return apply(of_to_float{}, a); }
     static ints to_int(const floats& a) { return apply(of_to_int{}, a); }
@@ -7132,6 +7142,7 @@ QMIX_ABI_END
 // of every level at every improvement.
 
 #include <cstdint>
+#include <type_traits>
 
 
 namespace qmix::kernels::kquants {
@@ -7275,9 +7286,15 @@ struct group_search {
         const floats zero(0.0f);
         const floats max = signed_extreme<n>(x);
         const mask flat = L::abs(max) < floats(group_max_eps);
-        const auto trial_level = [nmax](const floats& value) {
+        // The level of value = iscale x in trial `is` (the first trial counts as is = 0).
+        // On the finite path a lane that is not flat has |value| <= (nmax + 0.1 is)
+        // (1 + 2^-23)^2, so its rounded value reaches -nmax - 1 only when is >= 5 and
+        // nmax only when is >= -5: the other trials leave that end's clamp out.
+        const auto trial_level = [nmax](const floats& value, auto is) {
+            constexpr int trial = decltype(is)::value;
             if constexpr (finite) {
-                return L::nearest_level(value, float(-nmax), float(nmax - 1));
+                return L::template nearest_level<(trial >= 5), (trial >= -5)>(value, float(-nmax),
+                                                                              float(nmax - 1));
             } else {
                 return level(value, -nmax, nmax - 1);
             }
@@ -7288,7 +7305,7 @@ struct group_search {
         floats sum_lx = zero;
         floats sum_l2 = zero;
         for (int i = 0; i < n; ++i) {
-            const floats l = trial_level(iscale * x[i]);
+            const floats l = trial_level(iscale * x[i], std::integral_constant<int, 0>{});
             sum_lx += L::mul(wx[i], l);
             sum_l2 += L::mul(w[i] * l, l);
         }
@@ -7306,20 +7323,19 @@ struct group_search {
             scale = L::select(better, this_scale, scale);
             best = L::select(better, this_scale * trial_lx, best);
         };
-        static constexpr int trials[18] = {-9, -8, -7, -6, -5, -4, -3, -2, -1,
-                                           1,  2,  3,  4,  5,  6,  7,  8,  9};
-        for (int t = 0; t < 18; t += 2) {
-            const float first = -(float(nmax) + strict::mul(0.1f, float(trials[t])));
-            const float second = -(float(nmax) + strict::mul(0.1f, float(trials[t + 1])));
-            const floats iscale_a = L::div(floats(first), max);
-            const floats iscale_b = L::div(floats(second), max);
+        // A pair of trials (is_a, is_b) whose clamps are those of trials ka and kb.
+        const auto pair = [&](int is_a, int is_b, auto ka, auto kb) {
+            const floats iscale_a =
+                L::div(floats(-(float(nmax) + strict::mul(0.1f, float(is_a)))), max);
+            const floats iscale_b =
+                L::div(floats(-(float(nmax) + strict::mul(0.1f, float(is_b)))), max);
             floats lx_a = zero;
             floats l2_a = zero;
             floats lx_b = zero;
             floats l2_b = zero;
             for (int i = 0; i < n; ++i) {
-                const floats la = trial_level(iscale_a * x[i]);
-                const floats lb = trial_level(iscale_b * x[i]);
+                const floats la = trial_level(iscale_a * x[i], ka);
+                const floats lb = trial_level(iscale_b * x[i], kb);
                 lx_a += L::mul(wx[i], la);
                 l2_a += L::mul(w[i] * la, la);
                 lx_b += L::mul(wx[i], lb);
@@ -7327,6 +7343,20 @@ struct group_search {
             }
             take(iscale_a, lx_a, l2_a);
             take(iscale_b, lx_b, l2_b);
+        };
+        // Trials -9 .. -1, then 1 .. 9, in pairs; the integral constants stand for their
+        // clamps (see trial_level).
+        for (int is = -9; is < -5; is += 2) {
+            pair(is, is + 1, std::integral_constant<int, -9>{}, std::integral_constant<int, -9>{});
+        }
+        for (int is = -5; is < 4; is += 2) {
+            const int next = is + 1 == 0 ? 1 : is + 1;
+            pair(is, next, std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
+            if (next == 1) ++is;
+        }
+        pair(4, 5, std::integral_constant<int, 4>{}, std::integral_constant<int, 5>{});
+        for (int is = 6; is < 10; is += 2) {
+            pair(is, is + 1, std::integral_constant<int, 9>{}, std::integral_constant<int, 9>{});
         }
         return {L::select(flat, zero, scale), level_iscale, flat};
     }

@@ -131,13 +131,18 @@ struct batch_ops {
     /// values: the clamp is an integer minimum and maximum there (those run on every vector
     /// pipe, float ones on half of them), and subtracting the magic number again is exact.
     /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
-    /// this only where the range is known.)
+    /// this only where the range is known.) A caller that knows the rounded value cannot
+    /// pass an end of [lo, hi] leaves that end's clamp out (low_end, high_end false).
+    template <bool low_end = true, bool high_end = true>
     static floats nearest_level(floats value, float lo, float hi) {
         const floats magic(12582912.0f);
-        const ints shifted = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
-        const ints low = xsimd::bitwise_cast<ints>(floats(12582912.0f + lo));
-        const ints high = xsimd::bitwise_cast<ints>(floats(12582912.0f + hi));
-        return simd::settle(xsimd::bitwise_cast<floats>(max(low, min(high, shifted)))) - magic;
+        ints level = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
+        if constexpr (high_end)
+            level = min(xsimd::bitwise_cast<ints>(floats(12582912.0f + hi)), level);
+        if constexpr (low_end)
+            level = max(xsimd::bitwise_cast<ints>(floats(12582912.0f + lo)), level);
+        (void)lo, (void)hi;
+        return simd::settle(xsimd::bitwise_cast<floats>(level)) - magic;
     }
 
     // The AVX-512 forms below are xsimd's instructions spelled with an all-ones zeroing

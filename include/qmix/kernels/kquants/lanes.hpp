@@ -119,8 +119,13 @@ struct lanes {
     static ints max(const ints& a, const ints& b) { return apply(of_max{}, a, b); }
     static ints clamp(const ints& v, int lo, int hi) { return max(ints(lo), min(ints(hi), v)); }
     /// ops::nearest_level per lane: the clamped nearest integer of |value| <= 2^21, as a float.
+    template <bool low_end = true, bool high_end = true>
     static floats nearest_level(const floats& a, float lo, float hi) {
-        return apply([lo, hi](const auto& v) { return ops::nearest_level(v, lo, hi); }, a);
+        return apply(
+            [lo, hi](const auto& v) {
+                return ops::template nearest_level<low_end, high_end>(v, lo, hi);
+            },
+            a);
     }
     static floats to_float(const ints& a) { return apply(of_to_float{}, a); }
     static ints to_int(const floats& a) { return apply(of_to_int{}, a); }

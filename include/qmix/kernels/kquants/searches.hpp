@@ -14,6 +14,7 @@
 // of every level at every improvement.
 
 #include <cstdint>
+#include <type_traits>
 
 #include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
@@ -160,9 +161,15 @@ struct group_search {
         const floats zero(0.0f);
         const floats max = signed_extreme<n>(x);
         const mask flat = L::abs(max) < floats(group_max_eps);
-        const auto trial_level = [nmax](const floats& value) {
+        // The level of value = iscale x in trial `is` (the first trial counts as is = 0).
+        // On the finite path a lane that is not flat has |value| <= (nmax + 0.1 is)
+        // (1 + 2^-23)^2, so its rounded value reaches -nmax - 1 only when is >= 5 and
+        // nmax only when is >= -5: the other trials leave that end's clamp out.
+        const auto trial_level = [nmax](const floats& value, auto is) {
+            constexpr int trial = decltype(is)::value;
             if constexpr (finite) {
-                return L::nearest_level(value, float(-nmax), float(nmax - 1));
+                return L::template nearest_level<(trial >= 5), (trial >= -5)>(value, float(-nmax),
+                                                                              float(nmax - 1));
             } else {
                 return level(value, -nmax, nmax - 1);
             }
@@ -173,7 +180,7 @@ struct group_search {
         floats sum_lx = zero;
         floats sum_l2 = zero;
         for (int i = 0; i < n; ++i) {
-            const floats l = trial_level(iscale * x[i]);
+            const floats l = trial_level(iscale * x[i], std::integral_constant<int, 0>{});
             sum_lx += L::mul(wx[i], l);
             sum_l2 += L::mul(w[i] * l, l);
         }
@@ -191,20 +198,19 @@ struct group_search {
             scale = L::select(better, this_scale, scale);
             best = L::select(better, this_scale * trial_lx, best);
         };
-        static constexpr int trials[18] = {-9, -8, -7, -6, -5, -4, -3, -2, -1,
-                                           1,  2,  3,  4,  5,  6,  7,  8,  9};
-        for (int t = 0; t < 18; t += 2) {
-            const float first = -(float(nmax) + strict::mul(0.1f, float(trials[t])));
-            const float second = -(float(nmax) + strict::mul(0.1f, float(trials[t + 1])));
-            const floats iscale_a = L::div(floats(first), max);
-            const floats iscale_b = L::div(floats(second), max);
+        // A pair of trials (is_a, is_b) whose clamps are those of trials ka and kb.
+        const auto pair = [&](int is_a, int is_b, auto ka, auto kb) {
+            const floats iscale_a =
+                L::div(floats(-(float(nmax) + strict::mul(0.1f, float(is_a)))), max);
+            const floats iscale_b =
+                L::div(floats(-(float(nmax) + strict::mul(0.1f, float(is_b)))), max);
             floats lx_a = zero;
             floats l2_a = zero;
             floats lx_b = zero;
             floats l2_b = zero;
             for (int i = 0; i < n; ++i) {
-                const floats la = trial_level(iscale_a * x[i]);
-                const floats lb = trial_level(iscale_b * x[i]);
+                const floats la = trial_level(iscale_a * x[i], ka);
+                const floats lb = trial_level(iscale_b * x[i], kb);
                 lx_a += L::mul(wx[i], la);
                 l2_a += L::mul(w[i] * la, la);
                 lx_b += L::mul(wx[i], lb);
@@ -212,6 +218,20 @@ struct group_search {
             }
             take(iscale_a, lx_a, l2_a);
             take(iscale_b, lx_b, l2_b);
+        };
+        // Trials -9 .. -1, then 1 .. 9, in pairs; the integral constants stand for their
+        // clamps (see trial_level).
+        for (int is = -9; is < -5; is += 2) {
+            pair(is, is + 1, std::integral_constant<int, -9>{}, std::integral_constant<int, -9>{});
+        }
+        for (int is = -5; is < 4; is += 2) {
+            const int next = is + 1 == 0 ? 1 : is + 1;
+            pair(is, next, std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
+            if (next == 1) ++is;
+        }
+        pair(4, 5, std::integral_constant<int, 4>{}, std::integral_constant<int, 5>{});
+        for (int is = 6; is < 10; is += 2) {
+            pair(is, is + 1, std::integral_constant<int, 9>{}, std::integral_constant<int, 9>{});
         }
         return {L::select(flat, zero, scale), level_iscale, flat};
     }
