@@ -642,6 +642,41 @@ TEST_CASE("every kernel level's dot products agree with the scalar reference to 
     }
 }
 
+TEST_CASE("the k-quant and iq4_xs dot products equal the scalar reference bit for bit",
+          "[kernels]") {
+    // Their kernels sum each block exactly in integers and then scale and add the blocks in
+    // the reference's order, with its roundings (kquants/dot_avx2.hpp, nonlinear.hpp).
+    const type_id exact[] = {type_id::q2_k, type_id::q3_k, type_id::q4_k,
+                             type_id::q5_k, type_id::q6_k, type_id::iq4_xs};
+    for (const kernels::kernel_table* table : vector_tables()) {
+        row_maker make(777u);
+        for (const type_id id : exact) {
+            if (kernels::slot(*table, id).dot == nullptr) continue;
+            const type_id partner = info(id).dot_partner;
+            // Up to and past the eight blocks the kernels reduce together.
+            for (std::int64_t blocks : {1, 3, 8, 9, 17}) {
+                const std::int64_t n = blocks * 256;
+                for (int trial = 0; trial < 3; ++trial) {
+                    const auto a = make.row(n, false);
+                    const auto b = make.row(n, false);
+                    std::vector<unsigned char> x(row_size(id, n)), y(row_size(partner, n));
+                    quantize(kernels::scalar_table(), id, a.data(), x.data(), 1, n);
+                    quantize(kernels::scalar_table(), partner, b.data(), y.data(), 1, n);
+                    const float ours = dot(*table, id, x.data(), y.data(), n);
+                    const float reference = dot(kernels::scalar_table(), id, x.data(), y.data(), n);
+                    INFO(table->name << " " << type_name(id) << ", n " << n << ": ours " << ours
+                                     << ", scalar " << reference);
+                    if (std::isnan(reference)) {
+                        CHECK(std::isnan(ours));
+                    } else {
+                        CHECK(bits_of(ours) == bits_of(reference));
+                    }
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE("the parallel drivers give the same bytes and floats for any thread count",
           "[kernels][parallel][dispatch]") {
     row_maker make(99u);

@@ -579,6 +579,11 @@ struct block_kernels {
     /// The product of two binary16 values is exact in binary32, so a fused multiply-add
     /// sums the same values as a multiplication and an addition.
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+        if constexpr (std::is_same_v<Arch, xsimd::avx2> || std::is_same_v<Arch, xsimd::avx512bw>) {
+            return dot_f16_x86(x, y, n);
+        }
+#endif
         const std::int64_t whole = n - n % std::int64_t(lanes);
         double tail = 0.0;
         for (std::int64_t i = whole; i < n; ++i) {
@@ -592,6 +597,44 @@ struct block_kernels {
             },
             tail);
     }
+
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+    /// dot_f16 on AVX2 and AVX-512: the conversion of the halves is what bounds it, and
+    /// converting 16 halves at once (vcvtph2ps into a zmm) runs at about two thirds of the
+    /// rate of two 8-wide conversions (Zen 4: 18 against 27 G values/s), so both levels
+    /// convert 8 at a time into ymm registers. Eight accumulators hide the latency of the
+    /// fused multiply-add; each stretch of `chunk` values is added in double, as in
+    /// dot_floats.
+    static float dot_f16_x86(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
+        constexpr std::int64_t chunk = 4096;
+        const auto halves = [](const std::uint16_t* p) {
+            return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        };
+        double total = 0.0;
+        std::int64_t i = 0;
+        while (i + 8 <= n) {
+            const std::int64_t end = std::min(n, i + chunk);
+            __m256 acc[8];
+            for (auto& a : acc) a = _mm256_setzero_ps();
+            for (; i + 64 <= end; i += 64) {
+                for (int k = 0; k < 8; ++k) {
+                    acc[k] = _mm256_fmadd_ps(halves(x + i + 8 * k), halves(y + i + 8 * k), acc[k]);
+                }
+            }
+            for (; i + 8 <= end; i += 8)
+                acc[0] = _mm256_fmadd_ps(halves(x + i), halves(y + i), acc[0]);
+            const __m256 s = _mm256_add_ps(
+                _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
+                _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            total += double(_mm_cvtss_f32(h));
+        }
+        for (; i < n; ++i) total += double(cpu::half_to_float(x[i]) * cpu::half_to_float(y[i]));
+        return float(total);
+    }
+#endif
 
     static float dot_f32(const float* x, const float* y, std::int64_t n) {
         const std::int64_t whole = n - n % std::int64_t(lanes);

@@ -13,8 +13,9 @@
 // to the top level, goes there explicitly. Dequantizing and the dot products look the
 // 4-bit indices up in the table of levels with a byte shuffle (a 16-entry table is one
 // register: pshufb on AVX2 and AVX-512, tbl on NEON); SSE2, which has no byte shuffle,
-// keeps the scalar code for them. Dot products need only agree with the reference to
-// rounding.
+// keeps the scalar code for them. The iq4_nl dot product need only agree with the
+// reference to rounding; iq4_xs's, exact integers per super-block scaled and added in the
+// reference's order, equals it bit for bit.
 
 #include <cstdint>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include "qmix/formats/iq4_xs.hpp"
 #include "qmix/kernels/generic.hpp"
 #include "qmix/kernels/isa.hpp"
+#include "qmix/kernels/kquants/dot_avx2.hpp"
 #include "qmix/kernels/kquants/lanes.hpp"
 #include "qmix/kernels/kquants/scalar.hpp"
 #include "qmix/kernels/kquants/staging.hpp"
@@ -169,7 +171,8 @@ struct dots {
     }
 
     /// Per super-block the exact integer sum over its sub-blocks of (sub-block scale) times
-    /// (integer dot product), then one product with d * d8 (as ggml's AVX2 kernel).
+    /// (integer dot product), then one product with d * d8, the blocks added in order: the
+    /// reference's result bit for bit. (x86 uses kquants::avx2_dot::iq4_xs instead.)
     static float iq4_xs(const formats::block_iq4_xs* x, const formats::block_q8_k* y,
                         std::int64_t blocks) {
         float sum = 0.0f;
@@ -192,16 +195,7 @@ struct dots {
   private:
     /// The sum of the lanes of first times s1 plus those of second times s2.
     static std::int32_t scaled_sum(part first, int s1, part second, int s2) {
-        if constexpr (kquants::is_avx2<Arch> || kquants::is_avx512bw<Arch>) {
-#if defined(__AVX2__)
-            const __m256i v = _mm256_add_epi32(_mm256_mullo_epi32(first, _mm256_set1_epi32(s1)),
-                                               _mm256_mullo_epi32(second, _mm256_set1_epi32(s2)));
-            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-            return _mm_cvtsi128_si32(h);
-#endif
-        } else if constexpr (kquants::is_neon64<Arch>) {
+        if constexpr (kquants::is_neon64<Arch>) {
 #if defined(__aarch64__)
             return vaddvq_s32(vmlaq_n_s32(vmulq_n_s32(first, s1), second, s2));
 #endif
@@ -369,7 +363,15 @@ void add_nonlinear_kernels(kernel_table& table) {
         slot(table, type_id::iq4_nl).dequantize = &nl::dequantize;
         slot(table, type_id::iq4_xs).dequantize = &xs::dequantize;
         slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
-        slot(table, type_id::iq4_xs).dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
+        if constexpr (kquants::is_avx2<Arch> || kquants::is_avx512bw<Arch>) {
+#if defined(__AVX2__)
+            // x86: the k-quant driver (kquants/dot_avx2.hpp), which reduces eight blocks at
+            // once.
+            slot(table, type_id::iq4_xs).dot = &kquants::avx2_dot<Arch>::iq4_xs;
+#endif
+        } else {
+            slot(table, type_id::iq4_xs).dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
+        }
     }
 }
 

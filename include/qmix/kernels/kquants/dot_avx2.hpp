@@ -7,15 +7,23 @@
 // exact integer sums are then scaled and added in the order of the scalar reference: the
 // results equal formats::*::dot_row bit for bit.
 //
-// maddubs takes an unsigned and a signed operand. Signed levels L = u - offset are split
-// into maddubs(u, q8) - maddubs(offset, q8). No 16-bit pair sum can saturate here: the
-// largest is 2 * 63 * 128 (q6_K).
+// maddubs takes an unsigned and a signed operand. Signed levels L = u - offset (q3_K, q6_K)
+// are summed as u, and offset * scale * (the sum of q8's group of 16) is taken off once per
+// block, from q8_K's group sums (bsums). No 16-bit pair sum can saturate here: the largest
+// is 2 * 63 * 128 (q6_K).
+//
+// The avx512 level has AVX-512 VNNI: vpdpwssd does the madd and the add of the scaled
+// pairs in one instruction (in four accumulators, to hide its latency), and q2_K folds its
+// scales into the levels so that one vpdpbusd does all three steps.
 //
 // Eight blocks are reduced together: their eight 32-bit accumulators are folded into one
-// vector of eight block sums, and the block scales are applied to that vector, instead of
-// a horizontal sum per block.
+// vector of eight block sums instead of a horizontal sum per block; the block scales are
+// then applied and the terms added block by block, as the reference does.
 
 #include "qmix/core/config.hpp"
+#include "qmix/core/strict_math.hpp"
+#include "qmix/formats/detail/nonlinear_levels.hpp"
+#include "qmix/formats/iq4_xs.hpp"
 #include "qmix/formats/q2_k.hpp"
 #include "qmix/formats/q3_k.hpp"
 #include "qmix/formats/q4_k.hpp"
@@ -28,6 +36,14 @@
 #if defined(__AVX2__)
 
 #include <immintrin.h>
+
+// The avx512 level has AVX-512 VNNI (vpdpbusd: four unsigned-by-signed byte products and
+// their sum added to a 32-bit lane in one instruction) in ymm form with AVX-512 VL.
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+#define QMIX_DOT_VNNI 1
+#else
+#define QMIX_DOT_VNNI 0
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -60,13 +76,24 @@ struct avx2_dot {
                               static_cast<const act*>(y), n / 256);
     }
 
+    /// iq4_xs, whose reference sums each super-block exactly in integers and then scales
+    /// and adds the blocks like q3_K and q6_K: the same driver, bit for bit.
+    static float iq4_xs(const void* x, const void* y, std::int64_t n) {
+        return run<iq4_xs_unit>(static_cast<const formats::block_iq4_xs*>(x),
+                                static_cast<const act*>(y), n / 256);
+    }
+
   private:
     static constexpr int group = 8;  ///< blocks reduced together
 
-    /// Per group of eight blocks: the integer sums, then
+    /// Per group of eight blocks: the integer sums, folded into one vector of eight block
+    /// sums (and one of eight min sums), then
     ///     sum += d * scaled - dmin * mins     (formats with a min)
     ///     sum += d * scaled                   (symmetric formats)
-    /// block after block, with d = half(x.d) * y.d as the reference rounds it.
+    /// block after block, with d = half(x.d) * y.d as the reference rounds it. The scales
+    /// d and dmin are converted block by block from the block itself: gathering them in
+    /// memory first (narrow stores read back as one vector) would defeat store forwarding
+    /// once per group.
     template <class Unit, class Block>
     static float run(const Block* x, const act* y, std::int64_t blocks) {
         float sum = 0;
@@ -74,33 +101,46 @@ struct avx2_dot {
             const int count = blocks - first < group ? int(blocks - first) : group;
             __m256i scaled[group];
             __m256i mins[group];
-            alignas(32) std::uint16_t d_half[group] = {};
-            alignas(32) std::uint16_t dmin_half[group] = {};
-            alignas(32) float act_d[group] = {};
             for (int b = 0; b < count; ++b) {
                 Unit::sums(x[first + b], y[first + b], scaled[b], mins[b]);
-                d_half[b] = x[first + b].d;
-                if constexpr (Unit::has_min) dmin_half[b] = x[first + b].dmin;
-                act_d[b] = y[first + b].d;
             }
             for (int b = count; b < group; ++b) scaled[b] = mins[b] = _mm256_setzero_si256();
-            const __m256 act_scale = _mm256_load_ps(act_d);
-            const __m256 d = _mm256_mul_ps(halves(d_half), act_scale);
-            __m256 terms = settled(_mm256_mul_ps(d, _mm256_cvtepi32_ps(fold(scaled))));
+            const __m256 block_sums = _mm256_cvtepi32_ps(fold(scaled));
             if constexpr (Unit::has_min) {
-                const __m256 dmin = _mm256_mul_ps(halves(dmin_half), act_scale);
-                terms = _mm256_sub_ps(terms,
-                                      settled(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(fold(mins)))));
+                const __m256 min_sums = _mm256_cvtepi32_ps(fold(mins));
+                // (scaled, mins) of block b at pair[position[b]]: the unpacks interleave
+                // within 128-bit lanes.
+                alignas(32) float pair[2 * group];
+                _mm256_store_ps(pair, _mm256_unpacklo_ps(block_sums, min_sums));
+                _mm256_store_ps(pair + 8, _mm256_unpackhi_ps(block_sums, min_sums));
+                constexpr int position[group] = {0, 2, 8, 10, 4, 6, 12, 14};
+                for (int b = 0; b < count; ++b) {
+                    const Block& blk = x[first + b];
+                    const __m128 halves = _mm_cvtph_ps(_mm_cvtsi32_si128(
+                        int(std::uint32_t(blk.d) | std::uint32_t(blk.dmin) << 16)));
+                    // d and dmin, each rounded as the reference rounds it.
+                    const __m128 d = _mm_mul_ps(halves, _mm_set1_ps(y[first + b].d));
+                    const __m128 sums = _mm_castpd_ps(
+                        _mm_load_sd(reinterpret_cast<const double*>(pair + position[b])));
+                    const __m128 terms = settled(_mm_mul_ps(d, sums));
+                    sum += _mm_cvtss_f32(_mm_sub_ss(terms, _mm_movehdup_ps(terms)));
+                }
+            } else {
+                alignas(32) float block_sum[group];
+                _mm256_store_ps(block_sum, block_sums);
+                for (int b = 0; b < count; ++b) {
+                    const float d =
+                        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(int(x[first + b].d)))) *
+                        y[first + b].d;
+                    sum += strict::mul(d, block_sum[b]);
+                }
             }
-            alignas(32) float term[group];
-            _mm256_store_ps(term, terms);
-            for (int b = 0; b < count; ++b) sum += term[b];
         }
         return sum;
     }
 
-    /// A product rounded on its own (simd::settle for a raw __m256).
-    static __m256 settled(__m256 v) {
+    /// A product rounded on its own (simd::settle for a raw __m128).
+    static __m128 settled(__m128 v) {
         __asm__("" : "+x"(v));
         return v;
     }
@@ -117,17 +157,17 @@ struct avx2_dot {
                                 _mm256_permute2x128_si256(q03, q47, 0x31));
     }
 
-    /// Eight binary16 values widened (exact).
-    static __m256 halves(const std::uint16_t* h) {
-#if defined(__F16C__)
-        return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
-#elif defined(__AVX512VL__)
-        return _mm256_maskz_cvtph_ps(0xFF, _mm_load_si128(reinterpret_cast<const __m128i*>(h)));
-#else
-        alignas(32) float f[group];
-        for (int i = 0; i < group; ++i) f[i] = scalar<Arch>::half_to_float(h[i]);
-        return _mm256_load_ps(f);
+    /// acc + madd(products, scales): one vpdpwssd with VNNI.
+    static __m256i add_scaled(__m256i acc, __m256i products, __m256i scales) {
+#if QMIX_DOT_VNNI
+        if constexpr (is_avx512bw<Arch>) return _mm256_dpwssd_epi32(acc, products, scales);
 #endif
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(products, scales));
+    }
+
+    /// The sum of four accumulators (several chains hide the latency of vpdpwssd).
+    static __m256i sum_of(const __m256i* acc) {
+        return _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
     }
 
     static __m256i load(const void* p) {
@@ -164,9 +204,9 @@ struct avx2_dot {
             const __m256i mins16 =
                 _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
             mins = _mm256_madd_epi16(load(y.bsums), mins16);
-#if defined(__AVX512BW__)
+#if QMIX_DOT_VNNI
             if constexpr (is_avx512bw<Arch>) {
-                scaled = wide_sums(x, y, scales16);
+                scaled = vnni_sums(x, y, _mm_and_si128(packed, _mm_set1_epi8(0xF)));
                 return;
             }
 #endif
@@ -187,36 +227,46 @@ struct avx2_dot {
             scaled = acc;
         }
 
-#if defined(__AVX512BW__)
-        /// The same sums 64 values at a time: a zmm holds the levels of two consecutive
-        /// shifts s, s + 1 of one qs half (four groups of 16), each group's scale spread
-        /// over its eight 16-bit product lanes.
-        static __m256i wide_sums(const formats::block_q2_k& x, const act& y, __m256i scales16) {
-            const __m512i all_scales = _mm512_zextsi256_si512(scales16);
-            const __m512i two_bits = _mm512_set1_epi8(3);
-            // Product lane l (values 2 l, 2 l + 1 of the 64) belongs to group l / 8.
-            const __m512i group_of_lane = _mm512_cvtepu8_epi16(
-                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
-                                 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-            __m512i acc = _mm512_setzero_si512();
+#if QMIX_DOT_VNNI
+        /// The same sums with VNNI: the scale is folded into the levels by a table lookup
+        /// (level * scale <= 45 is still an unsigned byte), so that one vpdpbusd per 32
+        /// values does what maddubs, madd and an add do above. Table h holds, for the four
+        /// shifts s, the bytes 0, S, 2 S, 3 S of group 8 h + 2 s in its low 128-bit lane and
+        /// of group 8 h + 2 s + 1 in its high lane (the two groups of 16 that a vector of 32
+        /// values spans); the index of a level is its value plus 4 s.
+        static __m256i vnni_sums(const formats::block_q2_k& x, const act& y, __m128i scales) {
+            const __m256i both = _mm256_broadcastsi128_si256(scales);
+            // Byte pair (k = 0, 1) of a shift's four bytes holds S * 256, pair (2, 3)
+            // S * 770 = 2 S + 3 S * 256: the group's scale S as a 16-bit word (pshufb zeroes
+            // the high byte with index 0x80), times the pair's constant.
+            const __m256i multiples = _mm256_set1_epi32(int(770u << 16 | 256u));
+            __m256i table[2];
             unrolled<2>([&](auto h) {
-                const __m512i q2 = _mm512_maskz_broadcast_i64x4(0xFF, load(x.qs + 32 * h));
-                unrolled<2>([&](auto p) {
-                    // Shift 2 s in the low 256 bits, 2 (s + 1) in the high, for s = 2 p.
-                    const __m512i shifts = _mm512_inserti64x4(
-                        _mm512_set1_epi16(short(4 * p)), _mm256_set1_epi16(short(4 * p + 2)), 1);
-                    const __m512i levels =
-                        _mm512_and_si512(_mm512_srlv_epi16(q2, shifts), two_bits);
-                    const __m512i q8 = _mm512_loadu_si512(y.qs + 128 * h + 64 * p);
-                    const __m512i products = _mm512_maddubs_epi16(levels, q8);
-                    const __m512i first_group = _mm512_set1_epi16(short(8 * h + 4 * p));
-                    const __m512i scale = _mm512_permutexvar_epi16(
-                        _mm512_add_epi16(first_group, group_of_lane), all_scales);
-                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(products, scale));
+                constexpr char g = char(8 * decltype(h)::value);
+                const __m256i pick = _mm256_setr_epi8(
+                    g, -128, g, -128, char(g + 2), -128, char(g + 2), -128, char(g + 4), -128,
+                    char(g + 4), -128, char(g + 6), -128, char(g + 6), -128, char(g + 1), -128,
+                    char(g + 1), -128, char(g + 3), -128, char(g + 3), -128, char(g + 5), -128,
+                    char(g + 5), -128, char(g + 7), -128, char(g + 7), -128);
+                table[h] = _mm256_mullo_epi16(_mm256_shuffle_epi8(both, pick), multiples);
+            });
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<2>([&](auto h) {
+                const __m256i q2 = load(x.qs + 32 * h);
+                unrolled<4>([&](auto s) {
+                    constexpr int shift = 2 * decltype(s)::value;
+                    const __m256i shifted = shift == 0 ? q2 : _mm256_srli_epi16(q2, shift);
+                    // (shifted & 3) | 4 s
+                    const __m256i index = _mm256_ternarylogic_epi32(
+                        shifted, two_bits, _mm256_set1_epi8(char(2 * shift)), 0xEA);
+                    acc[s] = _mm256_dpbusd_epi32(acc[s], _mm256_shuffle_epi8(table[h], index),
+                                                 load(y.qs + 128 * h + 32 * s));
                 });
             });
-            return _mm256_add_epi32(_mm512_castsi512_si256(acc),
-                                    _mm512_maskz_extracti64x4_epi64(0xF, acc, 1));
+            return _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]),
+                                    _mm256_add_epi32(acc[2], acc[3]));
         }
 #endif
     };
@@ -246,7 +296,8 @@ struct avx2_dot {
             const __m256i hmask = load(x.hmask);
             const __m256i two_bits = _mm256_set1_epi8(3);
             const __m256i four = _mm256_set1_epi8(4);
-            __m256i acc = _mm256_setzero_si256();
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
             unrolled<2>([&](auto h) {
                 const __m256i q3 = load(x.qs + 32 * h);
                 unrolled<4>([&](auto s) {
@@ -258,12 +309,11 @@ struct avx2_dot {
                                  : _mm256_and_si256(_mm256_slli_epi16(hmask, 2 - bit), four);
                     const __m256i products = _mm256_maddubs_epi16(_mm256_or_si256(low, third),
                                                                   load(y.qs + 128 * h + 32 * s));
-                    acc = _mm256_add_epi32(
-                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                    acc[s] = add_scaled(acc[s], products, pair_of_scales(halves_dup[h], s));
                 });
             });
             const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
-            scaled = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 2));
+            scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 2));
         }
     };
 
@@ -306,17 +356,18 @@ struct avx2_dot {
             mins = k4_min_sums(y, min_levels);
             const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
             const __m256i nibble = _mm256_set1_epi8(0xF);
-            __m256i acc = _mm256_setzero_si256();
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
             unrolled<4>([&](auto g) {
                 const __m256i q4 = load(x.qs + 32 * g);
                 const __m256i first = _mm256_and_si256(q4, nibble);
                 const __m256i second = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
                 const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
                 const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, k4_scale(scales_dup, 2 * g)));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, k4_scale(scales_dup, 2 * g + 1)));
+                acc[g] = add_scaled(acc[g], p0, k4_scale(scales_dup, 2 * g));
+                acc[g] = add_scaled(acc[g], p1, k4_scale(scales_dup, 2 * g + 1));
             });
-            scaled = acc;
+            scaled = sum_of(acc);
         }
     };
 
@@ -332,7 +383,8 @@ struct avx2_dot {
             const __m256i nibble = _mm256_set1_epi8(0xF);
             const __m256i one = _mm256_set1_epi8(1);
             const __m256i qh = load(x.qh);
-            __m256i acc = _mm256_setzero_si256();
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
             unrolled<4>([&](auto g) {
                 const __m256i q4 = load(x.qs + 32 * g);
                 const __m256i fifth0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one);
@@ -344,10 +396,10 @@ struct avx2_dot {
                                     _mm256_slli_epi16(fifth1, 4));
                 const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
                 const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, k4_scale(scales_dup, 2 * g)));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, k4_scale(scales_dup, 2 * g + 1)));
+                acc[g] = add_scaled(acc[g], p0, k4_scale(scales_dup, 2 * g));
+                acc[g] = add_scaled(acc[g], p1, k4_scale(scales_dup, 2 * g + 1));
             });
-            scaled = acc;
+            scaled = sum_of(acc);
         }
     };
 
@@ -361,8 +413,8 @@ struct avx2_dot {
             duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
             const __m256i nibble = _mm256_set1_epi8(0xF);
             const __m256i two_bits = _mm256_set1_epi8(3);
-            const __m256i offset = _mm256_set1_epi8(32);
-            __m256i acc = _mm256_setzero_si256();
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
             unrolled<2>([&](auto h) {
                 const __m256i ql0 = load(x.ql + 64 * h);
                 const __m256i ql1 = load(x.ql + 64 * h + 32);
@@ -375,14 +427,49 @@ struct avx2_dot {
                 unrolled<4>([&](auto s) {
                     const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits);
                     const __m256i levels = _mm256_or_si256(lows[s], _mm256_slli_epi16(high, 4));
-                    const __m256i q8 = load(y.qs + 128 * h + 32 * s);
-                    const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(levels, q8),
-                                                              _mm256_maddubs_epi16(offset, q8));
-                    acc = _mm256_add_epi32(
-                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                    const __m256i products =
+                        _mm256_maddubs_epi16(levels, load(y.qs + 128 * h + 32 * s));
+                    acc[s] = add_scaled(acc[s], products, pair_of_scales(halves_dup[h], s));
                 });
             });
-            scaled = acc;
+            // The offset 32 of every level: 32 * scale * (sum of q8's group of 16), taken off
+            // once per block with q8_K's group sums.
+            const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
+            scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 5));
+        }
+    };
+
+    struct iq4_xs_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_iq4_xs& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            // The 16 levels in both 128-bit lanes: a byte shuffle looks the indices up.
+            const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                reinterpret_cast<const __m128i*>(formats::detail::nonlinear_levels)));
+            const __m256i nibble = _mm256_set1_epi8(0x0F);
+            // Sub-block 32 g + j: index j < 16 is the low nibble of qs[16 g + j], j + 16
+            // its high nibble (both halves of a broadcast, the upper one shifted by 4).
+            const __m256i shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+            const std::uint32_t low_scales = word(x.scales_l);
+            const std::uint32_t high_scales = x.scales_h;
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<8>([&](auto g) {
+                constexpr int sub = decltype(g)::value;
+                const __m256i packed = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs + 16 * sub)));
+                const __m256i levels = _mm256_shuffle_epi8(
+                    table, _mm256_and_si256(_mm256_srlv_epi64(packed, shifts), nibble));
+                const __m256i q8 = load(y.qs + 32 * sub);
+                // levels * q8 = |q8| * (levels * sign(q8)), exact: no level is -128.
+                const __m256i products =
+                    _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(levels, q8));
+                const int scale = int(((low_scales >> (4 * sub)) & 0x0F) |
+                                      (((high_scales >> (2 * sub)) & 3) << 4)) -
+                                  32;
+                acc[sub % 4] = add_scaled(acc[sub % 4], products, _mm256_set1_epi16(short(scale)));
+            });
+            scaled = sum_of(acc);
         }
     };
 };
