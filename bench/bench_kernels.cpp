@@ -8,8 +8,10 @@
 //   partner           quantizing the other operand of a dot product to the partner format
 //   dot               the dot product with a partner row
 // and items_per_second counting values (Google Benchmark's average over the calls), plus
-// best_items_per_second, the fastest single call. See bench/README.md for turning the JSON output
-// into a table.
+// best_items_per_second, the fastest single call. Every buffer starts on a 64-byte boundary,
+// as ggml's test-quantize-perf aligns its own (a std::vector's data is only 16-byte aligned,
+// and where two rows start at different offsets within a cache line, wide loads straddle
+// lines). See bench/README.md for turning the JSON output into a table.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -31,6 +34,28 @@ constexpr std::int64_t values = 65536;
 constexpr std::int64_t row_length = 4096;  // a multiple of every block size
 constexpr std::int64_t rows = values / row_length;
 
+/// An allocator whose blocks start on a 64-byte (cache line) boundary.
+template <class T>
+struct line_aligned {
+    using value_type = T;
+    static constexpr std::align_val_t alignment{64};
+    line_aligned() = default;
+    template <class U>
+    line_aligned(const line_aligned<U>&) noexcept {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
+    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, alignment); }
+    template <class U>
+    bool operator==(const line_aligned<U>&) const noexcept {
+        return true;
+    }
+    template <class U>
+    bool operator!=(const line_aligned<U>&) const noexcept {
+        return false;
+    }
+};
+template <class T>
+using buffer = std::vector<T, line_aligned<T>>;
+
 /// The values the kernels are timed on (--data). The k-quant searches take data-dependent
 /// paths, so their speed depends on it.
 enum class data_set {
@@ -41,7 +66,7 @@ enum class data_set {
 data_set chosen_data = data_set::ggml;
 
 struct inputs {
-    std::vector<float> x, y, importance;
+    buffer<float> x, y, importance;
     inputs() : x(values), y(values), importance(row_length) {
         std::mt19937 rng(12345);
         if (chosen_data == data_set::ggml) {
@@ -124,7 +149,7 @@ void add(const std::string& op, type_id type, const kernels::kernel_table& table
 }
 
 void quantize_plain(benchmark::State& state, type_id type, const kernels::kernel_table* table) {
-    std::vector<unsigned char> out(row_size(type, row_length) * rows);
+    buffer<unsigned char> out(row_size(type, row_length) * rows);
     fastest_call call;
     for (auto _ : state) {
         call.start();
@@ -137,7 +162,7 @@ void quantize_plain(benchmark::State& state, type_id type, const kernels::kernel
 }
 
 void quantize_imatrix(benchmark::State& state, type_id type, const kernels::kernel_table* table) {
-    std::vector<unsigned char> out(row_size(type, row_length) * rows);
+    buffer<unsigned char> out(row_size(type, row_length) * rows);
     fastest_call call;
     for (auto _ : state) {
         call.start();
@@ -151,9 +176,9 @@ void quantize_imatrix(benchmark::State& state, type_id type, const kernels::kern
 }
 
 void dequantize_rows(benchmark::State& state, type_id type, const kernels::kernel_table* table) {
-    std::vector<unsigned char> packed(row_size(type, row_length) * rows);
+    buffer<unsigned char> packed(row_size(type, row_length) * rows);
     quantize(kernels::scalar_table(), type, data().x.data(), packed.data(), rows, row_length);
-    std::vector<float> out(values);
+    buffer<float> out(values);
     fastest_call call;
     for (auto _ : state) {
         call.start();
@@ -167,7 +192,7 @@ void dequantize_rows(benchmark::State& state, type_id type, const kernels::kerne
 
 void quantize_partner(benchmark::State& state, type_id type, const kernels::kernel_table* table) {
     const type_id partner = info(type).dot_partner;
-    std::vector<unsigned char> out(row_size(partner, values));
+    buffer<unsigned char> out(row_size(partner, values));
     fastest_call call;
     for (auto _ : state) {
         call.start();
@@ -181,7 +206,7 @@ void quantize_partner(benchmark::State& state, type_id type, const kernels::kern
 
 void dot_row(benchmark::State& state, type_id type, const kernels::kernel_table* table) {
     const type_id partner = info(type).dot_partner;
-    std::vector<unsigned char> x(row_size(type, values)), y(row_size(partner, values));
+    buffer<unsigned char> x(row_size(type, values)), y(row_size(partner, values));
     quantize(kernels::scalar_table(), type, data().x.data(), x.data(), 1, values);
     quantize(kernels::scalar_table(), partner, data().y.data(), y.data(), 1, values);
     fastest_call call;

@@ -3901,11 +3901,19 @@ QMIX_API_END
 // ---- begin qmix/kernels/bf16.hpp
 
 // SIMD kernels of bf16 (formats/bf16.hpp). Narrowing is integer arithmetic on the bit
-// patterns, the reference's own, so every lane gives the reference's bits; widening is a
-// shift. The dot product sums exact binary32 products in four float accumulators per
-// stretch of 1024 values and the stretches in double, like the f16 kernel, so it agrees
-// with the reference's double sum to rounding.
+// patterns, so every lane gives the reference's bits. On AVX2 and AVX-512 it works on
+// 16-bit halves: the upper halves h and the lower halves l of 16 or 32 values are gathered
+// into one register each, and h rounds up exactly when l + (h & 1) > 0x8000, i.e. when
+// (l | (h & 1)) > 0x8000. A step whose values include an infinity or NaN (exponent all
+// ones) is narrowed by the scalar code instead. Widening is a shift. The dot product
+// splits each 32-bit word of bf16 pairs into its even value (shifted up) and its odd value
+// (masked), whose products are exact in binary32 and so are summed by fused multiply-adds
+// where the level has them, in four float accumulators per stretch of 1024 values and the
+// stretches in double, like the f16 kernel, so it agrees with the reference's double sum
+// to rounding. (AVX512-BF16's vdpbf16ps would be one instruction per 32 products, but it
+// treats subnormal inputs as zero, which the reference does not.)
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -5736,6 +5744,26 @@ struct batch_ops {
         return max(ints(lo), min(ints(hi), v));
     }
 
+    /// to_float(clamp(nearest_int(value), lo, hi)) for |value| <= 2^21, lo and hi small
+    /// integers. The magic addition rounds as nearest_int does, leaving a positive float in
+    /// [2^23, 2^24), where the order of the bit patterns as integers is the order of the
+    /// values: the clamp is an integer minimum and maximum there (those run on every vector
+    /// pipe, float ones on half of them), and subtracting the magic number again is exact.
+    /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
+    /// this only where the range is known.) A caller that knows the rounded value cannot
+    /// pass an end of [lo, hi] leaves that end's clamp out (low_end, high_end false).
+    template <bool low_end = true, bool high_end = true>
+    static floats nearest_level(floats value, float lo, float hi) {
+        const floats magic(12582912.0f);
+        ints level = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
+        if constexpr (high_end)
+            level = min(xsimd::bitwise_cast<ints>(floats(12582912.0f + hi)), level);
+        if constexpr (low_end)
+            level = max(xsimd::bitwise_cast<ints>(floats(12582912.0f + lo)), level);
+        (void)lo, (void)hi;
+        return simd::settle(xsimd::bitwise_cast<floats>(level)) - magic;
+    }
+
     // The AVX-512 forms below are xsimd's instructions spelled with an all-ones zeroing
     // mask: GCC 12's unmasked intrinsics start from an "undefined" vector that trips
     // -Wmaybe-uninitialized in every includer. The compiler emits the unmasked instruction.
@@ -6155,11 +6183,100 @@ struct kernels {
         }
     }
 
+    /// Narrows the first values of src with the level's own instructions (AVX2, AVX-512),
+    /// as long as whole steps remain; returns how many it narrowed (0 on other levels).
+    static std::int64_t narrow_fast(const float* src, std::uint16_t* out, std::int64_t n) {
+        std::int64_t i = 0;
+        (void)src, (void)out, (void)n;  // levels without a path of their own use none
+        if constexpr (kquants::is_avx512bw<Arch>) {
+#if defined(__AVX512BW__)
+            // Aligned loads matter most here: the scalar code takes values until src is.
+            while (i < n && i < 16 && (reinterpret_cast<std::uintptr_t>(src + i) & 63) != 0) {
+                out[i] = float_to_bf16(src[i]);
+                ++i;
+            }
+            alignas(64) static constexpr std::uint16_t upper_index[32] = {
+                1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
+                33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+            alignas(64) static constexpr std::uint16_t lower_index[32] = {
+                0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
+                32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
+            const __m512i upper_of = _mm512_load_si512(upper_index);
+            const __m512i lower_of = _mm512_load_si512(lower_index);
+            const __m512i one = _mm512_set1_epi16(1);
+            const __m512i exponent = _mm512_set1_epi16(0x7f80);
+            const __m512i half = _mm512_set1_epi16(std::int16_t(-0x8000));
+            for (; i + 32 <= n; i += 32) {
+                const __m512i a = _mm512_loadu_si512(src + i);
+                const __m512i b = _mm512_loadu_si512(src + i + 16);
+                const __m512i h = _mm512_permutex2var_epi16(a, upper_of, b);
+                const __m512i l = _mm512_permutex2var_epi16(a, lower_of, b);
+                if (_mm512_cmpeq_epi16_mask(_mm512_and_si512(h, exponent), exponent) != 0) {
+                    for (std::int64_t k = i; k < i + 32; ++k) out[k] = float_to_bf16(src[k]);
+                    continue;
+                }
+                // l | (h & 1): ternary-logic table 0xf8 is A | (B & C).
+                const __m512i sticky = _mm512_ternarylogic_epi32(l, h, one, 0xf8);
+                const __mmask32 up = _mm512_cmpgt_epu16_mask(sticky, half);
+                _mm512_storeu_si512(out + i, _mm512_mask_add_epi16(h, up, h, one));
+            }
+#endif
+        } else if constexpr (kquants::is_avx2<Arch>) {
+#if defined(__AVX2__)
+            // Stores that do not straddle cache lines: the scalar code takes values until
+            // out is 32-byte aligned.
+            while (i < n && i < 16 && (reinterpret_cast<std::uintptr_t>(out + i) & 31) != 0) {
+                out[i] = float_to_bf16(src[i]);
+                ++i;
+            }
+            // Per 128-bit lane: the upper halves of four values, then their lower halves.
+            const __m256i split =
+                _mm256_setr_epi8(2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7,
+                                 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13);
+            const __m256i one = _mm256_set1_epi16(1);
+            const __m256i exponent = _mm256_set1_epi16(0x7f80);
+            const __m256i half = _mm256_set1_epi16(std::int16_t(-0x8000));
+            const __m256i zero = _mm256_setzero_si256();
+            // 16 values from p: their upper halves h (in the order 0-3 8-11 4-7 12-15) and
+            // the rounded results.
+            const auto halves = [&](const float* p, __m256i& h, __m256i& l) {
+                const __m256i a = _mm256_shuffle_epi8(
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), split);
+                const __m256i b = _mm256_shuffle_epi8(
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 8)), split);
+                h = _mm256_unpacklo_epi64(a, b);
+                l = _mm256_unpackhi_epi64(a, b);
+            };
+            const auto rounded = [&](__m256i h, __m256i l) {
+                // (l | (h & 1)) > 0x8000 as unsigned: flip the top bit, compare signed.
+                const __m256i sticky = _mm256_or_si256(l, _mm256_and_si256(h, one));
+                const __m256i up = _mm256_cmpgt_epi16(_mm256_xor_si256(sticky, half), zero);
+                return _mm256_permute4x64_epi64(_mm256_sub_epi16(h, up), 0xd8);
+            };
+            for (; i + 32 <= n; i += 32) {
+                __m256i h0, l0, h1, l1;
+                halves(src + i, h0, l0);
+                halves(src + i + 16, h1, l1);
+                const __m256i special =
+                    _mm256_or_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h0, exponent), exponent),
+                                    _mm256_cmpeq_epi16(_mm256_and_si256(h1, exponent), exponent));
+                if (_mm256_movemask_epi8(special) != 0) {
+                    for (std::int64_t k = i; k < i + 32; ++k) out[k] = float_to_bf16(src[k]);
+                    continue;
+                }
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), rounded(h0, l0));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 16), rounded(h1, l1));
+            }
+#endif
+        }
+        return i;
+    }
+
     static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
                          const float* /*importance*/) {
         auto* out = static_cast<std::uint16_t*>(dst);
         const std::int64_t n = nrows * n_per_row;
-        std::int64_t i = 0;
+        std::int64_t i = narrow_fast(src, out, n);
         for (; i + lanes <= n; i += lanes) store(floats::load_unaligned(src + i), out + i);
         for (; i < n; ++i) out[i] = float_to_bf16(src[i]);
     }
@@ -6169,6 +6286,14 @@ struct kernels {
         const auto* in = static_cast<const std::uint16_t*>(src);
         const std::int64_t n = nrows * n_per_row;
         std::int64_t i = 0;
+        // Two vectors a step: with one, the loop's own instructions weigh as much as the
+        // widening, and its speed varied by a quarter with where the code happened to lie.
+        for (; i + 2 * lanes <= n; i += 2 * lanes) {
+            const floats first = load(in + i);
+            const floats second = load(in + i + lanes);
+            first.store_unaligned(dst + i);
+            second.store_unaligned(dst + i + lanes);
+        }
         for (; i + lanes <= n; i += lanes) load(in + i).store_unaligned(dst + i);
         for (; i < n; ++i) dst[i] = bf16_to_float(in[i]);
     }
@@ -6176,15 +6301,38 @@ struct kernels {
     static float dot(const void* vx, const void* vy, std::int64_t n) {
         const auto* x = static_cast<const std::uint16_t*>(vx);
         const auto* y = static_cast<const std::uint16_t*>(vy);
-        const std::int64_t whole = n - n % lanes;
-        double tail = 0.0;
-        for (std::int64_t i = whole; i < n; ++i) {
-            tail += double(bf16_to_float(x[i]) * bf16_to_float(y[i]));
+        double total = 0.0;
+        std::int64_t i = 0;
+        // Loads that do not straddle cache lines cost half: the scalar code takes values
+        // until x is 64-byte aligned (y too, when both rows start alike).
+        const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(x) & 63;
+        const std::int64_t head = offset % 2 == 0 ? std::int64_t((64 - offset) & 63) / 2 : 0;
+        for (; i < n && i < head; ++i) total += double(bf16_to_float(x[i]) * bf16_to_float(y[i]));
+        // One vector of 32-bit words holds 2 * lanes values: the even ones in the lower
+        // halves, the odd ones in the upper halves.
+        constexpr std::int64_t step = 2 * lanes;
+        constexpr std::int64_t chunk = 1024;
+        const ints upper(std::int32_t(0xffff0000u));
+        const auto add_products = [&](std::int64_t at, floats& even, floats& odd) {
+            const ints a = ints::load_unaligned(reinterpret_cast<const std::int32_t*>(x + at));
+            const ints b = ints::load_unaligned(reinterpret_cast<const std::int32_t*>(y + at));
+            even = isa<Arch>::add_exact_product(xsimd::bitwise_cast<floats>(a << 16),
+                                                xsimd::bitwise_cast<floats>(b << 16), even);
+            odd = isa<Arch>::add_exact_product(xsimd::bitwise_cast<floats>(a & upper),
+                                               xsimd::bitwise_cast<floats>(b & upper), odd);
+        };
+        while (i + step <= n) {
+            const std::int64_t end = std::min(n, i + chunk);
+            floats acc[4] = {floats(0.0f), floats(0.0f), floats(0.0f), floats(0.0f)};
+            for (; i + 2 * step <= end; i += 2 * step) {
+                add_products(i, acc[0], acc[1]);
+                add_products(i + step, acc[2], acc[3]);
+            }
+            for (; i + step <= end; i += step) add_products(i, acc[0], acc[1]);
+            total += double(simd::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3])));
         }
-        return generic::block_kernels<Arch>::dot_floats(
-            whole,
-            [&](std::int64_t i, floats acc) { return acc + simd::mul(load(x + i), load(y + i)); },
-            tail);
+        for (; i < n; ++i) total += double(bf16_to_float(x[i]) * bf16_to_float(y[i]));
+        return float(total);
     }
 };
 
@@ -6827,6 +6975,7 @@ QMIX_ABI_END
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -6935,6 +7084,15 @@ struct lanes {
     static ints min(const ints& a, const ints& b) { return apply(of_min{}, a, b); }
     static ints max(const ints& a, const ints& b) { return apply(of_max{}, a, b); }
     static ints clamp(const ints& v, int lo, int hi) { return max(ints(lo), min(ints(hi), v)); }
+    /// ops::nearest_level per lane: the clamped nearest integer of |value| <= 2^21, as a float.
+    template <bool low_end = true, bool high_end = true>
+    static floats nearest_level(const floats& a, float lo, float hi) {
+        return apply(
+            [lo, hi](const auto& v) {
+                return ops::template nearest_level<low_end, high_end>(v, lo, hi);
+            },
+            a);
+    }
     static floats to_float(const ints& a) { return apply(of_to_float{}, a); }
     static ints to_int(const floats& a) { return apply(of_to_int{}, a); }
     static floats abs(const floats& a) { return apply(of_abs{}, a); }
@@ -6954,6 +7112,16 @@ struct lanes {
         } else {
             return v.part[k];
         }
+    }
+
+    /// Whether every lane of every vector of v[0 .. n) is finite (neither NaN nor infinite).
+    static bool all_finite(const floats* v, int n) {
+        const floats infinity(std::numeric_limits<float>::infinity());
+        mask infinite_or_nan = (abs(v[0]) == infinity) || (v[0] != v[0]);
+        for (int i = 1; i < n; ++i) {
+            infinite_or_nan = infinite_or_nan || (abs(v[i]) == infinity) || (v[i] != v[i]);
+        }
+        return none(infinite_or_nan);
     }
 
     static bool none(const mask& m) {
@@ -7109,6 +7277,7 @@ QMIX_ABI_END
 // of every level at every improvement.
 
 #include <cstdint>
+#include <type_traits>
 
 
 namespace qmix::kernels::kquants {
@@ -7222,16 +7391,47 @@ struct group_search {
 
     /// ggml's make_qx_quants with rmse_type 1 (detail::search_symmetric_scale): weights w,
     /// or x^2 when weighted is false.
+    ///
+    /// Each trial needs, per value, the level and the products w x l and w l l, rounded as
+    /// the reference rounds them ((w x) l and (w l) l): w and w x are the same in every
+    /// trial and are computed once. When every value is finite, the levels are rounded and
+    /// clamped in float arithmetic (nearest_level), which is exact there: in a lane that is
+    /// not flat, |iscale x| <= (nmax + 1) (1 + 2^-23) since |x| <= |max|. (In a flat lane
+    /// the results are thrown away.)
     template <int n, bool weighted>
     static symmetric_fit symmetric(const floats* x, const floats* w, int nmax) {
+        floats weights[n];
+        floats weighted_x[n];
+        for (int i = 0; i < n; ++i) {
+            if constexpr (weighted) {
+                weights[i] = w[i];
+            } else {
+                weights[i] = x[i] * x[i];
+            }
+            weighted_x[i] = weights[i] * x[i];
+        }
+        if (L::all_finite(x, n)) return symmetric_trials<n, true>(x, weights, weighted_x, nmax);
+        return symmetric_trials<n, false>(x, weights, weighted_x, nmax);
+    }
+
+    /// The trials of symmetric, given the weights and the weighted values.
+    template <int n, bool finite>
+    static symmetric_fit symmetric_trials(const floats* x, const floats* w, const floats* wx,
+                                          int nmax) {
         const floats zero(0.0f);
         const floats max = signed_extreme<n>(x);
         const mask flat = L::abs(max) < floats(group_max_eps);
-        auto weight = [&](int i) {
-            if constexpr (weighted) {
-                return w[i];
+        // The level of value = iscale x in trial `is` (the first trial counts as is = 0).
+        // On the finite path a lane that is not flat has |value| <= (nmax + 0.1 is)
+        // (1 + 2^-23)^2, so its rounded value reaches -nmax - 1 only when is >= 5 and
+        // nmax only when is >= -5: the other trials leave that end's clamp out.
+        const auto trial_level = [nmax](const floats& value, auto is) {
+            constexpr int trial = decltype(is)::value;
+            if constexpr (finite) {
+                return L::template nearest_level<(trial >= 5), (trial >= -5)>(value, float(-nmax),
+                                                                              float(nmax - 1));
             } else {
-                return x[i] * x[i];
+                return level(value, -nmax, nmax - 1);
             }
         };
 
@@ -7240,32 +7440,58 @@ struct group_search {
         floats sum_lx = zero;
         floats sum_l2 = zero;
         for (int i = 0; i < n; ++i) {
-            const floats l = level(iscale * x[i], -nmax, nmax - 1);
-            const floats wi = weight(i);
-            sum_lx += L::mul(wi * x[i], l);
-            sum_l2 += L::mul(wi * l, l);
+            const floats l = trial_level(iscale * x[i], std::integral_constant<int, 0>{});
+            sum_lx += L::mul(wx[i], l);
+            sum_l2 += L::mul(w[i] * l, l);
         }
         // `sum_l2 ? a : 0` of the reference: NaN counts as true, hence == rather than !=.
         floats scale = L::select(sum_l2 == zero, zero, L::div(sum_lx, sum_l2));
         floats best = scale * sum_lx;
-        for (int is = -9; is <= 9; ++is) {
-            if (is == 0) continue;
-            const float numerator = -(float(nmax) + strict::mul(0.1f, float(is)));
-            iscale = L::div(floats(numerator), max);
-            sum_lx = zero;
-            sum_l2 = zero;
-            for (int i = 0; i < n; ++i) {
-                const floats l = level(iscale * x[i], -nmax, nmax - 1);
-                const floats wi = weight(i);
-                sum_lx += L::mul(wi * x[i], l);
-                sum_l2 += L::mul(wi * l, l);
-            }
-            const mask better = (sum_l2 > zero) && (sum_lx * sum_lx > best * sum_l2);
-            if (L::none(better)) continue;
-            const floats this_scale = L::div(sum_lx, sum_l2);
-            level_iscale = L::select(better, iscale, level_iscale);
+        // The 18 trials two at a time (one pass over the values serves both), their
+        // outcomes then taken in the reference's order.
+        const auto take = [&](const floats& trial_iscale, const floats& trial_lx,
+                              const floats& trial_l2) {
+            const mask better = (trial_l2 > zero) && (trial_lx * trial_lx > best * trial_l2);
+            if (L::none(better)) return;
+            const floats this_scale = L::div(trial_lx, trial_l2);
+            level_iscale = L::select(better, trial_iscale, level_iscale);
             scale = L::select(better, this_scale, scale);
-            best = L::select(better, this_scale * sum_lx, best);
+            best = L::select(better, this_scale * trial_lx, best);
+        };
+        // A pair of trials (is_a, is_b) whose clamps are those of trials ka and kb.
+        const auto pair = [&](int is_a, int is_b, auto ka, auto kb) {
+            const floats iscale_a =
+                L::div(floats(-(float(nmax) + strict::mul(0.1f, float(is_a)))), max);
+            const floats iscale_b =
+                L::div(floats(-(float(nmax) + strict::mul(0.1f, float(is_b)))), max);
+            floats lx_a = zero;
+            floats l2_a = zero;
+            floats lx_b = zero;
+            floats l2_b = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats la = trial_level(iscale_a * x[i], ka);
+                const floats lb = trial_level(iscale_b * x[i], kb);
+                lx_a += L::mul(wx[i], la);
+                l2_a += L::mul(w[i] * la, la);
+                lx_b += L::mul(wx[i], lb);
+                l2_b += L::mul(w[i] * lb, lb);
+            }
+            take(iscale_a, lx_a, l2_a);
+            take(iscale_b, lx_b, l2_b);
+        };
+        // Trials -9 .. -1, then 1 .. 9, in pairs; the integral constants stand for their
+        // clamps (see trial_level).
+        for (int is = -9; is < -5; is += 2) {
+            pair(is, is + 1, std::integral_constant<int, -9>{}, std::integral_constant<int, -9>{});
+        }
+        for (int is = -5; is < 4; is += 2) {
+            const int next = is + 1 == 0 ? 1 : is + 1;
+            pair(is, next, std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
+            if (next == 1) ++is;
+        }
+        pair(4, 5, std::integral_constant<int, 4>{}, std::integral_constant<int, 5>{});
+        for (int is = 6; is < 10; is += 2) {
+            pair(is, is + 1, std::integral_constant<int, 9>{}, std::integral_constant<int, 9>{});
         }
         return {L::select(flat, zero, scale), level_iscale, flat};
     }

@@ -125,6 +125,26 @@ struct batch_ops {
         return max(ints(lo), min(ints(hi), v));
     }
 
+    /// to_float(clamp(nearest_int(value), lo, hi)) for |value| <= 2^21, lo and hi small
+    /// integers. The magic addition rounds as nearest_int does, leaving a positive float in
+    /// [2^23, 2^24), where the order of the bit patterns as integers is the order of the
+    /// values: the clamp is an integer minimum and maximum there (those run on every vector
+    /// pipe, float ones on half of them), and subtracting the magic number again is exact.
+    /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
+    /// this only where the range is known.) A caller that knows the rounded value cannot
+    /// pass an end of [lo, hi] leaves that end's clamp out (low_end, high_end false).
+    template <bool low_end = true, bool high_end = true>
+    static floats nearest_level(floats value, float lo, float hi) {
+        const floats magic(12582912.0f);
+        ints level = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
+        if constexpr (high_end)
+            level = min(xsimd::bitwise_cast<ints>(floats(12582912.0f + hi)), level);
+        if constexpr (low_end)
+            level = max(xsimd::bitwise_cast<ints>(floats(12582912.0f + lo)), level);
+        (void)lo, (void)hi;
+        return simd::settle(xsimd::bitwise_cast<floats>(level)) - magic;
+    }
+
     // The AVX-512 forms below are xsimd's instructions spelled with an all-ones zeroing
     // mask: GCC 12's unmasked intrinsics start from an "undefined" vector that trips
     // -Wmaybe-uninitialized in every includer. The compiler emits the unmasked instruction.

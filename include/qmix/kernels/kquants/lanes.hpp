@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -117,6 +118,15 @@ struct lanes {
     static ints min(const ints& a, const ints& b) { return apply(of_min{}, a, b); }
     static ints max(const ints& a, const ints& b) { return apply(of_max{}, a, b); }
     static ints clamp(const ints& v, int lo, int hi) { return max(ints(lo), min(ints(hi), v)); }
+    /// ops::nearest_level per lane: the clamped nearest integer of |value| <= 2^21, as a float.
+    template <bool low_end = true, bool high_end = true>
+    static floats nearest_level(const floats& a, float lo, float hi) {
+        return apply(
+            [lo, hi](const auto& v) {
+                return ops::template nearest_level<low_end, high_end>(v, lo, hi);
+            },
+            a);
+    }
     static floats to_float(const ints& a) { return apply(of_to_float{}, a); }
     static ints to_int(const floats& a) { return apply(of_to_int{}, a); }
     static floats abs(const floats& a) { return apply(of_abs{}, a); }
@@ -136,6 +146,16 @@ struct lanes {
         } else {
             return v.part[k];
         }
+    }
+
+    /// Whether every lane of every vector of v[0 .. n) is finite (neither NaN nor infinite).
+    static bool all_finite(const floats* v, int n) {
+        const floats infinity(std::numeric_limits<float>::infinity());
+        mask infinite_or_nan = (abs(v[0]) == infinity) || (v[0] != v[0]);
+        for (int i = 1; i < n; ++i) {
+            infinite_or_nan = infinite_or_nan || (abs(v[i]) == infinity) || (v[i] != v[i]);
+        }
+        return none(infinite_or_nan);
     }
 
     static bool none(const mask& m) {

@@ -14,6 +14,7 @@
 // of every level at every improvement.
 
 #include <cstdint>
+#include <type_traits>
 
 #include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
@@ -130,16 +131,47 @@ struct group_search {
 
     /// ggml's make_qx_quants with rmse_type 1 (detail::search_symmetric_scale): weights w,
     /// or x^2 when weighted is false.
+    ///
+    /// Each trial needs, per value, the level and the products w x l and w l l, rounded as
+    /// the reference rounds them ((w x) l and (w l) l): w and w x are the same in every
+    /// trial and are computed once. When every value is finite, the levels are rounded and
+    /// clamped in float arithmetic (nearest_level), which is exact there: in a lane that is
+    /// not flat, |iscale x| <= (nmax + 1) (1 + 2^-23) since |x| <= |max|. (In a flat lane
+    /// the results are thrown away.)
     template <int n, bool weighted>
     static symmetric_fit symmetric(const floats* x, const floats* w, int nmax) {
+        floats weights[n];
+        floats weighted_x[n];
+        for (int i = 0; i < n; ++i) {
+            if constexpr (weighted) {
+                weights[i] = w[i];
+            } else {
+                weights[i] = x[i] * x[i];
+            }
+            weighted_x[i] = weights[i] * x[i];
+        }
+        if (L::all_finite(x, n)) return symmetric_trials<n, true>(x, weights, weighted_x, nmax);
+        return symmetric_trials<n, false>(x, weights, weighted_x, nmax);
+    }
+
+    /// The trials of symmetric, given the weights and the weighted values.
+    template <int n, bool finite>
+    static symmetric_fit symmetric_trials(const floats* x, const floats* w, const floats* wx,
+                                          int nmax) {
         const floats zero(0.0f);
         const floats max = signed_extreme<n>(x);
         const mask flat = L::abs(max) < floats(group_max_eps);
-        auto weight = [&](int i) {
-            if constexpr (weighted) {
-                return w[i];
+        // The level of value = iscale x in trial `is` (the first trial counts as is = 0).
+        // On the finite path a lane that is not flat has |value| <= (nmax + 0.1 is)
+        // (1 + 2^-23)^2, so its rounded value reaches -nmax - 1 only when is >= 5 and
+        // nmax only when is >= -5: the other trials leave that end's clamp out.
+        const auto trial_level = [nmax](const floats& value, auto is) {
+            constexpr int trial = decltype(is)::value;
+            if constexpr (finite) {
+                return L::template nearest_level<(trial >= 5), (trial >= -5)>(value, float(-nmax),
+                                                                              float(nmax - 1));
             } else {
-                return x[i] * x[i];
+                return level(value, -nmax, nmax - 1);
             }
         };
 
@@ -148,32 +180,58 @@ struct group_search {
         floats sum_lx = zero;
         floats sum_l2 = zero;
         for (int i = 0; i < n; ++i) {
-            const floats l = level(iscale * x[i], -nmax, nmax - 1);
-            const floats wi = weight(i);
-            sum_lx += L::mul(wi * x[i], l);
-            sum_l2 += L::mul(wi * l, l);
+            const floats l = trial_level(iscale * x[i], std::integral_constant<int, 0>{});
+            sum_lx += L::mul(wx[i], l);
+            sum_l2 += L::mul(w[i] * l, l);
         }
         // `sum_l2 ? a : 0` of the reference: NaN counts as true, hence == rather than !=.
         floats scale = L::select(sum_l2 == zero, zero, L::div(sum_lx, sum_l2));
         floats best = scale * sum_lx;
-        for (int is = -9; is <= 9; ++is) {
-            if (is == 0) continue;
-            const float numerator = -(float(nmax) + strict::mul(0.1f, float(is)));
-            iscale = L::div(floats(numerator), max);
-            sum_lx = zero;
-            sum_l2 = zero;
-            for (int i = 0; i < n; ++i) {
-                const floats l = level(iscale * x[i], -nmax, nmax - 1);
-                const floats wi = weight(i);
-                sum_lx += L::mul(wi * x[i], l);
-                sum_l2 += L::mul(wi * l, l);
-            }
-            const mask better = (sum_l2 > zero) && (sum_lx * sum_lx > best * sum_l2);
-            if (L::none(better)) continue;
-            const floats this_scale = L::div(sum_lx, sum_l2);
-            level_iscale = L::select(better, iscale, level_iscale);
+        // The 18 trials two at a time (one pass over the values serves both), their
+        // outcomes then taken in the reference's order.
+        const auto take = [&](const floats& trial_iscale, const floats& trial_lx,
+                              const floats& trial_l2) {
+            const mask better = (trial_l2 > zero) && (trial_lx * trial_lx > best * trial_l2);
+            if (L::none(better)) return;
+            const floats this_scale = L::div(trial_lx, trial_l2);
+            level_iscale = L::select(better, trial_iscale, level_iscale);
             scale = L::select(better, this_scale, scale);
-            best = L::select(better, this_scale * sum_lx, best);
+            best = L::select(better, this_scale * trial_lx, best);
+        };
+        // A pair of trials (is_a, is_b) whose clamps are those of trials ka and kb.
+        const auto pair = [&](int is_a, int is_b, auto ka, auto kb) {
+            const floats iscale_a =
+                L::div(floats(-(float(nmax) + strict::mul(0.1f, float(is_a)))), max);
+            const floats iscale_b =
+                L::div(floats(-(float(nmax) + strict::mul(0.1f, float(is_b)))), max);
+            floats lx_a = zero;
+            floats l2_a = zero;
+            floats lx_b = zero;
+            floats l2_b = zero;
+            for (int i = 0; i < n; ++i) {
+                const floats la = trial_level(iscale_a * x[i], ka);
+                const floats lb = trial_level(iscale_b * x[i], kb);
+                lx_a += L::mul(wx[i], la);
+                l2_a += L::mul(w[i] * la, la);
+                lx_b += L::mul(wx[i], lb);
+                l2_b += L::mul(w[i] * lb, lb);
+            }
+            take(iscale_a, lx_a, l2_a);
+            take(iscale_b, lx_b, l2_b);
+        };
+        // Trials -9 .. -1, then 1 .. 9, in pairs; the integral constants stand for their
+        // clamps (see trial_level).
+        for (int is = -9; is < -5; is += 2) {
+            pair(is, is + 1, std::integral_constant<int, -9>{}, std::integral_constant<int, -9>{});
+        }
+        for (int is = -5; is < 4; is += 2) {
+            const int next = is + 1 == 0 ? 1 : is + 1;
+            pair(is, next, std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
+            if (next == 1) ++is;
+        }
+        pair(4, 5, std::integral_constant<int, 4>{}, std::integral_constant<int, 5>{});
+        for (int is = 6; is < 10; is += 2) {
+            pair(is, is + 1, std::integral_constant<int, 9>{}, std::integral_constant<int, 9>{});
         }
         return {L::select(flat, zero, scale), level_iscale, flat};
     }
