@@ -652,6 +652,22 @@ QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
     return static_cast<std::int32_t>(value);
 }
 
+/// x86's default NaN (0xffc00000), what an invalid operation (inf * 0, inf - inf) gives there.
+inline float default_nan() noexcept {
+    const std::uint32_t bits = 0xffc00000u;
+    float nan;
+    std::memcpy(&nan, &bits, sizeof nan);
+    return nan;
+}
+
+/// `x`, or the default NaN when x is a NaN. For a result computed from operands of which
+/// more than one may be NaN: which of them comes out depends on the instruction the compiler
+/// picks (legacy SSE and VEX encodings pass a different operand through, and -O0 orders
+/// operands otherwise than -O2), so the bytes stored from it must not.
+inline float nan_as_default(float x) noexcept {
+    return x != x ? default_nan() : x;
+}
+
 /// q * d + m, two roundings, for a level q (a small non-negative integer) and a scale d and
 /// offset m that may be infinite or NaN, with the NaN the result is spelled out: the first
 /// NaN operand, quieted, of q * d and then of (q * d) + m; where no operand is NaN but the
@@ -664,12 +680,6 @@ inline float mul_add_defined_nan(float q, float d, float m) noexcept {
         std::memcpy(&bits, &nan, sizeof bits);
         bits |= 0x00400000u;
         std::memcpy(&nan, &bits, sizeof bits);
-        return nan;
-    };
-    const auto default_nan = [] {
-        const std::uint32_t bits = 0xffc00000u;
-        float nan;
-        std::memcpy(&nan, &bits, sizeof nan);
         return nan;
     };
     const float infinity = std::numeric_limits<float>::infinity();
@@ -2251,7 +2261,9 @@ struct q4_0 {
         detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t levels[block_size];
         const float d = detail::search_symmetric_scale(int(block_size), 8, x, levels, 1, weights);
-        y.d = float_to_half(d);
+        // A row holding an infinity or a NaN gives NaN weights and so a NaN scale: stored
+        // as the default NaN whichever NaN operand the search let through.
+        y.d = float_to_half(strict::nan_as_default(d));
         for (std::size_t j = 0; j < block_size / 2; ++j) {
             y.qs[j] = std::uint8_t(levels[j] | (levels[j + block_size / 2] << 4));
         }
@@ -2894,7 +2906,7 @@ struct q5_0 {
         std::int8_t signed_levels[block_size];
         const float d =
             detail::search_symmetric_scale(int(block_size), 16, x, signed_levels, 1, weights);
-        y.d = float_to_half(d);
+        y.d = float_to_half(strict::nan_as_default(d));  // as q4_0: a NaN scale, defined
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) levels[j] = std::uint8_t(signed_levels[j]);
         detail::pack_five_bit_levels(levels, y);

@@ -68,6 +68,22 @@ QMIX_FORCE_INLINE std::int32_t truncate_to_int(float value) noexcept {
     return static_cast<std::int32_t>(value);
 }
 
+/// x86's default NaN (0xffc00000), what an invalid operation (inf * 0, inf - inf) gives there.
+inline float default_nan() noexcept {
+    const std::uint32_t bits = 0xffc00000u;
+    float nan;
+    std::memcpy(&nan, &bits, sizeof nan);
+    return nan;
+}
+
+/// `x`, or the default NaN when x is a NaN. For a result computed from operands of which
+/// more than one may be NaN: which of them comes out depends on the instruction the compiler
+/// picks (legacy SSE and VEX encodings pass a different operand through, and -O0 orders
+/// operands otherwise than -O2), so the bytes stored from it must not.
+inline float nan_as_default(float x) noexcept {
+    return x != x ? default_nan() : x;
+}
+
 /// q * d + m, two roundings, for a level q (a small non-negative integer) and a scale d and
 /// offset m that may be infinite or NaN, with the NaN the result is spelled out: the first
 /// NaN operand, quieted, of q * d and then of (q * d) + m; where no operand is NaN but the
@@ -80,12 +96,6 @@ inline float mul_add_defined_nan(float q, float d, float m) noexcept {
         std::memcpy(&bits, &nan, sizeof bits);
         bits |= 0x00400000u;
         std::memcpy(&nan, &bits, sizeof bits);
-        return nan;
-    };
-    const auto default_nan = [] {
-        const std::uint32_t bits = 0xffc00000u;
-        float nan;
-        std::memcpy(&nan, &bits, sizeof nan);
         return nan;
     };
     const float infinity = std::numeric_limits<float>::infinity();

@@ -111,7 +111,9 @@ struct q4_0 {
         detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t levels[block_size];
         const float d = detail::search_symmetric_scale(int(block_size), 8, x, levels, 1, weights);
-        y.d = float_to_half(d);
+        // A row holding an infinity or a NaN gives NaN weights and so a NaN scale: stored
+        // as the default NaN whichever NaN operand the search let through.
+        y.d = float_to_half(strict::nan_as_default(d));
         for (std::size_t j = 0; j < block_size / 2; ++j) {
             y.qs[j] = std::uint8_t(levels[j] | (levels[j + block_size / 2] << 4));
         }

@@ -112,7 +112,7 @@ struct q5_0 {
         std::int8_t signed_levels[block_size];
         const float d =
             detail::search_symmetric_scale(int(block_size), 16, x, signed_levels, 1, weights);
-        y.d = float_to_half(d);
+        y.d = float_to_half(strict::nan_as_default(d));  // as q4_0: a NaN scale, defined
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) levels[j] = std::uint8_t(signed_levels[j]);
         detail::pack_five_bit_levels(levels, y);
