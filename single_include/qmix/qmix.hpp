@@ -2121,6 +2121,20 @@ inline void importance_weights(const float* x, const float* importance, float si
     }
 }
 
+/// The importance-weighted symmetric search of q4_0 and q5_0 for one block of N values
+/// (ggml's make_qx_quants with rmse_type 1): levels + nmax into `levels`, and the scale as
+/// stored, binary16. A row holding an infinity or a NaN makes every weight, and so the
+/// scale, NaN; it is stored as the default NaN whichever NaN operand the search let through
+/// (legacy SSE and VEX encodings, -O0 and -O2, pass different ones).
+template <std::size_t N>
+std::uint16_t search_weighted_symmetric(const float* x, const float* importance, float sigma2,
+                                        int nmax, std::int8_t (&levels)[N]) {
+    float weights[N];
+    importance_weights(x, importance, sigma2, weights, N);
+    const float d = search_symmetric_scale(int(N), nmax, x, levels, 1, weights);
+    return float_to_half(strict::nan_as_default(d));
+}
+
 /// Quantizes a row block by block with Format::quantize_block_reference (no importance:
 /// ggml's quantize_row_X_ref) or Format::quantize_block_weighted (ggml's
 /// quantize_row_X_impl).
@@ -2257,13 +2271,8 @@ struct q4_0 {
     /// 8 levels each side (make_qx_quants with rmse_type 1).
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
-        float weights[block_size];
-        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t levels[block_size];
-        const float d = detail::search_symmetric_scale(int(block_size), 8, x, levels, 1, weights);
-        // A row holding an infinity or a NaN gives NaN weights and so a NaN scale: stored
-        // as the default NaN whichever NaN operand the search let through.
-        y.d = float_to_half(strict::nan_as_default(d));
+        y.d = detail::search_weighted_symmetric(x, importance, sigma2, 8, levels);
         for (std::size_t j = 0; j < block_size / 2; ++j) {
             y.qs[j] = std::uint8_t(levels[j] | (levels[j + block_size / 2] << 4));
         }
@@ -2901,12 +2910,8 @@ struct q5_0 {
     /// 16 levels each side (make_qx_quants with rmse_type 1).
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
-        float weights[block_size];
-        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t signed_levels[block_size];
-        const float d =
-            detail::search_symmetric_scale(int(block_size), 16, x, signed_levels, 1, weights);
-        y.d = float_to_half(strict::nan_as_default(d));  // as q4_0: a NaN scale, defined
+        y.d = detail::search_weighted_symmetric(x, importance, sigma2, 16, signed_levels);
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) levels[j] = std::uint8_t(signed_levels[j]);
         detail::pack_five_bit_levels(levels, y);

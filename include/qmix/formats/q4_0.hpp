@@ -107,13 +107,8 @@ struct q4_0 {
     /// 8 levels each side (make_qx_quants with rmse_type 1).
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
-        float weights[block_size];
-        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t levels[block_size];
-        const float d = detail::search_symmetric_scale(int(block_size), 8, x, levels, 1, weights);
-        // A row holding an infinity or a NaN gives NaN weights and so a NaN scale: stored
-        // as the default NaN whichever NaN operand the search let through.
-        y.d = float_to_half(strict::nan_as_default(d));
+        y.d = detail::search_weighted_symmetric(x, importance, sigma2, 8, levels);
         for (std::size_t j = 0; j < block_size / 2; ++j) {
             y.qs[j] = std::uint8_t(levels[j] | (levels[j + block_size / 2] << 4));
         }

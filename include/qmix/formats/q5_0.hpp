@@ -107,12 +107,8 @@ struct q5_0 {
     /// 16 levels each side (make_qx_quants with rmse_type 1).
     static void quantize_block_weighted(const float* x, const float* importance, float sigma2,
                                         block& y) {
-        float weights[block_size];
-        detail::importance_weights(x, importance, sigma2, weights, block_size);
         std::int8_t signed_levels[block_size];
-        const float d =
-            detail::search_symmetric_scale(int(block_size), 16, x, signed_levels, 1, weights);
-        y.d = float_to_half(strict::nan_as_default(d));  // as q4_0: a NaN scale, defined
+        y.d = detail::search_weighted_symmetric(x, importance, sigma2, 16, signed_levels);
         std::uint8_t levels[block_size];
         for (std::size_t j = 0; j < block_size; ++j) levels[j] = std::uint8_t(signed_levels[j]);
         detail::pack_five_bit_levels(levels, y);

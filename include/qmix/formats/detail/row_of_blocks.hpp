@@ -10,8 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "qmix/core/binary16.hpp"
 #include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
+#include "qmix/formats/detail/scale_search.hpp"
 
 namespace qmix::formats::detail {
 QMIX_ABI_BEGIN
@@ -29,6 +31,20 @@ inline void importance_weights(const float* x, const float* importance, float si
     for (std::size_t j = 0; j < n; ++j) {
         weights[j] = strict::mul(importance[j], std::sqrt(sigma2 + strict::mul(x[j], x[j])));
     }
+}
+
+/// The importance-weighted symmetric search of q4_0 and q5_0 for one block of N values
+/// (ggml's make_qx_quants with rmse_type 1): levels + nmax into `levels`, and the scale as
+/// stored, binary16. A row holding an infinity or a NaN makes every weight, and so the
+/// scale, NaN; it is stored as the default NaN whichever NaN operand the search let through
+/// (legacy SSE and VEX encodings, -O0 and -O2, pass different ones).
+template <std::size_t N>
+std::uint16_t search_weighted_symmetric(const float* x, const float* importance, float sigma2,
+                                        int nmax, std::int8_t (&levels)[N]) {
+    float weights[N];
+    importance_weights(x, importance, sigma2, weights, N);
+    const float d = search_symmetric_scale(int(N), nmax, x, levels, 1, weights);
+    return float_to_half(strict::nan_as_default(d));
 }
 
 /// Quantizes a row block by block with Format::quantize_block_reference (no importance:
