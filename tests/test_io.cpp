@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "qmix/io/atomic_file.hpp"
 #include "qmix/io/signal_cleanup.hpp"
@@ -320,24 +321,61 @@ TEST_CASE("a thread that cannot start is a qmix::error", "[io][parallel]") {
         limit.rlim_cur = limit.rlim_max =
             pages * static_cast<unsigned long>(::sysconf(_SC_PAGESIZE)) + (16ul << 20);
         if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(3);
+        // 0 when `start` fails with the words a user needs, else why not.
+        const auto refused = [](auto&& start) {
+            try {
+                start();
+            } catch (const qmix::error& e) {
+                const std::string text = e.what();
+                return text.find("cannot start worker thread") != std::string::npos &&
+                               text.find("try fewer threads") != std::string::npos
+                           ? 0
+                           : 4;
+            } catch (...) {
+                return 5;
+            }
+            return 6;  // every thread started: the limit did not bite
+        };
         std::atomic<long> done{0};
-        try {
+        const int ranges = refused([&] {
             qmix::parallel_ranges(
                 4096, 256, [&](std::int64_t begin, std::int64_t end) { done += end - begin; });
-        } catch (const qmix::error& e) {
-            const std::string text = e.what();
-            ::_exit(text.find("cannot start worker thread") != std::string::npos &&
-                            text.find("try fewer threads") != std::string::npos
-                        ? 0
-                        : 4);
-        } catch (...) {
-            ::_exit(5);
-        }
-        ::_exit(6);  // every thread started: the limit did not bite
+        });
+        const int pool = refused([] { qmix::worker_pool threads(256); });
+        ::_exit(ranges != 0 ? ranges : pool != 0 ? 10 + pool : 0);
     }
     int status = 0;
     REQUIRE(::waitpid(child, &status, 0) == child);
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 #endif
+}
+
+TEST_CASE("a worker pool runs every slot once per round and rethrows the first failure",
+          "[parallel]") {
+    for (unsigned threads : {1u, 2u, 5u}) {
+        qmix::worker_pool pool(threads);
+        REQUIRE(pool.size() == threads);
+        std::vector<std::atomic<int>> calls(threads);
+        for (int round = 1; round <= 50; ++round) {
+            pool.run([&](unsigned slot) { ++calls[slot]; });
+            for (unsigned slot = 0; slot < threads; ++slot) CHECK(calls[slot] == round);
+        }
+        // Every slot fails: the first by slot order is the one rethrown, after all finished.
+        std::atomic<unsigned> finished{0};
+        CHECK_THROWS_WITH(pool.run([&](unsigned slot) {
+            ++finished;
+            throw qmix::error("slot " + std::to_string(slot));
+        }),
+                          "slot 0");
+        CHECK(finished == threads);
+        if (threads > 1) {
+            CHECK_THROWS_WITH(pool.run([&](unsigned slot) {
+                if (slot == threads - 1) throw qmix::error("last slot");
+            }),
+                              "last slot");
+        }
+        pool.run([&](unsigned slot) { ++calls[slot]; });  // still usable after a failure
+        for (unsigned slot = 0; slot < threads; ++slot) CHECK(calls[slot] == 51);
+    }
 }

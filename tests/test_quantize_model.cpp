@@ -303,6 +303,35 @@ TEST_CASE("non-finite weights are refused with the tensor and the index", "[pipe
     CHECK_NOTHROW(quantize_file(in, dir.file("out.bin"), options));
 }
 
+TEST_CASE("the non-finite scan finds every infinity and NaN at every position", "[pipeline]") {
+    // The scan tests several values per word; a value in any lane or in the tail must show,
+    // and the largest finite values must not.
+    const std::uint32_t specials32[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u,
+                                        0x7f800001u};
+    const std::uint32_t finite32[] = {0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u};
+    const std::uint16_t specials16[] = {0x7c00u, 0xfc00u, 0x7e00u, 0xfe01u, 0x7c01u};
+    const std::uint16_t finite16[] = {0x7bffu, 0xfbffu, 0x0001u, 0x8000u};
+    for (std::int64_t count = 1; count <= 11; ++count) {
+        for (std::int64_t at = 0; at < count; ++at) {
+            for (int k = 0; k < 5; ++k) {
+                std::vector<float> f32(static_cast<std::size_t>(count));
+                std::vector<std::uint8_t> f16(static_cast<std::size_t>(2 * count));
+                for (std::int64_t i = 0; i < count; ++i) {
+                    const std::uint32_t b32 = i == at ? specials32[k] : finite32[(i + k) % 4];
+                    std::memcpy(&f32[std::size_t(i)], &b32, 4);
+                    const std::uint16_t b16 = i == at ? specials16[k] : finite16[(i + k) % 4];
+                    f16[std::size_t(2 * i)] = std::uint8_t(b16 & 0xff);
+                    f16[std::size_t(2 * i + 1)] = std::uint8_t(b16 >> 8);
+                }
+                CHECK(qmix::whisper::detail::any_nonfinite_f32(f32.data(), count));
+                CHECK(qmix::whisper::detail::any_nonfinite_f16(f16.data(), count));
+                CHECK_FALSE(qmix::whisper::detail::any_nonfinite_f32(f32.data(), at));
+                CHECK_FALSE(qmix::whisper::detail::any_nonfinite_f16(f16.data(), at));
+            }
+        }
+    }
+}
+
 TEST_CASE("statistics measure the error of what was written", "[pipeline]") {
     scratch_folder dir;
     const model_file model(synthetic(dir, "in.bin", model_size::tiny, type_id::f16));
