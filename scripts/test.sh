@@ -22,6 +22,8 @@
 # (QMIX_FORCE_ARCH=scalar, sse2, avx2, avx512 on x86-64; scalar, neon on aarch64), and host
 # builds check the level objects' symbols (scripts/check_level_symbols.sh) and, without
 # -march, that wide instructions stay inside the levels (scripts/check_kernel_isolation.sh).
+# Once per run: single_include/ is current, and a per-ISA layer that lacks a primitive the
+# bytes depend on does not compile (scripts/check_isa_contract.sh).
 # Exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -152,6 +154,8 @@ done
 
 if scripts/amalgamate.sh --check; then passed=$((passed + 1)); summary+=("single_include: current")
 else failed=$((failed + 1)); summary+=("single_include: STALE (run scripts/amalgamate.sh)"); fi
+if scripts/check_isa_contract.sh; then passed=$((passed + 1)); summary+=("isa contract: holds")
+else failed=$((failed + 1)); summary+=("isa contract: FAILED (scripts/check_isa_contract.sh)"); fi
 
 echo
 echo "== summary"

@@ -16,7 +16,27 @@
 namespace qmix::kernels::levels {
 
 const kernel_table& avx512() {
-    static const kernel_table table = make_kernel_table<xsimd::avx512bw>();
+    static const kernel_table table = [] {
+        kernel_table own = make_kernel_table<xsimd::avx512bw>();
+        // The quantizers of the 32-value formats are avx2's, as compiled for the avx2
+        // level: a block is two zmm vectors, and the 16-wide scan, transposes and packing
+        // came out slower than the 8-wide ones (AMD Zen 4: q4_0 4.98 against 5.49 G
+        // values/s; Intel Emerald Rapids 3.7 against 4.1), and so did avx2's source
+        // compiled with this level's flags (5.12 against 5.32).
+        const kernel_table& below = avx2();
+        for (const type_id id : {type_id::q4_0, type_id::q4_1, type_id::q5_0, type_id::q5_1,
+                                 type_id::q8_0, type_id::q8_1}) {
+            slot(own, id).quantize = slot(below, id).quantize;
+        }
+        // Likewise binary32 -> binary16 (16-wide vcvtps2ph is no faster per value than two
+        // 8-wide ones on Zen 4, and the wider loop came out 1-2% slower: 18.9-19.0 against
+        // 19.1-19.4 G values/s, three alternating runs) and q4_1's dequantize (11.6-11.8
+        // against 12.1-12.3) and bf16's (19.2-19.4 against 19.4, memory-bound either way).
+        slot(own, type_id::f16).quantize = slot(below, type_id::f16).quantize;
+        slot(own, type_id::q4_1).dequantize = slot(below, type_id::q4_1).dequantize;
+        slot(own, type_id::bf16).dequantize = slot(below, type_id::bf16).dequantize;
+        return own;
+    }();
     return table;
 }
 

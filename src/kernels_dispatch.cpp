@@ -9,7 +9,7 @@
 #include "kernel_levels.hpp"
 #include "qmix/impl/dispatch.hpp"
 #include "qmix/impl/ops.hpp"
-#include "qmix/kernels/x86.hpp"
+#include "qmix/kernels/cpu_x86.hpp"
 
 #if defined(QMIX_HEADER_ONLY)
 #error "the library is not built with QMIX_HEADER_ONLY"

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qmix/parallel.hpp"
@@ -207,6 +209,18 @@ std::vector<std::int64_t> lengths_of(type_id id) {
     return lengths;
 }
 
+/// The sum of |x_i y_i| over the dequantized rows x (of type `id`) and y (of `partner`):
+/// the size of a dot product's terms, which bounds its rounding error.
+double sum_of_abs_products(type_id id, type_id partner, const unsigned char* x,
+                           const unsigned char* y, std::int64_t n) {
+    std::vector<float> xf(static_cast<std::size_t>(n)), yf(static_cast<std::size_t>(n));
+    dequantize(kernels::scalar_table(), id, x, xf.data(), 1, n);
+    dequantize(kernels::scalar_table(), partner, y, yf.data(), 1, n);
+    double magnitude = 0;
+    for (std::size_t i = 0; i < xf.size(); ++i) magnitude += std::fabs(double(xf[i]) * yf[i]);
+    return magnitude;
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -356,6 +370,93 @@ TEST_CASE("every kernel level dequantizes to the scalar reference's floats", "[k
                 }
             }
         });
+    }
+}
+
+TEST_CASE("q3_k groups whose value of largest magnitude is positive get the scalar code's bytes",
+          "[kernels]") {
+    // The vector levels skip the greedy sweeps of a batch of groups whose extremes are all
+    // positive (or flat): each level then has the opposite sign of its value, and no sweep
+    // can move one. Such batches (ggml's own benchmark data is of this kind) appear rarely
+    // in the random rows above; here whole rows of them, with finite and non-finite
+    // products, and rows where some groups are negated (mixed batches).
+    std::mt19937 rng(4242u);
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    const float inf = std::numeric_limits<float>::infinity();
+    auto group = [&](float* x, int kind, int seed) {
+        const int spike = seed % 16;
+        switch (kind) {
+            case 0:  // ggml's benchmark data
+                for (int i = 0; i < 16; ++i) x[i] = float(0.1 + 2 * std::cos(float(seed * 16 + i)));
+                x[spike] = 2.5f;
+                break;
+            case 1:
+                for (int i = 0; i < 16; ++i) x[i] = gauss(rng);
+                x[spike] = 10.0f;
+                break;
+            case 2:  // flat
+                for (int i = 0; i < 16; ++i) x[i] = 1e-30f * gauss(rng);
+                x[spike] = 1e-29f;
+                break;
+            case 3:  // just above the flat threshold; x^2 l^2 underflows
+                for (int i = 0; i < 16; ++i) x[i] = 1e-15f * gauss(rng);
+                x[spike] = 1e-14f;
+                break;
+            case 4:  // x^3 overflows: the sums are not finite
+                for (int i = 0; i < 16; ++i) x[i] = 1e13f * gauss(rng);
+                x[spike] = 1e14f;
+                break;
+            case 5:  // x^3 overflows, x^2 l^2 does not for all
+                for (int i = 0; i < 16; ++i) x[i] = 1e12f * gauss(rng);
+                x[spike] = 5e12f;
+                break;
+            case 6:
+                for (int i = 0; i < 16; ++i) x[i] = gauss(rng);
+                x[spike] = inf;
+                break;
+            case 7:
+                for (int i = 0; i < 16; ++i) x[i] = gauss(rng);
+                x[spike] = 10.0f;
+                x[(spike + 3) % 16] = std::numeric_limits<float>::quiet_NaN();
+                break;
+            case 8:  // halves of a step: ties
+                for (int i = 0; i < 16; ++i) x[i] = 0.125f * float(int(rng() % 61) - 30);
+                x[spike] = 4.0f;
+                break;
+            case 9:  // equal magnitudes, the first one positive
+                for (int i = 0; i < 16; ++i) x[i] = rng() % 2 ? 1.5f : -1.5f;
+                x[0] = 1.5f;
+                break;
+            default:  // zeros and a positive value
+                for (int i = 0; i < 16; ++i) x[i] = rng() % 2 ? 0.0f : -0.0f;
+                x[spike] = 0.75f;
+                break;
+        }
+    };
+    const std::int64_t n = 256 * 3;
+    for (int variant = 0; variant < 6; ++variant) {
+        // Variants 0 and 1: finite products only (every such batch is skipped); the others
+        // also overflowing products, infinities and NaN.
+        static const int finite_kinds[] = {0, 1, 2, 3, 8, 9, 10};
+        const std::int64_t rows = 1 + variant % 3 * 7;  // partial and whole chunks
+        std::vector<float> input(std::size_t(n * rows));
+        for (std::int64_t g = 0; g < n * rows / 16; ++g) {
+            float* x = input.data() + g * 16;
+            const int kind = variant < 2 ? finite_kinds[rng() % 7] : int(rng() % 11);
+            group(x, kind, int(g));
+            if (variant % 2 == 1 && g % 5 == 0) {  // a negative extreme: mixed batches
+                for (int i = 0; i < 16; ++i) x[i] = -x[i];
+            }
+        }
+        const std::size_t bytes = row_size(type_id::q3_k, n) * std::size_t(rows);
+        std::vector<unsigned char> reference(bytes);
+        quantize(kernels::scalar_table(), type_id::q3_k, input.data(), reference.data(), rows, n);
+        for (const kernels::kernel_table* table : vector_tables()) {
+            std::vector<unsigned char> ours(bytes);
+            quantize(*table, type_id::q3_k, input.data(), ours.data(), rows, n);
+            INFO(table->name << ": variant " << variant << ", " << rows << " rows");
+            CHECK(first_difference(ours.data(), reference.data(), bytes) == bytes);
+        }
     }
 }
 
@@ -650,15 +751,8 @@ TEST_CASE("every kernel level's dot products agree with the scalar reference to 
                         std::vector<unsigned char> x(row_size(id, n)), y(row_size(partner, n));
                         quantize(kernels::scalar_table(), id, a.data(), x.data(), 1, n);
                         quantize(kernels::scalar_table(), partner, b.data(), y.data(), 1, n);
-                        // The size of the sum's terms bounds its rounding error.
-                        std::vector<float> xf(static_cast<std::size_t>(n)),
-                            yf(static_cast<std::size_t>(n));
-                        dequantize(kernels::scalar_table(), id, x.data(), xf.data(), 1, n);
-                        dequantize(kernels::scalar_table(), partner, y.data(), yf.data(), 1, n);
-                        double magnitude = 0;
-                        for (std::int64_t i = 0; i < n; ++i) {
-                            magnitude += std::fabs(double(xf[std::size_t(i)]) * yf[std::size_t(i)]);
-                        }
+                        const double magnitude =
+                            sum_of_abs_products(id, partner, x.data(), y.data(), n);
                         if (!std::isfinite(magnitude)) continue;
                         offset_buffer xs(x.size(), trial % 2 ? alignof(typename F::block) : 0);
                         std::memcpy(xs.data(), x.data(), x.size());
@@ -683,37 +777,130 @@ TEST_CASE("every kernel level's dot products agree with the scalar reference to 
     }
 }
 
-TEST_CASE("the k-quant and iq4_xs dot products equal the scalar reference bit for bit",
+/// Where a k-quant or iq4_xs block keeps its sub-block scales (and mins): offset and bytes.
+std::pair<std::size_t, std::size_t> scale_bytes(type_id id) {
+    switch (id) {
+        case type_id::q2_k:
+            return {offsetof(formats::block_q2_k, scales), 16};
+        case type_id::q3_k:
+            return {offsetof(formats::block_q3_k, scales), 12};
+        case type_id::q4_k:
+            return {offsetof(formats::block_q4_k, scales), 12};
+        case type_id::q5_k:
+            return {offsetof(formats::block_q5_k, scales), 12};
+        case type_id::q6_k:
+            return {offsetof(formats::block_q6_k, scales), 16};
+        case type_id::iq4_xs:
+            return {offsetof(formats::block_iq4_xs, scales_l), 4};
+        default:
+            FAIL("no sub-block scales");
+            return {0, 0};
+    }
+}
+
+/// Rows like a model's weights and activations: Gaussian, with a scale drawn per block of
+/// 256 (10^-2 .. 10^2), or per stretch of 32 when `stretches`. (row_maker's extremes, whose
+/// products overflow binary32, are for the quantizers: summed in another order than the
+/// reference's, such rows overflow in partial sums where the reference does not, in
+/// ggml's kernels alike; the rounding test above leaves them out too.)
+std::vector<float> weights_like(std::mt19937& rng, std::int64_t n, bool stretches) {
+    std::vector<float> x(static_cast<std::size_t>(n));
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    std::uniform_real_distribution<float> exponent(-2.0f, 2.0f);
+    const std::int64_t run = stretches ? 32 : 256;
+    for (std::int64_t start = 0; start < n; start += run) {
+        const float scale = std::pow(10.0f, exponent(rng));
+        for (std::int64_t i = start; i < std::min(n, start + run); ++i) {
+            x[std::size_t(i)] = scale * gauss(rng);
+        }
+    }
+    return x;
+}
+
+TEST_CASE("the k-quant and iq4_xs dot products agree with the scalar reference to 1e-5",
           "[kernels]") {
-    // Their kernels sum each block exactly in integers and then scale and add the blocks in
-    // the reference's order, with its roundings (kquants/dot_avx2.hpp, nonlinear.hpp).
-    const type_id exact[] = {type_id::q2_k, type_id::q3_k, type_id::q4_k,
-                             type_id::q5_k, type_id::q6_k, type_id::iq4_xs};
+    // Their kernels sum each block exactly in integers, then scale and add the blocks in
+    // float vector accumulators, in another order than the reference (kquants/dot_avx2.hpp;
+    // the NEON ones keep the reference's order). They are held to the tolerance of the
+    // golden dot products (golden/README.md), |ours - reference| <= 1e-5 * max(1, |ref|),
+    // widened by what two orders of float additions can part by where terms cancel (the
+    // scaled sums and the min terms of a block, or the blocks of a row of random signs):
+    // (blocks + 8) * 2^-24 * (the sum of |products| of the dequantized rows).
+    // Then one byte of sub-block scales of the block that contributes most is changed (the
+    // one that moves the reference most): where that moves the reference out of the
+    // tolerance, the kernel must follow it, as one that misread a scale would not.
+    const type_id formats[] = {type_id::q2_k, type_id::q3_k, type_id::q4_k,
+                               type_id::q5_k, type_id::q6_k, type_id::iq4_xs};
     for (const kernels::kernel_table* table : vector_tables()) {
         row_maker make(777u);
-        for (const type_id id : exact) {
+        for (const type_id id : formats) {
             if (kernels::slot(*table, id).dot == nullptr) continue;
             const type_id partner = info(id).dot_partner;
-            // Up to and past the eight blocks the kernels reduce together.
-            for (std::int64_t blocks : {1, 3, 8, 9, 17}) {
+            const std::size_t x_block = row_size(id, 256);
+            const std::size_t y_block = row_size(partner, 256);
+            int rows = 0;
+            int sensitive = 0;
+            for (std::int64_t blocks : {1, 2, 3, 8, 9, 17, 64}) {
                 const std::int64_t n = blocks * 256;
-                for (int trial = 0; trial < 3; ++trial) {
-                    const auto a = make.row(n, false);
-                    const auto b = make.row(n, false);
+                for (int trial = 0; trial < 4; ++trial) {
+                    const auto a = weights_like(make.rng(), n, trial % 2 == 1);
+                    const auto b = weights_like(make.rng(), n, false);
                     std::vector<unsigned char> x(row_size(id, n)), y(row_size(partner, n));
                     quantize(kernels::scalar_table(), id, a.data(), x.data(), 1, n);
                     quantize(kernels::scalar_table(), partner, b.data(), y.data(), 1, n);
+                    const auto block_term = [&](std::int64_t k) {
+                        return dot(kernels::scalar_table(), id, x.data() + std::size_t(k) * x_block,
+                                   y.data() + std::size_t(k) * y_block, 256);
+                    };
+                    std::int64_t largest = 0;
+                    for (std::int64_t k = 1; k < blocks; ++k) {
+                        if (std::fabs(block_term(k)) > std::fabs(block_term(largest))) largest = k;
+                    }
+                    const double magnitude =
+                        sum_of_abs_products(id, partner, x.data(), y.data(), n);
+                    const auto within = [&](float ours, float reference) {
+                        return std::fabs(double(ours) - reference) <=
+                               1e-5 * std::max(1.0, std::fabs(double(reference))) +
+                                   double(blocks + 8) * 0x1p-24 * magnitude;
+                    };
                     const float ours = dot(*table, id, x.data(), y.data(), n);
                     const float reference = dot(kernels::scalar_table(), id, x.data(), y.data(), n);
                     INFO(table->name << " " << type_name(id) << ", n " << n << ": ours " << ours
-                                     << ", scalar " << reference);
-                    if (std::isnan(reference)) {
-                        CHECK(std::isnan(ours));
-                    } else {
-                        CHECK(bits_of(ours) == bits_of(reference));
+                                     << ", scalar " << reference << ", sum of |products| "
+                                     << magnitude);
+                    REQUIRE(std::isfinite(reference));
+                    CHECK(within(ours, reference));
+                    ++rows;
+
+                    const auto [first, count] = scale_bytes(id);
+                    unsigned char* scales = x.data() + std::size_t(largest) * x_block + first;
+                    std::size_t most = 0;
+                    float most_moved = reference;
+                    for (std::size_t i = 0; i < count; ++i) {
+                        scales[i] ^= 0x0C;
+                        const float moved = dot(kernels::scalar_table(), id, x.data(), y.data(), n);
+                        if (std::fabs(double(moved) - reference) >
+                            std::fabs(double(most_moved) - reference)) {
+                            most = i;
+                            most_moved = moved;
+                        }
+                        scales[i] ^= 0x0C;
                     }
+                    if (!std::isfinite(most_moved) || within(most_moved, reference)) continue;
+                    ++sensitive;
+                    scales[most] ^= 0x0C;
+                    const float broken = dot(*table, id, x.data(), y.data(), n);
+                    INFO("scale byte " << most << " of block " << largest << " changed: ours "
+                                       << broken << ", scalar " << most_moved);
+                    CHECK(within(broken, most_moved));
+                    CHECK(!within(broken, reference));
                 }
             }
+            // Most rows feel the change.
+            INFO(table->name << " " << type_name(id) << ": " << sensitive << " of " << rows
+                             << " rows moved out of the tolerance by a changed scale");
+            CHECK(rows == 28);
+            CHECK(sensitive >= rows / 2);
         }
     }
 }

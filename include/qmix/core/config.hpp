@@ -13,6 +13,15 @@
 #define QMIX_FORCE_INLINE inline __attribute__((always_inline))
 #endif
 
+// Inlines every call made in the function's body, recursively (GCC, Clang): for small
+// kernels built of lambdas (unrolled), whose inlining GCC otherwise decides by the size of
+// the whole translation unit, so that growth elsewhere can leave them as calls.
+#if defined(__GNUC__)
+#define QMIX_FLATTEN __attribute__((flatten))
+#else
+#define QMIX_FLATTEN
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define QMIX_ARCH_X86_64 1
 #endif

@@ -10,7 +10,7 @@
 // operations in the same order; reductions are only taken where their order cannot matter
 // (maximum, minimum, sums of integers). Every product that is then added goes through
 // simd::mul, so that no compiler can fuse it (see core/strict_math.hpp), and divisions go
-// through simd::div, which is IEEE division on every architecture. The rare blocks where
+// through cpu::div, which is IEEE division on every architecture. The rare blocks where
 // a lane-parallel formulation could part from the reference's sequential loop are handed
 // to the scalar code, which is the specification anyway: a NaN or an infinity (whose
 // position decides the reference's result), a zero extreme (whose sign the reference
@@ -39,9 +39,7 @@
 #include "qmix/formats/q8_0.hpp"
 #include "qmix/formats/q8_1.hpp"
 #include "qmix/kernels/isa.hpp"
-#include "qmix/kernels/neon.hpp"
 #include "qmix/kernels/table.hpp"
-#include "qmix/kernels/x86.hpp"
 #include "qmix/kernels/xsimd_shim.hpp"
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -55,6 +53,13 @@ QMIX_ABI_BEGIN
 QMIX_ABI_END
 namespace generic {
 QMIX_ABI_BEGIN
+
+/// Whether an ISA has its own q5_0 dot step, cpu::dot_fifth_offset(nibbles, qh, partner)
+/// (it says so with `static constexpr bool has_dot_fifth_offset = true`).
+template <class Cpu, class = void>
+inline constexpr bool has_dot_fifth_offset = false;
+template <class Cpu>
+inline constexpr bool has_dot_fifth_offset<Cpu, std::enable_if_t<Cpu::has_dot_fifth_offset>> = true;
 
 template <class Arch>
 struct block_kernels {
@@ -151,7 +156,7 @@ struct block_kernels {
     }
 
     static floats inverse_of(floats d) {
-        return xsimd::select(d != floats(0.0f), simd::div(floats(1.0f), d), floats(0.0f));
+        return xsimd::select(d != floats(0.0f), cpu::div(floats(1.0f), d), floats(0.0f));
     }
 
     static void store_fifth_bits(std::uint32_t bits, std::uint8_t* qh) {
@@ -234,7 +239,7 @@ struct block_kernels {
             const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
             const group_scan g = scan(x, count);
             const floats d =
-                simd::div(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)), floats(127.0f));
+                cpu::div(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)), floats(127.0f));
             const std::uint32_t scalar = ~g.finite | subnormal(d);
             alignas(64) float inverse[lanes];
             alignas(64) std::uint16_t d_half[lanes];
@@ -270,7 +275,7 @@ struct block_kernels {
             const std::uint32_t ties = cpu::mask_bits(g.max == negated_min);
             const std::uint32_t zero =
                 cpu::mask_bits(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)) == floats(0.0f));
-            const floats d = simd::div(signed_max, floats(-float(half_range)));
+            const floats d = cpu::div(signed_max, floats(-float(half_range)));
             const std::uint32_t scalar = ~g.finite | zero | subnormal(d);
             alignas(64) float inverse[lanes];
             alignas(64) std::uint16_t d_half[lanes];
@@ -311,7 +316,7 @@ struct block_kernels {
         for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
             const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
             const group_scan g = scan(x, count);
-            const floats d = simd::div(g.max - g.min, floats(float(top)));
+            const floats d = cpu::div(g.max - g.min, floats(float(top)));
             // max - min overflowing binary32 makes d infinite and x - min infinite too: the
             // scalar code's levels there come from its own float-to-integer conversion.
             const std::uint32_t scalar =
@@ -369,6 +374,15 @@ struct block_kernels {
 
     static void quantize_f16(const float* x, std::uint16_t* y, std::int64_t n) {
         std::int64_t i = 0;
+        // Four vectors a step: a one-vector loop is a few instructions whose speed hung on
+        // where the linker placed it (14.4 or 19.4 G values/s on Zen 4 for the same code).
+        constexpr auto step = std::int64_t(4 * lanes);
+        for (; i + step <= n; i += step) {
+            unrolled<4>([&](auto k) {
+                const std::int64_t at = i + std::int64_t(k * lanes);
+                cpu::store_halves(floats::load_unaligned(x + at), y + at);
+            });
+        }
         for (; i + std::int64_t(lanes) <= n; i += lanes) {
             cpu::store_halves(floats::load_unaligned(x + i), y + i);
         }
@@ -510,8 +524,13 @@ struct block_kernels {
         return dot_blocks<false>(
             x, y, blocks,
             [&](std::int64_t b) {
-                const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
-                return cpu::dot_offset(level, 16, cpu::load_bytes(y[b].qs));
+                if constexpr (has_dot_fifth_offset<cpu>) {
+                    return cpu::dot_fifth_offset(cpu::nibbles(x[b].qs), x[b].qh,
+                                                 cpu::load_bytes(y[b].qs));
+                } else {
+                    const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
+                    return cpu::dot_offset(level, 16, cpu::load_bytes(y[b].qs));
+                }
             },
             [&](std::int64_t b) {
                 return formats::q5_0::dot_row(x + b, y + b, (blocks - b) * 32);
@@ -579,11 +598,8 @@ struct block_kernels {
     /// The product of two binary16 values is exact in binary32, so a fused multiply-add
     /// sums the same values as a multiplication and an addition.
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
-#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-        if constexpr (std::is_same_v<Arch, xsimd::avx2> || std::is_same_v<Arch, xsimd::avx512bw>) {
-            return dot_f16_x86(x, y, n);
-        }
-#endif
+        // The level's own, where it has one (AVX2, AVX-512: isa/avx2.hpp).
+        if constexpr (cpu::has_dot_f16) return cpu::dot_f16(x, y, n);
         const std::int64_t whole = n - n % std::int64_t(lanes);
         double tail = 0.0;
         for (std::int64_t i = whole; i < n; ++i) {
@@ -597,44 +613,6 @@ struct block_kernels {
             },
             tail);
     }
-
-#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-    /// dot_f16 on AVX2 and AVX-512: the conversion of the halves is what bounds it, and
-    /// converting 16 halves at once (vcvtph2ps into a zmm) runs at about two thirds of the
-    /// rate of two 8-wide conversions (Zen 4: 18 against 27 G values/s), so both levels
-    /// convert 8 at a time into ymm registers. Eight accumulators hide the latency of the
-    /// fused multiply-add; each stretch of `chunk` values is added in double, as in
-    /// dot_floats.
-    static float dot_f16_x86(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
-        constexpr std::int64_t chunk = 4096;
-        const auto halves = [](const std::uint16_t* p) {
-            return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-        };
-        double total = 0.0;
-        std::int64_t i = 0;
-        while (i + 8 <= n) {
-            const std::int64_t end = std::min(n, i + chunk);
-            __m256 acc[8];
-            for (auto& a : acc) a = _mm256_setzero_ps();
-            for (; i + 64 <= end; i += 64) {
-                for (int k = 0; k < 8; ++k) {
-                    acc[k] = _mm256_fmadd_ps(halves(x + i + 8 * k), halves(y + i + 8 * k), acc[k]);
-                }
-            }
-            for (; i + 8 <= end; i += 8)
-                acc[0] = _mm256_fmadd_ps(halves(x + i), halves(y + i), acc[0]);
-            const __m256 s = _mm256_add_ps(
-                _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
-                _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            total += double(_mm_cvtss_f32(h));
-        }
-        for (; i < n; ++i) total += double(cpu::half_to_float(x[i]) * cpu::half_to_float(y[i]));
-        return float(total);
-    }
-#endif
 
     static float dot_f32(const float* x, const float* y, std::int64_t n) {
         const std::int64_t whole = n - n % std::int64_t(lanes);
@@ -720,6 +698,12 @@ void add_block_kernels(kernel_table& table) {
     slot(table, type_id::q8_1) = {
         &quantize_rows<f::q8_1, &k::quantize_q8_1>,
         &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>, nullptr};
+    // A level may run another level's q4_0 dot (isa/avx512.hpp: AVX2's).
+    using q4_0_dot_arch = typename isa<Arch>::q4_0_dot_arch;
+    if constexpr (!std::is_same_v<q4_0_dot_arch, Arch>) {
+        slot(table, type_id::q4_0).dot =
+            &dot_row<f::q4_0, &generic::block_kernels<q4_0_dot_arch>::dot_q4_0>;
+    }
 }
 
 QMIX_ABI_END

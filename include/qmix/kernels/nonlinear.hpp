@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "qmix/core/config.hpp"
 #include "qmix/core/strict_math.hpp"
@@ -58,7 +59,7 @@ struct search {
         floats low = level(0);
         floats high = level(1);
         ints count(0);
-        kquants::unrolled<14>([&](auto k) {
+        unrolled<14>([&](auto k) {
             constexpr int index_k = decltype(k)::value + 1;
             const mask at_or_below = level(index_k) <= v;
             low = W::select(at_or_below, level(index_k), low);
@@ -119,10 +120,9 @@ struct search {
     }
 };
 
-/// Whether the instruction set looks 16-entry tables up in a register.
+/// Whether the instruction set looks 16-entry tables up in a register (isa<Arch>).
 template <class Arch>
-inline constexpr bool has_byte_shuffle =
-    kquants::is_avx2<Arch> || kquants::is_avx512bw<Arch> || kquants::is_neon64<Arch>;
+inline constexpr bool has_byte_shuffle = isa<Arch>::has_byte_shuffle;
 
 /// The dot products, written against the dot-product engine of isa<Arch> (isa.hpp).
 template <class Arch>
@@ -133,29 +133,7 @@ struct dots {
 
     /// The levels of the 32 indices packed in qs[0 .. 16), as signed bytes in value order.
     static bytes levels_of(const std::uint8_t* qs) {
-        if constexpr (kquants::is_avx2<Arch> || kquants::is_avx512bw<Arch>) {
-#if defined(__AVX2__)
-            const __m256i table = _mm256_broadcastsi128_si256(
-                _mm_loadu_si128(reinterpret_cast<const __m128i*>(nonlinear_levels)));
-            return _mm256_shuffle_epi8(table, cpu::nibbles(qs));
-#endif
-        } else if constexpr (kquants::is_neon64<Arch>) {
-#if defined(__aarch64__)
-            const int8x16_t table = vld1q_s8(nonlinear_levels);
-            const bytes indices = cpu::nibbles(qs);
-            return {vqtbl1q_s8(table, vreinterpretq_u8_s8(indices.low)),
-                    vqtbl1q_s8(table, vreinterpretq_u8_s8(indices.high))};
-#endif
-        } else {
-            // Without a byte shuffle: look the levels up in memory (unused: slower than the
-            // scalar code, see add_nonlinear_kernels).
-            alignas(32) std::int8_t levels[32];
-            for (int j = 0; j < 16; ++j) {
-                levels[j] = nonlinear_levels[qs[j] & 0x0F];
-                levels[j + 16] = nonlinear_levels[qs[j] >> 4];
-            }
-            return cpu::load_bytes(levels);
-        }
+        return cpu::look_up(nonlinear_levels, cpu::nibbles(qs));
     }
 
     static float iq4_nl(const formats::block_iq4_nl* x, const formats::block_q8_0* y,
@@ -183,31 +161,13 @@ struct dots {
                     cpu::dot_signed(levels_of(x[b].qs + 16 * g), cpu::load_bytes(y[b].qs + 32 * g));
                 const part second = cpu::dot_signed(levels_of(x[b].qs + 16 * g + 16),
                                                     cpu::load_bytes(y[b].qs + 32 * g + 32));
-                total += scaled_sum(first, formats::iq4_xs::sub_block_scale(x[b], g), second,
-                                    formats::iq4_xs::sub_block_scale(x[b], g + 1));
+                total += cpu::scaled_sum(first, formats::iq4_xs::sub_block_scale(x[b], g), second,
+                                         formats::iq4_xs::sub_block_scale(x[b], g + 1));
             }
             const float d = kquants::scalar<Arch>::half_to_float(x[b].d) * y[b].d;
             sum += strict::mul(d, float(total));
         }
         return sum;
-    }
-
-  private:
-    /// The sum of the lanes of first times s1 plus those of second times s2.
-    static std::int32_t scaled_sum(part first, int s1, part second, int s2) {
-        if constexpr (kquants::is_neon64<Arch>) {
-#if defined(__aarch64__)
-            return vaddvq_s32(vmlaq_n_s32(vmulq_n_s32(first, s1), second, s2));
-#endif
-        } else {
-            alignas(32) std::int32_t a[sizeof(part) / 4];
-            alignas(32) std::int32_t c[sizeof(part) / 4];
-            std::memcpy(a, &first, sizeof a);
-            std::memcpy(c, &second, sizeof c);
-            std::int32_t sa = 0, sc = 0;
-            for (std::size_t i = 0; i < sizeof(part) / 4; ++i) sa += a[i], sc += c[i];
-            return sa * s1 + sc * s2;
-        }
     }
 };
 
@@ -363,12 +323,10 @@ void add_nonlinear_kernels(kernel_table& table) {
         slot(table, type_id::iq4_nl).dequantize = &nl::dequantize;
         slot(table, type_id::iq4_xs).dequantize = &xs::dequantize;
         slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
-        if constexpr (kquants::is_avx2<Arch> || kquants::is_avx512bw<Arch>) {
-#if defined(__AVX2__)
-            // x86: the k-quant driver (kquants/dot_avx2.hpp), which reduces eight blocks at
-            // once.
-            slot(table, type_id::iq4_xs).dot = &kquants::avx2_dot<Arch>::iq4_xs;
-#endif
+        // x86: the k-quant driver (kquants/dot_avx2.hpp), which reduces eight blocks at once.
+        using driver = typename isa<Arch>::iq4_xs_dots;
+        if constexpr (!std::is_void_v<driver>) {
+            slot(table, type_id::iq4_xs).dot = &driver::iq4_xs;
         } else {
             slot(table, type_id::iq4_xs).dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
         }

@@ -60,17 +60,6 @@ inline xsimd::batch<T, A> settle(xsimd::batch<T, A> value) {
     return value;
 }
 
-/// a / b correctly rounded. (xsimd 8.1 divides float batches on NEON by a refined
-/// reciprocal estimate, which is not the IEEE quotient.)
-template <class A>
-inline xsimd::batch<float, A> div(const xsimd::batch<float, A>& a,
-                                  const xsimd::batch<float, A>& b) {
-#if defined(__aarch64__) && XSIMD_WITH_NEON64
-    if constexpr (std::is_same_v<A, xsimd::neon64>) return vdivq_f32(a, b);
-#endif
-    return a / b;
-}
-
 /// a * b rounded on its own: never fused with the addition that consumes it.
 template <class T, class A>
 inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) {

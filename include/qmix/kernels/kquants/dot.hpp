@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-// Which dot-product kernels an instruction set gets: the AVX2 ones on AVX2 and on AVX-512
-// (which includes AVX2), the NEON ones on aarch64. Elsewhere the slots stay empty and the
-// table falls back to the scalar reference.
+// The k-quant dot-product kernels of an instruction set: the driver isa<Arch>::kquant_dots
+// names (the AVX2 one on AVX2 and on AVX-512, which includes AVX2; the NEON one on
+// aarch64). Where it is void the slots stay empty and the table falls back to the scalar
+// reference.
+
+#include <type_traits>
 
 #include "qmix/core/config.hpp"
 #include "qmix/core/type_id.hpp"
@@ -26,15 +29,8 @@ void set_dots(kernel_table& table) {
 
 template <class Arch>
 void add_dots(kernel_table& table) {
-    if constexpr (is_avx2<Arch> || is_avx512bw<Arch>) {
-#if defined(__AVX2__)
-        set_dots<avx2_dot<Arch>>(table);
-#endif
-    } else if constexpr (is_neon64<Arch>) {
-#if defined(__aarch64__)
-        set_dots<neon_dot<Arch>>(table);
-#endif
-    }
+    using dots = typename isa<Arch>::kquant_dots;
+    if constexpr (!std::is_void_v<dots>) set_dots<dots>(table);
     (void)table;
 }
 

@@ -3,9 +3,11 @@
 
 // Dot products of the k-quant weight formats with q8_K rows, for AVX2 (and the AVX-512
 // translation units, which have AVX2 too). Bytes are multiplied and summed in 16-bit
-// pairs (maddubs), weighted by the sub-block scales in 32-bit (madd), and each block's
-// exact integer sums are then scaled and added in the order of the scalar reference: the
-// results equal formats::*::dot_row bit for bit.
+// pairs (maddubs) and weighted by the sub-block scales in 32-bit (madd): each block's sums
+// are exact integers. They are then scaled and added in float vector accumulators (one
+// fused multiply-add per block, as ggml does), not in the order of the scalar reference:
+// the results agree with formats::*::dot_row to rounding (tests/test_kernels.cpp holds
+// them to 1e-5 * max(1, |reference|), the tolerance of the golden dot products).
 //
 // maddubs takes an unsigned and a signed operand. Signed levels L = u - offset (q3_K, q6_K)
 // are summed as u, and offset * scale * (the sum of q8's group of 16) is taken off once per
@@ -15,13 +17,8 @@
 // The avx512 level has AVX-512 VNNI: vpdpwssd does the madd and the add of the scaled
 // pairs in one instruction (in four accumulators, to hide its latency), and q2_K folds its
 // scales into the levels so that one vpdpbusd does all three steps.
-//
-// Eight blocks are reduced together: their eight 32-bit accumulators are folded into one
-// vector of eight block sums instead of a horizontal sum per block; the block scales are
-// then applied and the terms added block by block, as the reference does.
 
 #include "qmix/core/config.hpp"
-#include "qmix/core/strict_math.hpp"
 #include "qmix/formats/detail/nonlinear_levels.hpp"
 #include "qmix/formats/iq4_xs.hpp"
 #include "qmix/formats/q2_k.hpp"
@@ -77,90 +74,54 @@ struct avx2_dot {
     }
 
     /// iq4_xs, whose reference sums each super-block exactly in integers and then scales
-    /// and adds the blocks like q3_K and q6_K: the same driver, bit for bit.
+    /// and adds the blocks like q3_K and q6_K: the same driver.
     static float iq4_xs(const void* x, const void* y, std::int64_t n) {
         return run<iq4_xs_unit>(static_cast<const formats::block_iq4_xs*>(x),
                                 static_cast<const act*>(y), n / 256);
     }
 
   private:
-    static constexpr int group = 8;  ///< blocks reduced together
-
-    /// Per group of eight blocks: the integer sums, folded into one vector of eight block
-    /// sums (and one of eight min sums), then
-    ///     sum += d * scaled - dmin * mins     (formats with a min)
-    ///     sum += d * scaled                   (symmetric formats)
-    /// block after block, with d = half(x.d) * y.d as the reference rounds it. The scales
-    /// d and dmin are converted block by block from the block itself: gathering them in
-    /// memory first (narrow stores read back as one vector) would defeat store forwarding
-    /// once per group.
+    /// Per block: the integer sums (eight 32-bit lanes of scaled sums, and for the formats
+    /// with a min the lanes of min sums), converted to float and added to float vector
+    /// accumulators with one fused multiply-add each,
+    ///     acc += d * scaled,  acc_min += dmin * mins,
+    /// with d = half(x.d) * y.d and dmin = half(x.dmin) * y.d; one horizontal sum at the
+    /// end. The order of the float additions is not the reference's, so the result agrees
+    /// with formats::*::dot_row to rounding, not bit for bit.
     template <class Unit, class Block>
     static float run(const Block* x, const act* y, std::int64_t blocks) {
-        float sum = 0;
-        for (std::int64_t first = 0; first < blocks; first += group) {
-            const int count = blocks - first < group ? int(blocks - first) : group;
-            __m256i scaled[group];
-            __m256i mins[group];
-            for (int b = 0; b < count; ++b) {
-                Unit::sums(x[first + b], y[first + b], scaled[b], mins[b]);
-            }
-            for (int b = count; b < group; ++b) scaled[b] = mins[b] = _mm256_setzero_si256();
-            const __m256 block_sums = _mm256_cvtepi32_ps(fold(scaled));
+        __m256 acc = _mm256_setzero_ps();
+        __m256 acc_min = _mm256_setzero_ps();
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            __m256i scaled;
+            __m256i mins;
+            Unit::sums(x[b], y[b], scaled, mins);
+            const __m128 yd = _mm_set_ss(y[b].d);
             if constexpr (Unit::has_min) {
-                const __m256 min_sums = _mm256_cvtepi32_ps(fold(mins));
-                // (scaled, mins) of block b at pair[position[b]]: the unpacks interleave
-                // within 128-bit lanes.
-                alignas(32) float pair[2 * group];
-                _mm256_store_ps(pair, _mm256_unpacklo_ps(block_sums, min_sums));
-                _mm256_store_ps(pair + 8, _mm256_unpackhi_ps(block_sums, min_sums));
-                constexpr int position[group] = {0, 2, 8, 10, 4, 6, 12, 14};
-                for (int b = 0; b < count; ++b) {
-                    const Block& blk = x[first + b];
-                    const __m128 halves = _mm_cvtph_ps(_mm_cvtsi32_si128(
-                        int(std::uint32_t(blk.d) | std::uint32_t(blk.dmin) << 16)));
-                    // d and dmin, each rounded as the reference rounds it.
-                    const __m128 d = _mm_mul_ps(halves, _mm_set1_ps(y[first + b].d));
-                    const __m128 sums = _mm_castpd_ps(
-                        _mm_load_sd(reinterpret_cast<const double*>(pair + position[b])));
-                    const __m128 terms = settled(_mm_mul_ps(d, sums));
-                    sum += _mm_cvtss_f32(_mm_sub_ss(terms, _mm_movehdup_ps(terms)));
-                }
+                // d and dmin in lanes 0 and 1, each times y.d.
+                const __m128 d =
+                    _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                                   int(std::uint32_t(x[b].d) | std::uint32_t(x[b].dmin) << 16))),
+                               _mm_broadcastss_ps(yd));
+                acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(scaled), acc);
+                acc_min = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d)),
+                                          _mm256_cvtepi32_ps(mins), acc_min);
             } else {
-                alignas(32) float block_sum[group];
-                _mm256_store_ps(block_sum, block_sums);
-                for (int b = 0; b < count; ++b) {
-                    const float d =
-                        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(int(x[first + b].d)))) *
-                        y[first + b].d;
-                    sum += strict::mul(d, block_sum[b]);
-                }
+                const __m128 d = _mm_mul_ss(_mm_cvtph_ps(_mm_cvtsi32_si128(int(x[b].d))), yd);
+                acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(scaled), acc);
             }
         }
-        return sum;
-    }
-
-    /// A product rounded on its own (simd::settle for a raw __m128).
-    static __m128 settled(__m128 v) {
-        __asm__("" : "+x"(v));
-        return v;
-    }
-
-    /// Lane b = the sum of the eight lanes of v[b].
-    static __m256i fold(const __m256i* v) {
-        const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]);
-        const __m256i h23 = _mm256_hadd_epi32(v[2], v[3]);
-        const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]);
-        const __m256i h67 = _mm256_hadd_epi32(v[6], v[7]);
-        const __m256i q03 = _mm256_hadd_epi32(h01, h23);
-        const __m256i q47 = _mm256_hadd_epi32(h45, h67);
-        return _mm256_add_epi32(_mm256_permute2x128_si256(q03, q47, 0x20),
-                                _mm256_permute2x128_si256(q03, q47, 0x31));
+        const __m256 total = Unit::has_min ? _mm256_sub_ps(acc, acc_min) : acc;
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        return _mm_cvtss_f32(h);
     }
 
     /// acc + madd(products, scales): one vpdpwssd with VNNI.
     static __m256i add_scaled(__m256i acc, __m256i products, __m256i scales) {
 #if QMIX_DOT_VNNI
-        if constexpr (is_avx512bw<Arch>) return _mm256_dpwssd_epi32(acc, products, scales);
+        if constexpr (isa<Arch>::has_vnni) return _mm256_dpwssd_epi32(acc, products, scales);
 #endif
         return _mm256_add_epi32(acc, _mm256_madd_epi16(products, scales));
     }
@@ -205,7 +166,7 @@ struct avx2_dot {
                 _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
             mins = _mm256_madd_epi16(load(y.bsums), mins16);
 #if QMIX_DOT_VNNI
-            if constexpr (is_avx512bw<Arch>) {
+            if constexpr (isa<Arch>::has_vnni) {
                 scaled = vnni_sums(x, y, _mm_and_si128(packed, _mm_set1_epi8(0xF)));
                 return;
             }

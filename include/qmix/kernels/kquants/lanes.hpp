@@ -286,12 +286,12 @@ struct lanes {
     };
 };
 
-/// How many batches the scale searches run side by side (see wide). Measured on Zen
-/// (ggml's benchmark data, median of three): four against two gives AVX-512 10 to 13 percent
-/// on every k-quant, AVX2 up to 6 percent (q2_k q3_k q6_k; q4_k q5_k unchanged); SSE2's
-/// sixteen registers do better with two (q3_k loses a fifth with four).
+/// How many batches the scale searches run side by side (see wide): a property of the
+/// instruction set's registers, isa<Arch>::search_batches (measured on Zen, ggml's
+/// benchmark data, median of three: four against two gives AVX-512 10 to 13 percent on
+/// every k-quant, AVX2 up to 6 percent; SSE2's sixteen registers do better with two).
 template <class Arch>
-inline constexpr int search_batches = is_avx2<Arch> || is_avx512bw<Arch> ? 4 : 2;
+inline constexpr int search_batches = isa<Arch>::search_batches;
 
 QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

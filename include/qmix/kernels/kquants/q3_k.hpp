@@ -150,11 +150,14 @@ struct q3_k_kernels {
     };
 
     /// Starts the greedy search of a batch of groups and sweeps once: done for the groups
-    /// that moved no level, set aside in `moving` for the others.
-    static void greedy_first_sweep(const group_batch<Arch, group_size, groups, K>& batch, int g,
-                                   fits& f, moving_groups& moving) {
+    /// that moved no level, set aside in `moving` for the others. (This and the remaining
+    /// sweeps are flattened: GCC otherwise leaves the searches' unrolled lambdas as calls,
+    /// depending on how large the translation unit has grown.)
+    QMIX_FLATTEN static void greedy_first_sweep(
+        const group_batch<Arch, group_size, groups, K>& batch, int g, fits& f,
+        moving_groups& moving) {
         typename search::template greedy_state<group_size> state;
-        search::greedy_start(batch.x.v, level_bias, state);
+        search::template greedy_start<group_size, false>(batch.x.v, level_bias, state);
         const auto changed = search::greedy_sweep(batch.x.v, level_bias, state);
         W::store(f.scale + g, search::greedy_scale(state));
         if (W::none(changed)) return;
@@ -164,7 +167,14 @@ struct q3_k_kernels {
         alignas(64) float sum_l2[W::count];
         const typename W::floats zero(0.0f);
         W::store(lane_changed, W::select(changed, typename W::floats(1.0f), zero));
-        for (int i = 0; i < group_size; ++i) W::store(levels[i], state.levels[i]);
+        // A settled batch changed nothing and may have no levels set: its parts are skipped.
+        constexpr int part_size = W::count / K;
+        for (int k = 0; k < K; ++k) {
+            if (state.settled[k]) continue;
+            for (int i = 0; i < group_size; ++i) {
+                L::store(levels[i] + k * part_size, W::part(state.levels[i], k));
+            }
+        }
         W::store(sum_lx, state.sum_lx);
         W::store(sum_l2, state.sum_l2);
         for (int lane = 0; lane < batch.valid; ++lane) {
@@ -180,7 +190,8 @@ struct q3_k_kernels {
     /// The greedy search of the groups that moved in the first sweep, gathered into batches
     /// of their own, one xsimd batch wide: a batch sweeps until its last lane stops, so
     /// mixed with settled groups (or with many others) every batch would sweep that often.
-    static void greedy_remaining_sweeps(const float* x, fits& f, const moving_groups& moving) {
+    QMIX_FLATTEN static void greedy_remaining_sweeps(const float* x, fits& f,
+                                                     const moving_groups& moving) {
         alignas(64) static constexpr float nothing[group_size] = {};  // a lane without a group
         for (int first = 0; first < moving.count; first += L::count) {
             const int valid = moving.count - first < L::count ? moving.count - first : L::count;

@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "qmix/core/config.hpp"
-#include "qmix/kernels/isa.hpp"
+#include "qmix/kernels/isa/base.hpp"
 #include "qmix/kernels/xsimd_shim.hpp"
 
 #if defined(QMIX_ARCH_AARCH64) && defined(__ARM_NEON)
@@ -22,7 +22,7 @@ namespace qmix::kernels {
 QMIX_ABI_BEGIN
 
 template <>
-struct isa<xsimd::neon64> {
+struct isa<xsimd::neon64> : isa_base<xsimd::neon64> {
     using arch = xsimd::neon64;
     using floats = xsimd::batch<float, arch>;
     using ints = xsimd::batch<std::int32_t, arch>;
@@ -157,6 +157,50 @@ struct isa<xsimd::neon64> {
     static floats step_scales(floats constants) { return vdupq_laneq_f32(constants, 0); }
     static float sum_offsets(floats offsets) { return vgetq_lane_f32(offsets, 1); }
 
+    // The batch primitives of the k-quant and iq4 kernels (isa_base's, where NEON does
+    // better or where only the instruction set can say what is exact).
+    /// IEEE division and square root: xsimd 8's are estimates refined by Newton steps.
+    static floats div(floats a, floats b) { return floats(vdivq_f32(a, b)); }
+    static floats sqrt(floats a) { return floats(vsqrtq_f32(a)); }
+    static constexpr bool has_byte_shuffle = true;
+    static bytes look_up(const std::int8_t* table, bytes indices) {
+        const int8x16_t t = vld1q_s8(table);
+        return {vqtbl1q_s8(t, vreinterpretq_u8_s8(indices.low)),
+                vqtbl1q_s8(t, vreinterpretq_u8_s8(indices.high))};
+    }
+    static std::int32_t scaled_sum(part first, int s1, part second, int s2) {
+        return vaddvq_s32(vmlaq_n_s32(vmulq_n_s32(first, s1), second, s2));
+    }
+    static floats widen(const std::int8_t* p) {
+        std::int32_t word;
+        std::memcpy(&word, p, sizeof word);
+        const int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(word)));
+        return floats(vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide))));
+    }
+    QMIX_FORCE_INLINE static void transpose(const float* const* rows, floats* out) {
+        const float32x4x2_t p01 = vtrnq_f32(vld1q_f32(rows[0]), vld1q_f32(rows[1]));
+        const float32x4x2_t p23 = vtrnq_f32(vld1q_f32(rows[2]), vld1q_f32(rows[3]));
+        out[0] = vcombine_f32(vget_low_f32(p01.val[0]), vget_low_f32(p23.val[0]));
+        out[1] = vcombine_f32(vget_low_f32(p01.val[1]), vget_low_f32(p23.val[1]));
+        out[2] = vcombine_f32(vget_high_f32(p01.val[0]), vget_high_f32(p23.val[0]));
+        out[3] = vcombine_f32(vget_high_f32(p01.val[1]), vget_high_f32(p23.val[1]));
+    }
+    static void store_bytes(std::uint8_t* p, ints v) {
+        const uint16x4_t words = vmovn_u32(vreinterpretq_u32_s32(v));
+        const uint8x8_t bytes = vmovn_u16(vcombine_u16(words, words));
+        const std::uint32_t word = vget_lane_u32(vreinterpret_u32_u8(bytes), 0);
+        std::memcpy(p, &word, sizeof word);
+    }
+    /// Saturating narrowing keeps the order of the values, so clamping after it clamps the
+    /// exact sums.
+    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
+        const int16x8_t biases = vdupq_n_s16(std::int16_t(bias));
+        const int16x8_t low = vqaddq_s16(vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1])), biases);
+        const int16x8_t high = vqaddq_s16(vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3])), biases);
+        const uint8x16_t all = vcombine_u8(vqmovun_s16(low), vqmovun_s16(high));
+        vst1q_u8(out, vminq_u8(all, vdupq_n_u8(std::uint8_t(top))));
+    }
+
   private:
     /// Bit 4 of each of 16 bytes, as a 16-bit mask (byte j gives bit j).
     static std::uint32_t fifth_bits(uint8x16_t b) {
@@ -170,6 +214,18 @@ struct isa<xsimd::neon64> {
         std::uint32_t v;
         std::memcpy(&v, p, sizeof v);
         return v;
+    }
+
+  public:
+    // ---- dot-product drivers ---------------------------------------------------------------
+    using kquant_dots = kquants::neon_dot<arch>;
+
+    // ---- bf16 (kernels/bf16.hpp) ---------------------------------------------------------
+    static floats load_bf16(const std::uint16_t* p) {
+        return floats(vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)));
+    }
+    static void store_u16(ints v, std::uint16_t* p) {
+        vst1_u16(p, vmovn_u32(vreinterpretq_u32_s32(v)));
     }
 };
 
