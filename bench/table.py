@@ -2,13 +2,15 @@
 """Turns qmix-bench's JSON output into markdown tables.
 
     build/bin/qmix-bench --benchmark_repetitions=3 --benchmark_format=json > bench.json
-    python3 bench/table.py bench.json [--floors]
+    python3 bench/table.py bench.json [--recorded-ggml [--floors]]
 
 One table per operation (quantize, quantize_imatrix, dequantize, partner, dot): a row per
 format, a column per kernel level (million values per second, the median of the
-repetitions), the best level over the scalar reference, and ggml's own figures from
-../shared/baselines.md with each level's ratio to them. --floors adds the project's
-performance floors, met or not.
+repetitions) and the best level over the scalar reference. --recorded-ggml adds ggml's
+figures recorded on another machine of the same kind (../shared/baselines.md) with each
+level's ratio to them, --floors the project's first performance floors against those:
+indicative only, since the two sides did not run together (bench/compare_ggml.sh runs both
+in one run on the user's machine).
 """
 import argparse
 import json
@@ -103,13 +105,13 @@ def ratio(value):
     return "" if value is None else f"{value:.2f}x"
 
 
-def table(rates, op):
+def table(rates, op, recorded_ggml):
     types = ordered({t for (o, t, _) in rates if o == op}, TYPE_ORDER)
     levels = ordered({l for (o, _, l) in rates if o == op}, LEVEL_ORDER)
     if not types:
         return []
     vector = [l for l in levels if l != "scalar"]
-    with_ggml = op in ("quantize", "dequantize", "partner", "dot")
+    with_ggml = recorded_ggml and op in ("quantize", "dequantize", "partner", "dot")
     header = ["type"] + levels + ["best / scalar"]
     if with_ggml:
         header += ["ggml"] + [f"{l} / ggml" for l in vector]
@@ -149,7 +151,13 @@ def floors(rates):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", nargs="+", help="qmix-bench JSON output files ('-' for stdin)")
-    parser.add_argument("--floors", action="store_true", help="add the floors table")
+    parser.add_argument("--recorded-ggml", action="store_true",
+                        help="add ggml's figures recorded on another machine "
+                             "(../shared/baselines.md) and the ratios to them; a ratio between "
+                             "two runs is only indicative: bench/compare_ggml.sh measures both "
+                             "sides in one run")
+    parser.add_argument("--floors", action="store_true",
+                        help="add the floors table (against the recorded figures)")
     args = parser.parse_args()
     rates, data_sets = read_rates(args.json)
     if not rates:
@@ -160,7 +168,7 @@ def main():
     (data_set,) = data_sets
     out = [f"Input data (`qmix-bench --data={data_set}`): {DATA_SETS.get(data_set, data_set)}.", ""]
     for op in OPERATIONS:
-        out += table(rates, op)
+        out += table(rates, op, args.recorded_ggml)
     if args.floors:
         out += floors(rates)
     print("\n".join(out))

@@ -45,6 +45,15 @@
 #define QMIX_FORCE_INLINE inline __attribute__((always_inline))
 #endif
 
+// Inlines every call made in the function's body, recursively (GCC, Clang): for small
+// kernels built of lambdas (unrolled), whose inlining GCC otherwise decides by the size of
+// the whole translation unit, so that growth elsewhere can leave them as calls.
+#if defined(__GNUC__)
+#define QMIX_FLATTEN __attribute__((flatten))
+#else
+#define QMIX_FLATTEN
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define QMIX_ARCH_X86_64 1
 #endif
@@ -3918,17 +3927,17 @@ QMIX_API_END
 // ---- begin qmix/kernels/bf16.hpp
 
 // SIMD kernels of bf16 (formats/bf16.hpp). Narrowing is integer arithmetic on the bit
-// patterns, so every lane gives the reference's bits. On AVX2 and AVX-512 it works on
-// 16-bit halves: the upper halves h and the lower halves l of 16 or 32 values are gathered
-// into one register each, and h rounds up exactly when l + (h & 1) > 0x8000, i.e. when
-// (l | (h & 1)) > 0x8000. A step whose values include an infinity or NaN (exponent all
-// ones) is narrowed by the scalar code instead. Widening is a shift. The dot product
-// splits each 32-bit word of bf16 pairs into its even value (shifted up) and its odd value
-// (masked), whose products are exact in binary32 and so are summed by fused multiply-adds
-// where the level has them, in four float accumulators per stretch of 1024 values and the
-// stretches in double, like the f16 kernel, so it agrees with the reference's double sum
-// to rounding. (AVX512-BF16's vdpbf16ps would be one instruction per 32 products, but it
-// treats subnormal inputs as zero, which the reference does not.)
+// patterns, so every lane gives the reference's bits: the level's own narrowing first
+// (isa<Arch>::narrow_bf16: AVX2 and AVX-512 work on 16-bit halves, see isa/avx2.hpp and
+// isa/avx512.hpp), then one xsimd vector at a time (the 16-bit results stored by
+// isa<Arch>::store_u16), then scalar code. Widening is a shift (isa<Arch>::load_bf16).
+// The dot product splits each 32-bit word of bf16 pairs into its even value (shifted up)
+// and its odd value (masked), whose products are exact in binary32 and so are summed by
+// fused multiply-adds where the level has them, in four float accumulators per stretch
+// of 512 * lanes values (128 products in each float sum) and the stretches in double, like
+// the f16 kernel, so it agrees with the reference's double sum to rounding.
+// (AVX512-BF16's vdpbf16ps would be one instruction per 32 products, but it treats
+// subnormal inputs as zero, which the reference does not.)
 
 #include <algorithm>
 #include <cstdint>
@@ -3945,7 +3954,7 @@ QMIX_API_END
 // operations in the same order; reductions are only taken where their order cannot matter
 // (maximum, minimum, sums of integers). Every product that is then added goes through
 // simd::mul, so that no compiler can fuse it (see core/strict_math.hpp), and divisions go
-// through simd::div, which is IEEE division on every architecture. The rare blocks where
+// through cpu::div, which is IEEE division on every architecture. The rare blocks where
 // a lane-parallel formulation could part from the reference's sequential loop are handed
 // to the scalar code, which is the specification anyway: a NaN or an infinity (whose
 // position decides the reference's result), a zero extreme (whose sign the reference
@@ -3964,20 +3973,52 @@ QMIX_API_END
 
 // ---- begin qmix/kernels/isa.hpp
 
-
-// The instruction-set primitives that the kernels of generic.hpp are written against.
+// The per-ISA layer: the instruction-set primitives that the kernels (generic.hpp,
+// kquants/, nonlinear.hpp, bf16.hpp) are written against, and the level's choice of
+// dot-product drivers. Outside isa/ no kernel branches on the instruction set (the one
+// exception, kquants/scalar.hpp's binary16 conversion by compiler macros, is explained in
+// kernels/README.md).
 //
 // The kernels themselves are xsimd code, templated on an xsimd architecture tag; what xsimd
 // cannot express (horizontal reductions of 8.1, byte shuffles, maddubs, binary16
-// conversion, narrowing stores) is asked of isa<Arch>, specialised once per architecture
-// we build for, in the style of xsimd's arch/ folder:
-//   x86.hpp   isa<xsimd::sse2>, isa<xsimd::avx2>, isa<xsimd::avx512bw>
-//   neon.hpp  isa<xsimd::neon64>
-// Adding an instruction set is one specialisation in one file. Each specialisation is only
-// defined when the translation unit is compiled for that instruction set.
+// conversion, narrowing stores), or not exactly everywhere (division, square root), is
+// asked of isa<Arch>, specialised once per architecture we build for, one file per
+// instruction set in the style of xsimd's arch/ folder:
+//   isa/base.hpp    isa_base<Arch>: the portable xsimd floor every specialisation derives
+//                   from and hides where it does better
+//   isa/sse2.hpp    isa<xsimd::sse2>
+//   isa/avx2.hpp    isa<xsimd::avx2>
+//   isa/avx512.hpp  isa<xsimd::avx512bw>
+//   isa/neon.hpp    isa<xsimd::neon64>
+// This header is the layer: it includes all of them. Each specialisation is only defined
+// when the translation unit is compiled for that instruction set. (The CPU detection of
+// x86 is kernels/cpu_x86.hpp.) Where isa_base cannot give a primitive exactly on every
+// instruction set (div, sqrt) or at all (look_up, store_folded_halves), its version is a
+// static_assert: an instruction set that lacks the primitive fails to compile the kernels
+// that use it, it never gets an inexact one.
 //
-// A specialisation provides (F = xsimd::batch<float, Arch>, I = xsimd::batch<int32_t, Arch>,
-// N = F::size lanes, a block is 32 values, so 32 / N vectors):
+// The batch primitives of isa_base (one batch, count = N lanes; kquants/batch_ops.hpp and
+// lanes.hpp build the k-quant and iq4 searches on them):
+//   count, search_batches         N; how many batches the k-quant searches run side by side
+//   load, store, mul              unaligned I/O; a product never fused with a later add
+//   div(F, F), sqrt(F)            IEEE quotient and square root (no portable form)
+//   min, max (I), abs (F)         exact
+//   to_float(I), to_int(F)        exact for the small integers / integral floats used
+//   select(mask, a, b)            F or I lanes by a float mask
+//   widen(const int8_t*)          N signed bytes as F
+//   transpose(rows, out)          N rows of N floats, transposed into N vectors
+//   store_bytes(p, I)             N lanes in [0, 255] as bytes
+//   store_biased_bytes(out, v, bias, top)
+//                                 4 N lanes of v[0..4), each clamp(lane + bias, 0, top)
+//   load_raw_bytes, store_raw_bytes   4 N bytes as the bytes of I
+//   store_folded_halves(p, I, shift)  512-bit only: (low half) | (high half << shift)
+//   has_byte_shuffle, look_up(table, bytes)
+//                                 a 16-entry byte table indexed by each byte of a block
+//   scaled_sum(part, s1, part, s2)   lane sums of two parts times s1 and s2
+//
+// A specialisation also provides, for the 32-value kernels of generic.hpp
+// (F = xsimd::batch<float, Arch>, I = xsimd::batch<int32_t, Arch>, N = F::size lanes, a
+// block is 32 values, so 32 / N vectors):
 //   name                          how QMIX_FORCE_ARCH spells the level ("avx2")
 //   floats, ints, float_mask      F, I and xsimd::batch_bool<float, Arch>
 //   reduce_max(F)                 the largest lane (lanes are finite)
@@ -4016,24 +4057,51 @@ QMIX_API_END
 //   sum_offsets(F)                the sum of the mx * sy lanes
 // Every primitive is exact; the float products of the dot-product engine are the only
 // place where rounding enters, and dot products need only agree to rounding.
-namespace qmix::kernels {
-QMIX_ABI_BEGIN
+//
+// The level's choices and kernels of its own, each with a default in isa_base (so that a
+// new instruction set gets the portable path until it says otherwise):
+//   kquant_dots                   the k-quant dot-product driver (kquants/dot.hpp):
+//                                 kquants::avx2_dot<arch> (AVX2, AVX-512), neon_dot<arch>
+//                                 (NEON), or void: the scalar reference
+//   iq4_xs_dots                   the struct whose iq4_xs is iq4_xs's dot (nonlinear.hpp),
+//                                 or void: the generic one (AVX2, AVX-512: avx2_dot)
+//   has_vnni                      AVX-512 VNNI in ymm form (kquants/dot_avx2.hpp)
+//   q4_0_dot_arch                 whose q4_0 dot (generic.hpp) the level runs (AVX-512:
+//                                 xsimd::avx2's)
+//   has_dot_f16, dot_f16(x, y, n) an f16 dot product of the level's own (AVX2, AVX-512)
+//   load_bf16(p)                  N bf16 values as F
+//   store_u16(I, p)               N lanes in [0, 0xffff] as 16-bit values
+//   narrow_bf16(src, out, n)      narrows a prefix of src to bf16 with the level's own
+//                                 instructions, returns its length (0 in isa_base; AVX2,
+//                                 AVX-512 have their own)
 
-template <class Arch>
-struct isa;
+// ---- begin qmix/kernels/isa/avx2.hpp
 
-QMIX_ABI_END
-}  // namespace qmix::kernels
-// ---- end qmix/kernels/isa.hpp
-// ---- begin qmix/kernels/neon.hpp
+// x86-64 AVX2 + FMA + F16C + BMI2 (Haswell, Zen and later): isa<xsimd::avx2>, defined only
+// in translation units compiled for it. FMA only where a fused multiply-add gives the bytes
+// of the separate steps (add_exact_product). See kernels/isa.hpp for what each primitive
+// promises.
 
-// 64-bit ARM: the isa<> primitives of the NEON level, which every aarch64 CPU runs.
-// Only baseline ARMv8-A instructions are used (no dot-product extension), so the level
-// needs no run-time check. See isa.hpp for what each primitive promises.
-
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+
+// ---- begin qmix/kernels/isa/base.hpp
+
+// The per-ISA layer: isa<Arch>, specialised once per instruction set in isa/<isa>.hpp (see
+// kernels/isa.hpp for the contract), and isa_base<Arch>, the portable xsimd floor that
+// every specialisation inherits from and overrides where the instruction set does better.
+//
+// A primitive that the bytes depend on and that xsimd cannot give exactly on every
+// instruction set (division and square root: xsimd 8 estimates both on NEON) has no
+// portable form here: using it is a compile error until the specialisation defines it.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
 
 // ---- begin qmix/kernels/xsimd_shim.hpp
 
@@ -4095,17 +4163,6 @@ inline xsimd::batch<T, A> settle(xsimd::batch<T, A> value) {
     return value;
 }
 
-/// a / b correctly rounded. (xsimd 8.1 divides float batches on NEON by a refined
-/// reciprocal estimate, which is not the IEEE quotient.)
-template <class A>
-inline xsimd::batch<float, A> div(const xsimd::batch<float, A>& a,
-                                  const xsimd::batch<float, A>& b) {
-#if defined(__aarch64__) && XSIMD_WITH_NEON64
-    if constexpr (std::is_same_v<A, xsimd::neon64>) return vdivq_f32(a, b);
-#endif
-    return a / b;
-}
-
 /// a * b rounded on its own: never fused with the addition that consumes it.
 template <class T, class A>
 inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) {
@@ -4116,6 +4173,990 @@ QMIX_ABI_END
 }  // namespace qmix::simd
 // ---- end qmix/kernels/xsimd_shim.hpp
 
+namespace qmix::kernels {
+QMIX_ABI_BEGIN
+
+template <class Arch>
+struct isa;
+
+QMIX_ABI_END
+namespace kquants {
+QMIX_ABI_BEGIN
+// The dot-product drivers an isa<Arch> may name (kquant_dots, iq4_xs_dots).
+template <class Arch>
+struct avx2_dot;
+template <class Arch>
+struct neon_dot;
+QMIX_ABI_END
+}  // namespace kquants
+QMIX_ABI_BEGIN
+
+/// f(std::integral_constant<int, i>{}) for i = 0 .. N - 1, unrolled: inside f the index
+/// is a constant, so shift counts and shuffle masks built from it are immediates.
+template <class F, int... i>
+QMIX_FORCE_INLINE void unrolled_over(F&& f, std::integer_sequence<int, i...>) {
+    (f(std::integral_constant<int, i>{}), ...);
+}
+
+template <int N, class F>
+QMIX_FORCE_INLINE void unrolled(F&& f) {
+    unrolled_over(f, std::make_integer_sequence<int, N>{});
+}
+
+/// False, but only once Arch is known: a static_assert on it fires where a template that
+/// names it is used, not where it is defined.
+template <class Arch>
+inline constexpr bool isa_lacks = !std::is_same_v<Arch, Arch>;
+
+/// The portable floor of the layer: operations on one xsimd batch (count lanes) that
+/// xsimd gives exactly on every instruction set, or plain loops. A specialisation
+/// isa<Arch> derives from isa_base<Arch> and hides what it does better with a member of
+/// the same name.
+template <class Arch>
+struct isa_base {
+    using arch = Arch;
+    using floats = xsimd::batch<float, Arch>;
+    using ints = xsimd::batch<std::int32_t, Arch>;
+    using float_mask = xsimd::batch_bool<float, Arch>;
+    static constexpr int count = int(floats::size);
+
+    /// How many batches the k-quant scale searches run side by side (kquants/lanes.hpp).
+    static constexpr int search_batches = 2;
+    /// Whether 16-entry byte tables are looked up in a register (look_up): without it the
+    /// iq4 dequantizers and dot products stay scalar (kernels/nonlinear.hpp).
+    static constexpr bool has_byte_shuffle = false;
+
+    static floats load(const float* p) { return floats::load_unaligned(p); }
+    static ints load(const std::int32_t* p) { return ints::load_unaligned(p); }
+    static void store(float* p, floats v) { v.store_unaligned(p); }
+    static void store(std::int32_t* p, ints v) { v.store_unaligned(p); }
+
+    /// a * b rounded on its own, never fused with the addition that consumes it.
+    static floats mul(floats a, floats b) { return simd::mul(a, b); }
+
+    /// The correctly rounded quotient: every specialisation must say how (xsimd 8 divides
+    /// on NEON by a reciprocal estimate and two Newton steps, which changes the bytes).
+    template <class A = Arch>
+    static floats div(floats a, floats b) {
+        static_assert(isa_lacks<A>, "isa<Arch> must define div, the IEEE quotient");
+        return a;
+    }
+
+    /// The correctly rounded square root (xsimd 8 estimates it on NEON, as division).
+    template <class A = Arch>
+    static floats sqrt(floats a) {
+        static_assert(isa_lacks<A>, "isa<Arch> must define sqrt, the IEEE square root");
+        return a;
+    }
+
+    static ints min(ints a, ints b) { return xsimd::min(a, b); }
+    static ints max(ints a, ints b) { return xsimd::max(a, b); }
+
+    /// Exact for the small integers the kernels convert.
+    static floats to_float(ints v) { return xsimd::to_float(v); }
+    /// For floats that hold integers: exact.
+    static ints to_int(floats v) { return xsimd::to_int(v); }
+
+    static floats select(float_mask m, floats a, floats b) { return xsimd::select(m, a, b); }
+    static ints select(float_mask m, ints a, ints b) {
+        return xsimd::select(xsimd::bool_cast(m), a, b);
+    }
+
+    /// |v|, by clearing the sign bit as fabs does.
+    static floats abs(floats v) { return xsimd::abs(v); }
+
+    /// Eight-bit levels p[0 .. count) as floats.
+    static floats widen(const std::int8_t* p) {
+        alignas(64) float values[count];
+        for (int i = 0; i < count; ++i) values[i] = float(p[i]);
+        return floats::load_aligned(values);
+    }
+
+    /// out[i] lane j = rows[j][i] for i, j < count: a square transpose of count rows.
+    static void transpose(const float* const* rows, floats* out) {
+        alignas(64) float buffer[count * count];
+        for (int j = 0; j < count; ++j) {
+            for (int i = 0; i < count; ++i) buffer[i * count + j] = rows[j][i];
+        }
+        for (int i = 0; i < count; ++i) out[i] = floats::load_aligned(buffer + i * count);
+    }
+
+    /// Stores the lanes of v, each 0..255, as count bytes.
+    static void store_bytes(std::uint8_t* p, ints v) {
+        alignas(64) std::int32_t values[count];
+        v.store_aligned(values);
+        for (int i = 0; i < count; ++i) p[i] = std::uint8_t(values[i]);
+    }
+
+    /// out[j] = clamp(lane j % count of v[j / count] + bias, 0, top) for j < 4 count: four
+    /// batches of any int32 values to bytes (0 <= bias, top <= 127).
+    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
+        alignas(64) std::int32_t values[count];
+        for (int k = 0; k < 4; ++k) {
+            v[k].store_aligned(values);
+            for (int i = 0; i < count; ++i) {
+                const std::int64_t sum = std::int64_t(values[i]) + bias;
+                out[k * count + i] = std::uint8_t(sum < 0 ? 0 : sum > top ? top : sum);
+            }
+        }
+    }
+
+    /// count * 4 bytes at p, four to a lane.
+    static ints load_raw_bytes(const std::uint8_t* p) {
+        alignas(64) std::int32_t words[count];
+        std::memcpy(words, p, sizeof words);
+        return ints::load_aligned(words);
+    }
+
+    /// Stores v's bytes (count * 4 of them) at p.
+    static void store_raw_bytes(std::uint8_t* p, ints v) {
+        alignas(64) std::int32_t words[count];
+        v.store_aligned(words);
+        std::memcpy(p, words, sizeof words);
+    }
+
+    /// 512-bit batches only (isa/avx512.hpp): stores the 32 bytes (low half of v) | (high
+    /// half of v << shift), shifting 32-bit lanes (the caller keeps every bit in its byte).
+    template <class A = Arch>
+    static void store_folded_halves(std::uint8_t*, ints, int) {
+        static_assert(isa_lacks<A>, "store_folded_halves folds a 512-bit batch");
+    }
+
+    /// The dot-product engine (isa.hpp) of the iq4 formats: byte j of the result is
+    /// table[byte j of indices], indices in [0, 16). Only with has_byte_shuffle.
+    template <class A = Arch, class Bytes>
+    static Bytes look_up(const std::int8_t* table, Bytes indices) {
+        static_assert(isa_lacks<A>, "look_up needs a byte shuffle (has_byte_shuffle)");
+        (void)table;
+        return indices;
+    }
+
+    /// The sum of the int32 lanes of the part first times s1 plus those of second times s2
+    /// (exact: the caller's sums fit).
+    template <class Part>
+    static std::int32_t scaled_sum(Part first, int s1, Part second, int s2) {
+        alignas(64) std::int32_t a[sizeof(Part) / 4];
+        alignas(64) std::int32_t c[sizeof(Part) / 4];
+        std::memcpy(a, &first, sizeof a);
+        std::memcpy(c, &second, sizeof c);
+        std::int32_t sa = 0, sc = 0;
+        for (std::size_t i = 0; i < sizeof(Part) / 4; ++i) sa += a[i], sc += c[i];
+        return sa * s1 + sc * s2;
+    }
+
+    // ---- which dot-product drivers the level uses (kquants/dot.hpp, nonlinear.hpp) -----
+    /// The k-quant dot products (q2_k .. q6_k against q8_K): a struct of static functions
+    /// (kquants::avx2_dot<arch>, kquants::neon_dot<arch>), or void: the slots stay empty
+    /// and the table falls back to the scalar reference.
+    using kquant_dots = void;
+    /// The struct whose iq4_xs member is iq4_xs's dot product, or void: the generic one
+    /// (nonlinear.hpp) where the level has a byte shuffle.
+    using iq4_xs_dots = void;
+    /// Whether the level has AVX-512 VNNI's vpdpwssd / vpdpbusd in ymm form (the x86
+    /// k-quant dot products, kquants/dot_avx2.hpp).
+    static constexpr bool has_vnni = false;
+    /// Whether the level has its own f16 dot product, dot_f16(x, y, n) (generic.hpp's
+    /// dot_f16 uses it instead of the xsimd one).
+    static constexpr bool has_dot_f16 = false;
+    /// The architecture whose q4_0 dot product (generic.hpp) the level uses: its own here.
+    using q4_0_dot_arch = Arch;
+
+    // ---- bf16 (kernels/bf16.hpp) ---------------------------------------------------------
+    /// count bf16 values as floats.
+    static floats load_bf16(const std::uint16_t* p) {
+        alignas(64) float values[count];
+        for (int i = 0; i < count; ++i) values[i] = bf16_to_float(p[i]);
+        return floats::load_aligned(values);
+    }
+    /// count lanes, each in [0, 0xffff], as 16-bit values.
+    static void store_u16(ints v, std::uint16_t* p) {
+        alignas(64) std::int32_t values[count];
+        v.store_aligned(values);
+        for (int i = 0; i < count; ++i) p[i] = std::uint16_t(values[i]);
+    }
+    /// Narrows the first values of src to bf16 (as float_to_bf16) with the level's own
+    /// instructions, as long as whole steps remain; returns how many it narrowed: none
+    /// here, the caller's xsimd and scalar loops do the rest.
+    static std::int64_t narrow_bf16(const float* src, std::uint16_t* out, std::int64_t n) {
+        (void)src, (void)out, (void)n;
+        return 0;
+    }
+};
+
+QMIX_ABI_END
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/isa/base.hpp
+
+#if defined(QMIX_ARCH_X86_64)
+#include <immintrin.h>
+
+namespace qmix::kernels {
+QMIX_ABI_BEGIN
+
+// ---------------------------------------------------------------------------------------
+// AVX2 + F16C: 8 floats per vector, one block of bytes per ymm register.
+#if defined(__AVX2__) && defined(__F16C__)
+#define QMIX_ISA_AVX2 1
+template <>
+struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
+    using arch = xsimd::avx2;
+    using floats = xsimd::batch<float, arch>;
+    using ints = xsimd::batch<std::int32_t, arch>;
+    using float_mask = xsimd::batch_bool<float, arch>;
+    static constexpr std::string_view name = "avx2";
+
+    static float reduce_max(floats v) {
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        return _mm_cvtss_f32(m);
+    }
+    static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(_mm256_movemask_ps(m)); }
+
+    static floats transpose_max(const floats* v) {
+        return transpose_by(v, [](__m256 a, __m256 b) { return _mm256_max_ps(a, b); });
+    }
+    static floats transpose_min(const floats* v) {
+        return transpose_by(v, [](__m256 a, __m256 b) { return _mm256_min_ps(a, b); });
+    }
+    static floats transpose_add(const floats* v) {
+        return transpose_by(v, [](__m256 a, __m256 b) { return _mm256_add_ps(a, b); });
+    }
+
+    static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
+        // Narrow the 32 levels to bytes first (the packs interleave 128-bit lanes, the
+        // permutation restores the order), then clamp, split and join in bytes.
+        const __m256i words = _mm256_packs_epi16(_mm256_packs_epi32(levels[0], levels[1]),
+                                                 _mm256_packs_epi32(levels[2], levels[3]));
+        __m256i bytes =
+            _mm256_permutevar8x32_epi32(words, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        bytes = _mm256_min_epu8(bytes, _mm256_set1_epi8(char(top)));
+        const auto fifth = std::uint32_t(_mm256_movemask_epi8(_mm256_slli_epi16(bytes, 3)));
+        const __m256i nibbles = _mm256_and_si256(bytes, _mm256_set1_epi8(0x0f));
+        const __m128i packed =
+            _mm_or_si128(_mm256_castsi256_si128(nibbles),
+                         _mm_slli_epi16(_mm256_extracti128_si256(nibbles, 1), 4));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), packed);
+        return fifth;
+    }
+    static ints widen_u8(const std::uint8_t* p) {
+        return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ints widen_i8(const std::int8_t* p) {
+        return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ints bit_lanes(std::uint32_t bits, int first) {
+        const __m256i shifts =
+            _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(std::int32_t(bits)), shifts),
+                                _mm256_set1_epi32(1));
+    }
+    static void store_i8x32(const ints* v, std::int8_t* out) {
+        // The packs work within 128-bit lanes; the final permutation restores the order.
+        const __m256i a = _mm256_packs_epi32(v[0], v[1]);
+        const __m256i b = _mm256_packs_epi32(v[2], v[3]);
+        const __m256i packed = _mm256_permutevar8x32_epi32(
+            _mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), packed);
+    }
+
+    // F16C converts exactly and, with the rounding given explicitly, to nearest even
+    // whatever MXCSR says: the same results as core/binary16.hpp, NaN payloads included.
+    static float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
+    static std::uint16_t float_to_half(float f) {
+        return std::uint16_t(
+            _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
+    }
+    static floats load_halves(const std::uint16_t* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static void store_halves(floats v, std::uint16_t* p) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    static floats add_exact_product(floats a, floats b, floats c) { return multiply_add(a, b, c); }
+    static floats multiply_add(floats a, floats b, floats c) {
+#if defined(__FMA__)
+        return _mm256_fmadd_ps(a, b, c);
+#else
+        return c + simd::mul(a, b);
+#endif
+    }
+
+    // Dot-product engine: one block per ymm register of bytes; a step is two blocks, whose
+    // eight partial sums each are paired up by one horizontal add into one vector of ints
+    // (lanes 0, 1, 4, 5 of the first block, 2, 3, 6, 7 of the second), so that a step
+    // takes one conversion and one multiply-add in floats.
+    using bytes = __m256i;
+    using part = __m256i;
+    static constexpr std::size_t parts_per_vector = 2;
+
+    static bytes load_bytes(const void* p) {
+        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+    }
+    static bytes nibbles(const std::uint8_t* qs) {
+        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
+        const __m256i both =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                                _mm256_set1_epi8(0x0f));
+    }
+    /// Byte j is 0xff where bit j of the little-endian word at qh is set, else 0: byte j
+    /// gets byte j / 8 of the word, then is compared under the mask of its bit j % 8.
+    static __m256i bit_bytes(const std::uint8_t* qh) {
+        std::uint32_t word;
+        std::memcpy(&word, qh, sizeof word);
+        const __m256i spread =
+            _mm256_shuffle_epi8(_mm256_set1_epi32(std::int32_t(word)),
+                                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+                                                 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        const __m256i bit = _mm256_set1_epi64x(std::int64_t(0x8040201008040201ull));
+        return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    }
+    static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
+        return _mm256_or_si256(b, _mm256_and_si256(bit_bytes(qh), _mm256_set1_epi8(16)));
+    }
+    /// The 32-value dot product of q5_0 levels (nibble + 16 * fifth bit - 16) with s, as
+    /// nibble * s - (16 where the fifth bit is clear) * s in maddubs' 16-bit pair sums (each
+    /// within 2 * 16 * 128 of zero, so neither saturates): one operation fewer than
+    /// add_fifth_bits and dot_offset.
+    static constexpr bool has_dot_fifth_offset = true;
+    static part dot_fifth_offset(bytes nibble, const std::uint8_t* qh, bytes s) {
+        const __m256i offset = _mm256_andnot_si256(bit_bytes(qh), _mm256_set1_epi8(16));
+        const __m256i products =
+            _mm256_sub_epi16(_mm256_maddubs_epi16(nibble, s), _mm256_maddubs_epi16(offset, s));
+        return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+    }
+    static bytes sub_bytes(bytes b, std::int8_t k) {
+        return _mm256_sub_epi8(b, _mm256_set1_epi8(k));
+    }
+    static part dot_unsigned(bytes u, bytes s) {
+        // Pairs of u8 * s8 products fit in int16 because u <= 127.
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+    }
+    static part dot_signed(bytes x, bytes s) {
+        // x * s = |s| * (x * sign(s)): |s| is exact as an unsigned byte even for -128, and
+        // x * sign(s) cannot overflow because x is never -128.
+        return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
+    }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        // (u - k) * s as u * s - k * s, in the 16-bit pair sums of maddubs: a pair of u * s
+        // lies within 2 * 31 * 128 = 7936 of zero, a pair of k * s within 2 * 16 * 128, so
+        // neither saturates and their difference fits.
+        const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(u, s),
+                                                  _mm256_maddubs_epi16(_mm256_set1_epi8(k), s));
+        return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+    }
+    static ints join(const part* p) {
+        return _mm256_hadd_epi32(p[0], p[1]);
+    }
+
+    /// The first two binary16 values of the two blocks of a step and of their partners
+    /// (x: d and m, y: d and s), gathered in integer registers and converted at once:
+    /// lanes 0 and 4 hold dx * dy of the two blocks, lanes 1 and 5 mx * sy.
+    template <class X, class Y>
+    static floats step_constants(const X* x, const Y* y) {
+        const __m256 f = _mm256_cvtph_ps(step_words(x, y));
+        return _mm256_mul_ps(f, _mm256_permute_ps(f, 0xee));
+    }
+    /// The first 32 bits of x[0], y[0], x[1], y[1], in this order.
+    template <class X, class Y>
+    static __m128i step_words(const X* x, const Y* y) {
+        std::uint64_t first = load_u32(x) | std::uint64_t(load_u32(y)) << 32;
+        std::uint64_t second = load_u32(x + 1) | std::uint64_t(load_u32(y + 1)) << 32;
+        // Kept in integer registers: the compiler would otherwise assemble the words with
+        // vector inserts and shifts, on the ports the rest of the step needs.
+        in_integer_register(first);
+        in_integer_register(second);
+        return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
+    }
+    static floats step_scales(floats constants) {
+        // join's lanes: 0, 1, 4, 5 belong to the first block, 2, 3, 6, 7 to the second.
+        return _mm256_permutevar8x32_ps(constants, _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4));
+    }
+    static float sum_offsets(floats offsets) {
+        const __m128 both =
+            _mm_add_ps(_mm256_castps256_ps128(offsets), _mm256_extractf128_ps(offsets, 1));
+        return _mm_cvtss_f32(_mm_movehdup_ps(both));
+    }
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    static void in_integer_register(std::uint64_t& v) {
+#if defined(__GNUC__) || defined(__clang__)
+        __asm__("" : "+r"(v));
+#endif
+    }
+
+    /// Lane b of the result reduces vector b (eight vectors of eight): pairs of vectors
+    /// are interleaved and reduced three times, halving the lanes each vector spans.
+    template <class Op>
+    static floats transpose_by(const floats* v, Op op) {
+        __m256 pairs[4];
+        for (int i = 0; i < 4; ++i) {
+            pairs[i] = op(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                          _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+        }
+        auto quads = [&](__m256 a, __m256 b) {
+            const __m256d x = _mm256_castps_pd(a), y = _mm256_castps_pd(b);
+            return op(_mm256_castpd_ps(_mm256_unpacklo_pd(x, y)),
+                      _mm256_castpd_ps(_mm256_unpackhi_pd(x, y)));
+        };
+        const __m256 first = quads(pairs[0], pairs[1]);
+        const __m256 second = quads(pairs[2], pairs[3]);
+        return op(_mm256_permute2f128_ps(first, second, 0x20),
+                  _mm256_permute2f128_ps(first, second, 0x31));
+    }
+
+    // The batch primitives of the k-quant and iq4 kernels (isa_base's, where AVX2 does
+    // better or where only the instruction set can say what is exact).
+    /// Four against two measured on Zen: up to 6 percent on q2_k q3_k q6_k.
+    static constexpr int search_batches = 4;
+    static constexpr bool has_byte_shuffle = true;
+    static bytes look_up(const std::int8_t* table, bytes indices) {
+        const __m256i both =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+        return _mm256_shuffle_epi8(both, indices);
+    }
+    static floats div(floats a, floats b) {
+        return a / b;
+    }
+    static floats sqrt(floats a) {
+        return xsimd::sqrt(a);
+    }
+    static floats widen(const std::int8_t* p) {
+        const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+        return floats(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)));
+    }
+    QMIX_FORCE_INLINE static void transpose(const float* const* rows, floats* out) {
+        const __m256 r0 = _mm256_loadu_ps(rows[0]);
+        const __m256 r1 = _mm256_loadu_ps(rows[1]);
+        const __m256 r2 = _mm256_loadu_ps(rows[2]);
+        const __m256 r3 = _mm256_loadu_ps(rows[3]);
+        const __m256 r4 = _mm256_loadu_ps(rows[4]);
+        const __m256 r5 = _mm256_loadu_ps(rows[5]);
+        const __m256 r6 = _mm256_loadu_ps(rows[6]);
+        const __m256 r7 = _mm256_loadu_ps(rows[7]);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1);
+        const __m256 t1 = _mm256_unpackhi_ps(r0, r1);
+        const __m256 t2 = _mm256_unpacklo_ps(r2, r3);
+        const __m256 t3 = _mm256_unpackhi_ps(r2, r3);
+        const __m256 t4 = _mm256_unpacklo_ps(r4, r5);
+        const __m256 t5 = _mm256_unpackhi_ps(r4, r5);
+        const __m256 t6 = _mm256_unpacklo_ps(r6, r7);
+        const __m256 t7 = _mm256_unpackhi_ps(r6, r7);
+        // u_c (u_c + 4): columns c and c + 4 of rows 0-3 (4-7) in its two 128-bit halves.
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44);
+        const __m256 u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44);
+        const __m256 u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44);
+        const __m256 u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44);
+        const __m256 u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        out[0] = floats(_mm256_permute2f128_ps(u0, u4, 0x20));
+        out[1] = floats(_mm256_permute2f128_ps(u1, u5, 0x20));
+        out[2] = floats(_mm256_permute2f128_ps(u2, u6, 0x20));
+        out[3] = floats(_mm256_permute2f128_ps(u3, u7, 0x20));
+        out[4] = floats(_mm256_permute2f128_ps(u0, u4, 0x31));
+        out[5] = floats(_mm256_permute2f128_ps(u1, u5, 0x31));
+        out[6] = floats(_mm256_permute2f128_ps(u2, u6, 0x31));
+        out[7] = floats(_mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    static void store_bytes(std::uint8_t* p, ints v) {
+        const __m256i all = v;
+        const __m128i words =
+            _mm_packus_epi32(_mm256_castsi256_si128(all), _mm256_extracti128_si256(all, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(words, words));
+    }
+    /// Saturating narrowing keeps the order of the values, so clamping after it clamps the
+    /// exact sums.
+    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
+        const __m256i biases = _mm256_set1_epi16(std::int16_t(bias));
+        const __m256i low = _mm256_adds_epi16(_mm256_packs_epi32(v[0], v[1]), biases);
+        const __m256i high = _mm256_adds_epi16(_mm256_packs_epi32(v[2], v[3]), biases);
+        // packs works within 128-bit halves: 32-bit groups come out as 0 2 4 6 1 3 5 7.
+        __m256i all = _mm256_packus_epi16(low, high);
+        all = _mm256_permutevar8x32_epi32(all, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        all = _mm256_min_epu8(all, _mm256_set1_epi8(char(top)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), all);
+    }
+
+    // ---- dot-product drivers (the avx512 level uses them too) ------------------------------
+    using kquant_dots = kquants::avx2_dot<arch>;
+    /// The k-quant driver, which reduces eight blocks at once.
+    using iq4_xs_dots = kquants::avx2_dot<arch>;
+
+#if defined(__FMA__)
+    static constexpr bool has_dot_f16 = true;
+    /// f16's dot product (generic.hpp's dot_f16; also the avx512 level's): the conversion of
+    /// the halves is what bounds it, and converting 16 halves at once (vcvtph2ps into a
+    /// zmm) runs at about two thirds of the rate of two 8-wide conversions (Zen 4: 18
+    /// against 27 G values/s), so both levels convert 8 at a time into ymm registers. Eight
+    /// accumulators hide the latency of the fused multiply-add (exact: the products of two
+    /// binary16 values are exact in binary32); each stretch of `chunk` values is added in
+    /// double, as in generic.hpp's dot_floats.
+    static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
+        constexpr std::int64_t chunk = 4096;
+        const auto halves = [](const std::uint16_t* p) {
+            return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        };
+        double total = 0.0;
+        std::int64_t i = 0;
+        while (i + 8 <= n) {
+            const std::int64_t end = std::min(n, i + chunk);
+            __m256 acc[8];
+            for (auto& a : acc) a = _mm256_setzero_ps();
+            for (; i + 64 <= end; i += 64) {
+                for (int k = 0; k < 8; ++k) {
+                    acc[k] = _mm256_fmadd_ps(halves(x + i + 8 * k), halves(y + i + 8 * k), acc[k]);
+                }
+            }
+            for (; i + 8 <= end; i += 8)
+                acc[0] = _mm256_fmadd_ps(halves(x + i), halves(y + i), acc[0]);
+            const __m256 s = _mm256_add_ps(
+                _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
+                _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            total += double(_mm_cvtss_f32(h));
+        }
+        for (; i < n; ++i) total += double(half_to_float(x[i]) * half_to_float(y[i]));
+        return float(total);
+    }
+#endif
+
+    // ---- bf16 (kernels/bf16.hpp) ---------------------------------------------------------
+    static floats load_bf16(const std::uint16_t* p) {
+        const __m128i halves = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        return floats(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(halves), 16)));
+    }
+    static void store_u16(ints v, std::uint16_t* p) {
+        const __m256i all = v;
+        _mm_storeu_si128(
+            reinterpret_cast<__m128i*>(p),
+            _mm_packus_epi32(_mm256_castsi256_si128(all), _mm256_extracti128_si256(all, 1)));
+    }
+    /// Works on 16-bit halves: the upper halves h and the lower halves l of 16 values are
+    /// gathered into one register each, and h rounds up exactly when l - (1 - (h & 1)),
+    /// saturating at 0, is at least 0x8000. A step whose values include an infinity or NaN
+    /// (exponent all ones) is narrowed by the scalar code instead.
+    static std::int64_t narrow_bf16(const float* src, std::uint16_t* out, std::int64_t n) {
+        std::int64_t i = 0;
+        // Stores that do not straddle cache lines: the scalar code takes values until
+        // out is 32-byte aligned.
+        while (i < n && i < 16 && (reinterpret_cast<std::uintptr_t>(out + i) & 31) != 0) {
+            out[i] = float_to_bf16(src[i]);
+            ++i;
+        }
+        // Per 128-bit lane: the upper halves of four values, then their lower halves.
+        const __m256i split =
+            _mm256_setr_epi8(2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10,
+                             11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13);
+        const __m256i one = _mm256_set1_epi16(1);
+        const __m256i exponent = _mm256_set1_epi16(0x7f80);
+        const __m256i zero = _mm256_setzero_si256();
+        // 64 values a step, as four groups of 16, each stage for all four groups before
+        // the next (Zen 4: 16.3 G values/s against 15.5 group by group, 13.2 for the
+        // former 32-value step with a test per step and five operations to round).
+        constexpr int groups = 4;
+        for (; i + 16 * groups <= n; i += 16 * groups) {
+            __m256i h[groups], l[groups];
+            for (int g = 0; g < groups; ++g) {
+                const float* p = src + i + 16 * g;
+                const __m256i a = _mm256_shuffle_epi8(
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), split);
+                const __m256i b = _mm256_shuffle_epi8(
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 8)), split);
+                // Upper halves h and lower halves l, in the order 0-3 8-11 4-7 12-15.
+                h[g] = _mm256_unpacklo_epi64(a, b);
+                l[g] = _mm256_unpackhi_epi64(a, b);
+            }
+            // An exponent of all ones (infinity, NaN) anywhere in the step: the largest
+            // exponent field of the step is all ones.
+            __m256i seen = _mm256_and_si256(h[0], exponent);
+            for (int g = 1; g < groups; ++g)
+                seen = _mm256_max_epu16(seen, _mm256_and_si256(h[g], exponent));
+            // h rounds up when l > 0x8000, or l == 0x8000 and h is odd: exactly when
+            // l minus (1 when h is even), saturating at 0, has its top bit set.
+            for (int g = 0; g < groups; ++g)
+                l[g] = _mm256_subs_epu16(l[g], _mm256_andnot_si256(h[g], one));
+            __m256i rounded[groups];
+            for (int g = 0; g < groups; ++g) {
+                rounded[g] = _mm256_permute4x64_epi64(
+                    _mm256_sub_epi16(h[g], _mm256_cmpgt_epi16(zero, l[g])), 0xd8);
+                // Computed before the test, not moved past it by the compiler (which
+                // with GCC 12 spills: 2-3 percent).
+                __asm__("" : "+x"(rounded[g]));
+            }
+            if (_mm256_movemask_epi8(_mm256_cmpeq_epi16(seen, exponent)) != 0) {
+                for (std::int64_t k = i; k < i + 16 * groups; ++k) out[k] = float_to_bf16(src[k]);
+                continue;
+            }
+            for (int g = 0; g < groups; ++g)
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 16 * g), rounded[g]);
+        }
+        return i;
+    }
+};
+#endif  // __AVX2__ && __F16C__
+
+QMIX_ABI_END
+}  // namespace qmix::kernels
+
+#endif  // QMIX_ARCH_X86_64
+// ---- end qmix/kernels/isa/avx2.hpp
+// ---- begin qmix/kernels/isa/avx512.hpp
+
+// x86-64 AVX-512 F/BW/VL/DQ/CD + VNNI (Ice Lake, Zen 4 and later): isa<xsimd::avx512bw>,
+// defined only in translation units compiled for it. It borrows isa<xsimd::avx2>'s
+// step_words. See kernels/isa.hpp for what each primitive promises.
+
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+
+#if defined(QMIX_ARCH_X86_64)
+#include <immintrin.h>
+
+namespace qmix::kernels {
+QMIX_ABI_BEGIN
+
+// ---------------------------------------------------------------------------------------
+// AVX-512: 16 floats per vector; the dot products run one block per ymm (VNNI does the
+// multiply-add in one instruction) and join two blocks per zmm for the float part.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__) && defined(__AVX512VNNI__) && defined(__F16C__)
+#define QMIX_ISA_AVX512 1
+template <>
+struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
+    using arch = xsimd::avx512bw;
+    using floats = xsimd::batch<float, arch>;
+    using ints = xsimd::batch<std::int32_t, arch>;
+    using float_mask = xsimd::batch_bool<float, arch>;
+    static constexpr std::string_view name = "avx512";
+
+    static float reduce_max(floats v) {
+        const __m256 m = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+        return isa_avx2_reduce(m, [](__m128 a, __m128 b) { return _mm_max_ps(a, b); });
+    }
+    static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(m.data); }
+
+    static floats transpose_max(const floats* v) {
+        return transpose_by(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+    }
+    static floats transpose_min(const floats* v) {
+        return transpose_by(v, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); });
+    }
+    static floats transpose_add(const floats* v) {
+        return transpose_by(v, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); });
+    }
+
+    static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
+        const __m512i limit = _mm512_set1_epi32(top);
+        const __m512i low = _mm512_min_epi32(levels[0], limit);
+        const __m512i high = _mm512_min_epi32(levels[1], limit);
+        const __m512i nibble = _mm512_set1_epi32(0x0f);
+        const __m512i packed = _mm512_or_si512(
+            _mm512_and_si512(low, nibble), _mm512_slli_epi32(_mm512_and_si512(high, nibble), 4));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtepi32_epi8(packed));
+        const __m512i fifth = _mm512_set1_epi32(16);
+        return std::uint32_t(_mm512_test_epi32_mask(low, fifth)) |
+               std::uint32_t(_mm512_test_epi32_mask(high, fifth)) << 16;
+    }
+    static ints widen_u8(const std::uint8_t* p) {
+        return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ints widen_i8(const std::int8_t* p) {
+        return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ints bit_lanes(std::uint32_t bits, int first) {
+        const __m512i shifts = _mm512_add_epi32(
+            _mm512_set1_epi32(first),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+        return _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(std::int32_t(bits)), shifts),
+                                _mm512_set1_epi32(1));
+    }
+    static void store_i8x32(const ints* v, std::int8_t* out) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(v[0]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(v[1]));
+    }
+
+    static float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
+    static std::uint16_t float_to_half(float f) {
+        return std::uint16_t(
+            _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
+    }
+    static floats load_halves(const std::uint16_t* p) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static void store_halves(floats v, std::uint16_t* p) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                            _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    static floats add_exact_product(floats a, floats b, floats c) {
+        return _mm512_fmadd_ps(a, b, c);
+    }
+    static floats multiply_add(floats a, floats b, floats c) { return _mm512_fmadd_ps(a, b, c); }
+
+    // Dot-product engine: one block per ymm register of bytes, as for AVX2; a step is four
+    // blocks, each pair's partial sums paired up by one horizontal add (lanes 0, 1, 4, 5 of
+    // the first block, 2, 3, 6, 7 of the second) and the two pairs joined into one zmm, so
+    // that four blocks take one conversion and one multiply-add in floats.
+    using bytes = __m256i;
+    using part = __m256i;
+    static constexpr std::size_t parts_per_vector = 4;
+
+    static bytes load_bytes(const void* p) { return isa<xsimd::avx2>::load_bytes(p); }
+    static bytes nibbles(const std::uint8_t* qs) { return isa<xsimd::avx2>::nibbles(qs); }
+    static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
+        // A mask register holds one bit per byte: exactly the layout of qh.
+        std::uint32_t word;
+        std::memcpy(&word, qh, sizeof word);
+        return _mm256_or_si256(b, _mm256_maskz_mov_epi8(__mmask32(word), _mm256_set1_epi8(16)));
+    }
+    static bytes sub_bytes(bytes b, std::int8_t k) {
+        return _mm256_sub_epi8(b, _mm256_set1_epi8(k));
+    }
+    static part dot_unsigned(bytes u, bytes s) {
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+    }
+    static part dot_signed(bytes x, bytes s) {
+        // As for AVX2: x * s = |s| * (x * sign(s)), exact because x is never -128.
+        return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
+    }
+    static part dot_offset(bytes u, std::int8_t k, bytes s) {
+        // (u - k) * s summed as u * s - k * s: two unsigned-by-signed dot products.
+        return _mm256_sub_epi32(dot_unsigned(u, s), dot_unsigned(_mm256_set1_epi8(k), s));
+    }
+    static ints join(const part* p) {
+        return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_hadd_epi32(p[0], p[1])),
+                                  _mm256_hadd_epi32(p[2], p[3]), 1);
+    }
+
+    /// The first two binary16 values of the four blocks of a step and of their partners,
+    /// converted at once: lanes 4 k hold dx * dy of block k, lanes 4 k + 1 mx * sy.
+    template <class X, class Y>
+    static floats step_constants(const X* x, const Y* y) {
+        // Gathered in integer registers, as for AVX2.
+        const __m256i words = _mm256_set_m128i(isa<xsimd::avx2>::step_words(x + 2, y + 2),
+                                               isa<xsimd::avx2>::step_words(x, y));
+        const __m512 f = _mm512_cvtph_ps(words);
+        return _mm512_mul_ps(f, _mm512_permute_ps(f, 0xee));
+    }
+    static floats step_scales(floats constants) {
+        // join's lanes: 0, 1, 4, 5 are block 0's, 2, 3, 6, 7 block 1's, 8, 9, 12, 13 block
+        // 2's, 10, 11, 14, 15 block 3's.
+        return _mm512_permutexvar_ps(
+            _mm512_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4, 8, 8, 12, 12, 8, 8, 12, 12), constants);
+    }
+    static float sum_offsets(floats offsets) {
+        alignas(64) float lane[16];
+        offsets.store_aligned(lane);
+        return (lane[1] + lane[5]) + (lane[9] + lane[13]);
+    }
+
+    // The batch primitives of the k-quant and iq4 kernels (isa_base's, where AVX-512 does
+    // better or where only the instruction set can say what is exact). The intrinsics are
+    // xsimd's instructions spelled with an all-ones zeroing mask: GCC 12's unmasked
+    // intrinsics start from an "undefined" vector that trips -Wmaybe-uninitialized in
+    // every includer. The compiler emits the unmasked instruction.
+    /// Four against two measured on Zen: 10 to 13 percent on every k-quant.
+    static constexpr int search_batches = 4;
+    static constexpr bool has_byte_shuffle = true;
+    static bytes look_up(const std::int8_t* table, bytes indices) {
+        return isa<xsimd::avx2>::look_up(table, indices);
+    }
+    static floats div(floats a, floats b) { return a / b; }
+    static floats sqrt(floats a) { return floats(_mm512_maskz_sqrt_ps(0xFFFF, a)); }
+    static ints min(ints a, ints b) { return ints(_mm512_maskz_min_epi32(0xFFFF, a, b)); }
+    static ints max(ints a, ints b) { return ints(_mm512_maskz_max_epi32(0xFFFF, a, b)); }
+    static floats to_float(ints v) { return floats(_mm512_maskz_cvtepi32_ps(0xFFFF, v)); }
+    static ints to_int(floats v) { return ints(_mm512_maskz_cvttps_epi32(0xFFFF, v)); }
+    static floats select(float_mask m, floats a, floats b) { return xsimd::select(m, a, b); }
+    static ints select(float_mask m, ints a, ints b) {
+        // xsimd 8's own integer select on AVX-512BW does not compile at -O0 with GCC.
+        return ints(_mm512_mask_blend_epi32(m.data, b, a));
+    }
+    static floats widen(const std::int8_t* p) {
+        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        return to_float(ints(_mm512_maskz_cvtepi8_epi32(0xFFFF, bytes)));
+    }
+    QMIX_FORCE_INLINE static void transpose(const float* const* rows, floats* out) {
+        __m512 t[16];
+        unrolled<8>([&](auto i) {
+            const __m512 a = _mm512_loadu_ps(rows[2 * i]);
+            const __m512 b = _mm512_loadu_ps(rows[2 * i + 1]);
+            t[2 * i] = _mm512_maskz_unpacklo_ps(0xFFFF, a, b);
+            t[2 * i + 1] = _mm512_maskz_unpackhi_ps(0xFFFF, a, b);
+        });
+        __m512 u[16];  // u[4 g + c], 128-bit lane l: rows 4g .. 4g + 3 of column 4 l + c
+        unrolled<4>([&](auto g) {
+            const __m512d p0 = _mm512_castps_pd(t[4 * g]);
+            const __m512d p1 = _mm512_castps_pd(t[4 * g + 1]);
+            const __m512d p2 = _mm512_castps_pd(t[4 * g + 2]);
+            const __m512d p3 = _mm512_castps_pd(t[4 * g + 3]);
+            u[4 * g + 0] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, p0, p2));
+            u[4 * g + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, p0, p2));
+            u[4 * g + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, p1, p3));
+            u[4 * g + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, p1, p3));
+        });
+        unrolled<4>([&](auto c) {
+            const __m512 v0 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[c], u[4 + c], 0x44);
+            const __m512 v1 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[c], u[4 + c], 0xEE);
+            const __m512 v2 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + c], u[12 + c], 0x44);
+            const __m512 v3 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + c], u[12 + c], 0xEE);
+            out[c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v0, v2, 0x88));
+            out[4 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v0, v2, 0xDD));
+            out[8 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v1, v3, 0x88));
+            out[12 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v1, v3, 0xDD));
+        });
+    }
+    static void store_bytes(std::uint8_t* p, ints v) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_maskz_cvtepi32_epi8(0xFFFF, v));
+    }
+    /// Saturating narrowing keeps the order of the values, so clamping after it clamps the
+    /// exact sums.
+    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
+        __m512i all = _mm512_zextsi128_si512(_mm512_maskz_cvtsepi32_epi8(0xFFFF, v[0]));
+        all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[1]), 1);
+        all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[2]), 2);
+        all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[3]), 3);
+        all = _mm512_adds_epi8(all, _mm512_set1_epi8(char(bias)));
+        all = _mm512_max_epi8(all, _mm512_setzero_si512());
+        all = _mm512_min_epi8(all, _mm512_set1_epi8(char(top)));
+        _mm512_storeu_si512(out, all);
+    }
+    static void store_folded_halves(std::uint8_t* p, ints v, int shift) {
+        const __m256i low = _mm512_castsi512_si256(v);
+        const __m256i high = _mm512_maskz_extracti64x4_epi64(0xF, v, 1);
+        const __m256i folded =
+            _mm256_or_si256(low, _mm256_sll_epi32(high, _mm_cvtsi32_si128(shift)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), folded);
+    }
+
+  private:
+    /// Lane b of the result reduces vector b (sixteen vectors of sixteen). Within 128-bit
+    /// lanes as on AVX2: pairs of vectors interleaved and reduced, then pairs of pairs, so
+    /// that each 128-bit lane of quads[j] holds partial results of vectors 4j..4j+3; then
+    /// the 128-bit lanes themselves are paired up twice.
+    template <class Op>
+    static floats transpose_by(const floats* v, Op op) {
+        __m512 pairs[8];
+        for (int i = 0; i < 8; ++i) {
+            pairs[i] = op(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                          _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+        }
+        __m512 quads[4];
+        for (int j = 0; j < 4; ++j) {
+            const __m512d x = _mm512_castps_pd(pairs[2 * j]);
+            const __m512d y = _mm512_castps_pd(pairs[2 * j + 1]);
+            quads[j] = op(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                          _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+        }
+        // 0x88 picks 128-bit lanes 0 and 2 of each operand, 0xdd lanes 1 and 3.
+        const __m512 halves_low = op(_mm512_shuffle_f32x4(quads[0], quads[1], 0x88),
+                                     _mm512_shuffle_f32x4(quads[0], quads[1], 0xdd));
+        const __m512 halves_high = op(_mm512_shuffle_f32x4(quads[2], quads[3], 0x88),
+                                      _mm512_shuffle_f32x4(quads[2], quads[3], 0xdd));
+        return op(_mm512_shuffle_f32x4(halves_low, halves_high, 0x88),
+                  _mm512_shuffle_f32x4(halves_low, halves_high, 0xdd));
+    }
+    template <class Op>
+    static float isa_avx2_reduce(__m256 v, Op op) {
+        __m128 m = op(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        m = op(m, _mm_movehl_ps(m, m));
+        m = op(m, _mm_movehdup_ps(m));
+        return _mm_cvtss_f32(m);
+    }
+
+  public:
+    // ---- dot-product drivers: AVX2's (kquants/dot_avx2.hpp, with VNNI) ---------------------
+    using kquant_dots = kquants::avx2_dot<arch>;
+    using iq4_xs_dots = kquants::avx2_dot<arch>;
+    static constexpr bool has_vnni = true;
+    /// q4_0's dot runs the AVX2 kernel on the avx512 level too: its own (two vpdpbusd per
+    /// block, four blocks per zmm step) measured about 1% slower on Zen 4.
+    using q4_0_dot_arch = xsimd::avx2;
+
+#if defined(__FMA__)
+    static constexpr bool has_dot_f16 = true;
+    /// AVX2's, 8 halves at a time (see isa<xsimd::avx2>::dot_f16 for why not 16).
+    static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
+        return isa<xsimd::avx2>::dot_f16(x, y, n);
+    }
+#endif
+
+    // ---- bf16 (kernels/bf16.hpp) ---------------------------------------------------------
+    static floats load_bf16(const std::uint16_t* p) {
+        const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        return floats(_mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_maskz_cvtepu16_epi32(0xFFFF, halves), 16)));
+    }
+    static void store_u16(ints v, std::uint16_t* p) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_maskz_cvtepi32_epi16(0xFFFF, v));
+    }
+    /// Works on 16-bit halves: the upper halves h and the lower halves l of 32 values are
+    /// gathered into one register each, and h rounds up exactly when (l | (h & 1)) >
+    /// 0x8000. A step whose values include an infinity or NaN (exponent all ones) is
+    /// narrowed by the scalar code instead.
+    static std::int64_t narrow_bf16(const float* src, std::uint16_t* out, std::int64_t n) {
+        std::int64_t i = 0;
+        // Aligned loads matter most here: the scalar code takes values until src is.
+        while (i < n && i < 16 && (reinterpret_cast<std::uintptr_t>(src + i) & 63) != 0) {
+            out[i] = float_to_bf16(src[i]);
+            ++i;
+        }
+        alignas(64) static constexpr std::uint16_t upper_index[32] = {
+            1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
+            33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+        alignas(64) static constexpr std::uint16_t lower_index[32] = {
+            0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
+            32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
+        const __m512i upper_of = _mm512_load_si512(upper_index);
+        const __m512i lower_of = _mm512_load_si512(lower_index);
+        const __m512i one = _mm512_set1_epi16(1);
+        const __m512i exponent = _mm512_set1_epi16(0x7f80);
+        const __m512i half = _mm512_set1_epi16(std::int16_t(-0x8000));
+        for (; i + 32 <= n; i += 32) {
+            const __m512i a = _mm512_loadu_si512(src + i);
+            const __m512i b = _mm512_loadu_si512(src + i + 16);
+            const __m512i h = _mm512_permutex2var_epi16(a, upper_of, b);
+            const __m512i l = _mm512_permutex2var_epi16(a, lower_of, b);
+            if (_mm512_cmpeq_epi16_mask(_mm512_and_si512(h, exponent), exponent) != 0) {
+                for (std::int64_t k = i; k < i + 32; ++k) out[k] = float_to_bf16(src[k]);
+                continue;
+            }
+            // l | (h & 1): ternary-logic table 0xf8 is A | (B & C).
+            const __m512i sticky = _mm512_ternarylogic_epi32(l, h, one, 0xf8);
+            const __mmask32 up = _mm512_cmpgt_epu16_mask(sticky, half);
+            _mm512_storeu_si512(out + i, _mm512_mask_add_epi16(h, up, h, one));
+        }
+        return i;
+    }
+};
+#endif  // AVX-512
+
+QMIX_ABI_END
+}  // namespace qmix::kernels
+
+#endif  // QMIX_ARCH_X86_64
+// ---- end qmix/kernels/isa/avx512.hpp
+// ---- begin qmix/kernels/isa/neon.hpp
+
+// 64-bit ARM: the isa<> primitives of the NEON level, which every aarch64 CPU runs.
+// Only baseline ARMv8-A instructions are used (no dot-product extension), so the level
+// needs no run-time check. See isa.hpp for what each primitive promises.
+
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+
 #if defined(QMIX_ARCH_AARCH64) && defined(__ARM_NEON)
 #include <arm_neon.h>
 
@@ -4125,7 +5166,7 @@ namespace qmix::kernels {
 QMIX_ABI_BEGIN
 
 template <>
-struct isa<xsimd::neon64> {
+struct isa<xsimd::neon64> : isa_base<xsimd::neon64> {
     using arch = xsimd::neon64;
     using floats = xsimd::batch<float, arch>;
     using ints = xsimd::batch<std::int32_t, arch>;
@@ -4260,6 +5301,50 @@ struct isa<xsimd::neon64> {
     static floats step_scales(floats constants) { return vdupq_laneq_f32(constants, 0); }
     static float sum_offsets(floats offsets) { return vgetq_lane_f32(offsets, 1); }
 
+    // The batch primitives of the k-quant and iq4 kernels (isa_base's, where NEON does
+    // better or where only the instruction set can say what is exact).
+    /// IEEE division and square root: xsimd 8's are estimates refined by Newton steps.
+    static floats div(floats a, floats b) { return floats(vdivq_f32(a, b)); }
+    static floats sqrt(floats a) { return floats(vsqrtq_f32(a)); }
+    static constexpr bool has_byte_shuffle = true;
+    static bytes look_up(const std::int8_t* table, bytes indices) {
+        const int8x16_t t = vld1q_s8(table);
+        return {vqtbl1q_s8(t, vreinterpretq_u8_s8(indices.low)),
+                vqtbl1q_s8(t, vreinterpretq_u8_s8(indices.high))};
+    }
+    static std::int32_t scaled_sum(part first, int s1, part second, int s2) {
+        return vaddvq_s32(vmlaq_n_s32(vmulq_n_s32(first, s1), second, s2));
+    }
+    static floats widen(const std::int8_t* p) {
+        std::int32_t word;
+        std::memcpy(&word, p, sizeof word);
+        const int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(word)));
+        return floats(vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide))));
+    }
+    QMIX_FORCE_INLINE static void transpose(const float* const* rows, floats* out) {
+        const float32x4x2_t p01 = vtrnq_f32(vld1q_f32(rows[0]), vld1q_f32(rows[1]));
+        const float32x4x2_t p23 = vtrnq_f32(vld1q_f32(rows[2]), vld1q_f32(rows[3]));
+        out[0] = vcombine_f32(vget_low_f32(p01.val[0]), vget_low_f32(p23.val[0]));
+        out[1] = vcombine_f32(vget_low_f32(p01.val[1]), vget_low_f32(p23.val[1]));
+        out[2] = vcombine_f32(vget_high_f32(p01.val[0]), vget_high_f32(p23.val[0]));
+        out[3] = vcombine_f32(vget_high_f32(p01.val[1]), vget_high_f32(p23.val[1]));
+    }
+    static void store_bytes(std::uint8_t* p, ints v) {
+        const uint16x4_t words = vmovn_u32(vreinterpretq_u32_s32(v));
+        const uint8x8_t bytes = vmovn_u16(vcombine_u16(words, words));
+        const std::uint32_t word = vget_lane_u32(vreinterpret_u32_u8(bytes), 0);
+        std::memcpy(p, &word, sizeof word);
+    }
+    /// Saturating narrowing keeps the order of the values, so clamping after it clamps the
+    /// exact sums.
+    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
+        const int16x8_t biases = vdupq_n_s16(std::int16_t(bias));
+        const int16x8_t low = vqaddq_s16(vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1])), biases);
+        const int16x8_t high = vqaddq_s16(vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3])), biases);
+        const uint8x16_t all = vcombine_u8(vqmovun_s16(low), vqmovun_s16(high));
+        vst1q_u8(out, vminq_u8(all, vdupq_n_u8(std::uint8_t(top))));
+    }
+
   private:
     /// Bit 4 of each of 16 bytes, as a 16-bit mask (byte j gives bit j).
     static std::uint32_t fifth_bits(uint8x16_t b) {
@@ -4274,23 +5359,29 @@ struct isa<xsimd::neon64> {
         std::memcpy(&v, p, sizeof v);
         return v;
     }
+
+  public:
+    // ---- dot-product drivers ---------------------------------------------------------------
+    using kquant_dots = kquants::neon_dot<arch>;
+
+    // ---- bf16 (kernels/bf16.hpp) ---------------------------------------------------------
+    static floats load_bf16(const std::uint16_t* p) {
+        return floats(vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)));
+    }
+    static void store_u16(ints v, std::uint16_t* p) {
+        vst1_u16(p, vmovn_u32(vreinterpretq_u32_s32(v)));
+    }
 };
 
 QMIX_ABI_END
 }  // namespace qmix::kernels
 
 #endif  // aarch64 NEON
-// ---- end qmix/kernels/neon.hpp
-// ---- begin qmix/kernels/x86.hpp
+// ---- end qmix/kernels/isa/neon.hpp
+// ---- begin qmix/kernels/isa/sse2.hpp
 
-// x86-64: what the CPU can run (cpuid, no compiler flags needed) and the isa<> primitives
-// of the three levels qmix builds for:
-//   sse2    every x86-64 CPU; the baseline
-//   avx2    AVX2 + FMA + F16C + BMI2 (Haswell, Zen and later); FMA only where a fused
-//           multiply-add gives the bytes of the separate steps (add_exact_product)
-//   avx512  AVX-512 F/BW/VL/DQ/CD + VNNI (Ice Lake, Zen 4 and later)
-// Each isa<> specialisation exists only in translation units compiled for its level; see
-// isa.hpp for what each primitive promises.
+// x86-64 SSE2, the baseline every x86-64 CPU runs: isa<xsimd::sse2>, defined only in
+// translation units compiled with SSE2. See kernels/isa.hpp for what each primitive promises.
 
 #include <cstdint>
 #include <cstring>
@@ -4299,57 +5390,6 @@ QMIX_ABI_END
 
 #if defined(QMIX_ARCH_X86_64)
 #include <immintrin.h>
-#if defined(__GNUC__) || defined(__clang__)
-#include <cpuid.h>
-#endif
-
-namespace qmix::kernels::x86 {
-QMIX_ABI_BEGIN
-
-/// The instruction-set extensions that decide which kernel level may run. The operating
-/// system must also save the wide registers, or AVX code faults even on an AVX CPU.
-struct cpu_features {
-    bool sse2 = false;
-    bool avx2 = false;    ///< AVX2 with FMA, F16C and BMI2, and OS support for ymm state
-    bool avx512 = false;  ///< F, BW, VL, DQ, CD, VNNI, F16C, BMI2, and OS support for zmm state
-};
-
-inline cpu_features detect_cpu() noexcept {
-    cpu_features found;
-#if defined(__GNUC__) || defined(__clang__)
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return found;
-    found.sse2 = (edx >> 26) & 1u;
-    const bool f16c = (ecx >> 29) & 1u;
-    const bool fma = (ecx >> 12) & 1u;
-    const bool osxsave = (ecx >> 27) & 1u;
-    const bool avx = (ecx >> 28) & 1u;
-    std::uint64_t xcr0 = 0;
-    if (osxsave) {
-        unsigned lo = 0, hi = 0;
-        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-        xcr0 = (std::uint64_t(hi) << 32) | lo;
-    }
-    const bool os_ymm = (xcr0 & 0x6u) == 0x6u;    // SSE and AVX state
-    const bool os_zmm = (xcr0 & 0xe6u) == 0xe6u;  // plus opmask and both zmm halves
-    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return found;
-    const bool avx2 = (ebx >> 5) & 1u;
-    const bool bmi2 = (ebx >> 8) & 1u;
-    const bool avx512f = (ebx >> 16) & 1u;
-    const bool avx512dq = (ebx >> 17) & 1u;
-    const bool avx512cd = (ebx >> 28) & 1u;
-    const bool avx512bw = (ebx >> 30) & 1u;
-    const bool avx512vl = (ebx >> 31) & 1u;
-    const bool avx512vnni = (ecx >> 11) & 1u;
-    found.avx2 = avx && avx2 && fma && f16c && bmi2 && os_ymm;
-    found.avx512 = found.avx2 && avx512f && avx512bw && avx512vl && avx512dq && avx512cd &&
-                   avx512vnni && os_zmm;
-#endif
-    return found;
-}
-
-QMIX_ABI_END
-}  // namespace qmix::kernels::x86
 
 namespace qmix::kernels {
 QMIX_ABI_BEGIN
@@ -4360,7 +5400,7 @@ QMIX_ABI_BEGIN
 #if defined(__SSE2__)
 #define QMIX_ISA_SSE2 1
 template <>
-struct isa<xsimd::sse2> {
+struct isa<xsimd::sse2> : isa_base<xsimd::sse2> {
     using arch = xsimd::sse2;
     using floats = xsimd::batch<float, arch>;
     using ints = xsimd::batch<std::int32_t, arch>;
@@ -4375,13 +5415,13 @@ struct isa<xsimd::sse2> {
     static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(_mm_movemask_ps(m)); }
 
     static floats transpose_max(const floats* v) {
-        return transpose(v, [](__m128 a, __m128 b) { return _mm_max_ps(a, b); });
+        return transpose_by(v, [](__m128 a, __m128 b) { return _mm_max_ps(a, b); });
     }
     static floats transpose_min(const floats* v) {
-        return transpose(v, [](__m128 a, __m128 b) { return _mm_min_ps(a, b); });
+        return transpose_by(v, [](__m128 a, __m128 b) { return _mm_min_ps(a, b); });
     }
     static floats transpose_add(const floats* v) {
-        return transpose(v, [](__m128 a, __m128 b) { return _mm_add_ps(a, b); });
+        return transpose_by(v, [](__m128 a, __m128 b) { return _mm_add_ps(a, b); });
     }
 
     static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
@@ -4476,9 +5516,9 @@ struct isa<xsimd::sse2> {
         const __m128i is_normal = _mm_cmpgt_epi32(a, _mm_set1_epi32(0x38800000 - 1));
         const __m128i is_overflow = _mm_cmpgt_epi32(a, _mm_set1_epi32(0x477ff000 - 1));
         const __m128i is_nan = _mm_cmpgt_epi32(a, _mm_set1_epi32(0x7f800000));
-        __m128i out = select(is_normal, normal, subnormal);
-        out = select(is_overflow, _mm_set1_epi32(0x7c00), out);
-        out = select(is_nan, nan, out);
+        __m128i out = blend(is_normal, normal, subnormal);
+        out = blend(is_overflow, _mm_set1_epi32(0x7c00), out);
+        out = blend(is_nan, nan, out);
         out = _mm_or_si128(out, sign);
         // Sign-extend the 16-bit results so that the signed pack keeps their bits.
         out = _mm_srai_epi32(_mm_slli_epi32(out, 16), 16);
@@ -4542,6 +5582,45 @@ struct isa<xsimd::sse2> {
         return _mm_cvtss_f32(_mm_shuffle_ps(offsets, offsets, 1));
     }
 
+    // The batch primitives of the k-quant and iq4 kernels (isa_base's, where SSE2 does
+    // better or where only the instruction set can say what is exact).
+    static floats div(floats a, floats b) { return a / b; }
+    static floats sqrt(floats a) { return xsimd::sqrt(a); }
+    static floats widen(const std::int8_t* p) {
+        std::int32_t word;
+        std::memcpy(&word, p, sizeof word);
+        // Each byte copied into the top of its 32-bit lane, then shifted down with sign.
+        __m128i v = _mm_cvtsi32_si128(word);
+        v = _mm_unpacklo_epi8(v, v);
+        v = _mm_unpacklo_epi16(v, v);
+        return floats(_mm_cvtepi32_ps(_mm_srai_epi32(v, 24)));
+    }
+    QMIX_FORCE_INLINE static void transpose(const float* const* rows, floats* out) {
+        __m128 r0 = _mm_loadu_ps(rows[0]);
+        __m128 r1 = _mm_loadu_ps(rows[1]);
+        __m128 r2 = _mm_loadu_ps(rows[2]);
+        __m128 r3 = _mm_loadu_ps(rows[3]);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        out[0] = r0;
+        out[1] = r1;
+        out[2] = r2;
+        out[3] = r3;
+    }
+    static void store_bytes(std::uint8_t* p, ints v) {
+        const __m128i words = _mm_packs_epi32(v, v);
+        const std::int32_t bytes = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));
+        std::memcpy(p, &bytes, sizeof bytes);
+    }
+    /// Saturating narrowing keeps the order of the values, so clamping after it clamps the
+    /// exact sums.
+    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
+        const __m128i biases = _mm_set1_epi16(std::int16_t(bias));
+        const __m128i low = _mm_adds_epi16(_mm_packs_epi32(v[0], v[1]), biases);
+        const __m128i high = _mm_adds_epi16(_mm_packs_epi32(v[2], v[3]), biases);
+        const __m128i all = _mm_min_epu8(_mm_packus_epi16(low, high), _mm_set1_epi8(char(top)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), all);
+    }
+
   private:
     static std::uint32_t load_u32(const void* p) {
         std::uint32_t v;
@@ -4555,12 +5634,12 @@ struct isa<xsimd::sse2> {
     }
     /// Lane b of the result reduces vector b (four vectors of four).
     template <class Op>
-    static floats transpose(const floats* v, Op op) {
+    static floats transpose_by(const floats* v, Op op) {
         const __m128 a = op(_mm_unpacklo_ps(v[0], v[1]), _mm_unpackhi_ps(v[0], v[1]));
         const __m128 b = op(_mm_unpacklo_ps(v[2], v[3]), _mm_unpackhi_ps(v[2], v[3]));
         return op(_mm_movelh_ps(a, b), _mm_movehl_ps(b, a));
     }
-    static __m128i select(__m128i mask, __m128i yes, __m128i no) {
+    static __m128i blend(__m128i mask, __m128i yes, __m128i no) {
         return _mm_or_si128(_mm_and_si128(mask, yes), _mm_andnot_si128(mask, no));
     }
     /// Sum of 16 signed byte products, as four int32 partial sums (exact for any bytes).
@@ -4571,390 +5650,27 @@ struct isa<xsimd::sse2> {
         const __m128i b_high = _mm_srai_epi16(_mm_unpackhi_epi8(b, b), 8);
         return _mm_add_epi32(_mm_madd_epi16(a_low, b_low), _mm_madd_epi16(a_high, b_high));
     }
+
+  public:
+    // ---- bf16 (kernels/bf16.hpp) ---------------------------------------------------------
+    static floats load_bf16(const std::uint16_t* p) {
+        const __m128i halves = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+        return floats(_mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), halves)));
+    }
+    static void store_u16(ints v, std::uint16_t* p) {
+        // Sign-extend the 16-bit results so that the signed pack keeps their bits.
+        const __m128i extended = _mm_srai_epi32(_mm_slli_epi32(v, 16), 16);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi32(extended, extended));
+    }
 };
 #endif  // __SSE2__
-
-// ---------------------------------------------------------------------------------------
-// AVX2 + F16C: 8 floats per vector, one block of bytes per ymm register.
-#if defined(__AVX2__) && defined(__F16C__)
-#define QMIX_ISA_AVX2 1
-template <>
-struct isa<xsimd::avx2> {
-    using arch = xsimd::avx2;
-    using floats = xsimd::batch<float, arch>;
-    using ints = xsimd::batch<std::int32_t, arch>;
-    using float_mask = xsimd::batch_bool<float, arch>;
-    static constexpr std::string_view name = "avx2";
-
-    static float reduce_max(floats v) {
-        __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        m = _mm_max_ss(m, _mm_movehdup_ps(m));
-        return _mm_cvtss_f32(m);
-    }
-    static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(_mm256_movemask_ps(m)); }
-
-    static floats transpose_max(const floats* v) {
-        return transpose(v, [](__m256 a, __m256 b) { return _mm256_max_ps(a, b); });
-    }
-    static floats transpose_min(const floats* v) {
-        return transpose(v, [](__m256 a, __m256 b) { return _mm256_min_ps(a, b); });
-    }
-    static floats transpose_add(const floats* v) {
-        return transpose(v, [](__m256 a, __m256 b) { return _mm256_add_ps(a, b); });
-    }
-
-    static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
-        // Narrow the 32 levels to bytes first (the packs interleave 128-bit lanes, the
-        // permutation restores the order), then clamp, split and join in bytes.
-        const __m256i words = _mm256_packs_epi16(_mm256_packs_epi32(levels[0], levels[1]),
-                                                 _mm256_packs_epi32(levels[2], levels[3]));
-        __m256i bytes =
-            _mm256_permutevar8x32_epi32(words, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        bytes = _mm256_min_epu8(bytes, _mm256_set1_epi8(char(top)));
-        const auto fifth = std::uint32_t(_mm256_movemask_epi8(_mm256_slli_epi16(bytes, 3)));
-        const __m256i nibbles = _mm256_and_si256(bytes, _mm256_set1_epi8(0x0f));
-        const __m128i packed =
-            _mm_or_si128(_mm256_castsi256_si128(nibbles),
-                         _mm_slli_epi16(_mm256_extracti128_si256(nibbles, 1), 4));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), packed);
-        return fifth;
-    }
-    static ints widen_u8(const std::uint8_t* p) {
-        return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-    }
-    static ints widen_i8(const std::int8_t* p) {
-        return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-    }
-    static ints bit_lanes(std::uint32_t bits, int first) {
-        const __m256i shifts =
-            _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(std::int32_t(bits)), shifts),
-                                _mm256_set1_epi32(1));
-    }
-    static void store_i8x32(const ints* v, std::int8_t* out) {
-        // The packs work within 128-bit lanes; the final permutation restores the order.
-        const __m256i a = _mm256_packs_epi32(v[0], v[1]);
-        const __m256i b = _mm256_packs_epi32(v[2], v[3]);
-        const __m256i packed = _mm256_permutevar8x32_epi32(
-            _mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), packed);
-    }
-
-    // F16C converts exactly and, with the rounding given explicitly, to nearest even
-    // whatever MXCSR says: the same results as core/binary16.hpp, NaN payloads included.
-    static float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
-    static std::uint16_t float_to_half(float f) {
-        return std::uint16_t(
-            _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
-    }
-    static floats load_halves(const std::uint16_t* p) {
-        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    }
-    static void store_halves(floats v, std::uint16_t* p) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
-                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-    }
-    static floats add_exact_product(floats a, floats b, floats c) { return multiply_add(a, b, c); }
-    static floats multiply_add(floats a, floats b, floats c) {
-#if defined(__FMA__)
-        return _mm256_fmadd_ps(a, b, c);
-#else
-        return c + simd::mul(a, b);
-#endif
-    }
-
-    // Dot-product engine: one block per ymm register of bytes; a step is two blocks, whose
-    // eight partial sums each are paired up by one horizontal add into one vector of ints
-    // (lanes 0, 1, 4, 5 of the first block, 2, 3, 6, 7 of the second), so that a step
-    // takes one conversion and one multiply-add in floats.
-    using bytes = __m256i;
-    using part = __m256i;
-    static constexpr std::size_t parts_per_vector = 2;
-
-    static bytes load_bytes(const void* p) {
-        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-    }
-    static bytes nibbles(const std::uint8_t* qs) {
-        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
-        const __m256i both =
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
-        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
-                                _mm256_set1_epi8(0x0f));
-    }
-    static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
-        // Byte j gets byte j / 8 of qh, then keeps 16 if its bit j % 8 is set.
-        std::uint32_t word;
-        std::memcpy(&word, qh, sizeof word);
-        const __m256i spread =
-            _mm256_shuffle_epi8(_mm256_set1_epi32(std::int32_t(word)),
-                                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
-                                                 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-        const __m256i bit = _mm256_set1_epi64x(std::int64_t(0x8040201008040201ull));
-        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-        return _mm256_or_si256(b, _mm256_and_si256(set, _mm256_set1_epi8(16)));
-    }
-    static bytes sub_bytes(bytes b, std::int8_t k) {
-        return _mm256_sub_epi8(b, _mm256_set1_epi8(k));
-    }
-    static part dot_unsigned(bytes u, bytes s) {
-        // Pairs of u8 * s8 products fit in int16 because u <= 127.
-        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-    }
-    static part dot_signed(bytes x, bytes s) {
-        // x * s = |s| * (x * sign(s)): |s| is exact as an unsigned byte even for -128, and
-        // x * sign(s) cannot overflow because x is never -128.
-        return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
-    }
-    static part dot_offset(bytes u, std::int8_t k, bytes s) {
-        // (u - k) * s as u * s - k * s, in the 16-bit pair sums of maddubs: a pair of u * s
-        // lies within 2 * 31 * 128 = 7936 of zero, a pair of k * s within 2 * 16 * 128, so
-        // neither saturates and their difference fits.
-        const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(u, s),
-                                                  _mm256_maddubs_epi16(_mm256_set1_epi8(k), s));
-        return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
-    }
-    static ints join(const part* p) {
-        return _mm256_hadd_epi32(p[0], p[1]);
-    }
-
-    /// The first two binary16 values of the two blocks of a step and of their partners
-    /// (x: d and m, y: d and s), gathered in integer registers and converted at once:
-    /// lanes 0 and 4 hold dx * dy of the two blocks, lanes 1 and 5 mx * sy.
-    template <class X, class Y>
-    static floats step_constants(const X* x, const Y* y) {
-        const __m256 f = _mm256_cvtph_ps(step_words(x, y));
-        return _mm256_mul_ps(f, _mm256_permute_ps(f, 0xee));
-    }
-    /// The first 32 bits of x[0], y[0], x[1], y[1], in this order.
-    template <class X, class Y>
-    static __m128i step_words(const X* x, const Y* y) {
-        std::uint64_t first = load_u32(x) | std::uint64_t(load_u32(y)) << 32;
-        std::uint64_t second = load_u32(x + 1) | std::uint64_t(load_u32(y + 1)) << 32;
-        // Kept in integer registers: the compiler would otherwise assemble the words with
-        // vector inserts and shifts, on the ports the rest of the step needs.
-        in_integer_register(first);
-        in_integer_register(second);
-        return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
-    }
-    static floats step_scales(floats constants) {
-        // join's lanes: 0, 1, 4, 5 belong to the first block, 2, 3, 6, 7 to the second.
-        return _mm256_permutevar8x32_ps(constants, _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4));
-    }
-    static float sum_offsets(floats offsets) {
-        const __m128 both =
-            _mm_add_ps(_mm256_castps256_ps128(offsets), _mm256_extractf128_ps(offsets, 1));
-        return _mm_cvtss_f32(_mm_movehdup_ps(both));
-    }
-    static std::uint32_t load_u32(const void* p) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
-    static void in_integer_register(std::uint64_t& v) {
-#if defined(__GNUC__) || defined(__clang__)
-        __asm__("" : "+r"(v));
-#endif
-    }
-
-    /// Lane b of the result reduces vector b (eight vectors of eight): pairs of vectors
-    /// are interleaved and reduced three times, halving the lanes each vector spans.
-    template <class Op>
-    static floats transpose(const floats* v, Op op) {
-        __m256 pairs[4];
-        for (int i = 0; i < 4; ++i) {
-            pairs[i] = op(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]),
-                          _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-        }
-        auto quads = [&](__m256 a, __m256 b) {
-            const __m256d x = _mm256_castps_pd(a), y = _mm256_castps_pd(b);
-            return op(_mm256_castpd_ps(_mm256_unpacklo_pd(x, y)),
-                      _mm256_castpd_ps(_mm256_unpackhi_pd(x, y)));
-        };
-        const __m256 first = quads(pairs[0], pairs[1]);
-        const __m256 second = quads(pairs[2], pairs[3]);
-        return op(_mm256_permute2f128_ps(first, second, 0x20),
-                  _mm256_permute2f128_ps(first, second, 0x31));
-    }
-};
-#endif  // __AVX2__ && __F16C__
-
-// ---------------------------------------------------------------------------------------
-// AVX-512: 16 floats per vector; the dot products run one block per ymm (VNNI does the
-// multiply-add in one instruction) and join two blocks per zmm for the float part.
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512DQ__) && defined(__AVX512VNNI__) && defined(__F16C__)
-#define QMIX_ISA_AVX512 1
-template <>
-struct isa<xsimd::avx512bw> {
-    using arch = xsimd::avx512bw;
-    using floats = xsimd::batch<float, arch>;
-    using ints = xsimd::batch<std::int32_t, arch>;
-    using float_mask = xsimd::batch_bool<float, arch>;
-    static constexpr std::string_view name = "avx512";
-
-    static float reduce_max(floats v) {
-        const __m256 m = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-        return isa_avx2_reduce(m, [](__m128 a, __m128 b) { return _mm_max_ps(a, b); });
-    }
-    static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(m.data); }
-
-    static floats transpose_max(const floats* v) {
-        return transpose(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
-    }
-    static floats transpose_min(const floats* v) {
-        return transpose(v, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); });
-    }
-    static floats transpose_add(const floats* v) {
-        return transpose(v, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); });
-    }
-
-    static std::uint32_t store_nibbles(const ints* levels, int top, std::uint8_t* qs) {
-        const __m512i limit = _mm512_set1_epi32(top);
-        const __m512i low = _mm512_min_epi32(levels[0], limit);
-        const __m512i high = _mm512_min_epi32(levels[1], limit);
-        const __m512i nibble = _mm512_set1_epi32(0x0f);
-        const __m512i packed = _mm512_or_si512(
-            _mm512_and_si512(low, nibble), _mm512_slli_epi32(_mm512_and_si512(high, nibble), 4));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtepi32_epi8(packed));
-        const __m512i fifth = _mm512_set1_epi32(16);
-        return std::uint32_t(_mm512_test_epi32_mask(low, fifth)) |
-               std::uint32_t(_mm512_test_epi32_mask(high, fifth)) << 16;
-    }
-    static ints widen_u8(const std::uint8_t* p) {
-        return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    }
-    static ints widen_i8(const std::int8_t* p) {
-        return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    }
-    static ints bit_lanes(std::uint32_t bits, int first) {
-        const __m512i shifts = _mm512_add_epi32(
-            _mm512_set1_epi32(first),
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-        return _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(std::int32_t(bits)), shifts),
-                                _mm512_set1_epi32(1));
-    }
-    static void store_i8x32(const ints* v, std::int8_t* out) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(v[0]));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(v[1]));
-    }
-
-    static float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
-    static std::uint16_t float_to_half(float f) {
-        return std::uint16_t(
-            _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
-    }
-    static floats load_halves(const std::uint16_t* p) {
-        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    }
-    static void store_halves(floats v, std::uint16_t* p) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                            _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-    }
-    static floats add_exact_product(floats a, floats b, floats c) {
-        return _mm512_fmadd_ps(a, b, c);
-    }
-    static floats multiply_add(floats a, floats b, floats c) { return _mm512_fmadd_ps(a, b, c); }
-
-    using bytes = __m256i;
-    using part = __m256i;
-    static constexpr std::size_t parts_per_vector = 2;
-
-    static bytes load_bytes(const void* p) {
-        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-    }
-    static bytes nibbles(const std::uint8_t* qs) {
-        // The 16 bytes in both halves (a broadcast load), the upper half shifted by 4.
-        const __m256i both =
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
-        return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
-                                _mm256_set1_epi8(0x0f));
-    }
-    static bytes add_fifth_bits(bytes b, const std::uint8_t* qh) {
-        // A mask register holds one bit per byte: exactly the layout of qh.
-        std::uint32_t word;
-        std::memcpy(&word, qh, sizeof word);
-        return _mm256_or_si256(b, _mm256_maskz_mov_epi8(__mmask32(word), _mm256_set1_epi8(16)));
-    }
-    static bytes sub_bytes(bytes b, std::int8_t k) {
-        return _mm256_sub_epi8(b, _mm256_set1_epi8(k));
-    }
-    static part dot_unsigned(bytes u, bytes s) {
-        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
-    }
-    static part dot_signed(bytes x, bytes s) {
-        // As for AVX2: x * s = |s| * (x * sign(s)), exact because x is never -128.
-        return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
-    }
-    static part dot_offset(bytes u, std::int8_t k, bytes s) {
-        // (u - k) * s summed as u * s - k * s: two unsigned-by-signed dot products.
-        return _mm256_sub_epi32(dot_unsigned(u, s), dot_unsigned(_mm256_set1_epi8(k), s));
-    }
-    static ints join(const part* p) {
-        return _mm512_inserti64x4(_mm512_castsi256_si512(p[0]), p[1], 1);
-    }
-
-    /// The first two binary16 values of the two blocks of a step and of their partners,
-    /// converted at once: lanes 0 and 4 hold dx * dy, lanes 1 and 5 mx * sy.
-    template <class X, class Y>
-    static floats step_constants(const X* x, const Y* y) {
-        // Gathered in integer registers, as for AVX2.
-        const __m128i words = isa<xsimd::avx2>::step_words(x, y);
-        const __m256 f = _mm256_cvtph_ps(words);
-        return _mm512_zextps256_ps512(_mm256_mul_ps(f, _mm256_permute_ps(f, 0xee)));
-    }
-    static floats step_scales(floats constants) {
-        return _mm512_permutexvar_ps(
-            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4), constants);
-    }
-    static float sum_offsets(floats offsets) {
-        alignas(64) float lane[16];
-        offsets.store_aligned(lane);
-        return lane[1] + lane[5];
-    }
-
-  private:
-    /// Lane b of the result reduces vector b (sixteen vectors of sixteen). Within 128-bit
-    /// lanes as on AVX2: pairs of vectors interleaved and reduced, then pairs of pairs, so
-    /// that each 128-bit lane of quads[j] holds partial results of vectors 4j..4j+3; then
-    /// the 128-bit lanes themselves are paired up twice.
-    template <class Op>
-    static floats transpose(const floats* v, Op op) {
-        __m512 pairs[8];
-        for (int i = 0; i < 8; ++i) {
-            pairs[i] = op(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
-                          _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-        }
-        __m512 quads[4];
-        for (int j = 0; j < 4; ++j) {
-            const __m512d x = _mm512_castps_pd(pairs[2 * j]);
-            const __m512d y = _mm512_castps_pd(pairs[2 * j + 1]);
-            quads[j] = op(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
-                          _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-        }
-        // 0x88 picks 128-bit lanes 0 and 2 of each operand, 0xdd lanes 1 and 3.
-        const __m512 halves_low = op(_mm512_shuffle_f32x4(quads[0], quads[1], 0x88),
-                                     _mm512_shuffle_f32x4(quads[0], quads[1], 0xdd));
-        const __m512 halves_high = op(_mm512_shuffle_f32x4(quads[2], quads[3], 0x88),
-                                      _mm512_shuffle_f32x4(quads[2], quads[3], 0xdd));
-        return op(_mm512_shuffle_f32x4(halves_low, halves_high, 0x88),
-                  _mm512_shuffle_f32x4(halves_low, halves_high, 0xdd));
-    }
-    template <class Op>
-    static float isa_avx2_reduce(__m256 v, Op op) {
-        __m128 m = op(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        m = op(m, _mm_movehl_ps(m, m));
-        m = op(m, _mm_movehdup_ps(m));
-        return _mm_cvtss_f32(m);
-    }
-};
-#endif  // AVX-512
 
 QMIX_ABI_END
 }  // namespace qmix::kernels
 
 #endif  // QMIX_ARCH_X86_64
-// ---- end qmix/kernels/x86.hpp
+// ---- end qmix/kernels/isa/sse2.hpp
+// ---- end qmix/kernels/isa.hpp
 
 #if defined(__GNUC__) || defined(__clang__)
 #define QMIX_KERNEL_COLD __attribute__((noinline, cold))
@@ -4967,6 +5683,13 @@ QMIX_ABI_BEGIN
 QMIX_ABI_END
 namespace generic {
 QMIX_ABI_BEGIN
+
+/// Whether an ISA has its own q5_0 dot step, cpu::dot_fifth_offset(nibbles, qh, partner)
+/// (it says so with `static constexpr bool has_dot_fifth_offset = true`).
+template <class Cpu, class = void>
+inline constexpr bool has_dot_fifth_offset = false;
+template <class Cpu>
+inline constexpr bool has_dot_fifth_offset<Cpu, std::enable_if_t<Cpu::has_dot_fifth_offset>> = true;
 
 template <class Arch>
 struct block_kernels {
@@ -5063,7 +5786,7 @@ struct block_kernels {
     }
 
     static floats inverse_of(floats d) {
-        return xsimd::select(d != floats(0.0f), simd::div(floats(1.0f), d), floats(0.0f));
+        return xsimd::select(d != floats(0.0f), cpu::div(floats(1.0f), d), floats(0.0f));
     }
 
     static void store_fifth_bits(std::uint32_t bits, std::uint8_t* qh) {
@@ -5146,7 +5869,7 @@ struct block_kernels {
             const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
             const group_scan g = scan(x, count);
             const floats d =
-                simd::div(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)), floats(127.0f));
+                cpu::div(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)), floats(127.0f));
             const std::uint32_t scalar = ~g.finite | subnormal(d);
             alignas(64) float inverse[lanes];
             alignas(64) std::uint16_t d_half[lanes];
@@ -5182,7 +5905,7 @@ struct block_kernels {
             const std::uint32_t ties = cpu::mask_bits(g.max == negated_min);
             const std::uint32_t zero =
                 cpu::mask_bits(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)) == floats(0.0f));
-            const floats d = simd::div(signed_max, floats(-float(half_range)));
+            const floats d = cpu::div(signed_max, floats(-float(half_range)));
             const std::uint32_t scalar = ~g.finite | zero | subnormal(d);
             alignas(64) float inverse[lanes];
             alignas(64) std::uint16_t d_half[lanes];
@@ -5223,7 +5946,7 @@ struct block_kernels {
         for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
             const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
             const group_scan g = scan(x, count);
-            const floats d = simd::div(g.max - g.min, floats(float(top)));
+            const floats d = cpu::div(g.max - g.min, floats(float(top)));
             // max - min overflowing binary32 makes d infinite and x - min infinite too: the
             // scalar code's levels there come from its own float-to-integer conversion.
             const std::uint32_t scalar =
@@ -5281,6 +6004,15 @@ struct block_kernels {
 
     static void quantize_f16(const float* x, std::uint16_t* y, std::int64_t n) {
         std::int64_t i = 0;
+        // Four vectors a step: a one-vector loop is a few instructions whose speed hung on
+        // where the linker placed it (14.4 or 19.4 G values/s on Zen 4 for the same code).
+        constexpr auto step = std::int64_t(4 * lanes);
+        for (; i + step <= n; i += step) {
+            unrolled<4>([&](auto k) {
+                const std::int64_t at = i + std::int64_t(k * lanes);
+                cpu::store_halves(floats::load_unaligned(x + at), y + at);
+            });
+        }
         for (; i + std::int64_t(lanes) <= n; i += lanes) {
             cpu::store_halves(floats::load_unaligned(x + i), y + i);
         }
@@ -5422,8 +6154,13 @@ struct block_kernels {
         return dot_blocks<false>(
             x, y, blocks,
             [&](std::int64_t b) {
-                const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
-                return cpu::dot_offset(level, 16, cpu::load_bytes(y[b].qs));
+                if constexpr (has_dot_fifth_offset<cpu>) {
+                    return cpu::dot_fifth_offset(cpu::nibbles(x[b].qs), x[b].qh,
+                                                 cpu::load_bytes(y[b].qs));
+                } else {
+                    const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
+                    return cpu::dot_offset(level, 16, cpu::load_bytes(y[b].qs));
+                }
             },
             [&](std::int64_t b) {
                 return formats::q5_0::dot_row(x + b, y + b, (blocks - b) * 32);
@@ -5491,11 +6228,8 @@ struct block_kernels {
     /// The product of two binary16 values is exact in binary32, so a fused multiply-add
     /// sums the same values as a multiplication and an addition.
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
-#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-        if constexpr (std::is_same_v<Arch, xsimd::avx2> || std::is_same_v<Arch, xsimd::avx512bw>) {
-            return dot_f16_x86(x, y, n);
-        }
-#endif
+        // The level's own, where it has one (AVX2, AVX-512: isa/avx2.hpp).
+        if constexpr (cpu::has_dot_f16) return cpu::dot_f16(x, y, n);
         const std::int64_t whole = n - n % std::int64_t(lanes);
         double tail = 0.0;
         for (std::int64_t i = whole; i < n; ++i) {
@@ -5509,44 +6243,6 @@ struct block_kernels {
             },
             tail);
     }
-
-#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-    /// dot_f16 on AVX2 and AVX-512: the conversion of the halves is what bounds it, and
-    /// converting 16 halves at once (vcvtph2ps into a zmm) runs at about two thirds of the
-    /// rate of two 8-wide conversions (Zen 4: 18 against 27 G values/s), so both levels
-    /// convert 8 at a time into ymm registers. Eight accumulators hide the latency of the
-    /// fused multiply-add; each stretch of `chunk` values is added in double, as in
-    /// dot_floats.
-    static float dot_f16_x86(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
-        constexpr std::int64_t chunk = 4096;
-        const auto halves = [](const std::uint16_t* p) {
-            return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-        };
-        double total = 0.0;
-        std::int64_t i = 0;
-        while (i + 8 <= n) {
-            const std::int64_t end = std::min(n, i + chunk);
-            __m256 acc[8];
-            for (auto& a : acc) a = _mm256_setzero_ps();
-            for (; i + 64 <= end; i += 64) {
-                for (int k = 0; k < 8; ++k) {
-                    acc[k] = _mm256_fmadd_ps(halves(x + i + 8 * k), halves(y + i + 8 * k), acc[k]);
-                }
-            }
-            for (; i + 8 <= end; i += 8)
-                acc[0] = _mm256_fmadd_ps(halves(x + i), halves(y + i), acc[0]);
-            const __m256 s = _mm256_add_ps(
-                _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
-                _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            total += double(_mm_cvtss_f32(h));
-        }
-        for (; i < n; ++i) total += double(cpu::half_to_float(x[i]) * cpu::half_to_float(y[i]));
-        return float(total);
-    }
-#endif
 
     static float dot_f32(const float* x, const float* y, std::int64_t n) {
         const std::int64_t whole = n - n % std::int64_t(lanes);
@@ -5632,490 +6328,17 @@ void add_block_kernels(kernel_table& table) {
     slot(table, type_id::q8_1) = {
         &quantize_rows<f::q8_1, &k::quantize_q8_1>,
         &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>, nullptr};
+    // A level may run another level's q4_0 dot (isa/avx512.hpp: AVX2's).
+    using q4_0_dot_arch = typename isa<Arch>::q4_0_dot_arch;
+    if constexpr (!std::is_same_v<q4_0_dot_arch, Arch>) {
+        slot(table, type_id::q4_0).dot =
+            &dot_row<f::q4_0, &generic::block_kernels<q4_0_dot_arch>::dot_q4_0>;
+    }
 }
 
 QMIX_ABI_END
 }  // namespace qmix::kernels
 // ---- end qmix/kernels/generic.hpp
-// ---- begin qmix/kernels/kquants/batch_ops.hpp
-
-// The per-instruction-set floor of the k-quant kernels: operations on one xsimd batch,
-// with intrinsics where xsimd 8 has no expression or no exact one.
-//
-// Everything in kquants/ is a template on the xsimd architecture tag, even the scalar
-// helpers. The kernels of several instruction sets are linked into one program, each
-// translation unit compiled with its own -m flags; a plain inline function would be
-// emitted by every one of them and the linker would keep one copy at random, possibly the
-// AVX-512 one on a CPU without AVX-512. A template on Arch gives every instruction set
-// symbols of its own.
-
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <type_traits>
-#include <utility>
-
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-#if defined(__ARM_NEON) || defined(__aarch64__)
-#include <arm_neon.h>
-#endif
-
-namespace qmix::kernels::kquants {
-QMIX_ABI_BEGIN
-
-/// True for the instruction sets (and their FMA variants) that have code paths of their
-/// own in this folder.
-template <class Arch>
-inline constexpr bool is_avx2 = std::is_base_of_v<xsimd::avx2, Arch>;
-template <class Arch>
-inline constexpr bool is_avx512bw = std::is_base_of_v<xsimd::avx512bw, Arch>;
-template <class Arch>
-inline constexpr bool is_neon64 = std::is_base_of_v<xsimd::neon64, Arch>;
-/// The 128-bit x86 sets (SSE2 .. SSE4.2): batches are __m128.
-template <class Arch>
-inline constexpr bool is_sse = std::is_base_of_v<xsimd::sse2, Arch>;
-/// 32-bit NEON: xsimd divides and takes square roots there by estimates (see batch_ops::div).
-template <class Arch>
-inline constexpr bool is_neon32 = std::is_base_of_v<xsimd::neon, Arch> && !is_neon64<Arch>;
-
-/// f(std::integral_constant<int, i>{}) for i = 0 .. N - 1, unrolled: inside f the index
-/// is a constant, so shift counts and shuffle masks built from it are immediates.
-template <class F, int... i>
-QMIX_FORCE_INLINE void unrolled_over(F&& f, std::integer_sequence<int, i...>) {
-    (f(std::integral_constant<int, i>{}), ...);
-}
-
-template <int N, class F>
-QMIX_FORCE_INLINE void unrolled(F&& f) {
-    unrolled_over(f, std::make_integer_sequence<int, N>{});
-}
-
-/// Operations on one xsimd batch; lanes<Arch, K> below spreads them over K batches.
-template <class Arch>
-struct batch_ops {
-    using floats = xsimd::batch<float, Arch>;
-    using ints = xsimd::batch<std::int32_t, Arch>;
-    using mask = xsimd::batch_bool<float, Arch>;
-    static constexpr int count = int(floats::size);
-
-    static floats load(const float* p) { return floats::load_unaligned(p); }
-    static ints load(const std::int32_t* p) { return ints::load_unaligned(p); }
-    static void store(float* p, floats v) { v.store_unaligned(p); }
-    static void store(std::int32_t* p, ints v) { v.store_unaligned(p); }
-
-    /// a * b rounded on its own, never fused with the addition that consumes it.
-    static floats mul(floats a, floats b) { return simd::mul(a, b); }
-
-    /// The correctly rounded quotient. xsimd 8 divides on NEON with a reciprocal estimate
-    /// and two Newton steps, which is not IEEE division and would change the bytes.
-    static floats div(floats a, floats b) {
-        if constexpr (is_neon64<Arch>) {
-#if XSIMD_WITH_NEON64
-            return floats(vdivq_f32(a, b));
-#endif
-        } else if constexpr (is_neon32<Arch>) {
-            alignas(64) float num[count];
-            alignas(64) float den[count];
-            a.store_aligned(num);
-            b.store_aligned(den);
-            for (int i = 0; i < count; ++i) num[i] = num[i] / den[i];
-            return floats::load_aligned(num);
-        } else {
-            return a / b;
-        }
-    }
-
-    /// The correctly rounded square root (xsimd 8 estimates it on NEON, as for division).
-    static floats sqrt(floats a) {
-        if constexpr (is_neon64<Arch>) {
-#if XSIMD_WITH_NEON64
-            return floats(vsqrtq_f32(a));
-#endif
-        } else if constexpr (is_neon32<Arch>) {
-            alignas(64) float v[count];
-            a.store_aligned(v);
-            for (int i = 0; i < count; ++i) v[i] = std::sqrt(v[i]);
-            return floats::load_aligned(v);
-        } else if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            return floats(_mm512_maskz_sqrt_ps(0xFFFF, a));
-#endif
-        } else {
-            return xsimd::sqrt(a);
-        }
-    }
-
-    /// strict::nearest_int per lane: the magic addition leaves the rounded integer in the
-    /// low mantissa bits. The argument is settled first, so a product passed in is rounded
-    /// before the addition, as in the reference.
-    static ints nearest_int(floats value) {
-        const floats shifted = simd::settle(value) + floats(12582912.0f);
-        return (xsimd::bitwise_cast<ints>(shifted) & ints(0x007fffff)) - ints(0x00400000);
-    }
-
-    static ints clamp(ints v, int lo, int hi) {
-        return max(ints(lo), min(ints(hi), v));
-    }
-
-    /// to_float(clamp(nearest_int(value), lo, hi)) for |value| <= 2^21, lo and hi small
-    /// integers. The magic addition rounds as nearest_int does, leaving a positive float in
-    /// [2^23, 2^24), where the order of the bit patterns as integers is the order of the
-    /// values: the clamp is an integer minimum and maximum there (those run on every vector
-    /// pipe, float ones on half of them), and subtracting the magic number again is exact.
-    /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
-    /// this only where the range is known.) A caller that knows the rounded value cannot
-    /// pass an end of [lo, hi] leaves that end's clamp out (low_end, high_end false).
-    template <bool low_end = true, bool high_end = true>
-    static floats nearest_level(floats value, float lo, float hi) {
-        const floats magic(12582912.0f);
-        ints level = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
-        if constexpr (high_end)
-            level = min(xsimd::bitwise_cast<ints>(floats(12582912.0f + hi)), level);
-        if constexpr (low_end)
-            level = max(xsimd::bitwise_cast<ints>(floats(12582912.0f + lo)), level);
-        (void)lo, (void)hi;
-        return simd::settle(xsimd::bitwise_cast<floats>(level)) - magic;
-    }
-
-    // The AVX-512 forms below are xsimd's instructions spelled with an all-ones zeroing
-    // mask: GCC 12's unmasked intrinsics start from an "undefined" vector that trips
-    // -Wmaybe-uninitialized in every includer. The compiler emits the unmasked instruction.
-
-    static ints min(ints a, ints b) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            return ints(_mm512_maskz_min_epi32(0xFFFF, a, b));
-#endif
-        } else {
-            return xsimd::min(a, b);
-        }
-    }
-
-    static ints max(ints a, ints b) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            return ints(_mm512_maskz_max_epi32(0xFFFF, a, b));
-#endif
-        } else {
-            return xsimd::max(a, b);
-        }
-    }
-
-    /// Exact for the small integers used here.
-    static floats to_float(ints v) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            return floats(_mm512_maskz_cvtepi32_ps(0xFFFF, v));
-#endif
-        } else {
-            return xsimd::to_float(v);
-        }
-    }
-
-    /// For floats that hold integers: exact.
-    static ints to_int(floats v) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            return ints(_mm512_maskz_cvttps_epi32(0xFFFF, v));
-#endif
-        } else {
-            return xsimd::to_int(v);
-        }
-    }
-
-    static floats select(mask m, floats a, floats b) {
-        return xsimd::select(m, a, b);
-    }
-    static ints select(mask m, ints a, ints b) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            // xsimd 8's own integer select on AVX-512BW does not compile at -O0 with GCC.
-            return ints(_mm512_mask_blend_epi32(m.data, b, a));
-#endif
-        } else {
-            return xsimd::select(xsimd::bool_cast(m), a, b);
-        }
-    }
-
-    /// |v|, by clearing the sign bit as fabs does.
-    static floats abs(floats v) {
-        return xsimd::abs(v);
-    }
-
-    /// Eight-bit levels p[0 .. count) as floats.
-    static floats widen(const std::int8_t* p) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512BW__)
-            const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-            return to_float(ints(_mm512_maskz_cvtepi8_epi32(0xFFFF, bytes)));
-#endif
-        } else if constexpr (is_avx2<Arch>) {
-#if defined(__AVX2__)
-            const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-            return floats(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)));
-#endif
-        } else if constexpr (is_neon64<Arch>) {
-#if XSIMD_WITH_NEON64
-            std::int32_t word;
-            std::memcpy(&word, p, sizeof word);
-            const int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(word)));
-            return floats(vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide))));
-#endif
-        } else if constexpr (is_sse<Arch>) {
-#if defined(__SSE2__)
-            std::int32_t word;
-            std::memcpy(&word, p, sizeof word);
-            // Each byte copied into the top of its 32-bit lane, then shifted down with sign.
-            __m128i v = _mm_cvtsi32_si128(word);
-            v = _mm_unpacklo_epi8(v, v);
-            v = _mm_unpacklo_epi16(v, v);
-            return floats(_mm_cvtepi32_ps(_mm_srai_epi32(v, 24)));
-#endif
-        } else {
-            alignas(64) float values[count];
-            for (int i = 0; i < count; ++i) values[i] = float(p[i]);
-            return floats::load_aligned(values);
-        }
-    }
-
-    /// out[i] lane j = rows[j][i] for i, j < count: a square transpose of count rows.
-    QMIX_FORCE_INLINE static void transpose(const float* const* rows, floats* out) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            transpose16(rows, out);
-#endif
-        } else if constexpr (is_avx2<Arch>) {
-#if defined(__AVX2__)
-            transpose8(rows, out);
-#endif
-        } else if constexpr (is_neon64<Arch>) {
-#if XSIMD_WITH_NEON64
-            const float32x4x2_t p01 = vtrnq_f32(vld1q_f32(rows[0]), vld1q_f32(rows[1]));
-            const float32x4x2_t p23 = vtrnq_f32(vld1q_f32(rows[2]), vld1q_f32(rows[3]));
-            out[0] = vcombine_f32(vget_low_f32(p01.val[0]), vget_low_f32(p23.val[0]));
-            out[1] = vcombine_f32(vget_low_f32(p01.val[1]), vget_low_f32(p23.val[1]));
-            out[2] = vcombine_f32(vget_high_f32(p01.val[0]), vget_high_f32(p23.val[0]));
-            out[3] = vcombine_f32(vget_high_f32(p01.val[1]), vget_high_f32(p23.val[1]));
-#endif
-        } else if constexpr (is_sse<Arch>) {
-#if defined(__SSE2__)
-            __m128 r0 = _mm_loadu_ps(rows[0]);
-            __m128 r1 = _mm_loadu_ps(rows[1]);
-            __m128 r2 = _mm_loadu_ps(rows[2]);
-            __m128 r3 = _mm_loadu_ps(rows[3]);
-            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-            out[0] = r0;
-            out[1] = r1;
-            out[2] = r2;
-            out[3] = r3;
-#endif
-        } else {
-            alignas(64) float buffer[count * count];
-            for (int j = 0; j < count; ++j) {
-                for (int i = 0; i < count; ++i) buffer[i * count + j] = rows[j][i];
-            }
-            for (int i = 0; i < count; ++i) out[i] = floats::load_aligned(buffer + i * count);
-        }
-    }
-
-    /// Stores the lanes of v, each 0..255, as count bytes.
-    static void store_bytes(std::uint8_t* p, ints v) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_maskz_cvtepi32_epi8(0xFFFF, v));
-#endif
-        } else if constexpr (is_avx2<Arch>) {
-#if defined(__AVX2__)
-            const __m256i all = v;
-            const __m128i words =
-                _mm_packus_epi32(_mm256_castsi256_si128(all), _mm256_extracti128_si256(all, 1));
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(words, words));
-#endif
-        } else if constexpr (is_neon64<Arch>) {
-#if XSIMD_WITH_NEON64
-            const uint16x4_t words = vmovn_u32(vreinterpretq_u32_s32(v));
-            const uint8x8_t bytes = vmovn_u16(vcombine_u16(words, words));
-            const std::uint32_t word = vget_lane_u32(vreinterpret_u32_u8(bytes), 0);
-            std::memcpy(p, &word, sizeof word);
-#endif
-        } else if constexpr (is_sse<Arch>) {
-#if defined(__SSE2__)
-            const __m128i words = _mm_packs_epi32(v, v);
-            const std::int32_t bytes = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));
-            std::memcpy(p, &bytes, sizeof bytes);
-#endif
-        } else {
-            alignas(64) std::int32_t values[count];
-            v.store_aligned(values);
-            for (int i = 0; i < count; ++i) p[i] = std::uint8_t(values[i]);
-        }
-    }
-
-    /// out[j] = clamp(lane j % count of v[j / count] + bias, 0, top) for j < 4 count: four
-    /// batches of any int32 values to bytes (0 <= bias, top <= 127). Saturating narrowing
-    /// keeps the order of the values, so clamping after it clamps the exact sums.
-    static void store_biased_bytes(std::uint8_t* out, const ints* v, int bias, int top) {
-        if constexpr (is_avx512bw<Arch>) {
-#if defined(__AVX512BW__)
-            __m512i all = _mm512_zextsi128_si512(_mm512_maskz_cvtsepi32_epi8(0xFFFF, v[0]));
-            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[1]), 1);
-            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[2]), 2);
-            all = _mm512_inserti32x4(all, _mm512_maskz_cvtsepi32_epi8(0xFFFF, v[3]), 3);
-            all = _mm512_adds_epi8(all, _mm512_set1_epi8(char(bias)));
-            all = _mm512_max_epi8(all, _mm512_setzero_si512());
-            all = _mm512_min_epi8(all, _mm512_set1_epi8(char(top)));
-            _mm512_storeu_si512(out, all);
-#endif
-        } else if constexpr (is_avx2<Arch>) {
-#if defined(__AVX2__)
-            const __m256i biases = _mm256_set1_epi16(std::int16_t(bias));
-            const __m256i low = _mm256_adds_epi16(_mm256_packs_epi32(v[0], v[1]), biases);
-            const __m256i high = _mm256_adds_epi16(_mm256_packs_epi32(v[2], v[3]), biases);
-            // packs works within 128-bit halves: 32-bit groups come out as 0 2 4 6 1 3 5 7.
-            __m256i all = _mm256_packus_epi16(low, high);
-            all = _mm256_permutevar8x32_epi32(all, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            all = _mm256_min_epu8(all, _mm256_set1_epi8(char(top)));
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), all);
-#endif
-        } else if constexpr (is_neon64<Arch>) {
-#if XSIMD_WITH_NEON64
-            const int16x8_t biases = vdupq_n_s16(std::int16_t(bias));
-            const int16x8_t low =
-                vqaddq_s16(vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1])), biases);
-            const int16x8_t high =
-                vqaddq_s16(vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3])), biases);
-            const uint8x16_t all = vcombine_u8(vqmovun_s16(low), vqmovun_s16(high));
-            vst1q_u8(out, vminq_u8(all, vdupq_n_u8(std::uint8_t(top))));
-#endif
-        } else if constexpr (is_sse<Arch>) {
-#if defined(__SSE2__)
-            const __m128i biases = _mm_set1_epi16(std::int16_t(bias));
-            const __m128i low = _mm_adds_epi16(_mm_packs_epi32(v[0], v[1]), biases);
-            const __m128i high = _mm_adds_epi16(_mm_packs_epi32(v[2], v[3]), biases);
-            const __m128i all = _mm_min_epu8(_mm_packus_epi16(low, high), _mm_set1_epi8(char(top)));
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), all);
-#endif
-        } else {
-            alignas(64) std::int32_t values[count];
-            for (int k = 0; k < 4; ++k) {
-                v[k].store_aligned(values);
-                for (int i = 0; i < count; ++i) {
-                    const std::int64_t sum = std::int64_t(values[i]) + bias;
-                    out[k * count + i] = std::uint8_t(sum < 0 ? 0 : sum > top ? top : sum);
-                }
-            }
-        }
-    }
-
-    /// count * 4 bytes at p, four to a lane.
-    static ints load_raw_bytes(const std::uint8_t* p) {
-        alignas(64) std::int32_t words[count];
-        std::memcpy(words, p, sizeof words);
-        return ints::load_aligned(words);
-    }
-
-    /// Stores v's bytes (count * 4 of them) at p.
-    static void store_raw_bytes(std::uint8_t* p, ints v) {
-        alignas(64) std::int32_t words[count];
-        v.store_aligned(words);
-        std::memcpy(p, words, sizeof words);
-    }
-
-    /// 64-byte batches only: stores the 32 bytes (low half of v) | (high half of v << shift),
-    /// shifting 32-bit lanes (the caller keeps every bit inside its byte).
-    static void store_folded_halves(std::uint8_t* p, ints v, int shift) {
-        static_assert(count == 16, "folds a 512-bit batch");
-#if defined(__AVX512F__)
-        const __m256i low = _mm512_castsi512_si256(v);
-        const __m256i high = _mm512_maskz_extracti64x4_epi64(0xF, v, 1);
-        const __m256i folded =
-            _mm256_or_si256(low, _mm256_sll_epi32(high, _mm_cvtsi32_si128(shift)));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), folded);
-#else
-        (void)p, (void)v, (void)shift;
-#endif
-    }
-
-  private:
-#if defined(__AVX2__)
-    QMIX_FORCE_INLINE static void transpose8(const float* const* rows, floats* out) {
-        const __m256 r0 = _mm256_loadu_ps(rows[0]);
-        const __m256 r1 = _mm256_loadu_ps(rows[1]);
-        const __m256 r2 = _mm256_loadu_ps(rows[2]);
-        const __m256 r3 = _mm256_loadu_ps(rows[3]);
-        const __m256 r4 = _mm256_loadu_ps(rows[4]);
-        const __m256 r5 = _mm256_loadu_ps(rows[5]);
-        const __m256 r6 = _mm256_loadu_ps(rows[6]);
-        const __m256 r7 = _mm256_loadu_ps(rows[7]);
-        const __m256 t0 = _mm256_unpacklo_ps(r0, r1);
-        const __m256 t1 = _mm256_unpackhi_ps(r0, r1);
-        const __m256 t2 = _mm256_unpacklo_ps(r2, r3);
-        const __m256 t3 = _mm256_unpackhi_ps(r2, r3);
-        const __m256 t4 = _mm256_unpacklo_ps(r4, r5);
-        const __m256 t5 = _mm256_unpackhi_ps(r4, r5);
-        const __m256 t6 = _mm256_unpacklo_ps(r6, r7);
-        const __m256 t7 = _mm256_unpackhi_ps(r6, r7);
-        // u_c (u_c + 4): columns c and c + 4 of rows 0-3 (4-7) in its two 128-bit halves.
-        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44);
-        const __m256 u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44);
-        const __m256 u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44);
-        const __m256 u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44);
-        const __m256 u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        out[0] = floats(_mm256_permute2f128_ps(u0, u4, 0x20));
-        out[1] = floats(_mm256_permute2f128_ps(u1, u5, 0x20));
-        out[2] = floats(_mm256_permute2f128_ps(u2, u6, 0x20));
-        out[3] = floats(_mm256_permute2f128_ps(u3, u7, 0x20));
-        out[4] = floats(_mm256_permute2f128_ps(u0, u4, 0x31));
-        out[5] = floats(_mm256_permute2f128_ps(u1, u5, 0x31));
-        out[6] = floats(_mm256_permute2f128_ps(u2, u6, 0x31));
-        out[7] = floats(_mm256_permute2f128_ps(u3, u7, 0x31));
-    }
-#endif
-#if defined(__AVX512F__)
-    // The unmasked forms would trip GCC 12's -Wmaybe-uninitialized (see min above).
-    QMIX_FORCE_INLINE static void transpose16(const float* const* rows, floats* out) {
-        __m512 t[16];
-        unrolled<8>([&](auto i) {
-            const __m512 a = _mm512_loadu_ps(rows[2 * i]);
-            const __m512 b = _mm512_loadu_ps(rows[2 * i + 1]);
-            t[2 * i] = _mm512_maskz_unpacklo_ps(0xFFFF, a, b);
-            t[2 * i + 1] = _mm512_maskz_unpackhi_ps(0xFFFF, a, b);
-        });
-        __m512 u[16];  // u[4 g + c], 128-bit lane l: rows 4g .. 4g + 3 of column 4 l + c
-        unrolled<4>([&](auto g) {
-            const __m512d p0 = _mm512_castps_pd(t[4 * g]);
-            const __m512d p1 = _mm512_castps_pd(t[4 * g + 1]);
-            const __m512d p2 = _mm512_castps_pd(t[4 * g + 2]);
-            const __m512d p3 = _mm512_castps_pd(t[4 * g + 3]);
-            u[4 * g + 0] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, p0, p2));
-            u[4 * g + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, p0, p2));
-            u[4 * g + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, p1, p3));
-            u[4 * g + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, p1, p3));
-        });
-        unrolled<4>([&](auto c) {
-            const __m512 v0 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[c], u[4 + c], 0x44);
-            const __m512 v1 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[c], u[4 + c], 0xEE);
-            const __m512 v2 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + c], u[12 + c], 0x44);
-            const __m512 v3 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + c], u[12 + c], 0xEE);
-            out[c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v0, v2, 0x88));
-            out[4 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v0, v2, 0xDD));
-            out[8 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v1, v3, 0x88));
-            out[12 + c] = floats(_mm512_maskz_shuffle_f32x4(0xFFFF, v1, v3, 0xDD));
-        });
-    }
-#endif
-};
-
-QMIX_ABI_END
-}  // namespace qmix::kernels::kquants
-// ---- end qmix/kernels/kquants/batch_ops.hpp
 
 namespace qmix::kernels {
 QMIX_ABI_BEGIN
@@ -6130,34 +6353,7 @@ struct kernels {
     static constexpr std::int64_t lanes = std::int64_t(floats::size);
 
     /// `lanes` bf16 values as floats.
-    static floats load(const std::uint16_t* p) {
-        if constexpr (kquants::is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-            return floats(_mm512_castsi512_ps(
-                _mm512_slli_epi32(_mm512_maskz_cvtepu16_epi32(0xFFFF, halves), 16)));
-#endif
-        } else if constexpr (kquants::is_avx2<Arch>) {
-#if defined(__AVX2__)
-            const __m128i halves = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-            return floats(
-                _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(halves), 16)));
-#endif
-        } else if constexpr (kquants::is_neon64<Arch>) {
-#if defined(__aarch64__)
-            return floats(vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)));
-#endif
-        } else if constexpr (kquants::is_sse<Arch>) {
-#if defined(__SSE2__)
-            const __m128i halves = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-            return floats(_mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), halves)));
-#endif
-        } else {
-            alignas(64) float values[lanes];
-            for (std::int64_t i = 0; i < lanes; ++i) values[i] = bf16_to_float(p[i]);
-            return floats::load_aligned(values);
-        }
-    }
+    static floats load(const std::uint16_t* p) { return isa<Arch>::load_bf16(p); }
 
     /// Narrows `lanes` floats to bf16 as float_to_bf16 does.
     static void store(floats v, std::uint16_t* p) {
@@ -6171,129 +6367,14 @@ struct kernels {
         const ints rounded = (bits + (ints(0x7fff) + ((bits >> 16) & ints(1)))) >> 16;
         const ints quiet = (bits >> 16) | ints(0x40);
         const ints result = ((quiet & not_a_number) | (rounded & ~not_a_number)) & ints(0xffff);
-        if constexpr (kquants::is_avx512bw<Arch>) {
-#if defined(__AVX512F__)
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                                _mm512_maskz_cvtepi32_epi16(0xFFFF, result));
-#endif
-        } else if constexpr (kquants::is_avx2<Arch>) {
-#if defined(__AVX2__)
-            const __m256i all = result;
-            _mm_storeu_si128(
-                reinterpret_cast<__m128i*>(p),
-                _mm_packus_epi32(_mm256_castsi256_si128(all), _mm256_extracti128_si256(all, 1)));
-#endif
-        } else if constexpr (kquants::is_neon64<Arch>) {
-#if defined(__aarch64__)
-            vst1_u16(p, vmovn_u32(vreinterpretq_u32_s32(result)));
-#endif
-        } else if constexpr (kquants::is_sse<Arch>) {
-#if defined(__SSE2__)
-            // Sign-extend the 16-bit results so that the signed pack keeps their bits.
-            const __m128i extended = _mm_srai_epi32(_mm_slli_epi32(result, 16), 16);
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi32(extended, extended));
-#endif
-        } else {
-            alignas(64) std::int32_t values[lanes];
-            result.store_aligned(values);
-            for (std::int64_t i = 0; i < lanes; ++i) p[i] = std::uint16_t(values[i]);
-        }
-    }
-
-    /// Narrows the first values of src with the level's own instructions (AVX2, AVX-512),
-    /// as long as whole steps remain; returns how many it narrowed (0 on other levels).
-    static std::int64_t narrow_fast(const float* src, std::uint16_t* out, std::int64_t n) {
-        std::int64_t i = 0;
-        (void)src, (void)out, (void)n;  // levels without a path of their own use none
-        if constexpr (kquants::is_avx512bw<Arch>) {
-#if defined(__AVX512BW__)
-            // Aligned loads matter most here: the scalar code takes values until src is.
-            while (i < n && i < 16 && (reinterpret_cast<std::uintptr_t>(src + i) & 63) != 0) {
-                out[i] = float_to_bf16(src[i]);
-                ++i;
-            }
-            alignas(64) static constexpr std::uint16_t upper_index[32] = {
-                1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
-                33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
-            alignas(64) static constexpr std::uint16_t lower_index[32] = {
-                0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
-                32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
-            const __m512i upper_of = _mm512_load_si512(upper_index);
-            const __m512i lower_of = _mm512_load_si512(lower_index);
-            const __m512i one = _mm512_set1_epi16(1);
-            const __m512i exponent = _mm512_set1_epi16(0x7f80);
-            const __m512i half = _mm512_set1_epi16(std::int16_t(-0x8000));
-            for (; i + 32 <= n; i += 32) {
-                const __m512i a = _mm512_loadu_si512(src + i);
-                const __m512i b = _mm512_loadu_si512(src + i + 16);
-                const __m512i h = _mm512_permutex2var_epi16(a, upper_of, b);
-                const __m512i l = _mm512_permutex2var_epi16(a, lower_of, b);
-                if (_mm512_cmpeq_epi16_mask(_mm512_and_si512(h, exponent), exponent) != 0) {
-                    for (std::int64_t k = i; k < i + 32; ++k) out[k] = float_to_bf16(src[k]);
-                    continue;
-                }
-                // l | (h & 1): ternary-logic table 0xf8 is A | (B & C).
-                const __m512i sticky = _mm512_ternarylogic_epi32(l, h, one, 0xf8);
-                const __mmask32 up = _mm512_cmpgt_epu16_mask(sticky, half);
-                _mm512_storeu_si512(out + i, _mm512_mask_add_epi16(h, up, h, one));
-            }
-#endif
-        } else if constexpr (kquants::is_avx2<Arch>) {
-#if defined(__AVX2__)
-            // Stores that do not straddle cache lines: the scalar code takes values until
-            // out is 32-byte aligned.
-            while (i < n && i < 16 && (reinterpret_cast<std::uintptr_t>(out + i) & 31) != 0) {
-                out[i] = float_to_bf16(src[i]);
-                ++i;
-            }
-            // Per 128-bit lane: the upper halves of four values, then their lower halves.
-            const __m256i split =
-                _mm256_setr_epi8(2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7,
-                                 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13);
-            const __m256i one = _mm256_set1_epi16(1);
-            const __m256i exponent = _mm256_set1_epi16(0x7f80);
-            const __m256i half = _mm256_set1_epi16(std::int16_t(-0x8000));
-            const __m256i zero = _mm256_setzero_si256();
-            // 16 values from p: their upper halves h (in the order 0-3 8-11 4-7 12-15) and
-            // the rounded results.
-            const auto halves = [&](const float* p, __m256i& h, __m256i& l) {
-                const __m256i a = _mm256_shuffle_epi8(
-                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), split);
-                const __m256i b = _mm256_shuffle_epi8(
-                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 8)), split);
-                h = _mm256_unpacklo_epi64(a, b);
-                l = _mm256_unpackhi_epi64(a, b);
-            };
-            const auto rounded = [&](__m256i h, __m256i l) {
-                // (l | (h & 1)) > 0x8000 as unsigned: flip the top bit, compare signed.
-                const __m256i sticky = _mm256_or_si256(l, _mm256_and_si256(h, one));
-                const __m256i up = _mm256_cmpgt_epi16(_mm256_xor_si256(sticky, half), zero);
-                return _mm256_permute4x64_epi64(_mm256_sub_epi16(h, up), 0xd8);
-            };
-            for (; i + 32 <= n; i += 32) {
-                __m256i h0, l0, h1, l1;
-                halves(src + i, h0, l0);
-                halves(src + i + 16, h1, l1);
-                const __m256i special =
-                    _mm256_or_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h0, exponent), exponent),
-                                    _mm256_cmpeq_epi16(_mm256_and_si256(h1, exponent), exponent));
-                if (_mm256_movemask_epi8(special) != 0) {
-                    for (std::int64_t k = i; k < i + 32; ++k) out[k] = float_to_bf16(src[k]);
-                    continue;
-                }
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), rounded(h0, l0));
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 16), rounded(h1, l1));
-            }
-#endif
-        }
-        return i;
+        isa<Arch>::store_u16(result, p);
     }
 
     static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
                          const float* /*importance*/) {
         auto* out = static_cast<std::uint16_t*>(dst);
         const std::int64_t n = nrows * n_per_row;
-        std::int64_t i = narrow_fast(src, out, n);
+        std::int64_t i = isa<Arch>::narrow_bf16(src, out, n);
         for (; i + lanes <= n; i += lanes) store(floats::load_unaligned(src + i), out + i);
         for (; i < n; ++i) out[i] = float_to_bf16(src[i]);
     }
@@ -6328,11 +6409,19 @@ struct kernels {
         // One vector of 32-bit words holds 2 * lanes values: the even ones in the lower
         // halves, the odd ones in the upper halves.
         constexpr std::int64_t step = 2 * lanes;
-        constexpr std::int64_t chunk = 1024;
+        // Each of the 4 * lanes float sums takes at most 128 products before the stretch
+        // is added in double (Zen 4's AVX-512 loop is bound by L2 at 65536 values, and
+        // stretches of 1024 values cost it a twentieth of that rate, of 4096 values 0.5%).
+        constexpr std::int64_t chunk = 512 * lanes;
         const ints upper(std::int32_t(0xffff0000u));
         const auto add_products = [&](std::int64_t at, floats& even, floats& odd) {
-            const ints a = ints::load_unaligned(reinterpret_cast<const std::int32_t*>(x + at));
-            const ints b = ints::load_unaligned(reinterpret_cast<const std::int32_t*>(y + at));
+            // Each word loaded once: without the barrier GCC folds the load into both the
+            // shift and the mask, and two loads a vector bound the loop in L1 (Zen 4,
+            // AVX-512: 27 against 36 G values/s).
+            const ints a =
+                simd::settle(ints::load_unaligned(reinterpret_cast<const std::int32_t*>(x + at)));
+            const ints b =
+                simd::settle(ints::load_unaligned(reinterpret_cast<const std::int32_t*>(y + at)));
             even = isa<Arch>::add_exact_product(xsimd::bitwise_cast<floats>(a << 16),
                                                 xsimd::bitwise_cast<floats>(b << 16), even);
             odd = isa<Arch>::add_exact_product(xsimd::bitwise_cast<floats>(a & upper),
@@ -6384,17 +6473,92 @@ QMIX_ABI_END
 
 // ---- begin qmix/kernels/kquants/dot.hpp
 
-// Which dot-product kernels an instruction set gets: the AVX2 ones on AVX2 and on AVX-512
-// (which includes AVX2), the NEON ones on aarch64. Elsewhere the slots stay empty and the
-// table falls back to the scalar reference.
+// The k-quant dot-product kernels of an instruction set: the driver isa<Arch>::kquant_dots
+// names (the AVX2 one on AVX2 and on AVX-512, which includes AVX2; the NEON one on
+// aarch64). Where it is void the slots stay empty and the table falls back to the scalar
+// reference.
 
+#include <type_traits>
+
+// ---- begin qmix/kernels/kquants/batch_ops.hpp
+
+// The batch operations of the k-quant kernels: the per-ISA layer (isa<Arch>, one file per
+// instruction set in kernels/isa/, over the portable xsimd floor isa_base<Arch>) plus the
+// few compositions of it that are the same on every instruction set.
+//
+// Everything in kquants/ is a template on the xsimd architecture tag, even the scalar
+// helpers. The kernels of several instruction sets are linked into one program, each
+// translation unit compiled with its own -m flags; a plain inline function would be
+// emitted by every one of them and the linker would keep one copy at random, possibly the
+// AVX-512 one on a CPU without AVX-512. A template on Arch gives every instruction set
+// symbols of its own.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+
+namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
+
+/// The per-ISA layer as the k-quant kernels use it; lanes<Arch, K> below spreads it over
+/// K batches. Nothing here branches on the instruction set.
+template <class Arch>
+struct batch_ops : isa<Arch> {
+    using layer = isa<Arch>;
+    using floats = typename layer::floats;
+    using ints = typename layer::ints;
+    using mask = typename layer::float_mask;
+    static constexpr int count = layer::count;
+
+    /// strict::nearest_int per lane: the magic addition leaves the rounded integer in the
+    /// low mantissa bits. The argument is settled first, so a product passed in is rounded
+    /// before the addition, as in the reference.
+    static ints nearest_int(floats value) {
+        const floats shifted = simd::settle(value) + floats(12582912.0f);
+        return (xsimd::bitwise_cast<ints>(shifted) & ints(0x007fffff)) - ints(0x00400000);
+    }
+
+    static ints clamp(ints v, int lo, int hi) {
+        return layer::max(ints(lo), layer::min(ints(hi), v));
+    }
+
+    /// to_float(clamp(nearest_int(value), lo, hi)) for |value| <= 2^21, lo and hi small
+    /// integers. The magic addition rounds as nearest_int does, leaving a positive float in
+    /// [2^23, 2^24), where the order of the bit patterns as integers is the order of the
+    /// values: the clamp is an integer minimum and maximum there (those run on every vector
+    /// pipe, float ones on half of them), and subtracting the magic number again is exact.
+    /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
+    /// this only where the range is known.) A caller that knows the rounded value cannot
+    /// pass an end of [lo, hi] leaves that end's clamp out (low_end, high_end false).
+    template <bool low_end = true, bool high_end = true>
+    static floats nearest_level(floats value, float lo, float hi) {
+        const floats magic(12582912.0f);
+        ints level = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
+        if constexpr (high_end)
+            level = layer::min(xsimd::bitwise_cast<ints>(floats(12582912.0f + hi)), level);
+        if constexpr (low_end)
+            level = layer::max(xsimd::bitwise_cast<ints>(floats(12582912.0f + lo)), level);
+        (void)lo, (void)hi;
+        return simd::settle(xsimd::bitwise_cast<floats>(level)) - magic;
+    }
+};
+
+QMIX_ABI_END
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/batch_ops.hpp
 // ---- begin qmix/kernels/kquants/dot_avx2.hpp
 
 // Dot products of the k-quant weight formats with q8_K rows, for AVX2 (and the AVX-512
 // translation units, which have AVX2 too). Bytes are multiplied and summed in 16-bit
-// pairs (maddubs), weighted by the sub-block scales in 32-bit (madd), and each block's
-// exact integer sums are then scaled and added in the order of the scalar reference: the
-// results equal formats::*::dot_row bit for bit.
+// pairs (maddubs) and weighted by the sub-block scales in 32-bit (madd): each block's sums
+// are exact integers. They are then scaled and added in float vector accumulators (one
+// fused multiply-add per block, as ggml does), not in the order of the scalar reference:
+// the results agree with formats::*::dot_row to rounding (tests/test_kernels.cpp holds
+// them to 1e-5 * max(1, |reference|), the tolerance of the golden dot products).
 //
 // maddubs takes an unsigned and a signed operand. Signed levels L = u - offset (q3_K, q6_K)
 // are summed as u, and offset * scale * (the sum of q8's group of 16) is taken off once per
@@ -6404,10 +6568,6 @@ QMIX_ABI_END
 // The avx512 level has AVX-512 VNNI: vpdpwssd does the madd and the add of the scaled
 // pairs in one instruction (in four accumulators, to hide its latency), and q2_K folds its
 // scales into the levels so that one vpdpbusd does all three steps.
-//
-// Eight blocks are reduced together: their eight 32-bit accumulators are folded into one
-// vector of eight block sums instead of a horizontal sum per block; the block scales are
-// then applied and the terms added block by block, as the reference does.
 
 // ---- begin qmix/kernels/kquants/scalar.hpp
 
@@ -6559,90 +6719,54 @@ struct avx2_dot {
     }
 
     /// iq4_xs, whose reference sums each super-block exactly in integers and then scales
-    /// and adds the blocks like q3_K and q6_K: the same driver, bit for bit.
+    /// and adds the blocks like q3_K and q6_K: the same driver.
     static float iq4_xs(const void* x, const void* y, std::int64_t n) {
         return run<iq4_xs_unit>(static_cast<const formats::block_iq4_xs*>(x),
                                 static_cast<const act*>(y), n / 256);
     }
 
   private:
-    static constexpr int group = 8;  ///< blocks reduced together
-
-    /// Per group of eight blocks: the integer sums, folded into one vector of eight block
-    /// sums (and one of eight min sums), then
-    ///     sum += d * scaled - dmin * mins     (formats with a min)
-    ///     sum += d * scaled                   (symmetric formats)
-    /// block after block, with d = half(x.d) * y.d as the reference rounds it. The scales
-    /// d and dmin are converted block by block from the block itself: gathering them in
-    /// memory first (narrow stores read back as one vector) would defeat store forwarding
-    /// once per group.
+    /// Per block: the integer sums (eight 32-bit lanes of scaled sums, and for the formats
+    /// with a min the lanes of min sums), converted to float and added to float vector
+    /// accumulators with one fused multiply-add each,
+    ///     acc += d * scaled,  acc_min += dmin * mins,
+    /// with d = half(x.d) * y.d and dmin = half(x.dmin) * y.d; one horizontal sum at the
+    /// end. The order of the float additions is not the reference's, so the result agrees
+    /// with formats::*::dot_row to rounding, not bit for bit.
     template <class Unit, class Block>
     static float run(const Block* x, const act* y, std::int64_t blocks) {
-        float sum = 0;
-        for (std::int64_t first = 0; first < blocks; first += group) {
-            const int count = blocks - first < group ? int(blocks - first) : group;
-            __m256i scaled[group];
-            __m256i mins[group];
-            for (int b = 0; b < count; ++b) {
-                Unit::sums(x[first + b], y[first + b], scaled[b], mins[b]);
-            }
-            for (int b = count; b < group; ++b) scaled[b] = mins[b] = _mm256_setzero_si256();
-            const __m256 block_sums = _mm256_cvtepi32_ps(fold(scaled));
+        __m256 acc = _mm256_setzero_ps();
+        __m256 acc_min = _mm256_setzero_ps();
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            __m256i scaled;
+            __m256i mins;
+            Unit::sums(x[b], y[b], scaled, mins);
+            const __m128 yd = _mm_set_ss(y[b].d);
             if constexpr (Unit::has_min) {
-                const __m256 min_sums = _mm256_cvtepi32_ps(fold(mins));
-                // (scaled, mins) of block b at pair[position[b]]: the unpacks interleave
-                // within 128-bit lanes.
-                alignas(32) float pair[2 * group];
-                _mm256_store_ps(pair, _mm256_unpacklo_ps(block_sums, min_sums));
-                _mm256_store_ps(pair + 8, _mm256_unpackhi_ps(block_sums, min_sums));
-                constexpr int position[group] = {0, 2, 8, 10, 4, 6, 12, 14};
-                for (int b = 0; b < count; ++b) {
-                    const Block& blk = x[first + b];
-                    const __m128 halves = _mm_cvtph_ps(_mm_cvtsi32_si128(
-                        int(std::uint32_t(blk.d) | std::uint32_t(blk.dmin) << 16)));
-                    // d and dmin, each rounded as the reference rounds it.
-                    const __m128 d = _mm_mul_ps(halves, _mm_set1_ps(y[first + b].d));
-                    const __m128 sums = _mm_castpd_ps(
-                        _mm_load_sd(reinterpret_cast<const double*>(pair + position[b])));
-                    const __m128 terms = settled(_mm_mul_ps(d, sums));
-                    sum += _mm_cvtss_f32(_mm_sub_ss(terms, _mm_movehdup_ps(terms)));
-                }
+                // d and dmin in lanes 0 and 1, each times y.d.
+                const __m128 d =
+                    _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                                   int(std::uint32_t(x[b].d) | std::uint32_t(x[b].dmin) << 16))),
+                               _mm_broadcastss_ps(yd));
+                acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(scaled), acc);
+                acc_min = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d)),
+                                          _mm256_cvtepi32_ps(mins), acc_min);
             } else {
-                alignas(32) float block_sum[group];
-                _mm256_store_ps(block_sum, block_sums);
-                for (int b = 0; b < count; ++b) {
-                    const float d =
-                        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(int(x[first + b].d)))) *
-                        y[first + b].d;
-                    sum += strict::mul(d, block_sum[b]);
-                }
+                const __m128 d = _mm_mul_ss(_mm_cvtph_ps(_mm_cvtsi32_si128(int(x[b].d))), yd);
+                acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(scaled), acc);
             }
         }
-        return sum;
-    }
-
-    /// A product rounded on its own (simd::settle for a raw __m128).
-    static __m128 settled(__m128 v) {
-        __asm__("" : "+x"(v));
-        return v;
-    }
-
-    /// Lane b = the sum of the eight lanes of v[b].
-    static __m256i fold(const __m256i* v) {
-        const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]);
-        const __m256i h23 = _mm256_hadd_epi32(v[2], v[3]);
-        const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]);
-        const __m256i h67 = _mm256_hadd_epi32(v[6], v[7]);
-        const __m256i q03 = _mm256_hadd_epi32(h01, h23);
-        const __m256i q47 = _mm256_hadd_epi32(h45, h67);
-        return _mm256_add_epi32(_mm256_permute2x128_si256(q03, q47, 0x20),
-                                _mm256_permute2x128_si256(q03, q47, 0x31));
+        const __m256 total = Unit::has_min ? _mm256_sub_ps(acc, acc_min) : acc;
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        return _mm_cvtss_f32(h);
     }
 
     /// acc + madd(products, scales): one vpdpwssd with VNNI.
     static __m256i add_scaled(__m256i acc, __m256i products, __m256i scales) {
 #if QMIX_DOT_VNNI
-        if constexpr (is_avx512bw<Arch>) return _mm256_dpwssd_epi32(acc, products, scales);
+        if constexpr (isa<Arch>::has_vnni) return _mm256_dpwssd_epi32(acc, products, scales);
 #endif
         return _mm256_add_epi32(acc, _mm256_madd_epi16(products, scales));
     }
@@ -6687,7 +6811,7 @@ struct avx2_dot {
                 _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
             mins = _mm256_madd_epi16(load(y.bsums), mins16);
 #if QMIX_DOT_VNNI
-            if constexpr (is_avx512bw<Arch>) {
+            if constexpr (isa<Arch>::has_vnni) {
                 scaled = vnni_sums(x, y, _mm_and_si128(packed, _mm_set1_epi8(0xF)));
                 return;
             }
@@ -7269,12 +7393,12 @@ struct lanes {
     };
 };
 
-/// How many batches the scale searches run side by side (see wide). Measured on Zen
-/// (ggml's benchmark data, median of three): four against two gives AVX-512 10 to 13 percent
-/// on every k-quant, AVX2 up to 6 percent (q2_k q3_k q6_k; q4_k q5_k unchanged); SSE2's
-/// sixteen registers do better with two (q3_k loses a fifth with four).
+/// How many batches the scale searches run side by side (see wide): a property of the
+/// instruction set's registers, isa<Arch>::search_batches (measured on Zen, ggml's
+/// benchmark data, median of three: four against two gives AVX-512 10 to 13 percent on
+/// every k-quant, AVX2 up to 6 percent; SSE2's sixteen registers do better with two).
 template <class Arch>
-inline constexpr int search_batches = is_avx2<Arch> || is_avx512bw<Arch> ? 4 : 2;
+inline constexpr int search_batches = isa<Arch>::search_batches;
 
 QMIX_ABI_END
 }  // namespace qmix::kernels::kquants
@@ -7294,6 +7418,7 @@ QMIX_ABI_END
 // of every level at every improvement.
 
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 
@@ -7560,6 +7685,9 @@ struct group_search {
         floats l2[n];  ///< x^2 l^2: the reference's w * L[i] * L[i]
         floats sum_lx;
         floats sum_l2;
+        /// Per batch: a sweep provably moves no level in any of its lanes (see
+        /// greedy_start); levels, lx and l2 of such a batch may be left unset.
+        bool settled[K] = {};
 
         /// Lanes whose group counts as all zero.
         mask flat() const { return L::abs(extreme) < floats(group_max_eps); }
@@ -7576,57 +7704,145 @@ struct group_search {
     };
 
     /// The search's first levels, against the value of largest magnitude, and their sums.
-    template <int n>
+    /// The K batches side by side, each quantity a plain xsimd batch per batch (arrays
+    /// indexed by constants): as `wide` values the compiler kept a copy of every product
+    /// on the stack (Zen 4: q3_k quantize +19% avx2, +10% avx512 this way).
+    ///
+    /// A sweep moves nothing in a lane whose value of largest magnitude is positive and
+    /// whose sum of x^3 l is finite: there iscale < 0 gives each level the opposite sign of
+    /// its value (or 0), so every term x^3 l is <= 0; partial sums of such terms only
+    /// decrease (rounding is monotone), so the sum is <= each term, and slx = sum - term
+    /// is <= 0: the reference's `slx > 0` fails for every value in every sweep. (A term that
+    /// is NaN or infinite makes the sum so.) A flat lane ends with scale 0 whatever its
+    /// sweeps do. A batch whose lanes are all one or the other is marked settled: its
+    /// sweeps are skipped, and with store_settled false its levels and products are not
+    /// stored (only the sums are kept).
+    template <int n, bool store_settled = true>
     QMIX_FORCE_INLINE static void greedy_start(const floats* x, int nmax, greedy_state<n>& state) {
-        state.extreme = signed_extreme<n>(x);
-        const floats iscale = L::div(floats(float(-nmax)), state.extreme);
-        floats sum_lx(0.0f);
-        floats sum_l2(0.0f);
+        // The value of largest magnitude from the largest and the smallest value (one
+        // maximum and one minimum per value, not a compare and two selects), the
+        // sequential search where they have the same magnitude.
+        batch hi[K];
+        batch lo[K];
+        unrolled<K>([&](auto k) { hi[k] = lo[k] = batch(0.0f); });
         for (int i = 0; i < n; ++i) {
-            const floats l = level(iscale * x[i], -nmax, nmax - 1);
-            const floats w = x[i] * x[i];
-            const floats lx = L::mul(w * x[i], l);
-            const floats l2 = L::mul(w * l, l);
-            state.levels[i] = l;
-            state.lx[i] = lx;
-            state.l2[i] = l2;
-            sum_lx += lx;
-            sum_l2 += l2;
+            unrolled<K>([&](auto k) {
+                const batch v = L::part(x[i], k);
+                hi[k] = xsimd::max(v, hi[k]);
+                lo[k] = xsimd::min(v, lo[k]);
+            });
         }
-        state.sum_lx = sum_lx;
-        state.sum_l2 = sum_l2;
+        batch extreme[K];
+        unrolled<K>([&](auto k) {
+            const batch negated_lo = -lo[k];
+            if (xsimd::any(hi[k] == negated_lo)) {
+                batch amax(0.0f);
+                batch e(0.0f);
+                for (int i = 0; i < n; ++i) {
+                    const batch v = L::part(x[i], k);
+                    const batch av = B::abs(v);
+                    const batch_mask bigger = av > amax;
+                    amax = B::select(bigger, av, amax);
+                    e = B::select(bigger, v, e);
+                }
+                extreme[k] = e;
+            } else {
+                extreme[k] = B::select(hi[k] > negated_lo, hi[k], lo[k]);
+            }
+        });
+        batch iscale[K];
+        batch sum_lx[K];
+        batch sum_l2[K];
+        // Candidates for settled (see above): every lane positive or flat.
+        bool positive[K];
+        unrolled<K>([&](auto k) {
+            L::part(state.extreme, k) = extreme[k];
+            iscale[k] = B::div(batch(float(-nmax)), extreme[k]);
+            sum_lx[k] = sum_l2[k] = batch(0.0f);
+            positive[k] = B::none(
+                !((extreme[k] > batch(0.0f)) || (B::abs(extreme[k]) < batch(group_max_eps))));
+        });
+        // |iscale x| <= nmax (1 + 2^-23)^2 in a lane that is finite and not flat (below),
+        // so the rounded value is never below -nmax: only the upper clamp can act.
+        const auto level_of = [&](const batch& v, auto k) {
+            return B::template nearest_level<false, true>(iscale[k] * v, float(-nmax),
+                                                          float(nmax - 1));
+        };
+        bool store_all = store_settled;
+        unrolled<K>([&](auto k) { store_all = store_all || !positive[k]; });
+        if (store_all) {
+            for (int i = 0; i < n; ++i) {
+                unrolled<K>([&](auto k) {
+                    const batch v = L::part(x[i], k);
+                    const batch l = level_of(v, k);
+                    const batch w = v * v;
+                    const batch lx = B::mul(w * v, l);
+                    const batch l2 = B::mul(w * l, l);
+                    L::part(state.levels[i], k) = l;
+                    L::part(state.lx[i], k) = lx;
+                    L::part(state.l2[i], k) = l2;
+                    sum_lx[k] += lx;
+                    sum_l2[k] += l2;
+                });
+            }
+        } else {
+            // Sums only: no batch needs its levels unless its sums come out not finite,
+            // and then it takes the loop below, which stores them.
+            for (int i = 0; i < n; ++i) {
+                unrolled<K>([&](auto k) {
+                    const batch v = L::part(x[i], k);
+                    const batch l = level_of(v, k);
+                    const batch w = v * v;
+                    sum_lx[k] += B::mul(w * v, l);
+                    sum_l2[k] += B::mul(w * l, l);
+                });
+            }
+        }
+        unrolled<K>([&](auto k) {
+            L::part(state.sum_lx, k) = sum_lx[k];
+            L::part(state.sum_l2, k) = sum_l2[k];
+        });
+        // The levels above are rounded and clamped in float arithmetic (nearest_level),
+        // exact where |iscale x| <= 2^21: in a lane whose values are finite, |x| <= |max|
+        // makes |iscale x| <= nmax (1 + 2^-23)^2. A lane with a NaN or an infinity, or
+        // whose x^2 overflows, has a sum of x^2 l^2 that is not finite: such batches take
+        // the levels of the reference's nearest_int again. (A lane with max 0 or below
+        // FLT_MIN may get other levels, but it is flat and its products are zero, or NaN
+        // and caught here: its search ends with scale 0 and no level moved either way.)
+        const batch infinity(std::numeric_limits<float>::infinity());
+        unrolled<K>([&](auto k) {
+            const bool finite = B::none(!(sum_l2[k] < infinity));
+            // Settled also needs every sum of x^3 l finite (they are <= 0 there).
+            state.settled[k] = positive[k] && finite && B::none(!(sum_lx[k] > -infinity));
+            if (finite && (state.settled[k] || store_all)) return;
+            state.settled[k] = false;
+            batch lx_sum(0.0f);
+            batch l2_sum(0.0f);
+            for (int i = 0; i < n; ++i) {
+                const batch v = L::part(x[i], k);
+                const batch l =
+                    B::to_float(B::clamp(B::nearest_int(iscale[k] * v), -nmax, nmax - 1));
+                const batch w = v * v;
+                const batch lx = B::mul(w * v, l);
+                const batch l2 = B::mul(w * l, l);
+                L::part(state.levels[i], k) = l;
+                L::part(state.lx[i], k) = lx;
+                L::part(state.l2[i], k) = l2;
+                lx_sum += lx;
+                l2_sum += l2;
+            }
+            L::part(state.sum_lx, k) = lx_sum;
+            L::part(state.sum_l2, k) = l2_sum;
+        });
     }
 
-    /// One sweep of the greedy search; returns the lanes whose levels changed.
+    /// One sweep of the greedy search; returns the lanes whose levels changed. One batch
+    /// after the other, each skipping the trial of a value where none of its own lanes
+    /// moves a level (measured faster on avx2 than the K batches side by side).
     template <int n>
     QMIX_FORCE_INLINE static mask greedy_sweep(const floats* x, int nmax, greedy_state<n>& state) {
-        const floats zero(0.0f);
-        floats sum_lx = state.sum_lx;
-        floats sum_l2 = state.sum_l2;
-        mask changed(false);
-        for (int i = 0; i < n; ++i) {
-            const floats slx = sum_lx - state.lx[i];
-            const floats sl2 = sum_l2 - state.l2[i];
-            const floats new_l = level(L::div(x[i] * sl2, slx), -nmax, nmax - 1);
-            const mask moved = (slx > zero) && (new_l != state.levels[i]);
-            // Most levels stay where they are: skip the trial when no lane moves one.
-            if (L::none(moved)) continue;
-            const floats w = x[i] * x[i];
-            const floats new_lx = L::mul(w * x[i], new_l);
-            const floats new_l2 = L::mul(w * new_l, new_l);
-            const floats trial_lx = slx + new_lx;
-            const floats trial_l2 = sl2 + new_l2;
-            const mask take = moved && (trial_l2 > zero) &&
-                              (trial_lx * trial_lx * sum_l2 > sum_lx * sum_lx * trial_l2);
-            state.levels[i] = L::select(take, new_l, state.levels[i]);
-            state.lx[i] = L::select(take, new_lx, state.lx[i]);
-            state.l2[i] = L::select(take, new_l2, state.l2[i]);
-            sum_lx = L::select(take, trial_lx, sum_lx);
-            sum_l2 = L::select(take, trial_l2, sum_l2);
-            changed = changed || take;
-        }
-        state.sum_lx = sum_lx;
-        state.sum_l2 = sum_l2;
+        mask changed;
+        unrolled<K>([&](auto k) { L::part(changed, k) = greedy_sweep_part<n>(x, nmax, state, k); });
         return changed;
     }
 
@@ -7736,6 +7952,49 @@ struct group_search {
     }
 
   private:
+    using B = lanes<Arch>;  ///< one xsimd batch
+    using batch = typename B::floats;
+    using batch_mask = typename B::mask;
+
+    template <int n, class Part>
+    QMIX_FORCE_INLINE static batch_mask greedy_sweep_part(const floats* x, int nmax,
+                                                          greedy_state<n>& state, Part k) {
+        if (state.settled[k]) return batch_mask(false);
+        const batch zero(0.0f);
+        batch sum_lx = L::part(state.sum_lx, k);
+        batch sum_l2 = L::part(state.sum_l2, k);
+        batch_mask changed(false);
+        for (int i = 0; i < n; ++i) {
+            const batch v = L::part(x[i], k);
+            const batch level_i = L::part(state.levels[i], k);
+            const batch slx = sum_lx - L::part(state.lx[i], k);
+            const batch sl2 = sum_l2 - L::part(state.l2[i], k);
+            const batch new_l =
+                B::to_float(B::clamp(B::nearest_int(B::div(v * sl2, slx)), -nmax, nmax - 1));
+            // Most levels stay where they are: skip the trial when no lane moves one.
+            const batch_mask differs = new_l != level_i;
+            if (B::none(differs)) continue;
+            const batch_mask moved = (slx > zero) && differs;
+            if (B::none(moved)) continue;
+            const batch w = v * v;
+            const batch new_lx = B::mul(w * v, new_l);
+            const batch new_l2 = B::mul(w * new_l, new_l);
+            const batch trial_lx = slx + new_lx;
+            const batch trial_l2 = sl2 + new_l2;
+            const batch_mask take = moved && (trial_l2 > zero) &&
+                                    (trial_lx * trial_lx * sum_l2 > sum_lx * sum_lx * trial_l2);
+            L::part(state.levels[i], k) = B::select(take, new_l, level_i);
+            L::part(state.lx[i], k) = B::select(take, new_lx, L::part(state.lx[i], k));
+            L::part(state.l2[i], k) = B::select(take, new_l2, L::part(state.l2[i], k));
+            sum_lx = B::select(take, trial_lx, sum_lx);
+            sum_l2 = B::select(take, trial_l2, sum_l2);
+            changed = changed || take;
+        }
+        L::part(state.sum_lx, k) = sum_lx;
+        L::part(state.sum_l2, k) = sum_l2;
+        return changed;
+    }
+
     /// clamp(nearest_int(value), lo, hi) as a float.
     static floats level(floats value, int lo, int hi) {
         return L::to_float(L::clamp(L::nearest_int(value), lo, hi));
@@ -7777,8 +8036,9 @@ struct transposed {
     using L = lanes<Arch, K>;
     typename L::floats v[GroupSize];
 
-    /// Loads up to L::count groups whose values start at `sources[j]`.
-    void load(const float* const* sources, int valid) {
+    /// Loads up to L::count groups whose values start at `sources[j]`. (Flattened: the
+    /// in-register transposes are lambdas, which GCC left as calls once q3_k's search grew.)
+    QMIX_FLATTEN void load(const float* const* sources, int valid) {
         constexpr int width = L::batch_size;
         if constexpr (GroupSize % width == 0) {
             if (valid == L::count) {
@@ -8589,11 +8849,14 @@ struct q3_k_kernels {
     };
 
     /// Starts the greedy search of a batch of groups and sweeps once: done for the groups
-    /// that moved no level, set aside in `moving` for the others.
-    static void greedy_first_sweep(const group_batch<Arch, group_size, groups, K>& batch, int g,
-                                   fits& f, moving_groups& moving) {
+    /// that moved no level, set aside in `moving` for the others. (This and the remaining
+    /// sweeps are flattened: GCC otherwise leaves the searches' unrolled lambdas as calls,
+    /// depending on how large the translation unit has grown.)
+    QMIX_FLATTEN static void greedy_first_sweep(
+        const group_batch<Arch, group_size, groups, K>& batch, int g, fits& f,
+        moving_groups& moving) {
         typename search::template greedy_state<group_size> state;
-        search::greedy_start(batch.x.v, level_bias, state);
+        search::template greedy_start<group_size, false>(batch.x.v, level_bias, state);
         const auto changed = search::greedy_sweep(batch.x.v, level_bias, state);
         W::store(f.scale + g, search::greedy_scale(state));
         if (W::none(changed)) return;
@@ -8603,7 +8866,14 @@ struct q3_k_kernels {
         alignas(64) float sum_l2[W::count];
         const typename W::floats zero(0.0f);
         W::store(lane_changed, W::select(changed, typename W::floats(1.0f), zero));
-        for (int i = 0; i < group_size; ++i) W::store(levels[i], state.levels[i]);
+        // A settled batch changed nothing and may have no levels set: its parts are skipped.
+        constexpr int part_size = W::count / K;
+        for (int k = 0; k < K; ++k) {
+            if (state.settled[k]) continue;
+            for (int i = 0; i < group_size; ++i) {
+                L::store(levels[i] + k * part_size, W::part(state.levels[i], k));
+            }
+        }
         W::store(sum_lx, state.sum_lx);
         W::store(sum_l2, state.sum_l2);
         for (int lane = 0; lane < batch.valid; ++lane) {
@@ -8619,7 +8889,8 @@ struct q3_k_kernels {
     /// The greedy search of the groups that moved in the first sweep, gathered into batches
     /// of their own, one xsimd batch wide: a batch sweeps until its last lane stops, so
     /// mixed with settled groups (or with many others) every batch would sweep that often.
-    static void greedy_remaining_sweeps(const float* x, fits& f, const moving_groups& moving) {
+    QMIX_FLATTEN static void greedy_remaining_sweeps(const float* x, fits& f,
+                                                     const moving_groups& moving) {
         alignas(64) static constexpr float nothing[group_size] = {};  // a lane without a group
         for (int first = 0; first < moving.count; first += L::count) {
             const int valid = moving.count - first < L::count ? moving.count - first : L::count;
@@ -9167,15 +9438,8 @@ void set_dots(kernel_table& table) {
 
 template <class Arch>
 void add_dots(kernel_table& table) {
-    if constexpr (is_avx2<Arch> || is_avx512bw<Arch>) {
-#if defined(__AVX2__)
-        set_dots<avx2_dot<Arch>>(table);
-#endif
-    } else if constexpr (is_neon64<Arch>) {
-#if defined(__aarch64__)
-        set_dots<neon_dot<Arch>>(table);
-#endif
-    }
+    using dots = typename isa<Arch>::kquant_dots;
+    if constexpr (!std::is_void_v<dots>) set_dots<dots>(table);
     (void)table;
 }
 
@@ -9339,6 +9603,7 @@ QMIX_ABI_END
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 
 namespace qmix::kernels {
@@ -9367,7 +9632,7 @@ struct search {
         floats low = level(0);
         floats high = level(1);
         ints count(0);
-        kquants::unrolled<14>([&](auto k) {
+        unrolled<14>([&](auto k) {
             constexpr int index_k = decltype(k)::value + 1;
             const mask at_or_below = level(index_k) <= v;
             low = W::select(at_or_below, level(index_k), low);
@@ -9428,10 +9693,9 @@ struct search {
     }
 };
 
-/// Whether the instruction set looks 16-entry tables up in a register.
+/// Whether the instruction set looks 16-entry tables up in a register (isa<Arch>).
 template <class Arch>
-inline constexpr bool has_byte_shuffle =
-    kquants::is_avx2<Arch> || kquants::is_avx512bw<Arch> || kquants::is_neon64<Arch>;
+inline constexpr bool has_byte_shuffle = isa<Arch>::has_byte_shuffle;
 
 /// The dot products, written against the dot-product engine of isa<Arch> (isa.hpp).
 template <class Arch>
@@ -9442,29 +9706,7 @@ struct dots {
 
     /// The levels of the 32 indices packed in qs[0 .. 16), as signed bytes in value order.
     static bytes levels_of(const std::uint8_t* qs) {
-        if constexpr (kquants::is_avx2<Arch> || kquants::is_avx512bw<Arch>) {
-#if defined(__AVX2__)
-            const __m256i table = _mm256_broadcastsi128_si256(
-                _mm_loadu_si128(reinterpret_cast<const __m128i*>(nonlinear_levels)));
-            return _mm256_shuffle_epi8(table, cpu::nibbles(qs));
-#endif
-        } else if constexpr (kquants::is_neon64<Arch>) {
-#if defined(__aarch64__)
-            const int8x16_t table = vld1q_s8(nonlinear_levels);
-            const bytes indices = cpu::nibbles(qs);
-            return {vqtbl1q_s8(table, vreinterpretq_u8_s8(indices.low)),
-                    vqtbl1q_s8(table, vreinterpretq_u8_s8(indices.high))};
-#endif
-        } else {
-            // Without a byte shuffle: look the levels up in memory (unused: slower than the
-            // scalar code, see add_nonlinear_kernels).
-            alignas(32) std::int8_t levels[32];
-            for (int j = 0; j < 16; ++j) {
-                levels[j] = nonlinear_levels[qs[j] & 0x0F];
-                levels[j + 16] = nonlinear_levels[qs[j] >> 4];
-            }
-            return cpu::load_bytes(levels);
-        }
+        return cpu::look_up(nonlinear_levels, cpu::nibbles(qs));
     }
 
     static float iq4_nl(const formats::block_iq4_nl* x, const formats::block_q8_0* y,
@@ -9492,31 +9734,13 @@ struct dots {
                     cpu::dot_signed(levels_of(x[b].qs + 16 * g), cpu::load_bytes(y[b].qs + 32 * g));
                 const part second = cpu::dot_signed(levels_of(x[b].qs + 16 * g + 16),
                                                     cpu::load_bytes(y[b].qs + 32 * g + 32));
-                total += scaled_sum(first, formats::iq4_xs::sub_block_scale(x[b], g), second,
-                                    formats::iq4_xs::sub_block_scale(x[b], g + 1));
+                total += cpu::scaled_sum(first, formats::iq4_xs::sub_block_scale(x[b], g), second,
+                                         formats::iq4_xs::sub_block_scale(x[b], g + 1));
             }
             const float d = kquants::scalar<Arch>::half_to_float(x[b].d) * y[b].d;
             sum += strict::mul(d, float(total));
         }
         return sum;
-    }
-
-  private:
-    /// The sum of the lanes of first times s1 plus those of second times s2.
-    static std::int32_t scaled_sum(part first, int s1, part second, int s2) {
-        if constexpr (kquants::is_neon64<Arch>) {
-#if defined(__aarch64__)
-            return vaddvq_s32(vmlaq_n_s32(vmulq_n_s32(first, s1), second, s2));
-#endif
-        } else {
-            alignas(32) std::int32_t a[sizeof(part) / 4];
-            alignas(32) std::int32_t c[sizeof(part) / 4];
-            std::memcpy(a, &first, sizeof a);
-            std::memcpy(c, &second, sizeof c);
-            std::int32_t sa = 0, sc = 0;
-            for (std::size_t i = 0; i < sizeof(part) / 4; ++i) sa += a[i], sc += c[i];
-            return sa * s1 + sc * s2;
-        }
     }
 };
 
@@ -9672,12 +9896,10 @@ void add_nonlinear_kernels(kernel_table& table) {
         slot(table, type_id::iq4_nl).dequantize = &nl::dequantize;
         slot(table, type_id::iq4_xs).dequantize = &xs::dequantize;
         slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
-        if constexpr (kquants::is_avx2<Arch> || kquants::is_avx512bw<Arch>) {
-#if defined(__AVX2__)
-            // x86: the k-quant driver (kquants/dot_avx2.hpp), which reduces eight blocks at
-            // once.
-            slot(table, type_id::iq4_xs).dot = &kquants::avx2_dot<Arch>::iq4_xs;
-#endif
+        // x86: the k-quant driver (kquants/dot_avx2.hpp), which reduces eight blocks at once.
+        using driver = typename isa<Arch>::iq4_xs_dots;
+        if constexpr (!std::is_void_v<driver>) {
+            slot(table, type_id::iq4_xs).dot = &driver::iq4_xs;
         } else {
             slot(table, type_id::iq4_xs).dot = &generic::dot_row<formats::iq4_xs, &dots::iq4_xs>;
         }
@@ -9774,12 +9996,15 @@ QMIX_ABI_END
 // ---- begin qmix/parallel.hpp
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 
@@ -9805,12 +10030,122 @@ inline unsigned resolve_threads(unsigned requested) noexcept {
     return cores > 0 ? cores : 1;
 }
 
+/// Threads kept for many rounds of work, for a caller that would otherwise start and join
+/// threads thousands of times (one round per chunk of a model). run(work) calls work(slot)
+/// once for every slot 0 .. size() - 1, the calling thread taking slot 0, and returns when
+/// all have finished; the first exception by slot order is rethrown then. A thread that
+/// cannot be started is a qmix::error from the constructor, thrown once the threads already
+/// started have stopped.
+class worker_pool {
+  public:
+    explicit worker_pool(unsigned threads) : slots_(std::max(1u, threads)) {
+        failures_.resize(slots_);
+        std::string start_failure;
+        try {
+            workers_.reserve(slots_ - 1);
+            for (unsigned slot = 1; slot < slots_; ++slot) {
+                workers_.emplace_back([this, slot] { serve(slot); });
+            }
+        } catch (const std::system_error& e) {
+            start_failure = e.what();
+        } catch (const std::bad_alloc&) {
+            start_failure = "out of memory";
+        }
+        if (!start_failure.empty()) {
+            const std::size_t started = workers_.size();
+            stop();
+            throw error("cannot start worker thread " + std::to_string(started + 1) + " of " +
+                        std::to_string(slots_) + " (" + start_failure + "); try fewer threads");
+        }
+    }
+
+    worker_pool(const worker_pool&) = delete;
+    worker_pool& operator=(const worker_pool&) = delete;
+    ~worker_pool() { stop(); }
+
+    unsigned size() const noexcept { return slots_; }
+
+    template <class Work>
+    void run(Work&& work) {
+        using target = std::remove_reference_t<Work>;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            call_ = [](void* context, unsigned slot) { (*static_cast<target*>(context))(slot); };
+            context_ = const_cast<void*>(static_cast<const void*>(&work));
+            busy_ = slots_ - 1;
+            ++round_;
+        }
+        wake_.notify_all();
+        attempt(0);
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            done_.wait(lock, [this] { return busy_ == 0; });
+        }
+        for (auto& failure : failures_) {
+            if (!failure) continue;
+            const std::exception_ptr first = failure;
+            for (auto& f : failures_) f = nullptr;
+            std::rethrow_exception(first);
+        }
+    }
+
+  private:
+    void attempt(unsigned slot) noexcept {
+        try {
+            call_(context_, slot);
+        } catch (...) {
+            failures_[slot] = std::current_exception();
+        }
+    }
+
+    void serve(unsigned slot) {
+        std::uint64_t seen = 0;
+        for (;;) {
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, [&] { return stopping_ || round_ != seen; });
+                if (stopping_) return;
+                seen = round_;
+            }
+            attempt(slot);
+            bool last = false;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                last = --busy_ == 0;
+            }
+            if (last) done_.notify_one();
+        }
+    }
+
+    void stop() noexcept {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : workers_) t.join();
+        workers_.clear();
+    }
+
+    unsigned slots_;
+    std::vector<std::thread> workers_;
+    std::vector<std::exception_ptr> failures_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::condition_variable done_;
+    void (*call_)(void*, unsigned) = nullptr;
+    void* context_ = nullptr;
+    unsigned busy_ = 0;
+    std::uint64_t round_ = 0;
+    bool stopping_ = false;
+};
+
 /// Calls work(begin, end) over [0, count) split into at most `threads` contiguous ranges,
 /// one thread each (the calling thread takes the first). Every index is handled exactly
 /// once, so results written per index do not depend on the thread count. The first
 /// exception thrown by any range is rethrown after all threads have finished. A thread that
 /// cannot be started (too little memory for its stack, a process limit) is a qmix::error,
-/// thrown once the threads already started have finished.
+/// thrown before any range runs (worker_pool's).
 template <class Work>
 void parallel_ranges(std::int64_t count, unsigned threads, Work&& work) {
     if (count <= 0) return;
@@ -9820,35 +10155,8 @@ void parallel_ranges(std::int64_t count, unsigned threads, Work&& work) {
         work(std::int64_t(0), count);
         return;
     }
-    std::vector<std::exception_ptr> failures(static_cast<std::size_t>(used));
-    auto run = [&](std::int64_t part) {
-        const std::int64_t begin = count * part / used;
-        const std::int64_t end = count * (part + 1) / used;
-        try {
-            work(begin, end);
-        } catch (...) {
-            failures[static_cast<std::size_t>(part)] = std::current_exception();
-        }
-    };
-    std::vector<std::thread> pool;
-    std::string start_failure;
-    try {
-        pool.reserve(static_cast<std::size_t>(used - 1));
-        for (std::int64_t part = 1; part < used; ++part) pool.emplace_back(run, part);
-    } catch (const std::system_error& e) {
-        start_failure = e.what();
-    } catch (const std::bad_alloc&) {
-        start_failure = "out of memory";
-    }
-    if (start_failure.empty()) run(0);
-    for (auto& t : pool) t.join();
-    if (!start_failure.empty()) {
-        throw error("cannot start worker thread " + std::to_string(pool.size() + 1) + " of " +
-                    std::to_string(used) + " (" + start_failure + "); try fewer threads");
-    }
-    for (const auto& failure : failures) {
-        if (failure) std::rethrow_exception(failure);
-    }
+    worker_pool pool(static_cast<unsigned>(used));
+    pool.run([&](unsigned part) { work(count * part / used, count * (part + 1) / used); });
 }
 
 /// quantize() over rows split between threads, with the kernels of `table`. The bytes are

@@ -1781,7 +1781,24 @@ class atomic_file {
             }
             data += done;
             size -= static_cast<std::size_t>(done);
+            file_offset_ += static_cast<std::uint64_t>(done);
         }
+        start_writeback();
+    }
+
+    /// Asks the kernel to start writing what has been written so far, every 32 MiB, without
+    /// waiting for it (Linux). The data reaches the disk while the rest is still being
+    /// converted, so the fsync() of commit() finds little left to do; durability still rests
+    /// on that fsync() alone. A file system without the call just ignores the hint.
+    void start_writeback() noexcept {
+#if defined(__linux__)
+        constexpr std::uint64_t stride = std::uint64_t(32) << 20;
+        if (file_offset_ - writeback_from_ < stride) return;
+        ::sync_file_range(fd_, static_cast<off_t>(writeback_from_),
+                          static_cast<off_t>(file_offset_ - writeback_from_),
+                          SYNC_FILE_RANGE_WRITE);
+        writeback_from_ = file_offset_;
+#endif
     }
 
     void sync_folder() noexcept {
@@ -1804,6 +1821,8 @@ class atomic_file {
     state state_ = state::writing;
     std::vector<std::uint8_t> buffer_;
     std::uint64_t written_ = 0;
+    std::uint64_t file_offset_ = 0;     ///< bytes handed to write(2) so far
+    std::uint64_t writeback_from_ = 0;  ///< where the next writeback request starts
 };
 
 /// Commits several files so that all of them replace their destinations or none does.
@@ -2437,28 +2456,50 @@ struct quantize_result {
 
 namespace detail {
 
-/// Whether any of `count` binary32 values is infinite or NaN (exponent all ones): a
-/// maximum of the magnitudes' bits, a reduction the compiler vectorises at any level.
+// Whether any value is infinite or NaN (exponent all ones), tested on the bits of several
+// values in one 64-bit word: with the sign cleared, adding the lowest exponent bit carries
+// into the field's top bit exactly when the exponent is all ones, and never into the next
+// field. An OR of those bits is a reduction the compiler vectorises at any level.
+
+/// The test on `count` binary32 values.
 inline bool any_nonfinite_f32(const float* values, std::int64_t count) noexcept {
-    std::int32_t largest = 0;
-    for (std::int64_t i = 0; i < count; ++i) {
+    constexpr std::uint64_t magnitude = 0x7fffffff7fffffffu;
+    constexpr std::uint64_t lowest_exponent = 0x0080000000800000u;
+    constexpr std::uint64_t top = 0x8000000080000000u;
+    std::uint64_t found = 0;
+    std::int64_t i = 0;
+    for (; i + 2 <= count; i += 2) {
+        std::uint64_t bits;
+        std::memcpy(&bits, values + i, sizeof bits);
+        found |= ((bits & magnitude) + lowest_exponent) & top;
+    }
+    for (; i < count; ++i) {
         std::uint32_t bits;
         std::memcpy(&bits, values + i, sizeof bits);
-        const auto magnitude = static_cast<std::int32_t>(bits & 0x7fffffffu);
-        largest = magnitude > largest ? magnitude : largest;
+        found |= (bits & 0x7fffffffu) >= 0x7f800000u;
     }
-    return largest >= 0x7f800000;
+    return found != 0;
 }
 
 /// The same test on binary16 values as stored (little-endian): half the bytes to read.
 inline bool any_nonfinite_f16(const std::uint8_t* bytes, std::int64_t count) noexcept {
-    std::int16_t largest = 0;
-    for (std::int64_t i = 0; i < count; ++i) {
-        const auto magnitude = static_cast<std::int16_t>(
-            (std::uint16_t(bytes[2 * i]) | std::uint16_t(bytes[2 * i + 1]) << 8) & 0x7fff);
-        largest = magnitude > largest ? magnitude : largest;
+    std::uint64_t found = 0;
+    std::int64_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    constexpr std::uint64_t magnitude = 0x7fff7fff7fff7fffu;
+    constexpr std::uint64_t lowest_exponent = 0x0400040004000400u;
+    constexpr std::uint64_t top = 0x8000800080008000u;
+    for (; i + 4 <= count; i += 4) {
+        std::uint64_t bits;
+        std::memcpy(&bits, bytes + 2 * i, sizeof bits);
+        found |= ((bits & magnitude) + lowest_exponent) & top;
     }
-    return largest >= 0x7c00;
+#endif
+    for (; i < count; ++i) {
+        const unsigned bits = (unsigned(bytes[2 * i]) | unsigned(bytes[2 * i + 1]) << 8) & 0x7fffu;
+        found |= bits >= 0x7c00u;
+    }
+    return found != 0;
 }
 
 /// Throws naming the first infinite or NaN value, if any. `raw` is the input as stored
@@ -2622,6 +2663,7 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
     constexpr std::int64_t chunk_values = std::int64_t(1) << 21;
     constexpr std::size_t copy_buffer_bytes = std::size_t(4) << 20;
     std::vector<detail::piece_buffers> workers(threads);
+    worker_pool pool(threads);  // started once: a model has hundreds of chunks
     std::array<std::vector<std::uint8_t>, 2> packed;
     std::vector<std::uint8_t> copy_buffer;
 
@@ -2676,65 +2718,62 @@ inline quantize_result execute_plan(const model_file& model, const model_plan& p
                 std::mutex failure_mutex;
                 std::int64_t failed_piece = std::numeric_limits<std::int64_t>::max();
                 std::exception_ptr failure;
-                parallel_ranges(
-                    std::int64_t(threads), threads, [&](std::int64_t slot, std::int64_t) {
-                        if (slot == 0 && pending != nullptr) {
-                            writer.write_data(pending, pending_size);
-                            pending = nullptr;
-                            if (progress) progress(index, pending_done, total);
-                        }
-                        detail::piece_buffers& buffers = workers[std::size_t(slot)];
-                        for (std::int64_t i = next++; i < last; i = next++) {
-                            try {
-                                const auto piece = layout.at(i);
-                                const auto next_piece = layout.at(i + 1);
-                                const std::int64_t count = piece.row_count * piece.row_length;
-                                const auto in_bytes = static_cast<std::size_t>(
-                                    next_piece.in_offset - piece.in_offset);
-                                detail::ensure_size(buffers.input, in_bytes);
-                                detail::ensure_size(buffers.values, std::size_t(count));
-                                model.read_data(tensor, piece.in_offset, buffers.input.data(),
-                                                in_bytes);
-                                float* values = buffers.values.data();
-                                // f32, f16 or (with --allow-requantize) a quantized type, widened.
-                                dequantize(tensor.type, buffers.input.data(), values,
-                                           piece.row_count, piece.row_length);
-                                if (!options.allow_nonfinite) {
-                                    detail::check_finite(
-                                        model, tensor, values, count, piece.first_value,
-                                        tensor.type == type_id::f16 ? buffers.input.data()
-                                                                    : nullptr);
-                                }
-                                std::uint8_t* dst =
-                                    out.data() + (piece.out_offset - chunk_begin.out_offset);
-                                quantize(p.output, values, dst, piece.row_count, piece.row_length);
-                                if (options.compute_stats) {
-                                    detail::ensure_size(buffers.restored, std::size_t(count));
-                                    float* back = buffers.restored.data();
-                                    dequantize(p.output, dst, back, piece.row_count,
-                                               piece.row_length);
-                                    for (std::int64_t r = 0; r < piece.row_count; ++r) {
-                                        const std::size_t slot_index =
-                                            layout.segment != 0
-                                                ? std::size_t(i - first)
-                                                : std::size_t((piece.first_value -
-                                                               chunk_begin.first_value) /
-                                                                  layout.n +
-                                                              r);
-                                        errors[slot_index] = detail::row_error(
-                                            values + r * piece.row_length,
-                                            back + r * piece.row_length, piece.row_length);
-                                    }
-                                }
-                            } catch (...) {
-                                std::lock_guard<std::mutex> lock(failure_mutex);
-                                if (i < failed_piece) {
-                                    failed_piece = i;
-                                    failure = std::current_exception();
+                pool.run([&](unsigned slot) {
+                    if (slot == 0 && pending != nullptr) {
+                        writer.write_data(pending, pending_size);
+                        pending = nullptr;
+                        if (progress) progress(index, pending_done, total);
+                    }
+                    detail::piece_buffers& buffers = workers[std::size_t(slot)];
+                    for (std::int64_t i = next++; i < last; i = next++) {
+                        try {
+                            const auto piece = layout.at(i);
+                            const auto next_piece = layout.at(i + 1);
+                            const std::int64_t count = piece.row_count * piece.row_length;
+                            const auto in_bytes =
+                                static_cast<std::size_t>(next_piece.in_offset - piece.in_offset);
+                            detail::ensure_size(buffers.input, in_bytes);
+                            detail::ensure_size(buffers.values, std::size_t(count));
+                            model.read_data(tensor, piece.in_offset, buffers.input.data(),
+                                            in_bytes);
+                            float* values = buffers.values.data();
+                            // f32, f16 or (with --allow-requantize) a quantized type, widened.
+                            dequantize(tensor.type, buffers.input.data(), values, piece.row_count,
+                                       piece.row_length);
+                            if (!options.allow_nonfinite) {
+                                detail::check_finite(
+                                    model, tensor, values, count, piece.first_value,
+                                    tensor.type == type_id::f16 ? buffers.input.data() : nullptr);
+                            }
+                            std::uint8_t* dst =
+                                out.data() + (piece.out_offset - chunk_begin.out_offset);
+                            quantize(p.output, values, dst, piece.row_count, piece.row_length);
+                            if (options.compute_stats) {
+                                detail::ensure_size(buffers.restored, std::size_t(count));
+                                float* back = buffers.restored.data();
+                                dequantize(p.output, dst, back, piece.row_count, piece.row_length);
+                                for (std::int64_t r = 0; r < piece.row_count; ++r) {
+                                    const std::size_t slot_index =
+                                        layout.segment != 0
+                                            ? std::size_t(i - first)
+                                            : std::size_t(
+                                                  (piece.first_value - chunk_begin.first_value) /
+                                                      layout.n +
+                                                  r);
+                                    errors[slot_index] = detail::row_error(
+                                        values + r * piece.row_length, back + r * piece.row_length,
+                                        piece.row_length);
                                 }
                             }
+                        } catch (...) {
+                            std::lock_guard<std::mutex> lock(failure_mutex);
+                            if (i < failed_piece) {
+                                failed_piece = i;
+                                failure = std::current_exception();
+                            }
                         }
-                    });
+                    }
+                });
                 if (failure) std::rethrow_exception(failure);
                 for (const auto& e : errors) {
                     squared += e.squared;  // summed in piece (row) order: thread-independent
