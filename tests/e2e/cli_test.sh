@@ -83,6 +83,10 @@ expect 0 "header ftype: 2019 \(iq4_nl\)" -- "$quantize" --no-fallback tiny.bin t
 expect 0 "header ftype: 2019 \(iq4_nl\)" -- "$quantize" --dry-run tiny.bin x.bin 19
 expect 0 "" -- "$bin/qmix-info" tiny-iq4nl.bin
 expect 1 "iq4_xs cannot hold rows of 384" -- "$quantize" --no-fallback tiny.bin nf.bin iq4_xs
+# iq4_xs falls back to iq4_nl (same levels, 32-value blocks); the mixed model's header
+# takes q4_1, the narrowest type at least as wide that ggml does not repack
+expect 0 "rows of 384: iq4_xs -> iq4_nl" -- "$quantize" --dry-run tiny.bin x.bin iq4_xs
+expect 0 "header ftype: 2003 \(q4_1" -- "$quantize" --dry-run tiny.bin x.bin iq4_xs
 expect 0 "header ftype: 2022 \(iq4_xs\)" -- "$quantize" --dry-run base.bin x.bin 22
 expect 0 "header ftype: 2024 \(bf16\)" -- "$quantize" --dry-run base.bin x.bin bf16
 expect 0 "" -- "$quantize" -q --tensor-type '.*mlp.*=iq4_xs' --tensor-type '.*=BF16' base.bin mix-iq.bin q8_0

@@ -54,8 +54,9 @@ struct iq4_xs {
     static constexpr bool is_quantized = true;
     /// ggml's file type "mostly iq4_xs" (a model header's ftype); -1: no ftype names it.
     static constexpr std::int32_t file_type = 22;
-    /// No fallback: a row length this format cannot hold stays as it is.
-    static constexpr type_id fallback = id;
+    /// Rows of a multiple of 32 but not of 256 values (whisper tiny's 384) take iq4_nl:
+    /// the same 16 levels in 32-value blocks at 4.5 bits per weight, as llama.cpp falls back.
+    static constexpr type_id fallback = type_id::iq4_nl;
 
     static constexpr int sub_blocks = 8;
 
