@@ -45,6 +45,8 @@ cmake -S "$root" -B "$work/qmix" -DCMAKE_BUILD_TYPE=Release -DQMIX_BUILD_TESTS=O
 cmake --build "$work/qmix" -j "$(nproc)" --target qmix-quantize qmix-synth >/dev/null
 bin=$work/qmix/bin
 
+# Every type qmix-quantize can write, from its registry.
+types=$("$bin/qmix-quantize" --list-types | awk 'NR > 1 { print $1 }' | tr '\n' ' ')
 disagree=0
 check() {  # label, qmix-quantize arguments writing $work/out.bin
   local label=$1; shift
@@ -65,7 +67,7 @@ for size in tiny base; do
   for storage in f16 f32; do
     model=$work/$size-$storage.bin
     "$bin/qmix-synth" "$model" $size $storage --layers 2 >/dev/null
-    for type in f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k; do
+    for type in $types; do
       check "$size $storage -> $type" "$model" "$work/out.bin" "$type"
     done
     check "$size $storage README mix" --tensor-type 'encoder\..*=q8_0' \
