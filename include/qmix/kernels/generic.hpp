@@ -480,29 +480,37 @@ struct block_kernels {
 
     /// The quantized dot products: the sum over blocks b of dx_b * dy_b * (the integer dot
     /// product of block b, whose partial sums part_of(b) returns) and, for the formats with
-    /// an offset m (q4_1, q5_1), of m_b * s_b. Blocks that do not fill a step go to the
-    /// scalar code, `scalar_tail(first)`.
+    /// an offset m (q4_1, q5_1), of m_b * s_b. A step is blocks_per_step blocks whose
+    /// constants are converted together, in vectors of parts_per_vector joined blocks, the
+    /// vectors added in two sums by turns. Blocks that do not fill a step go to the scalar
+    /// code, `scalar_tail(first)`.
     template <bool with_offset, class Block, class Partner, class PartOf, class Tail>
     static float dot_blocks(const Block* x, const Partner* y, std::int64_t blocks, PartOf part_of,
                             Tail scalar_tail) {
-        constexpr auto step = std::int64_t(cpu::parts_per_vector);
-        floats first_sum(0.0f), second_sum(0.0f), first_offsets(0.0f), second_offsets(0.0f);
-        auto add_step = [&](std::int64_t b, floats& sum, floats& offsets) {
-            typename cpu::part parts[step];
-            for (std::int64_t k = 0; k < step; ++k) parts[k] = part_of(b + k);
-            const floats constants = cpu::step_constants(x + b, y + b);
-            sum = cpu::multiply_add(xsimd::to_float(cpu::join(parts)), cpu::step_scales(constants),
-                                    sum);
-            if constexpr (with_offset) offsets = offsets + constants;
+        constexpr auto joined = std::int64_t(cpu::parts_per_vector);
+        constexpr auto step = std::int64_t(cpu::blocks_per_step);
+        static_assert(step % joined == 0, "a step holds whole vectors of joined blocks");
+        floats sums[2] = {floats(0.0f), floats(0.0f)};
+        floats offsets[2] = {floats(0.0f), floats(0.0f)};
+        auto add_step = [&](std::int64_t b, int turn) {
+            const floats constants = cpu::template step_constants<with_offset>(x + b, y + b);
+            for (int v = 0; v < int(step / joined); ++v) {
+                typename cpu::part parts[joined];
+                for (std::int64_t k = 0; k < joined; ++k) parts[k] = part_of(b + v * joined + k);
+                floats& sum = sums[(turn + v) % 2];
+                sum = cpu::multiply_add(xsimd::to_float(cpu::join(parts)),
+                                        cpu::step_scales(constants, v), sum);
+            }
+            if constexpr (with_offset) offsets[turn] = offsets[turn] + constants;
         };
         std::int64_t b = 0;
         for (; b + 2 * step <= blocks; b += 2 * step) {
-            add_step(b, first_sum, first_offsets);
-            add_step(b + step, second_sum, second_offsets);
+            add_step(b, 0);
+            add_step(b + step, 1);
         }
-        for (; b + step <= blocks; b += step) add_step(b, first_sum, first_offsets);
-        float sum = simd::reduce_add(first_sum + second_sum);
-        if constexpr (with_offset) sum += cpu::sum_offsets(first_offsets + second_offsets);
+        for (; b + step <= blocks; b += step) add_step(b, 0);
+        float sum = simd::reduce_add(sums[0] + sums[1]);
+        if constexpr (with_offset) sum += cpu::sum_offsets(offsets[0] + offsets[1]);
         if (b < blocks) sum += scalar_tail(b);
         return sum;
     }

@@ -69,7 +69,9 @@
 //                                 which need only agree to rounding)
 // and the dot-product engine, which works a block (32 bytes) at a time:
 //   bytes, part                   a block's 32 bytes; their partial int32 sums
-//   parts_per_vector              parts that join into one I (blocks per step)
+//   parts_per_vector              parts that join into one I
+//   blocks_per_step               blocks whose constants are converted together (a
+//                                 multiple of parts_per_vector)
 //   load_bytes(p)                 32 bytes
 //   nibbles(qs)                   value j < 16 is qs[j] & 15, value j + 16 is qs[j] >> 4
 //   add_fifth_bits(b, qh)         b + 16 where bit j of the little-endian word qh is set
@@ -78,10 +80,12 @@
 //   dot_signed(x, s)              partial sums of x * s, x in [-127, 127], s any int8
 //   dot_offset(u, k, s)           partial sums of (u - k) * s, u in [0, 31], k in [0, 16]
 //   join(const part*)             parts_per_vector parts as one I
-//   step_constants(x, y)          for the blocks x[k] and partners y[k] of a step: the
-//                                 products dx * dy and mx * sy of their first two binary16
-//                                 fields (d and m of x, d and s of y), in lanes of F
-//   step_scales(F)                dx * dy of each block spread over the lanes of its part
+//   step_constants<with_offset>(x, y)
+//                                 for the blocks x[k] and partners y[k] of a step: the
+//                                 products dx * dy and (with_offset) mx * sy of their first
+//                                 two binary16 fields (d and m of x, d and s of y), in F
+//   step_scales(F, v)             dx * dy of each block of the step's v-th joined vector,
+//                                 spread over the lanes of its part
 //   sum_offsets(F)                the sum of the mx * sy lanes
 // Every primitive is exact; the float products of the dot-product engine are the only
 // place where rounding enters, and dot products need only agree to rounding.

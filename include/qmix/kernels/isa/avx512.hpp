@@ -3,7 +3,7 @@
 
 // x86-64 AVX-512 F/BW/VL/DQ/CD + VNNI (Ice Lake, Zen 4 and later): isa<xsimd::avx512bw>,
 // defined only in translation units compiled for it. It borrows isa<xsimd::avx2>'s
-// step_words. See kernels/isa.hpp for what each primitive promises.
+// in_integer_register. See kernels/isa.hpp for what each primitive promises.
 
 #include <cstdint>
 #include <cstring>
@@ -105,6 +105,7 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
     using bytes = __m256i;
     using part = __m256i;
     static constexpr std::size_t parts_per_vector = 4;
+    static constexpr std::size_t blocks_per_step = 4;
 
     static bytes load_bytes(const void* p) { return isa<xsimd::avx2>::load_bytes(p); }
     static bytes nibbles(const std::uint8_t* qs) { return isa<xsimd::avx2>::nibbles(qs); }
@@ -135,15 +136,29 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
 
     /// The first two binary16 values of the four blocks of a step and of their partners,
     /// converted at once: lanes 4 k hold dx * dy of block k, lanes 4 k + 1 mx * sy.
-    template <class X, class Y>
+    template <bool /*with_offset*/, class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
-        // Gathered in integer registers, as for AVX2.
-        const __m256i words = _mm256_set_m128i(isa<xsimd::avx2>::step_words(x + 2, y + 2),
-                                               isa<xsimd::avx2>::step_words(x, y));
+        const __m256i words = _mm256_set_m128i(step_words(x + 2, y + 2), step_words(x, y));
         const __m512 f = _mm512_cvtph_ps(words);
         return _mm512_mul_ps(f, _mm512_permute_ps(f, 0xee));
     }
-    static floats step_scales(floats constants) {
+    /// The first 32 bits of x[0], y[0], x[1], y[1], in this order, gathered in integer
+    /// registers (the compiler would otherwise assemble them with vector inserts and
+    /// shifts, on the ports the rest of the step needs).
+    template <class X, class Y>
+    static __m128i step_words(const X* x, const Y* y) {
+        std::uint64_t first = load_u32(x) | std::uint64_t(load_u32(y)) << 32;
+        std::uint64_t second = load_u32(x + 1) | std::uint64_t(load_u32(y + 1)) << 32;
+        isa<xsimd::avx2>::in_integer_register(first);
+        isa<xsimd::avx2>::in_integer_register(second);
+        return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
+    }
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    static floats step_scales(floats constants, int /*vector*/) {
         // join's lanes: 0, 1, 4, 5 are block 0's, 2, 3, 6, 7 block 1's, 8, 9, 12, 13 block
         // 2's, 10, 11, 14, 15 block 3's.
         return _mm512_permutexvar_ps(

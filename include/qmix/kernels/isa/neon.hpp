@@ -103,6 +103,7 @@ struct isa<xsimd::neon64> : isa_base<xsimd::neon64> {
     };
     using part = int32x4_t;
     static constexpr std::size_t parts_per_vector = 1;
+    static constexpr std::size_t blocks_per_step = 1;
 
     static bytes load_bytes(const void* p) {
         const auto* q = static_cast<const std::int8_t*>(p);
@@ -148,13 +149,15 @@ struct isa<xsimd::neon64> : isa_base<xsimd::neon64> {
 
     /// The first two binary16 values of both blocks (x: d and m, y: d and s), converted at
     /// once: lane 0 holds dx * dy, lane 1 holds mx * sy.
-    template <class X, class Y>
+    template <bool /*with_offset*/, class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
         const uint32x2_t words = vset_lane_u32(load_u32(y), vdup_n_u32(load_u32(x)), 1);
         const float32x4_t f = vcvt_f32_f16(vreinterpret_f16_u32(words));
         return vmulq_f32(f, vcombine_f32(vget_high_f32(f), vget_high_f32(f)));
     }
-    static floats step_scales(floats constants) { return vdupq_laneq_f32(constants, 0); }
+    static floats step_scales(floats constants, int /*vector*/) {
+        return vdupq_laneq_f32(constants, 0);
+    }
     static float sum_offsets(floats offsets) { return vgetq_lane_f32(offsets, 1); }
 
     // The batch primitives of the k-quant and iq4 kernels (isa_base's, where NEON does

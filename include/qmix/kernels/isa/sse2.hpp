@@ -160,6 +160,7 @@ struct isa<xsimd::sse2> : isa_base<xsimd::sse2> {
     };
     using part = __m128i;
     static constexpr std::size_t parts_per_vector = 1;
+    static constexpr std::size_t blocks_per_step = 1;
 
     static bytes load_bytes(const void* p) {
         const auto* q = static_cast<const __m128i*>(p);
@@ -197,12 +198,14 @@ struct isa<xsimd::sse2> : isa_base<xsimd::sse2> {
     static part dot_unsigned(bytes u, bytes s) { return dot_signed(u, s); }
     static ints join(const part* p) { return p[0]; }
 
-    template <class X, class Y>
+    template <bool /*with_offset*/, class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
         const float dx = half_at(x, 0), mx = half_at(x, 2), dy = half_at(y, 0), sy = half_at(y, 2);
         return _mm_setr_ps(dx * dy, mx * sy, 0.0f, 0.0f);
     }
-    static floats step_scales(floats constants) { return _mm_shuffle_ps(constants, constants, 0); }
+    static floats step_scales(floats constants, int /*vector*/) {
+        return _mm_shuffle_ps(constants, constants, 0);
+    }
     static float sum_offsets(floats offsets) {
         return _mm_cvtss_f32(_mm_shuffle_ps(offsets, offsets, 1));
     }
