@@ -8,7 +8,7 @@
 # qmix-bench (unless --qmix-build names a build that has it), then runs the three programs in
 # turn, pinned to one core, on the same data (ggml's 0.1 + 2 cos(i); qmix-bench --data=ggml),
 # 65536 values, for several interleaved rounds. Prints the side-by-side table (best of the
-# rounds; qmix's avx2 level against ggml's AVX2 build, its avx512 level against ggml's native
+# rounds; qmix's avx2 level against ggml's AVX2 build, its best level (avx512, else avx2) against ggml's native
 # build) and writes it with a chart of the ratios (SVG) and the raw outputs to the output
 # folder. Nothing of ggml is copied into this tree.
 #
