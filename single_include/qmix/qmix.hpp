@@ -1170,8 +1170,9 @@ struct iq4_xs {
     static constexpr bool is_quantized = true;
     /// ggml's file type "mostly iq4_xs" (a model header's ftype); -1: no ftype names it.
     static constexpr std::int32_t file_type = 22;
-    /// No fallback: a row length this format cannot hold stays as it is.
-    static constexpr type_id fallback = id;
+    /// Rows of a multiple of 32 but not of 256 values (whisper tiny's 384) take iq4_nl:
+    /// the same 16 levels in 32-value blocks at 4.5 bits per weight, as llama.cpp falls back.
+    static constexpr type_id fallback = type_id::iq4_nl;
 
     static constexpr int sub_blocks = 8;
 
@@ -4041,7 +4042,9 @@ QMIX_API_END
 //                                 which need only agree to rounding)
 // and the dot-product engine, which works a block (32 bytes) at a time:
 //   bytes, part                   a block's 32 bytes; their partial int32 sums
-//   parts_per_vector              parts that join into one I (blocks per step)
+//   parts_per_vector              parts that join into one I
+//   blocks_per_step               blocks whose constants are converted together (a
+//                                 multiple of parts_per_vector)
 //   load_bytes(p)                 32 bytes
 //   nibbles(qs)                   value j < 16 is qs[j] & 15, value j + 16 is qs[j] >> 4
 //   add_fifth_bits(b, qh)         b + 16 where bit j of the little-endian word qh is set
@@ -4050,10 +4053,12 @@ QMIX_API_END
 //   dot_signed(x, s)              partial sums of x * s, x in [-127, 127], s any int8
 //   dot_offset(u, k, s)           partial sums of (u - k) * s, u in [0, 31], k in [0, 16]
 //   join(const part*)             parts_per_vector parts as one I
-//   step_constants(x, y)          for the blocks x[k] and partners y[k] of a step: the
-//                                 products dx * dy and mx * sy of their first two binary16
-//                                 fields (d and m of x, d and s of y), in lanes of F
-//   step_scales(F)                dx * dy of each block spread over the lanes of its part
+//   step_constants<with_offset>(x, y)
+//                                 for the blocks x[k] and partners y[k] of a step: the
+//                                 products dx * dy and (with_offset) mx * sy of their first
+//                                 two binary16 fields (d and m of x, d and s of y), in F
+//   step_scales(F, v)             dx * dy of each block of the step's v-th joined vector,
+//                                 spread over the lanes of its part
 //   sum_offsets(F)                the sum of the mx * sy lanes
 // Every primitive is exact; the float products of the dot-product engine are the only
 // place where rounding enters, and dot products need only agree to rounding.
@@ -4483,13 +4488,16 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
 #endif
     }
 
-    // Dot-product engine: one block per ymm register of bytes; a step is two blocks, whose
-    // eight partial sums each are paired up by one horizontal add into one vector of ints
-    // (lanes 0, 1, 4, 5 of the first block, 2, 3, 6, 7 of the second), so that a step
-    // takes one conversion and one multiply-add in floats.
+    // Dot-product engine: one block per ymm register of bytes, its eight partial sums
+    // converted and multiplied by the block's scale on their own (no horizontal add); a
+    // step is four blocks whose binary16 scales are gathered in integer registers and
+    // converted together, each block's then spread by an in-lane shuffle. (Zen 3: 2.5 TSC
+    // ticks a q8_0 block, against 3.2 with two blocks joined by vphaddd and their scales
+    // spread by vpermps.)
     using bytes = __m256i;
     using part = __m256i;
-    static constexpr std::size_t parts_per_vector = 2;
+    static constexpr std::size_t parts_per_vector = 1;
+    static constexpr std::size_t blocks_per_step = 4;
 
     static bytes load_bytes(const void* p) {
         return _mm256_loadu_si256(static_cast<const __m256i*>(p));
@@ -4548,41 +4556,56 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
         return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
     }
     static ints join(const part* p) {
-        return _mm256_hadd_epi32(p[0], p[1]);
+        return p[0];
     }
 
-    /// The first two binary16 values of the two blocks of a step and of their partners
-    /// (x: d and m, y: d and s), gathered in integer registers and converted at once:
-    /// lanes 0 and 4 hold dx * dy of the two blocks, lanes 1 and 5 mx * sy.
-    template <class X, class Y>
+    /// The binary16 fields of the four blocks of a step and of their partners (x: d and m,
+    /// y: d and s), converted at once: lane k holds dx * dy of block k, lane 4 + k mx * sy
+    /// (dx * dy again where the format has no offset).
+    template <bool with_offset, class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
-        const __m256 f = _mm256_cvtph_ps(step_words(x, y));
-        return _mm256_mul_ps(f, _mm256_permute_ps(f, 0xee));
+        if constexpr (with_offset) {
+            return _mm256_mul_ps(
+                _mm256_cvtph_ps(_mm_set_epi64x(four_halves(x, 2), four_halves(x, 0))),
+                _mm256_cvtph_ps(_mm_set_epi64x(four_halves(y, 2), four_halves(y, 0))));
+        } else {
+            const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(four_halves(x, 0))),
+                                        _mm_cvtph_ps(_mm_cvtsi64_si128(four_halves(y, 0))));
+            return _mm256_set_m128(d, d);
+        }
     }
-    /// The first 32 bits of x[0], y[0], x[1], y[1], in this order.
-    template <class X, class Y>
-    static __m128i step_words(const X* x, const Y* y) {
-        std::uint64_t first = load_u32(x) | std::uint64_t(load_u32(y)) << 32;
-        std::uint64_t second = load_u32(x + 1) | std::uint64_t(load_u32(y + 1)) << 32;
-        // Kept in integer registers: the compiler would otherwise assemble the words with
-        // vector inserts and shifts, on the ports the rest of the step needs.
-        in_integer_register(first);
-        in_integer_register(second);
-        return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
+    /// The binary16 values at byte `offset` of the blocks b[0] to b[3], in this order. Kept
+    /// in integer registers: the compiler would otherwise assemble them with vector inserts,
+    /// on the ports the rest of the step needs.
+    template <class Block>
+    static std::int64_t four_halves(const Block* b, std::size_t offset) {
+        std::uint64_t v = 0;
+        for (int k = 0; k < 4; ++k) {
+            std::uint16_t h;
+            std::memcpy(&h, reinterpret_cast<const unsigned char*>(b + k) + offset, sizeof h);
+            v |= std::uint64_t(h) << (16 * k);
+        }
+        in_integer_register(v);
+        return std::int64_t(v);
     }
-    static floats step_scales(floats constants) {
-        // join's lanes: 0, 1, 4, 5 belong to the first block, 2, 3, 6, 7 to the second.
-        return _mm256_permutevar8x32_ps(constants, _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4));
+    /// Block k's dx * dy in every lane.
+    static floats step_scales(floats constants, int k) {
+        const __m256 low = _mm256_permute2f128_ps(constants, constants, 0x00);
+        switch (k) {
+            case 0:
+                return _mm256_permute_ps(low, 0x00);
+            case 1:
+                return _mm256_permute_ps(low, 0x55);
+            case 2:
+                return _mm256_permute_ps(low, 0xaa);
+            default:
+                return _mm256_permute_ps(low, 0xff);
+        }
     }
     static float sum_offsets(floats offsets) {
-        const __m128 both =
-            _mm_add_ps(_mm256_castps256_ps128(offsets), _mm256_extractf128_ps(offsets, 1));
-        return _mm_cvtss_f32(_mm_movehdup_ps(both));
-    }
-    static std::uint32_t load_u32(const void* p) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
+        const __m128 high = _mm256_extractf128_ps(offsets, 1);
+        const __m128 pairs = _mm_add_ps(high, _mm_movehl_ps(high, high));
+        return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)));
     }
     static void in_integer_register(std::uint64_t& v) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -4813,7 +4836,7 @@ QMIX_ABI_END
 
 // x86-64 AVX-512 F/BW/VL/DQ/CD + VNNI (Ice Lake, Zen 4 and later): isa<xsimd::avx512bw>,
 // defined only in translation units compiled for it. It borrows isa<xsimd::avx2>'s
-// step_words. See kernels/isa.hpp for what each primitive promises.
+// in_integer_register. See kernels/isa.hpp for what each primitive promises.
 
 #include <cstdint>
 #include <cstring>
@@ -4910,6 +4933,7 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
     using bytes = __m256i;
     using part = __m256i;
     static constexpr std::size_t parts_per_vector = 4;
+    static constexpr std::size_t blocks_per_step = 4;
 
     static bytes load_bytes(const void* p) { return isa<xsimd::avx2>::load_bytes(p); }
     static bytes nibbles(const std::uint8_t* qs) { return isa<xsimd::avx2>::nibbles(qs); }
@@ -4940,15 +4964,29 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
 
     /// The first two binary16 values of the four blocks of a step and of their partners,
     /// converted at once: lanes 4 k hold dx * dy of block k, lanes 4 k + 1 mx * sy.
-    template <class X, class Y>
+    template <bool /*with_offset*/, class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
-        // Gathered in integer registers, as for AVX2.
-        const __m256i words = _mm256_set_m128i(isa<xsimd::avx2>::step_words(x + 2, y + 2),
-                                               isa<xsimd::avx2>::step_words(x, y));
+        const __m256i words = _mm256_set_m128i(step_words(x + 2, y + 2), step_words(x, y));
         const __m512 f = _mm512_cvtph_ps(words);
         return _mm512_mul_ps(f, _mm512_permute_ps(f, 0xee));
     }
-    static floats step_scales(floats constants) {
+    /// The first 32 bits of x[0], y[0], x[1], y[1], in this order, gathered in integer
+    /// registers (the compiler would otherwise assemble them with vector inserts and
+    /// shifts, on the ports the rest of the step needs).
+    template <class X, class Y>
+    static __m128i step_words(const X* x, const Y* y) {
+        std::uint64_t first = load_u32(x) | std::uint64_t(load_u32(y)) << 32;
+        std::uint64_t second = load_u32(x + 1) | std::uint64_t(load_u32(y + 1)) << 32;
+        isa<xsimd::avx2>::in_integer_register(first);
+        isa<xsimd::avx2>::in_integer_register(second);
+        return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
+    }
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    static floats step_scales(floats constants, int /*vector*/) {
         // join's lanes: 0, 1, 4, 5 are block 0's, 2, 3, 6, 7 block 1's, 8, 9, 12, 13 block
         // 2's, 10, 11, 14, 15 block 3's.
         return _mm512_permutexvar_ps(
@@ -5247,6 +5285,7 @@ struct isa<xsimd::neon64> : isa_base<xsimd::neon64> {
     };
     using part = int32x4_t;
     static constexpr std::size_t parts_per_vector = 1;
+    static constexpr std::size_t blocks_per_step = 1;
 
     static bytes load_bytes(const void* p) {
         const auto* q = static_cast<const std::int8_t*>(p);
@@ -5292,13 +5331,15 @@ struct isa<xsimd::neon64> : isa_base<xsimd::neon64> {
 
     /// The first two binary16 values of both blocks (x: d and m, y: d and s), converted at
     /// once: lane 0 holds dx * dy, lane 1 holds mx * sy.
-    template <class X, class Y>
+    template <bool /*with_offset*/, class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
         const uint32x2_t words = vset_lane_u32(load_u32(y), vdup_n_u32(load_u32(x)), 1);
         const float32x4_t f = vcvt_f32_f16(vreinterpret_f16_u32(words));
         return vmulq_f32(f, vcombine_f32(vget_high_f32(f), vget_high_f32(f)));
     }
-    static floats step_scales(floats constants) { return vdupq_laneq_f32(constants, 0); }
+    static floats step_scales(floats constants, int /*vector*/) {
+        return vdupq_laneq_f32(constants, 0);
+    }
     static float sum_offsets(floats offsets) { return vgetq_lane_f32(offsets, 1); }
 
     // The batch primitives of the k-quant and iq4 kernels (isa_base's, where NEON does
@@ -5535,6 +5576,7 @@ struct isa<xsimd::sse2> : isa_base<xsimd::sse2> {
     };
     using part = __m128i;
     static constexpr std::size_t parts_per_vector = 1;
+    static constexpr std::size_t blocks_per_step = 1;
 
     static bytes load_bytes(const void* p) {
         const auto* q = static_cast<const __m128i*>(p);
@@ -5572,12 +5614,14 @@ struct isa<xsimd::sse2> : isa_base<xsimd::sse2> {
     static part dot_unsigned(bytes u, bytes s) { return dot_signed(u, s); }
     static ints join(const part* p) { return p[0]; }
 
-    template <class X, class Y>
+    template <bool /*with_offset*/, class X, class Y>
     static floats step_constants(const X* x, const Y* y) {
         const float dx = half_at(x, 0), mx = half_at(x, 2), dy = half_at(y, 0), sy = half_at(y, 2);
         return _mm_setr_ps(dx * dy, mx * sy, 0.0f, 0.0f);
     }
-    static floats step_scales(floats constants) { return _mm_shuffle_ps(constants, constants, 0); }
+    static floats step_scales(floats constants, int /*vector*/) {
+        return _mm_shuffle_ps(constants, constants, 0);
+    }
     static float sum_offsets(floats offsets) {
         return _mm_cvtss_f32(_mm_shuffle_ps(offsets, offsets, 1));
     }
@@ -6110,29 +6154,37 @@ struct block_kernels {
 
     /// The quantized dot products: the sum over blocks b of dx_b * dy_b * (the integer dot
     /// product of block b, whose partial sums part_of(b) returns) and, for the formats with
-    /// an offset m (q4_1, q5_1), of m_b * s_b. Blocks that do not fill a step go to the
-    /// scalar code, `scalar_tail(first)`.
+    /// an offset m (q4_1, q5_1), of m_b * s_b. A step is blocks_per_step blocks whose
+    /// constants are converted together, in vectors of parts_per_vector joined blocks, the
+    /// vectors added in two sums by turns. Blocks that do not fill a step go to the scalar
+    /// code, `scalar_tail(first)`.
     template <bool with_offset, class Block, class Partner, class PartOf, class Tail>
     static float dot_blocks(const Block* x, const Partner* y, std::int64_t blocks, PartOf part_of,
                             Tail scalar_tail) {
-        constexpr auto step = std::int64_t(cpu::parts_per_vector);
-        floats first_sum(0.0f), second_sum(0.0f), first_offsets(0.0f), second_offsets(0.0f);
-        auto add_step = [&](std::int64_t b, floats& sum, floats& offsets) {
-            typename cpu::part parts[step];
-            for (std::int64_t k = 0; k < step; ++k) parts[k] = part_of(b + k);
-            const floats constants = cpu::step_constants(x + b, y + b);
-            sum = cpu::multiply_add(xsimd::to_float(cpu::join(parts)), cpu::step_scales(constants),
-                                    sum);
-            if constexpr (with_offset) offsets = offsets + constants;
+        constexpr auto joined = std::int64_t(cpu::parts_per_vector);
+        constexpr auto step = std::int64_t(cpu::blocks_per_step);
+        static_assert(step % joined == 0, "a step holds whole vectors of joined blocks");
+        floats sums[2] = {floats(0.0f), floats(0.0f)};
+        floats offsets[2] = {floats(0.0f), floats(0.0f)};
+        auto add_step = [&](std::int64_t b, int turn) {
+            const floats constants = cpu::template step_constants<with_offset>(x + b, y + b);
+            for (int v = 0; v < int(step / joined); ++v) {
+                typename cpu::part parts[joined];
+                for (std::int64_t k = 0; k < joined; ++k) parts[k] = part_of(b + v * joined + k);
+                floats& sum = sums[(turn + v) % 2];
+                sum = cpu::multiply_add(xsimd::to_float(cpu::join(parts)),
+                                        cpu::step_scales(constants, v), sum);
+            }
+            if constexpr (with_offset) offsets[turn] = offsets[turn] + constants;
         };
         std::int64_t b = 0;
         for (; b + 2 * step <= blocks; b += 2 * step) {
-            add_step(b, first_sum, first_offsets);
-            add_step(b + step, second_sum, second_offsets);
+            add_step(b, 0);
+            add_step(b + step, 1);
         }
-        for (; b + step <= blocks; b += step) add_step(b, first_sum, first_offsets);
-        float sum = simd::reduce_add(first_sum + second_sum);
-        if constexpr (with_offset) sum += cpu::sum_offsets(first_offsets + second_offsets);
+        for (; b + step <= blocks; b += step) add_step(b, 0);
+        float sum = simd::reduce_add(sums[0] + sums[1]);
+        if constexpr (with_offset) sum += cpu::sum_offsets(offsets[0] + offsets[1]);
         if (b < blocks) sum += scalar_tail(b);
         return sum;
     }
