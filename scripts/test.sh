@@ -56,15 +56,6 @@ configure_and_build() {  # name, cmake arguments...
   cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1
 }
 
-run_e2e_suites() {  # name, build dir: the command-line and bad-input suites on its programs
-  local status=0
-  tests/e2e/cli_test.sh "$2/bin" || status=1
-  # The resource bound writes a 465 MiB model: once, in the release build, is enough.
-  QMIX_BAD_INPUT_RESOURCE=$([ "$1" = release ] && echo 1 || echo 0) \
-    tests/e2e/bad_input_test.sh "$2/bin" || status=1
-  return $status
-}
-
 run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   local name=$1 emulator=$2 filter=$3; shift 3
   local dir="build-test/$name" log="build-test/$name.test.log"
@@ -76,17 +67,6 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   fi
   echo "== $name: test"
   local ok=1
-  # The command-line suites run the real binaries: host builds only (a cross build's
-  # programs run under the emulator only through the test executable), and not at -O0.
-  local e2e=0 e2e_pid=""
-  if [ -z "$emulator" ] && [ "$name" != debug ]; then e2e=1; fi
-  # Under the sanitizers both halves are slow and single-threaded for the most part: the
-  # suites run beside the unit tests when there are two cores (Zen 3, 2 cores: 33 minutes
-  # for the sanitize build in turn).
-  if [ $e2e -eq 1 ] && [ "$name" = sanitize ] && [ "$jobs" -ge 2 ]; then
-    run_e2e_suites "$name" "$dir" >"$dir.e2e.log" 2>&1 &
-    e2e_pid=$!
-  fi
   # Tests that cannot hold under an emulator (an address-space limit on qemu-user) say so.
   (cd "$dir" && QMIX_UNDER_EMULATOR=${emulator:+1} $emulator ./bin/qmix-tests --use-colour no \
     ${filter:+"$filter"}) >"$log" 2>&1 || ok=0
@@ -115,11 +95,13 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   if [ -z "$emulator" ]; then
     scripts/check_level_symbols.sh "$dir" >>"$log" 2>&1 || ok=0
   fi
-  if [ -n "$e2e_pid" ]; then
-    wait "$e2e_pid" || ok=0
-    cat "$dir.e2e.log" >>"$log"
-  elif [ $e2e -eq 1 ]; then
-    run_e2e_suites "$name" "$dir" >>"$log" 2>&1 || ok=0
+  # The command-line suites run the real binaries: host builds only (a cross build's
+  # programs run under the emulator only through the test executable), and not at -O0.
+  if [ -z "$emulator" ] && [ "$name" != debug ]; then
+    tests/e2e/cli_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
+    # The resource bound writes a 465 MiB model: once, in the release build, is enough.
+    QMIX_BAD_INPUT_RESOURCE=$([ "$name" = release ] && echo 1 || echo 0) \
+      tests/e2e/bad_input_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
   fi
   grep -E "^golden:|^single_include:|^header_only:|^kernels:|^kernel isolation:|^level symbols:|^cli:|^bad-input:|test cases|All tests passed|FAILED" "$log" | sed "s/^/   /"
   if [ $ok -eq 1 ]; then
