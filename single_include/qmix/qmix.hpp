@@ -4232,6 +4232,12 @@ struct isa_base {
     static constexpr bool has_byte_shuffle = false;
 
     static floats load(const float* p) { return floats::load_unaligned(p); }
+    /// Four bytes at p as a little-endian word (any alignment).
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
     static ints load(const std::int32_t* p) { return ints::load_unaligned(p); }
     static void store(float* p, floats v) { v.store_unaligned(p); }
     static void store(std::int32_t* p, ints v) { v.store_unaligned(p); }
@@ -4981,11 +4987,6 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
         isa<xsimd::avx2>::in_integer_register(second);
         return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
     }
-    static std::uint32_t load_u32(const void* p) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
     static floats step_scales(floats constants, int /*vector*/) {
         // join's lanes: 0, 1, 4, 5 are block 0's, 2, 3, 6, 7 block 1's, 8, 9, 12, 13 block
         // 2's, 10, 11, 14, 15 block 3's.
@@ -5395,11 +5396,6 @@ struct isa<xsimd::neon64> : isa_base<xsimd::neon64> {
         return std::uint32_t(vaddv_u8(vget_low_u8(set))) |
                std::uint32_t(vaddv_u8(vget_high_u8(set))) << 8;
     }
-    static std::uint32_t load_u32(const void* p) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
 
   public:
     // ---- dot-product drivers ---------------------------------------------------------------
@@ -5666,11 +5662,6 @@ struct isa<xsimd::sse2> : isa_base<xsimd::sse2> {
     }
 
   private:
-    static std::uint32_t load_u32(const void* p) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
     static float half_at(const void* p, std::size_t offset) {
         std::uint16_t h;
         std::memcpy(&h, static_cast<const unsigned char*>(p) + offset, sizeof h);

@@ -153,11 +153,6 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
         isa<xsimd::avx2>::in_integer_register(second);
         return _mm_set_epi64x(std::int64_t(second), std::int64_t(first));
     }
-    static std::uint32_t load_u32(const void* p) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
     static floats step_scales(floats constants, int /*vector*/) {
         // join's lanes: 0, 1, 4, 5 are block 0's, 2, 3, 6, 7 block 1's, 8, 9, 12, 13 block
         // 2's, 10, 11, 14, 15 block 3's.

@@ -73,6 +73,12 @@ struct isa_base {
     static constexpr bool has_byte_shuffle = false;
 
     static floats load(const float* p) { return floats::load_unaligned(p); }
+    /// Four bytes at p as a little-endian word (any alignment).
+    static std::uint32_t load_u32(const void* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
     static ints load(const std::int32_t* p) { return ints::load_unaligned(p); }
     static void store(float* p, floats v) { v.store_unaligned(p); }
     static void store(std::int32_t* p, ints v) { v.store_unaligned(p); }

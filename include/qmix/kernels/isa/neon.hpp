@@ -213,11 +213,6 @@ struct isa<xsimd::neon64> : isa_base<xsimd::neon64> {
         return std::uint32_t(vaddv_u8(vget_low_u8(set))) |
                std::uint32_t(vaddv_u8(vget_high_u8(set))) << 8;
     }
-    static std::uint32_t load_u32(const void* p) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
 
   public:
     // ---- dot-product drivers ---------------------------------------------------------------

@@ -250,11 +250,6 @@ struct isa<xsimd::sse2> : isa_base<xsimd::sse2> {
     }
 
   private:
-    static std::uint32_t load_u32(const void* p) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
     static float half_at(const void* p, std::size_t offset) {
         std::uint16_t h;
         std::memcpy(&h, static_cast<const unsigned char*>(p) + offset, sizeof h);
