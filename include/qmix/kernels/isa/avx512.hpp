@@ -172,6 +172,7 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
     // every includer. The compiler emits the unmasked instruction.
     /// Four against two measured on Zen: 10 to 13 percent on every k-quant.
     static constexpr int search_batches = 4;
+    static constexpr int offset_search_batches = 4;
     static constexpr bool has_byte_shuffle = true;
     static bytes look_up(const std::int8_t* table, bytes indices) {
         return isa<xsimd::avx2>::look_up(table, indices);

@@ -68,6 +68,9 @@ struct isa_base {
 
     /// How many batches the k-quant scale searches run side by side (kquants/lanes.hpp).
     static constexpr int search_batches = 2;
+    /// The same for the search of a scale and an offset (q2_K, q4_K, q5_K): its trials
+    /// keep more values live.
+    static constexpr int offset_search_batches = 2;
     /// Whether 16-entry byte tables are looked up in a register (look_up): without it the
     /// iq4 dequantizers and dot products stay scalar (kernels/nonlinear.hpp).
     static constexpr bool has_byte_shuffle = false;
@@ -100,6 +103,11 @@ struct isa_base {
         static_assert(isa_lacks<A>, "isa<Arch> must define sqrt, the IEEE square root");
         return a;
     }
+
+    /// Whether the layer has round_even, the nearest integer of a float (ties to even) as
+    /// a float in one instruction; without it, kquants::batch_ops rounds by the magic
+    /// addition (two float additions).
+    static constexpr bool rounds_in_one = false;
 
     static ints min(ints a, ints b) { return xsimd::min(a, b); }
     static ints max(ints a, ints b) { return xsimd::max(a, b); }

@@ -56,8 +56,18 @@ struct batch_ops : isa<Arch> {
     /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
     /// this only where the range is known.) A caller that knows the rounded value cannot
     /// pass an end of [lo, hi] leaves that end's clamp out (low_end, high_end false).
+    /// A layer that rounds in one instruction (rounds_in_one) rounds and clamps in floats
+    /// (a zero may come out as -0: the searches only multiply levels and add the products,
+    /// where the sign of a zero product vanishes in sums that start at +0).
     template <bool low_end = true, bool high_end = true>
     static floats nearest_level(floats value, float lo, float hi) {
+        if constexpr (layer::rounds_in_one) {
+            floats level = layer::round_even(value);
+            if constexpr (low_end) level = xsimd::max(level, floats(lo));
+            if constexpr (high_end) level = xsimd::min(level, floats(hi));
+            (void)lo, (void)hi;
+            return level;
+        }
         const floats magic(12582912.0f);
         ints level = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
         if constexpr (high_end)

@@ -56,7 +56,7 @@ struct k4_kernels {
     using ints = typename L::ints;
     using block = typename Format::block;
     /// The sub-block searches run on K batches at once (W::count lanes).
-    static constexpr int K = search_batches<Arch>;
+    static constexpr int K = offset_search_batches<Arch>;
     using W = lanes<Arch, K>;
     using search = group_search<Arch, K>;
     /// One block per lane, and the level recomputation, on single batches.

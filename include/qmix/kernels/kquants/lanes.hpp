@@ -80,6 +80,7 @@ QMIX_KQUANTS_WIDE_OPERATOR(||)
 QMIX_KQUANTS_WIDE_OPERATOR(<)
 QMIX_KQUANTS_WIDE_OPERATOR(>)
 QMIX_KQUANTS_WIDE_OPERATOR(<=)
+QMIX_KQUANTS_WIDE_OPERATOR(>=)
 QMIX_KQUANTS_WIDE_OPERATOR(==)
 QMIX_KQUANTS_WIDE_OPERATOR(!=)
 #undef QMIX_KQUANTS_WIDE_OPERATOR
@@ -87,6 +88,11 @@ QMIX_KQUANTS_WIDE_OPERATOR(!=)
 template <class B, int K>
 wide<B, K> operator-(const wide<B, K>& a) {
     return zip([](const auto& x) { return -x; }, a);
+}
+
+template <class B, int K>
+wide<B, K> operator!(const wide<B, K>& a) {
+    return zip([](const auto& x) { return !x; }, a);
 }
 
 template <class B, int K>
@@ -157,6 +163,8 @@ struct lanes {
         }
         return none(infinite_or_nan);
     }
+
+    static bool all(const mask& m) { return none(!m); }
 
     static bool none(const mask& m) {
         if constexpr (K == 1) {
@@ -292,6 +300,9 @@ struct lanes {
 /// every k-quant, AVX2 up to 6 percent; SSE2's sixteen registers do better with two).
 template <class Arch>
 inline constexpr int search_batches = isa<Arch>::search_batches;
+/// The same for the search of a scale and an offset (group_search::scale_and_min).
+template <class Arch>
+inline constexpr int offset_search_batches = isa<Arch>::offset_search_batches;
 
 QMIX_ABI_END
 }  // namespace qmix::kernels::kquants

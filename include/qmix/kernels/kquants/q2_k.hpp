@@ -27,7 +27,7 @@ struct q2_k_kernels {
     using ints = typename L::ints;
     /// The group searches run on K batches at once (W::count lanes); the per-block steps
     /// and the level recomputation on single batches.
-    static constexpr int K = search_batches<Arch>;
+    static constexpr int K = offset_search_batches<Arch>;
     using W = lanes<Arch, K>;
     using search = group_search<Arch, K>;
     using block_search = group_search<Arch>;
