@@ -28,6 +28,11 @@
 // The batch primitives of isa_base (one batch, count = N lanes; kquants/batch_ops.hpp and
 // lanes.hpp build the k-quant and iq4 searches on them):
 //   count, search_batches         N; how many batches the k-quant searches run side by side
+//   offset_search_batches         the same for the search of a scale and an offset (q2_K,
+//                                 q4_K, q5_K)
+//   rounds_in_one, round_even(F)  whether the level rounds a float to the nearest integer
+//                                 (ties to even) in one instruction, and that rounding
+//                                 (AVX2); without it the k-quants round by magic addition
 //   load, store, mul              unaligned I/O; a product never fused with a later add
 //   div(F, F), sqrt(F)            IEEE quotient and square root (no portable form)
 //   min, max (I), abs (F)         exact
