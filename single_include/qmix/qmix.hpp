@@ -4001,6 +4001,11 @@ QMIX_API_END
 // The batch primitives of isa_base (one batch, count = N lanes; kquants/batch_ops.hpp and
 // lanes.hpp build the k-quant and iq4 searches on them):
 //   count, search_batches         N; how many batches the k-quant searches run side by side
+//   offset_search_batches         the same for the search of a scale and an offset (q2_K,
+//                                 q4_K, q5_K)
+//   rounds_in_one, round_even(F)  whether the level rounds a float to the nearest integer
+//                                 (ties to even) in one instruction, and that rounding
+//                                 (AVX2); without it the k-quants round by magic addition
 //   load, store, mul              unaligned I/O; a product never fused with a later add
 //   div(F, F), sqrt(F)            IEEE quotient and square root (no portable form)
 //   min, max (I), abs (F)         exact
@@ -4227,6 +4232,9 @@ struct isa_base {
 
     /// How many batches the k-quant scale searches run side by side (kquants/lanes.hpp).
     static constexpr int search_batches = 2;
+    /// The same for the search of a scale and an offset (q2_K, q4_K, q5_K): its trials
+    /// keep more values live.
+    static constexpr int offset_search_batches = 2;
     /// Whether 16-entry byte tables are looked up in a register (look_up): without it the
     /// iq4 dequantizers and dot products stay scalar (kernels/nonlinear.hpp).
     static constexpr bool has_byte_shuffle = false;
@@ -4259,6 +4267,11 @@ struct isa_base {
         static_assert(isa_lacks<A>, "isa<Arch> must define sqrt, the IEEE square root");
         return a;
     }
+
+    /// Whether the layer has round_even, the nearest integer of a float (ties to even) as
+    /// a float in one instruction; without it, kquants::batch_ops rounds by the magic
+    /// addition (two float additions).
+    static constexpr bool rounds_in_one = false;
 
     static ints min(ints a, ints b) { return xsimd::min(a, b); }
     static ints max(ints a, ints b) { return xsimd::max(a, b); }
@@ -4643,6 +4656,9 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
     // better or where only the instruction set can say what is exact).
     /// Four against two measured on Zen: up to 6 percent on q2_k q3_k q6_k.
     static constexpr int search_batches = 4;
+    /// Two against four on Zen 3: q4_k quantize 148 against 119 M values/s, q2_k 159
+    /// against 150 (ggml's data; at four the trial loop's sums and levels spill).
+    static constexpr int offset_search_batches = 2;
     static constexpr bool has_byte_shuffle = true;
     static bytes look_up(const std::int8_t* table, bytes indices) {
         const __m256i both =
@@ -4654,6 +4670,13 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
     }
     static floats sqrt(floats a) {
         return xsimd::sqrt(a);
+    }
+    /// vroundps, then the clamps as float minimum and maximum (kquants::batch_ops): the
+    /// magic addition's two additions and integer clamps competed with the searches'
+    /// sums for the addition pipes (Zen 3: q4_k quantize +10%, q2_k +9%, q6_k +6%).
+    static constexpr bool rounds_in_one = true;
+    static floats round_even(floats v) {
+        return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     }
     static floats widen(const std::int8_t* p) {
         const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
@@ -5006,6 +5029,7 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
     // every includer. The compiler emits the unmasked instruction.
     /// Four against two measured on Zen: 10 to 13 percent on every k-quant.
     static constexpr int search_batches = 4;
+    static constexpr int offset_search_batches = 4;
     static constexpr bool has_byte_shuffle = true;
     static bytes look_up(const std::int8_t* table, bytes indices) {
         return isa<xsimd::avx2>::look_up(table, indices);
@@ -6577,8 +6601,18 @@ struct batch_ops : isa<Arch> {
     /// (Outside that range, and for NaN, the result differs from nearest_int's: callers use
     /// this only where the range is known.) A caller that knows the rounded value cannot
     /// pass an end of [lo, hi] leaves that end's clamp out (low_end, high_end false).
+    /// A layer that rounds in one instruction (rounds_in_one) rounds and clamps in floats
+    /// (a zero may come out as -0: the searches only multiply levels and add the products,
+    /// where the sign of a zero product vanishes in sums that start at +0).
     template <bool low_end = true, bool high_end = true>
     static floats nearest_level(floats value, float lo, float hi) {
+        if constexpr (layer::rounds_in_one) {
+            floats level = layer::round_even(value);
+            if constexpr (low_end) level = xsimd::max(level, floats(lo));
+            if constexpr (high_end) level = xsimd::min(level, floats(hi));
+            (void)lo, (void)hi;
+            return level;
+        }
         const floats magic(12582912.0f);
         ints level = xsimd::bitwise_cast<ints>(simd::settle(value) + magic);
         if constexpr (high_end)
@@ -7230,6 +7264,7 @@ QMIX_KQUANTS_WIDE_OPERATOR(||)
 QMIX_KQUANTS_WIDE_OPERATOR(<)
 QMIX_KQUANTS_WIDE_OPERATOR(>)
 QMIX_KQUANTS_WIDE_OPERATOR(<=)
+QMIX_KQUANTS_WIDE_OPERATOR(>=)
 QMIX_KQUANTS_WIDE_OPERATOR(==)
 QMIX_KQUANTS_WIDE_OPERATOR(!=)
 #undef QMIX_KQUANTS_WIDE_OPERATOR
@@ -7237,6 +7272,11 @@ QMIX_KQUANTS_WIDE_OPERATOR(!=)
 template <class B, int K>
 wide<B, K> operator-(const wide<B, K>& a) {
     return zip([](const auto& x) { return -x; }, a);
+}
+
+template <class B, int K>
+wide<B, K> operator!(const wide<B, K>& a) {
+    return zip([](const auto& x) { return !x; }, a);
 }
 
 template <class B, int K>
@@ -7307,6 +7347,8 @@ struct lanes {
         }
         return none(infinite_or_nan);
     }
+
+    static bool all(const mask& m) { return none(!m); }
 
     static bool none(const mask& m) {
         if constexpr (K == 1) {
@@ -7442,6 +7484,9 @@ struct lanes {
 /// every k-quant, AVX2 up to 6 percent; SSE2's sixteen registers do better with two).
 template <class Arch>
 inline constexpr int search_batches = isa<Arch>::search_batches;
+/// The same for the search of a scale and an offset (group_search::scale_and_min).
+template <class Arch>
+inline constexpr int offset_search_batches = isa<Arch>::offset_search_batches;
 
 QMIX_ABI_END
 }  // namespace qmix::kernels::kquants
@@ -7490,72 +7535,87 @@ struct group_search {
 
     /// ggml's make_qkx2_quants / make_qkx3_quants (detail::search_scale_and_min) over n
     /// values per lane, with weights w.
+    ///
+    /// A trial's levels are clamp(nearest_int(iscale (x - min)), 0, nmax). When every value
+    /// is finite, the levels are rounded in float arithmetic (nearest_level), exact for
+    /// |iscale (x - min)| <= 2^21: that product is monotone in x (rounding is), so its
+    /// extremes over the group are those of the smallest and the largest value, and a trial
+    /// whose extremes are in range in every lane that is not flat takes that path. The same
+    /// extremes say when an end of the clamp cannot act (the first trials never reach the
+    /// top level, the bottom one is reached only once the offset has moved up): the trial
+    /// leaves that end out. (Flat lanes end with scale 0 whatever their trials do.) The
+    /// differences x - min are kept from one trial to the next, until a lane moves min.
     template <int n, bool use_mad>
     static scale_min_fit scale_and_min(const floats* x, const floats* w, int nmax, float rmin,
                                        float rdelta, int nstep) {
         const floats zero(0.0f);
-        floats min = x[0];
+        offset_search<n> s;
+        s.x = x;
+        s.w = w;
+        floats lowest = x[0];
         floats max = x[0];
-        floats sum_w = w[0];
-        floats sum_x = L::mul(sum_w, x[0]);
+        s.sum_w = w[0];
+        s.sum_x = L::mul(s.sum_w, x[0]);
         for (int i = 1; i < n; ++i) {
-            min = L::select(x[i] < min, x[i], min);
+            lowest = L::select(x[i] < lowest, x[i], lowest);
             max = L::select(x[i] > max, x[i], max);
-            sum_w += w[i];
-            sum_x += L::mul(w[i], x[i]);
+            s.sum_w += w[i];
+            s.sum_x += L::mul(w[i], x[i]);
         }
-        min = L::select(min > zero, zero, min);
-        const floats start_min = min;
-        const mask flat = max <= min;
+        s.min = L::select(lowest > zero, zero, lowest);
+        const floats start_min = s.min;
+        const mask flat = max <= s.min;
 
-        floats iscale = L::div(floats(float(nmax)), max - min);
-        scale_min_fit fit{L::div(floats(1.0f), iscale), zero, iscale, min};
-        floats best_error = zero;
+        floats iscale = L::div(floats(float(nmax)), max - s.min);
+        s.fit = {L::div(floats(1.0f), iscale), zero, iscale, s.min};
+        s.best_error = zero;
         for (int i = 0; i < n; ++i) {
-            const floats l = level(iscale * (x[i] - min), 0, nmax);
-            const floats diff = L::mul(fit.scale, l) + min - x[i];
-            best_error += L::mul(w[i], error_of<use_mad>(diff));
+            s.shifted[i] = x[i] - s.min;
+            const floats l = level(iscale * s.shifted[i], 0, nmax);
+            const floats diff = L::mul(s.fit.scale, l) + s.min - x[i];
+            s.best_error += L::mul(w[i], error_of<use_mad>(diff));
         }
 
-        floats levels[n];
+        const bool finite = L::all_finite(x, n);
+        const auto top = floats(static_cast<float>(nmax));
+        const floats limit(2097152.0f);  // 2^21
+        const floats half(0.5f);
+        using yes = std::true_type;
+        using no = std::false_type;
         for (int is = 0; nstep >= 1 && is <= nstep; ++is) {
             // The trial's numerator is the same in every lane: computed once, as a scalar.
             const float numerator = rmin + strict::mul(rdelta, float(is)) + float(nmax);
-            iscale = L::div(floats(numerator), max - min);
-            floats sum_l = zero;
-            floats sum_l2 = zero;
-            floats sum_xl = zero;
-            for (int i = 0; i < n; ++i) {
-                const floats l = level(iscale * (x[i] - min), 0, nmax);
-                levels[i] = l;
-                const floats wl = L::mul(w[i], l);
-                sum_l += wl;
-                sum_l2 += L::mul(wl, l);
-                sum_xl += L::mul(wl, x[i]);
+            iscale = L::div(floats(numerator), max - s.min);
+            if (s.moved) {
+                for (int i = 0; i < n; ++i) s.shifted[i] = x[i] - s.min;
+                s.moved = false;
             }
-            const floats det = L::mul(sum_w, sum_l2) - L::mul(sum_l, sum_l);
-            const mask solvable = det > zero;
-            if (L::none(solvable)) continue;
-            floats this_scale = L::div(L::mul(sum_w, sum_xl) - L::mul(sum_x, sum_l), det);
-            floats this_min = L::div(L::mul(sum_l2, sum_x) - L::mul(sum_l, sum_xl), det);
-            const mask positive_min = this_min > zero;
-            this_min = L::select(positive_min, zero, this_min);
-            this_scale = L::select(positive_min, L::div(sum_xl, sum_l2), this_scale);
-            floats error = zero;
-            for (int i = 0; i < n; ++i) {
-                const floats diff = L::mul(this_scale, levels[i]) + this_min - x[i];
-                error += L::mul(w[i], error_of<use_mad>(diff));
+            if (finite) {
+                const floats at_lowest = iscale * (lowest - s.min);
+                const floats at_max = iscale * (max - s.min);
+                if (L::all(flat || (L::abs(at_lowest) <= limit && L::abs(at_max) <= limit))) {
+                    // Values below -1/2 round below 0, from nmax + 1/2 up above nmax.
+                    const bool low_end = !L::none(!flat && (at_lowest < -half || at_max < -half));
+                    const bool high_end =
+                        !L::none(!flat && (at_lowest >= top + half || at_max >= top + half));
+                    if (low_end && high_end) {
+                        offset_trial<n, use_mad, yes, yes>(s, iscale, nmax);
+                    } else if (low_end) {
+                        offset_trial<n, use_mad, yes, no>(s, iscale, nmax);
+                    } else if (high_end) {
+                        offset_trial<n, use_mad, no, yes>(s, iscale, nmax);
+                    } else {
+                        offset_trial<n, use_mad, no, no>(s, iscale, nmax);
+                    }
+                    continue;
+                }
             }
-            const mask better = solvable && (error < best_error);
-            best_error = L::select(better, error, best_error);
-            fit.scale = L::select(better, this_scale, fit.scale);
-            fit.level_iscale = L::select(better, iscale, fit.level_iscale);
-            fit.level_min = L::select(better, min, fit.level_min);
-            min = L::select(better, this_min, min);
+            offset_trial<n, use_mad, no, no, false>(s, iscale, nmax);
         }
 
+        scale_min_fit fit = s.fit;
         fit.scale = L::select(flat, zero, fit.scale);
-        fit.min = -L::select(flat, start_min, min);
+        fit.min = -L::select(flat, start_min, s.min);
         fit.level_iscale = L::select(flat, zero, fit.level_iscale);
         fit.level_min = L::select(flat, zero, fit.level_min);
         return fit;
@@ -7995,6 +8055,70 @@ struct group_search {
     }
 
   private:
+    /// Where scale_and_min stands between trials.
+    template <int n>
+    struct offset_search {
+        const floats* x;
+        const floats* w;
+        floats sum_w;
+        floats sum_x;
+        floats min;          ///< the offset of the next trial (the reference's min)
+        floats shifted[n];   ///< x - min, unless moved
+        bool moved = false;  ///< a lane has changed min since shifted was computed
+        floats best_error;
+        scale_min_fit fit;
+    };
+
+    /// One trial of scale_and_min at iscale: its levels, the fit of scale and offset to them,
+    /// its error, kept where it is smaller. With float_levels, the levels are rounded in
+    /// float arithmetic, leaving out the ends of the clamp that Low and High say cannot act.
+    template <int n, bool use_mad, class Low, class High, bool float_levels = true>
+    QMIX_FORCE_INLINE static void offset_trial(offset_search<n>& s, const floats& iscale,
+                                               int nmax) {
+        const floats zero(0.0f);
+        const floats* x = s.x;
+        const floats* w = s.w;
+        floats levels[n];
+        floats sum_l = zero;
+        floats sum_l2 = zero;
+        floats sum_xl = zero;
+        for (int i = 0; i < n; ++i) {
+            floats l;
+            if constexpr (float_levels) {
+                l = L::template nearest_level<Low::value, High::value>(iscale * s.shifted[i], 0.0f,
+                                                                       float(nmax));
+            } else {
+                l = level(iscale * s.shifted[i], 0, nmax);
+            }
+            levels[i] = l;
+            const floats wl = L::mul(w[i], l);
+            sum_l += wl;
+            sum_l2 += L::mul(wl, l);
+            sum_xl += L::mul(wl, x[i]);
+        }
+        const floats det = L::mul(s.sum_w, sum_l2) - L::mul(sum_l, sum_l);
+        const mask solvable = det > zero;
+        if (L::none(solvable)) return;
+        floats this_scale = L::div(L::mul(s.sum_w, sum_xl) - L::mul(s.sum_x, sum_l), det);
+        floats this_min = L::div(L::mul(sum_l2, s.sum_x) - L::mul(sum_l, sum_xl), det);
+        const mask positive_min = this_min > zero;
+        this_min = L::select(positive_min, zero, this_min);
+        this_scale = L::select(positive_min, L::div(sum_xl, sum_l2), this_scale);
+        floats error = zero;
+        for (int i = 0; i < n; ++i) {
+            const floats diff = L::mul(this_scale, levels[i]) + this_min - x[i];
+            error += L::mul(w[i], error_of<use_mad>(diff));
+        }
+        const mask better = solvable && (error < s.best_error);
+        if (L::none(better)) return;
+        s.best_error = L::select(better, error, s.best_error);
+        s.fit.scale = L::select(better, this_scale, s.fit.scale);
+        s.fit.level_iscale = L::select(better, iscale, s.fit.level_iscale);
+        s.fit.level_min = L::select(better, s.min, s.fit.level_min);
+        s.min = L::select(better, this_min, s.min);
+        s.moved = true;
+    }
+
     using B = lanes<Arch>;  ///< one xsimd batch
     using batch = typename B::floats;
     using batch_mask = typename B::mask;
@@ -8248,7 +8372,7 @@ struct k4_kernels {
     using ints = typename L::ints;
     using block = typename Format::block;
     /// The sub-block searches run on K batches at once (W::count lanes).
-    static constexpr int K = search_batches<Arch>;
+    static constexpr int K = offset_search_batches<Arch>;
     using W = lanes<Arch, K>;
     using search = group_search<Arch, K>;
     /// One block per lane, and the level recomputation, on single batches.
@@ -8532,7 +8656,7 @@ struct q2_k_kernels {
     using ints = typename L::ints;
     /// The group searches run on K batches at once (W::count lanes); the per-block steps
     /// and the level recomputation on single batches.
-    static constexpr int K = search_batches<Arch>;
+    static constexpr int K = offset_search_batches<Arch>;
     using W = lanes<Arch, K>;
     using search = group_search<Arch, K>;
     using block_search = group_search<Arch>;
