@@ -22,6 +22,8 @@
 # (QMIX_FORCE_ARCH=scalar, sse2, avx2, avx512 on x86-64; scalar, neon on aarch64), and host
 # builds check the level objects' symbols (scripts/check_level_symbols.sh) and, without
 # -march, that wide instructions stay inside the levels (scripts/check_kernel_isolation.sh).
+# A build's test phase runs as two streams side by side (see run_build): the [budget] tests and
+# the command-line suite in one, everything else in the other.
 # Once per run: single_include/ is current, and a per-ISA layer that lacks a primitive the
 # bytes depend on does not compile (scripts/check_isa_contract.sh).
 # Exits non-zero on any failure.
@@ -56,6 +58,62 @@ configure_and_build() {  # name, cmake arguments...
   cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1
 }
 
+# Stream a of a build's test phase (see run_build): the [budget] tests when the build runs
+# every test (FILTER empty), then the command-line suite of host builds but debug.
+stream_a() {  # name, emulator (or ""), filter (or "")
+  local name=$1 emulator=$2 filter=$3 dir="build-test/$1" ok=1
+  if [ -z "$filter" ]; then
+    (cd "$dir" && QMIX_UNDER_EMULATOR=${emulator:+1} $emulator ./bin/qmix-tests --use-colour no \
+      "[budget]") || ok=0
+  fi
+  # The command-line suites run the real binaries: host builds only (a cross build's
+  # programs run under the emulator only through the test executable), and not at -O0.
+  if [ -z "$emulator" ] && [ "$name" != debug ]; then
+    tests/e2e/cli_test.sh "$dir/bin" || ok=0
+  fi
+  [ $ok -eq 1 ]
+}
+
+# Stream b: qmix-tests with FILTER, the single-header and header-only programs, every kernel
+# level forced, the symbol checks and the bad-input suite.
+stream_b() {  # name, emulator (or ""), filter
+  local name=$1 emulator=$2 filter=$3 dir="build-test/$1" ok=1
+  # Tests that cannot hold under an emulator (an address-space limit on qemu-user) say so.
+  (cd "$dir" && QMIX_UNDER_EMULATOR=${emulator:+1} $emulator ./bin/qmix-tests --use-colour no \
+    "$filter") || ok=0
+  (cd "$dir" && $emulator ./bin/qmix-single-include-test) || ok=0
+  (cd "$dir" && $emulator ./bin/qmix-header-only-test) || ok=0
+  # Every kernel level the build holds, forced in turn through QMIX_FORCE_ARCH: the golden
+  # test and the dispatch tests (the active table is the forced one, the row API and the
+  # parallel drivers run on it). The golden and randomized kernel tests above already
+  # compare every level the CPU runs, forced or not.
+  local levels level
+  levels=$(cd "$dir" && $emulator ./bin/qmix-tests --kernel-levels)
+  [ -n "$levels" ] || { echo "kernels: no kernel levels listed"; ok=0; }
+  for level in $levels; do
+    if (cd "$dir" && QMIX_FORCE_ARCH=$level $emulator ./bin/qmix-tests --use-colour no \
+        "[golden],[dispatch]") >"$dir.force-$level.log" 2>&1; then
+      echo "kernels: QMIX_FORCE_ARCH=$level passed"
+    else
+      echo "kernels: QMIX_FORCE_ARCH=$level FAILED (see $dir.force-$level.log)"; ok=0
+    fi
+  done
+  # A build for any x86-64 CPU runs wide instructions only inside the kernel levels.
+  if [ -z "$emulator" ] && [ "$name" != native ] && [ "$(uname -m)" = x86_64 ]; then
+    scripts/check_kernel_isolation.sh "$dir/bin/qmix-tests" || ok=0
+  fi
+  # The kernel levels share no symbol (each in its own ABI namespace, localised).
+  if [ -z "$emulator" ]; then
+    scripts/check_level_symbols.sh "$dir" || ok=0
+  fi
+  if [ -z "$emulator" ] && [ "$name" != debug ]; then
+    # The resource bound writes a 465 MiB model: once, in the release build, is enough.
+    QMIX_BAD_INPUT_RESOURCE=$([ "$name" = release ] && echo 1 || echo 0) \
+      tests/e2e/bad_input_test.sh "$dir/bin" || ok=0
+  fi
+  [ $ok -eq 1 ]
+}
+
 run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   local name=$1 emulator=$2 filter=$3; shift 3
   local dir="build-test/$name" log="build-test/$name.test.log"
@@ -66,43 +124,16 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
     summary+=("$name: BUILD FAILED (see $dir.build.log)"); failed=$((failed + 1)); return
   fi
   echo "== $name: test"
-  local ok=1
-  # Tests that cannot hold under an emulator (an address-space limit on qemu-user) say so.
-  (cd "$dir" && QMIX_UNDER_EMULATOR=${emulator:+1} $emulator ./bin/qmix-tests --use-colour no \
-    ${filter:+"$filter"}) >"$log" 2>&1 || ok=0
-  (cd "$dir" && $emulator ./bin/qmix-single-include-test) >>"$log" 2>&1 || ok=0
-  (cd "$dir" && $emulator ./bin/qmix-header-only-test) >>"$log" 2>&1 || ok=0
-  # Every kernel level the build holds, forced in turn through QMIX_FORCE_ARCH: the golden
-  # test and the dispatch tests (the active table is the forced one, the row API and the
-  # parallel drivers run on it). The golden and randomized kernel tests above already
-  # compare every level the CPU runs, forced or not.
-  local levels level
-  levels=$(cd "$dir" && $emulator ./bin/qmix-tests --kernel-levels 2>>"$root/$log")
-  [ -n "$levels" ] || { echo "kernels: no kernel levels listed" >>"$log"; ok=0; }
-  for level in $levels; do
-    if (cd "$dir" && QMIX_FORCE_ARCH=$level $emulator ./bin/qmix-tests --use-colour no \
-        "[golden],[dispatch]") >"$dir.force-$level.log" 2>&1; then
-      echo "kernels: QMIX_FORCE_ARCH=$level passed" >>"$log"
-    else
-      echo "kernels: QMIX_FORCE_ARCH=$level FAILED (see $dir.force-$level.log)" >>"$log"; ok=0
-    fi
-  done
-  # A build for any x86-64 CPU runs wide instructions only inside the kernel levels.
-  if [ -z "$emulator" ] && [ "$name" != native ] && [ "$(uname -m)" = x86_64 ]; then
-    scripts/check_kernel_isolation.sh "$dir/bin/qmix-tests" >>"$log" 2>&1 || ok=0
-  fi
-  # The kernel levels share no symbol (each in its own ABI namespace, localised).
-  if [ -z "$emulator" ]; then
-    scripts/check_level_symbols.sh "$dir" >>"$log" 2>&1 || ok=0
-  fi
-  # The command-line suites run the real binaries: host builds only (a cross build's
-  # programs run under the emulator only through the test executable), and not at -O0.
-  if [ -z "$emulator" ] && [ "$name" != debug ]; then
-    tests/e2e/cli_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
-    # The resource bound writes a 465 MiB model: once, in the release build, is enough.
-    QMIX_BAD_INPUT_RESOURCE=$([ "$name" = release ] && echo 1 || echo 0) \
-      tests/e2e/bad_input_test.sh "$dir/bin" >>"$log" 2>&1 || ok=0
-  fi
+  # Two streams side by side, each logging to its own file (most steps use one core): a runs
+  # the [budget] tests, when the build runs every test, and the command-line suite; b the
+  # rest of qmix-tests and every other step. The build's log gets b's log, then a's.
+  local rest=$filter
+  [ -z "$filter" ] && rest="~[budget]"
+  stream_a "$name" "$emulator" "$filter" >"$dir.stream-a.log" 2>&1 &
+  local a_pid=$! ok=1
+  stream_b "$name" "$emulator" "$rest" >"$dir.stream-b.log" 2>&1 || ok=0
+  wait "$a_pid" || ok=0
+  cat "$dir.stream-b.log" "$dir.stream-a.log" >"$log"
   grep -E "^golden:|^single_include:|^header_only:|^kernels:|^kernel isolation:|^level symbols:|^cli:|^bad-input:|test cases|All tests passed|FAILED" "$log" | sed "s/^/   /"
   if [ $ok -eq 1 ]; then
     summary+=("$name: passed ($(grep -m1 -o '^golden: [0-9]* files' "$log" || echo 'no golden count'))")
