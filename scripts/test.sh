@@ -58,29 +58,32 @@ configure_and_build() {  # name, cmake arguments...
   cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1
 }
 
-# Stream a of a build's test phase (see run_build): the [budget] tests when the build runs
-# every test (FILTER empty), then the command-line suite of host builds but debug.
-stream_a() {  # name, emulator (or ""), filter (or "")
-  local name=$1 emulator=$2 filter=$3 dir="build-test/$1" ok=1
-  if [ -z "$filter" ]; then
-    (cd "$dir" && QMIX_UNDER_EMULATOR=${emulator:+1} $emulator ./bin/qmix-tests --use-colour no \
-      "[budget]") || ok=0
-  fi
-  # The command-line suites run the real binaries: host builds only (a cross build's
-  # programs run under the emulator only through the test executable), and not at -O0.
-  if [ -z "$emulator" ] && [ "$name" != debug ]; then
-    tests/e2e/cli_test.sh "$dir/bin" || ok=0
-  fi
+# qmix-tests of a build with a test spec, under the emulator when there is one. Tests that
+# cannot hold under an emulator (an address-space limit on qemu-user) say so.
+qmix_tests() {  # dir, emulator (or ""), spec
+  (cd "$1" && QMIX_UNDER_EMULATOR=${2:+1} $2 ./bin/qmix-tests --use-colour no "$3")
+}
+
+# The command-line suites run the real binaries: host builds only (a cross build's programs
+# run under the emulator only through the test executable), and not at -O0.
+runs_e2e() {  # name, emulator (or "")
+  [ -z "$2" ] && [ "$1" != debug ]
+}
+
+# Stream a of a build's test phase (see run_build): qmix-tests with SPEC (none when empty),
+# then the command-line suite.
+stream_a() {  # name, emulator (or ""), spec (or "")
+  local name=$1 emulator=$2 spec=$3 dir="build-test/$1" ok=1
+  if [ -n "$spec" ]; then qmix_tests "$dir" "$emulator" "$spec" || ok=0; fi
+  if runs_e2e "$name" "$emulator"; then tests/e2e/cli_test.sh "$dir/bin" || ok=0; fi
   [ $ok -eq 1 ]
 }
 
-# Stream b: qmix-tests with FILTER, the single-header and header-only programs, every kernel
+# Stream b: qmix-tests with SPEC, the single-header and header-only programs, every kernel
 # level forced, the symbol checks and the bad-input suite.
-stream_b() {  # name, emulator (or ""), filter
-  local name=$1 emulator=$2 filter=$3 dir="build-test/$1" ok=1
-  # Tests that cannot hold under an emulator (an address-space limit on qemu-user) say so.
-  (cd "$dir" && QMIX_UNDER_EMULATOR=${emulator:+1} $emulator ./bin/qmix-tests --use-colour no \
-    "$filter") || ok=0
+stream_b() {  # name, emulator (or ""), spec
+  local name=$1 emulator=$2 spec=$3 dir="build-test/$1" ok=1
+  qmix_tests "$dir" "$emulator" "$spec" || ok=0
   (cd "$dir" && $emulator ./bin/qmix-single-include-test) || ok=0
   (cd "$dir" && $emulator ./bin/qmix-header-only-test) || ok=0
   # Every kernel level the build holds, forced in turn through QMIX_FORCE_ARCH: the golden
@@ -106,7 +109,7 @@ stream_b() {  # name, emulator (or ""), filter
   if [ -z "$emulator" ]; then
     scripts/check_level_symbols.sh "$dir" || ok=0
   fi
-  if [ -z "$emulator" ] && [ "$name" != debug ]; then
+  if runs_e2e "$name" "$emulator"; then
     # The resource bound writes a 465 MiB model: once, in the release build, is enough.
     QMIX_BAD_INPUT_RESOURCE=$([ "$name" = release ] && echo 1 || echo 0) \
       tests/e2e/bad_input_test.sh "$dir/bin" || ok=0
@@ -127,11 +130,11 @@ run_build() {  # name, emulator (or ""), test filter (or ""), cmake arguments...
   # Two streams side by side, each logging to its own file (most steps use one core): a runs
   # the [budget] tests, when the build runs every test, and the command-line suite; b the
   # rest of qmix-tests and every other step. The build's log gets b's log, then a's.
-  local rest=$filter
-  [ -z "$filter" ] && rest="~[budget]"
-  stream_a "$name" "$emulator" "$filter" >"$dir.stream-a.log" 2>&1 &
+  local budget_spec="" rest_spec=$filter
+  if [ -z "$filter" ]; then budget_spec="[budget]"; rest_spec="~[budget]"; fi
+  stream_a "$name" "$emulator" "$budget_spec" >"$dir.stream-a.log" 2>&1 &
   local a_pid=$! ok=1
-  stream_b "$name" "$emulator" "$rest" >"$dir.stream-b.log" 2>&1 || ok=0
+  stream_b "$name" "$emulator" "$rest_spec" >"$dir.stream-b.log" 2>&1 || ok=0
   wait "$a_pid" || ok=0
   cat "$dir.stream-b.log" "$dir.stream-a.log" >"$log"
   grep -E "^golden:|^single_include:|^header_only:|^kernels:|^kernel isolation:|^level symbols:|^cli:|^bad-input:|test cases|All tests passed|FAILED" "$log" | sed "s/^/   /"
