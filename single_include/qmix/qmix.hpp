@@ -4743,19 +4743,20 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
 
 #if defined(__FMA__)
     static constexpr bool has_dot_f16 = true;
-    /// f16's dot product (generic.hpp's dot_f16; also the avx512 level's): the conversion of
-    /// the halves is what bounds it, and converting 16 halves at once (vcvtph2ps into a
-    /// zmm) runs at about two thirds of the rate of two 8-wide conversions (Zen 4: 18
-    /// against 27 G values/s), so both levels convert 8 at a time into ymm registers. Eight
+    /// f16's dot product (generic.hpp's dot_f16; also the avx512 level's where 512-bit
+    /// operations run as two halves): the conversion of the halves is what bounds it, and
+    /// converting 16 halves at once (vcvtph2ps into a zmm) runs at about two thirds of the
+    /// rate of two 8-wide conversions on Zen 4 (18 against 27 G values/s). Eight
     /// accumulators hide the latency of the fused multiply-add (exact: the products of two
-    /// binary16 values are exact in binary32); each stretch of `chunk` values is added in
-    /// double, as in generic.hpp's dot_floats.
+    /// binary16 values are exact in binary32); each stretch of `chunk` values is widened to
+    /// double and added lane by lane, with one horizontal sum per row (a horizontal sum
+    /// per stretch cost 4% of a 65536-value row).
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
         constexpr std::int64_t chunk = 4096;
         const auto halves = [](const std::uint16_t* p) {
             return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         };
-        double total = 0.0;
+        __m256d wide[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
         std::int64_t i = 0;
         while (i + 8 <= n) {
             const std::int64_t end = std::min(n, i + chunk);
@@ -4771,11 +4772,12 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
             const __m256 s = _mm256_add_ps(
                 _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
                 _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            total += double(_mm_cvtss_f32(h));
+            wide[0] = _mm256_add_pd(wide[0], _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
+            wide[1] = _mm256_add_pd(wide[1], _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
         }
+        const __m256d w = _mm256_add_pd(wide[0], wide[1]);
+        __m128d h = _mm_add_pd(_mm256_castpd256_pd128(w), _mm256_extractf128_pd(w, 1));
+        double total = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
         for (; i < n; ++i) total += double(half_to_float(x[i]) * half_to_float(y[i]));
         return float(total);
     }
@@ -4871,6 +4873,79 @@ QMIX_ABI_END
 #include <cstring>
 #include <string_view>
 
+// ---- begin qmix/kernels/cpu_x86.hpp
+
+// x86-64: what the CPU can run (cpuid, no compiler flags needed), which decides the kernel
+// level that src/kernels_dispatch.cpp picks. The levels themselves: kernels/isa/.
+
+#include <cstdint>
+
+
+#if defined(QMIX_ARCH_X86_64)
+#if defined(__GNUC__) || defined(__clang__)
+#include <cpuid.h>
+#endif
+
+namespace qmix::kernels::x86 {
+QMIX_ABI_BEGIN
+
+/// The instruction-set extensions that decide which kernel level may run. The operating
+/// system must also save the wide registers, or AVX code faults even on an AVX CPU.
+struct cpu_features {
+    bool sse2 = false;
+    bool avx2 = false;    ///< AVX2 with FMA, F16C and BMI2, and OS support for ymm state
+    bool avx512 = false;  ///< F, BW, VL, DQ, CD, VNNI, F16C, BMI2, and OS support for zmm state
+    /// The CPU runs 512-bit operations as two 256-bit halves (AMD family 19h, Zen 4), so a
+    /// kernel whose bound is such an operation may do better with 256-bit ones.
+    bool splits_512 = false;
+};
+
+inline cpu_features detect_cpu() noexcept {
+    cpu_features found;
+#if defined(__GNUC__) || defined(__clang__)
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return found;
+    found.sse2 = (edx >> 26) & 1u;
+    const bool f16c = (ecx >> 29) & 1u;
+    const bool fma = (ecx >> 12) & 1u;
+    const bool osxsave = (ecx >> 27) & 1u;
+    const bool avx = (ecx >> 28) & 1u;
+    std::uint64_t xcr0 = 0;
+    if (osxsave) {
+        unsigned lo = 0, hi = 0;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        xcr0 = (std::uint64_t(hi) << 32) | lo;
+    }
+    const bool os_ymm = (xcr0 & 0x6u) == 0x6u;    // SSE and AVX state
+    const bool os_zmm = (xcr0 & 0xe6u) == 0xe6u;  // plus opmask and both zmm halves
+    const unsigned base_family = (eax >> 8) & 0xfu;
+    const unsigned family = base_family == 0xfu ? base_family + ((eax >> 20) & 0xffu) : base_family;
+    unsigned vendor_ebx = 0, vendor_ecx = 0, vendor_edx = 0, top = 0;
+    __get_cpuid(0, &top, &vendor_ebx, &vendor_ecx, &vendor_edx);
+    const bool amd = vendor_ebx == 0x68747541u && vendor_edx == 0x69746e65u &&
+                     vendor_ecx == 0x444d4163u;  // "AuthenticAMD"
+    found.splits_512 = amd && family == 0x19;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return found;
+    const bool avx2 = (ebx >> 5) & 1u;
+    const bool bmi2 = (ebx >> 8) & 1u;
+    const bool avx512f = (ebx >> 16) & 1u;
+    const bool avx512dq = (ebx >> 17) & 1u;
+    const bool avx512cd = (ebx >> 28) & 1u;
+    const bool avx512bw = (ebx >> 30) & 1u;
+    const bool avx512vl = (ebx >> 31) & 1u;
+    const bool avx512vnni = (ecx >> 11) & 1u;
+    found.avx2 = avx && avx2 && fma && f16c && bmi2 && os_ymm;
+    found.avx512 = found.avx2 && avx512f && avx512bw && avx512vl && avx512dq && avx512cd &&
+                   avx512vnni && os_zmm;
+#endif
+    return found;
+}
+
+QMIX_ABI_END
+}  // namespace qmix::kernels::x86
+
+#endif  // QMIX_ARCH_X86_64
+// ---- end qmix/kernels/cpu_x86.hpp
 
 #if defined(QMIX_ARCH_X86_64)
 #include <immintrin.h>
@@ -5148,9 +5223,40 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
 
 #if defined(__FMA__)
     static constexpr bool has_dot_f16 = true;
-    /// AVX2's, 8 halves at a time (see isa<xsimd::avx2>::dot_f16 for why not 16).
+    /// 16 halves at a time where the CPU runs 512-bit operations whole (four accumulators,
+    /// each stretch of `chunk` values widened to double and added lane by lane, as AVX2's);
+    /// AVX2's, 8 at a time, where it splits them in two (Zen 4: see
+    /// isa<xsimd::avx2>::dot_f16). Both are bound by the conversions: on Zen 5, 34-35 G
+    /// values/s against AVX2's 27.
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
-        return isa<xsimd::avx2>::dot_f16(x, y, n);
+        static const bool split = x86::detect_cpu().splits_512;
+        if (split) return isa<xsimd::avx2>::dot_f16(x, y, n);
+        constexpr std::int64_t chunk = 4096;
+        const auto halves = [](const std::uint16_t* p) {
+            return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        };
+        __m512d wide[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+        std::int64_t i = 0;
+        while (i + 16 <= n) {
+            const std::int64_t end = std::min(n, i + chunk);
+            __m512 acc[4];
+            for (auto& a : acc) a = _mm512_setzero_ps();
+            for (; i + 64 <= end; i += 64) {
+                for (int k = 0; k < 4; ++k) {
+                    acc[k] =
+                        _mm512_fmadd_ps(halves(x + i + 16 * k), halves(y + i + 16 * k), acc[k]);
+                }
+            }
+            for (; i + 16 <= end; i += 16)
+                acc[0] = _mm512_fmadd_ps(halves(x + i), halves(y + i), acc[0]);
+            const __m512 s =
+                _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            wide[0] = _mm512_add_pd(wide[0], _mm512_cvtps_pd(_mm512_castps512_ps256(s)));
+            wide[1] = _mm512_add_pd(wide[1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(s, 1)));
+        }
+        double total = _mm512_reduce_add_pd(_mm512_add_pd(wide[0], wide[1]));
+        for (; i < n; ++i) total += double(half_to_float(x[i]) * half_to_float(y[i]));
+        return float(total);
     }
 #endif
 

@@ -22,6 +22,9 @@ struct cpu_features {
     bool sse2 = false;
     bool avx2 = false;    ///< AVX2 with FMA, F16C and BMI2, and OS support for ymm state
     bool avx512 = false;  ///< F, BW, VL, DQ, CD, VNNI, F16C, BMI2, and OS support for zmm state
+    /// The CPU runs 512-bit operations as two 256-bit halves (AMD family 19h, Zen 4), so a
+    /// kernel whose bound is such an operation may do better with 256-bit ones.
+    bool splits_512 = false;
 };
 
 inline cpu_features detect_cpu() noexcept {
@@ -42,6 +45,13 @@ inline cpu_features detect_cpu() noexcept {
     }
     const bool os_ymm = (xcr0 & 0x6u) == 0x6u;    // SSE and AVX state
     const bool os_zmm = (xcr0 & 0xe6u) == 0xe6u;  // plus opmask and both zmm halves
+    const unsigned base_family = (eax >> 8) & 0xfu;
+    const unsigned family = base_family == 0xfu ? base_family + ((eax >> 20) & 0xffu) : base_family;
+    unsigned vendor_ebx = 0, vendor_ecx = 0, vendor_edx = 0, top = 0;
+    __get_cpuid(0, &top, &vendor_ebx, &vendor_ecx, &vendor_edx);
+    const bool amd = vendor_ebx == 0x68747541u && vendor_edx == 0x69746e65u &&
+                     vendor_ecx == 0x444d4163u;  // "AuthenticAMD"
+    found.splits_512 = amd && family == 0x19;
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return found;
     const bool avx2 = (ebx >> 5) & 1u;
     const bool bmi2 = (ebx >> 8) & 1u;

@@ -11,6 +11,7 @@
 
 #include "qmix/core/config.hpp"
 #include "qmix/formats/bf16.hpp"
+#include "qmix/kernels/cpu_x86.hpp"
 #include "qmix/kernels/isa/avx2.hpp"
 #include "qmix/kernels/isa/base.hpp"
 #include "qmix/kernels/xsimd_shim.hpp"
@@ -291,9 +292,40 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
 
 #if defined(__FMA__)
     static constexpr bool has_dot_f16 = true;
-    /// AVX2's, 8 halves at a time (see isa<xsimd::avx2>::dot_f16 for why not 16).
+    /// 16 halves at a time where the CPU runs 512-bit operations whole (four accumulators,
+    /// each stretch of `chunk` values widened to double and added lane by lane, as AVX2's);
+    /// AVX2's, 8 at a time, where it splits them in two (Zen 4: see
+    /// isa<xsimd::avx2>::dot_f16). Both are bound by the conversions: on Zen 5, 34-35 G
+    /// values/s against AVX2's 27.
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
-        return isa<xsimd::avx2>::dot_f16(x, y, n);
+        static const bool split = x86::detect_cpu().splits_512;
+        if (split) return isa<xsimd::avx2>::dot_f16(x, y, n);
+        constexpr std::int64_t chunk = 4096;
+        const auto halves = [](const std::uint16_t* p) {
+            return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        };
+        __m512d wide[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+        std::int64_t i = 0;
+        while (i + 16 <= n) {
+            const std::int64_t end = std::min(n, i + chunk);
+            __m512 acc[4];
+            for (auto& a : acc) a = _mm512_setzero_ps();
+            for (; i + 64 <= end; i += 64) {
+                for (int k = 0; k < 4; ++k) {
+                    acc[k] =
+                        _mm512_fmadd_ps(halves(x + i + 16 * k), halves(y + i + 16 * k), acc[k]);
+                }
+            }
+            for (; i + 16 <= end; i += 16)
+                acc[0] = _mm512_fmadd_ps(halves(x + i), halves(y + i), acc[0]);
+            const __m512 s =
+                _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            wide[0] = _mm512_add_pd(wide[0], _mm512_cvtps_pd(_mm512_castps512_ps256(s)));
+            wide[1] = _mm512_add_pd(wide[1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(s, 1)));
+        }
+        double total = _mm512_reduce_add_pd(_mm512_add_pd(wide[0], wide[1]));
+        for (; i < n; ++i) total += double(half_to_float(x[i]) * half_to_float(y[i]));
+        return float(total);
     }
 #endif
 
