@@ -4,6 +4,7 @@
 // of the program keeps the baseline flags and calls in here only on a CPU that runs avx512.
 #include "kernel_levels.hpp"
 #include "qmix/kernels/build.hpp"
+#include "qmix/kernels/cpu_x86.hpp"
 
 #if !defined(QMIX_ISA_AVX512)
 #error "kernels_avx512.cpp needs the avx512 instruction-set flags (see CMakeLists.txt)"
@@ -18,22 +19,28 @@ namespace qmix::kernels::levels {
 const kernel_table& avx512() {
     static const kernel_table table = [] {
         kernel_table own = make_kernel_table<xsimd::avx512bw>();
-        // The quantizers of the 32-value formats are avx2's, as compiled for the avx2
-        // level: a block is two zmm vectors, and the 16-wide scan, transposes and packing
-        // came out slower than the 8-wide ones (AMD Zen 4: q4_0 4.98 against 5.49 G
-        // values/s; Intel Emerald Rapids 3.7 against 4.1), and so did avx2's source
-        // compiled with this level's flags (5.12 against 5.32).
+        // The quantizers of the 32-value formats and q4_1's dequantize: the level's own on
+        // AMD family 1Ah (Zen 5) and later, which run 512-bit operations whole (Zen 5: q4_0
+        // 5.78 -> 7.56 G values/s, q8_0 5.76 -> 7.69, q5_1 5.39 -> 6.67, q4_1's dequantize
+        // 15.5 -> 21.4); avx2's, as compiled for the avx2 level, elsewhere: a block is two zmm
+        // vectors, and the 16-wide scan, transposes and packing came out slower than the
+        // 8-wide ones (AMD Zen 4: q4_0 4.98 against 5.49; Intel Emerald Rapids 3.7 against
+        // 4.1), and so did avx2's source compiled with this level's flags (5.12 against
+        // 5.32); q4_1's dequantize 11.6-11.8 against 12.1-12.3 on Zen 4.
         const kernel_table& below = avx2();
-        for (const type_id id : {type_id::q4_0, type_id::q4_1, type_id::q5_0, type_id::q5_1,
-                                 type_id::q8_0, type_id::q8_1}) {
-            slot(own, id).quantize = slot(below, id).quantize;
+        if (x86::detect_cpu().amd_family < 0x1a) {
+            for (const type_id id : {type_id::q4_0, type_id::q4_1, type_id::q5_0, type_id::q5_1,
+                                     type_id::q8_0, type_id::q8_1}) {
+                slot(own, id).quantize = slot(below, id).quantize;
+            }
+            slot(own, type_id::q4_1).dequantize = slot(below, type_id::q4_1).dequantize;
         }
-        // Likewise binary32 -> binary16 (16-wide vcvtps2ph is no faster per value than two
-        // 8-wide ones on Zen 4, and the wider loop came out 1-2% slower: 18.9-19.0 against
-        // 19.1-19.4 G values/s, three alternating runs) and q4_1's dequantize (11.6-11.8
-        // against 12.1-12.3) and bf16's (19.2-19.4 against 19.4, memory-bound either way).
+        // Everywhere, binary32 -> binary16 (16-wide vcvtps2ph is no faster per value than
+        // two 8-wide ones on Zen 4, and the wider loop came out 1-2% slower: 18.9-19.0
+        // against 19.1-19.4 G values/s, three alternating runs; on Zen 5 the same, 34.2 and
+        // 35.0 against 34.1 and 35.0) and bf16's dequantize (19.2-19.4 against 19.4 on Zen 4,
+        // 34.6-34.8 against 33.2-34.2 on Zen 5: memory-bound either way).
         slot(own, type_id::f16).quantize = slot(below, type_id::f16).quantize;
-        slot(own, type_id::q4_1).dequantize = slot(below, type_id::q4_1).dequantize;
         slot(own, type_id::bf16).dequantize = slot(below, type_id::bf16).dequantize;
         return own;
     }();

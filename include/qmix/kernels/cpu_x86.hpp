@@ -22,8 +22,10 @@ struct cpu_features {
     bool sse2 = false;
     bool avx2 = false;    ///< AVX2 with FMA, F16C and BMI2, and OS support for ymm state
     bool avx512 = false;  ///< F, BW, VL, DQ, CD, VNNI, F16C, BMI2, and OS support for zmm state
-    /// The CPU runs 512-bit operations as two 256-bit halves (AMD family 19h, Zen 4), so a
-    /// kernel whose bound is such an operation may do better with 256-bit ones.
+    /// AMD's CPU family (0x19: Zen 3 and Zen 4; 0x1a: Zen 5), 0 on other vendors' CPUs.
+    unsigned amd_family = 0;
+    /// The CPU runs 512-bit operations as two 256-bit halves (AMD family 19h with AVX-512:
+    /// Zen 4), so a kernel bound by such an operation may do better with 256-bit ones.
     bool splits_512 = false;
 };
 
@@ -51,7 +53,7 @@ inline cpu_features detect_cpu() noexcept {
     __get_cpuid(0, &top, &vendor_ebx, &vendor_ecx, &vendor_edx);
     const bool amd = vendor_ebx == 0x68747541u && vendor_edx == 0x69746e65u &&
                      vendor_ecx == 0x444d4163u;  // "AuthenticAMD"
-    found.splits_512 = amd && family == 0x19;
+    if (amd) found.amd_family = family;
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return found;
     const bool avx2 = (ebx >> 5) & 1u;
     const bool bmi2 = (ebx >> 8) & 1u;
@@ -64,6 +66,7 @@ inline cpu_features detect_cpu() noexcept {
     found.avx2 = avx && avx2 && fma && f16c && bmi2 && os_ymm;
     found.avx512 = found.avx2 && avx512f && avx512bw && avx512vl && avx512dq && avx512cd &&
                    avx512vnni && os_zmm;
+    found.splits_512 = found.avx512 && found.amd_family == 0x19;
 #endif
     return found;
 }
