@@ -11,7 +11,6 @@
 
 #include "qmix/core/config.hpp"
 #include "qmix/formats/bf16.hpp"
-#include "qmix/kernels/cpu_x86.hpp"
 #include "qmix/kernels/isa/avx2.hpp"
 #include "qmix/kernels/isa/base.hpp"
 #include "qmix/kernels/xsimd_shim.hpp"
@@ -292,14 +291,11 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
 
 #if defined(__FMA__)
     static constexpr bool has_dot_f16 = true;
-    /// 16 halves at a time where the CPU runs 512-bit operations whole (four accumulators,
-    /// each stretch of `chunk` values widened to double and added lane by lane, as AVX2's);
-    /// AVX2's, 8 at a time, where it splits them in two (Zen 4: see
-    /// isa<xsimd::avx2>::dot_f16). Both are bound by the conversions: on Zen 5, 34-35 G
-    /// values/s against AVX2's 27.
+    /// 16 halves at a time (four accumulators, each stretch of `chunk` values widened to
+    /// double and added lane by lane, as AVX2's). Bound by the conversions; on a CPU that
+    /// runs 512-bit operations as two halves (Zen 4) AVX2's 8-wide kernel is faster, and
+    /// src/kernels_avx512.cpp puts that one in the level's table there.
     static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
-        static const bool split = x86::detect_cpu().splits_512;
-        if (split) return isa<xsimd::avx2>::dot_f16(x, y, n);
         constexpr std::int64_t chunk = 4096;
         const auto halves = [](const std::uint16_t* p) {
             return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
