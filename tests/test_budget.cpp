@@ -286,6 +286,31 @@ TEST_CASE("a budget out of reach is refused with the reachable range", "[budget]
     budget.target_bpw = 5.0;
     const budget_result chosen = choose_types(model, options, budget, table);
     for (const auto& t : chosen.tensors) CHECK(can_hold_row(t.chosen, t.tensor->ne[0]));
+    // The reachable range comes from the sizes alone: a table without errors (what
+    // choose_types without a table checks before it measures) gives the same range and the
+    // same refusals.
+    const error_table sizes = measure_errors(model, options, budget, false);
+    REQUIRE(sizes.tensors.size() == table.tensors.size());
+    for (std::size_t k = 0; k < sizes.tensors.size(); ++k) {
+        const auto& measured = table.tensors[k].measured;
+        const auto& sized = sizes.tensors[k].measured;
+        REQUIRE(sized.size() == measured.size());
+        for (std::size_t i = 0; i < sized.size(); ++i) {
+            CHECK(sized[i].type == measured[i].type);
+            CHECK(sized[i].bytes == measured[i].bytes);
+            CHECK(sized[i].relative_error == 0);
+        }
+    }
+    budget_result reach;
+    CHECK(qmix::whisper::detail::budget_capacity(model, budget, sizes, reach) > 0);
+    CHECK(reach.min_bytes == chosen.min_bytes);
+    CHECK(reach.max_bytes == chosen.max_bytes);
+    budget.target_bpw = 17.0;
+    CHECK_THROWS_WITH(choose_types(model, options, budget), Catch::Contains("out of reach"));
+    budget.target_bpw.reset();
+    budget.target_bytes = chosen.max_bytes + 1;
+    CHECK_THROWS_WITH(choose_types(model, options, budget),
+                      Catch::Contains("out of reach") && Catch::Contains(" bytes"));
     budget_options only_k;
     only_k.allowed = {type_id::q4_k};
     CHECK_THROWS_WITH(measure_errors(model, options, only_k), Catch::Contains("rows of 384"));

@@ -3290,9 +3290,11 @@ struct error_table {
 
 /// Measures the errors of every matrix of `model` under the types it may get, with the
 /// rules and settings of `options` (its rules fix their tensors' types; its default type is
-/// ignored) and the candidates, weights and sampling of `budget`.
+/// ignored) and the candidates, weights and sampling of `budget`. With `errors` false it
+/// reads no tensor data: the table has every type's size and no error (all 0), enough to
+/// tell the reachable range (budget_capacity) before the measurement.
 inline error_table measure_errors(const model_file& model, const quantize_options& options,
-                                  const budget_options& budget) {
+                                  const budget_options& budget, bool errors = true) {
     const auto start = std::chrono::steady_clock::now();
     const unsigned threads = resolve_threads(options.threads);
     std::vector<type_id> allowed =
@@ -3361,7 +3363,9 @@ inline error_table measure_errors(const model_file& model, const quantize_option
             fixed_matrix_bytes += p.output_bytes;
             add(p.output);
         }
-        if (!measure.empty()) {
+        if (!measure.empty() && !errors) {
+            for (const type_id t : measure) bt.measured.push_back({t, bytes_as(*p.tensor, t), 0});
+        } else if (!measure.empty()) {
             bt.measured = detail::measure_tensor(model, *p.tensor, measure, budget.sample_values,
                                                  threads, bt.sampled_rows);
             if (bt.sampled_rows < p.tensor->row_count()) result.sampled = true;
@@ -3380,51 +3384,31 @@ inline error_table measure_errors(const model_file& model, const quantize_option
     return result;
 }
 
-/// Chooses a type for every free matrix under the budget of `budget`, from `table`
-/// (measure_errors with the same model, options and budget settings). Throws a
-/// qmix::error, before anything is written, when the budget is out of reach, naming the
-/// reachable range. The returned rules, given to make_plan, give a plan within the budget
-/// (checked here).
-inline budget_result choose_types(const model_file& model, const quantize_options& options,
-                                  const budget_options& budget, const error_table& table) {
+namespace detail {
+
+/// The bytes the free matrices can take under `budget`, from the sizes in `table`: sets
+/// result's budget_bytes, min_bytes and max_bytes, and throws a qmix::error naming the
+/// reachable range when the budget is out of it.
+inline std::uint64_t budget_capacity(const model_file& model, const budget_options& budget,
+                                     const error_table& table, budget_result& result) {
     if (budget.target_bytes.has_value() == budget.target_bpw.has_value()) {
         throw error("choose_types: give exactly one of a target size and a target bpw");
     }
-    budget_result result;
-    result.rules = options.rules;
-    result.tensors = table.tensors;
-    result.matrix_values = table.matrix_values;
-    result.sampled = table.sampled;
-    result.measure_seconds = table.seconds;
-    const std::vector<type_id>& allowed = table.allowed;
     const std::uint64_t fixed_bytes = table.fixed_bytes;
     const std::uint64_t fixed_matrix_bytes = table.fixed_matrix_bytes;
-    std::vector<type_id> uniform_types;
-    for (const type_id t : allowed)
-        if (info(t).is_quantized) uniform_types.push_back(t);
-    const auto mid = std::chrono::steady_clock::now();
-
-    // The knapsack over the free tensors.
-    std::vector<std::vector<knapsack_option>> items;
-    std::vector<std::size_t> free_index;
     std::uint64_t min_free = 0, max_free = 0;
-    for (std::size_t k = 0; k < result.tensors.size(); ++k) {
-        auto& bt = result.tensors[k];
+    for (const budget_tensor& bt : table.tensors) {
         if (!bt.free) continue;
-        free_index.push_back(k);
-        std::vector<knapsack_option> options_of;
         std::uint64_t lo = std::numeric_limits<std::uint64_t>::max(), hi = 0;
         for (const type_id t : bt.candidates) {
             const type_cost* c = bt.cost_of(t);
-            options_of.push_back({c->bytes, bt.weight * c->relative_error});
             lo = std::min(lo, c->bytes);
             hi = std::max(hi, c->bytes);
         }
         min_free += lo;
         max_free += hi;
-        items.push_back(std::move(options_of));
     }
-    const double values = double(result.matrix_values);
+    const double values = double(table.matrix_values);
     std::uint64_t capacity = 0;
     if (budget.target_bytes) {
         result.budget_bytes = *budget.target_bytes;
@@ -3456,6 +3440,46 @@ inline budget_result choose_types(const model_file& model, const quantize_option
         result.min_bytes = fixed_bytes + min_free;
         result.max_bytes = fixed_bytes + max_free;
     }
+    return capacity;
+}
+
+}  // namespace detail
+
+/// Chooses a type for every free matrix under the budget of `budget`, from `table`
+/// (measure_errors with the same model, options and budget settings). Throws a
+/// qmix::error, before anything is written, when the budget is out of reach, naming the
+/// reachable range. The returned rules, given to make_plan, give a plan within the budget
+/// (checked here).
+inline budget_result choose_types(const model_file& model, const quantize_options& options,
+                                  const budget_options& budget, const error_table& table) {
+    budget_result result;
+    result.rules = options.rules;
+    result.tensors = table.tensors;
+    result.matrix_values = table.matrix_values;
+    result.sampled = table.sampled;
+    result.measure_seconds = table.seconds;
+    const std::vector<type_id>& allowed = table.allowed;
+    std::vector<type_id> uniform_types;
+    for (const type_id t : allowed)
+        if (info(t).is_quantized) uniform_types.push_back(t);
+    const auto mid = std::chrono::steady_clock::now();
+
+    // The knapsack over the free tensors.
+    std::vector<std::vector<knapsack_option>> items;
+    std::vector<std::size_t> free_index;
+    for (std::size_t k = 0; k < result.tensors.size(); ++k) {
+        auto& bt = result.tensors[k];
+        if (!bt.free) continue;
+        free_index.push_back(k);
+        std::vector<knapsack_option> options_of;
+        for (const type_id t : bt.candidates) {
+            const type_cost* c = bt.cost_of(t);
+            options_of.push_back({c->bytes, bt.weight * c->relative_error});
+        }
+        items.push_back(std::move(options_of));
+    }
+    const std::uint64_t capacity = detail::budget_capacity(model, budget, table, result);
+    const double values = double(result.matrix_values);
     // Uniform choices (every free matrix at one candidate type) as extra starting points.
     std::vector<std::vector<std::size_t>> starts;
     for (const type_id t : allowed) {
@@ -3531,9 +3555,12 @@ inline budget_result choose_types(const model_file& model, const quantize_option
     return result;
 }
 
-/// measure_errors, then choose_types.
+/// measure_errors, then choose_types. A budget out of reach is refused before the
+/// measurement: the reachable range depends on the types' sizes only.
 inline budget_result choose_types(const model_file& model, const quantize_options& options,
                                   const budget_options& budget) {
+    budget_result reach;
+    detail::budget_capacity(model, budget, measure_errors(model, options, budget, false), reach);
     return choose_types(model, options, budget, measure_errors(model, options, budget));
 }
 
