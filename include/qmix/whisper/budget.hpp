@@ -522,11 +522,36 @@ struct error_table {
     double seconds = 0;
 };
 
+namespace detail {
+
+/// Fills in the errors of a table of sizes (measure_errors with `errors` false): every
+/// type measured for a matrix but its input type, which stays at no error.
+inline void measure_table(const model_file& model, std::int64_t sample_values, unsigned threads,
+                          error_table& table) {
+    const auto start = std::chrono::steady_clock::now();
+    for (budget_tensor& bt : table.tensors) {
+        std::vector<type_id> types;
+        for (const type_cost& c : bt.measured)
+            if (c.type != bt.tensor->type) types.push_back(c.type);
+        if (types.empty()) continue;
+        const std::vector<type_cost> costs =
+            measure_tensor(model, *bt.tensor, types, sample_values, threads, bt.sampled_rows);
+        for (type_cost& c : bt.measured)
+            for (const type_cost& m : costs)
+                if (m.type == c.type) c.relative_error = m.relative_error;
+        if (bt.sampled_rows < bt.tensor->row_count()) table.sampled = true;
+    }
+    table.seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace detail
+
 /// Measures the errors of every matrix of `model` under the types it may get, with the
 /// rules and settings of `options` (its rules fix their tensors' types; its default type is
 /// ignored) and the candidates, weights and sampling of `budget`. With `errors` false it
 /// reads no tensor data: the table has every type's size and no error (all 0), enough to
-/// tell the reachable range (budget_capacity) before the measurement.
+/// tell the reachable range (budget_capacity) before the measurement (measure_table).
 inline error_table measure_errors(const model_file& model, const quantize_options& options,
                                   const budget_options& budget, bool errors = true) {
     const auto start = std::chrono::steady_clock::now();
@@ -597,13 +622,7 @@ inline error_table measure_errors(const model_file& model, const quantize_option
             fixed_matrix_bytes += p.output_bytes;
             add(p.output);
         }
-        if (!measure.empty() && !errors) {
-            for (const type_id t : measure) bt.measured.push_back({t, bytes_as(*p.tensor, t), 0});
-        } else if (!measure.empty()) {
-            bt.measured = detail::measure_tensor(model, *p.tensor, measure, budget.sample_values,
-                                                 threads, bt.sampled_rows);
-            if (bt.sampled_rows < p.tensor->row_count()) result.sampled = true;
-        }
+        for (const type_id t : measure) bt.measured.push_back({t, bytes_as(*p.tensor, t), 0});
         // The input type itself, unchanged: no error.
         type_cost same;
         same.type = p.tensor->type;
@@ -613,6 +632,7 @@ inline error_table measure_errors(const model_file& model, const quantize_option
         result.tensors.push_back(std::move(bt));
     }
     result.allowed = allowed;
+    if (errors) detail::measure_table(model, budget.sample_values, threads, result);
     result.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return result;
@@ -793,9 +813,11 @@ inline budget_result choose_types(const model_file& model, const quantize_option
 /// measurement: the reachable range depends on the types' sizes only.
 inline budget_result choose_types(const model_file& model, const quantize_options& options,
                                   const budget_options& budget) {
+    error_table table = measure_errors(model, options, budget, false);
     budget_result reach;
-    detail::budget_capacity(model, budget, measure_errors(model, options, budget, false), reach);
-    return choose_types(model, options, budget, measure_errors(model, options, budget));
+    detail::budget_capacity(model, budget, table, reach);
+    detail::measure_table(model, budget.sample_values, resolve_threads(options.threads), table);
+    return choose_types(model, options, budget, table);
 }
 
 }  // namespace qmix::whisper
