@@ -54,6 +54,15 @@
 #define QMIX_FLATTEN
 #endif
 
+// Inlines a lambda wherever it is called (GCC, Clang; written after the parameter list):
+// for the steps of an unrolled register kernel, which GCC may otherwise leave as calls
+// even inside a flattened caller.
+#if defined(__GNUC__)
+#define QMIX_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define QMIX_INLINE_LAMBDA
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define QMIX_ARCH_X86_64 1
 #endif
@@ -5053,14 +5062,14 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
     }
     QMIX_FORCE_INLINE static void transpose(const float* const* rows, floats* out) {
         __m512 t[16];
-        unrolled<8>([&](auto i) {
+        unrolled<8>([&](auto i) QMIX_INLINE_LAMBDA {
             const __m512 a = _mm512_loadu_ps(rows[2 * i]);
             const __m512 b = _mm512_loadu_ps(rows[2 * i + 1]);
             t[2 * i] = _mm512_maskz_unpacklo_ps(0xFFFF, a, b);
             t[2 * i + 1] = _mm512_maskz_unpackhi_ps(0xFFFF, a, b);
         });
         __m512 u[16];  // u[4 g + c], 128-bit lane l: rows 4g .. 4g + 3 of column 4 l + c
-        unrolled<4>([&](auto g) {
+        unrolled<4>([&](auto g) QMIX_INLINE_LAMBDA {
             const __m512d p0 = _mm512_castps_pd(t[4 * g]);
             const __m512d p1 = _mm512_castps_pd(t[4 * g + 1]);
             const __m512d p2 = _mm512_castps_pd(t[4 * g + 2]);
@@ -5070,7 +5079,7 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
             u[4 * g + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, p1, p3));
             u[4 * g + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, p1, p3));
         });
-        unrolled<4>([&](auto c) {
+        unrolled<4>([&](auto c) QMIX_INLINE_LAMBDA {
             const __m512 v0 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[c], u[4 + c], 0x44);
             const __m512 v1 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[c], u[4 + c], 0xEE);
             const __m512 v2 = _mm512_maskz_shuffle_f32x4(0xFFFF, u[8 + c], u[12 + c], 0x44);

@@ -22,6 +22,15 @@
 #define QMIX_FLATTEN
 #endif
 
+// Inlines a lambda wherever it is called (GCC, Clang; written after the parameter list):
+// for the steps of an unrolled register kernel, which GCC may otherwise leave as calls
+// even inside a flattened caller.
+#if defined(__GNUC__)
+#define QMIX_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define QMIX_INLINE_LAMBDA
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define QMIX_ARCH_X86_64 1
 #endif
