@@ -13,7 +13,8 @@
 #             host builds run them). The golden, kernel, dispatch, core, rules, codec and
 #             loader tests run: every NEON kernel, and the codec on a second architecture
 #   sanitize  AddressSanitizer + UndefinedBehaviorSanitizer at -O1: all of qmix-tests and both
-#             e2e suites
+#             e2e suites (the kernel levels without ASan's use-after-scope marks: see
+#             CMakeLists.txt)
 #   fuzz      every libFuzzer target for $QMIX_FUZZ_SECONDS (30) seconds (needs clang)
 #   package   scripts/package_test.sh: cmake --install, then consumers with no -m flag via
 #             find_package, add_subdirectory (no build type: -O0) and -flto, which must run the
