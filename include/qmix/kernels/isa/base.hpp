@@ -92,7 +92,7 @@ struct isa_base {
     /// The correctly rounded quotient: every specialisation must say how (xsimd 8 divides
     /// on NEON by a reciprocal estimate and two Newton steps, which changes the bytes).
     template <class A = Arch>
-    static floats div(floats a, floats b) {
+    static floats div(floats a, floats /*b*/) {
         static_assert(isa_lacks<A>, "isa<Arch> must define div, the IEEE quotient");
         return a;
     }
