@@ -8242,8 +8242,9 @@ struct transposed {
     using L = lanes<Arch, K>;
     typename L::floats v[GroupSize];
 
-    /// Loads up to L::count groups whose values start at `sources[j]`. (Flattened: the
-    /// in-register transposes are lambdas, which GCC left as calls once q3_k's search grew.)
+    /// Loads up to L::count groups whose values start at `sources[j]`. (Flattened: its steps
+    /// are lambdas, which GCC left as calls once q3_k's search grew. The avx512 transpose's
+    /// own steps, which GCC still left as calls here, are marked QMIX_INLINE_LAMBDA.)
     QMIX_FLATTEN void load(const float* const* sources, int valid) {
         constexpr int width = L::batch_size;
         if constexpr (GroupSize % width == 0) {
