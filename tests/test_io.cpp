@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -278,6 +279,114 @@ TEST_CASE("commit_together replaces every file or none", "[io]") {
         CHECK(folder.listing() == std::set<std::string>{"model.bin"});
         CHECK_FALSE(a.committed());
     }
+}
+
+namespace {
+
+/// The open file flags (fcntl F_GETFL) of this process's descriptor for path; -1 if none.
+int open_flags_of(const std::string& path) {
+    for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+        std::error_code ignored;
+        if (fs::read_symlink(entry.path(), ignored) != path) continue;
+        return ::fcntl(std::stoi(entry.path().filename().string()), F_GETFL);
+    }
+    return -1;
+}
+
+/// Whether the file system of path takes O_DIRECT (path is created and removed).
+bool accepts_direct_io(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    const bool accepted = ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_DIRECT) == 0;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return accepted;
+}
+
+/// Bytes that differ from one position to the next (no two blocks of 4 KiB alike).
+std::string pattern(std::size_t size, unsigned seed) {
+    std::string bytes(size, '\0');
+    std::uint32_t state = seed * 2654435761u + 1;
+    for (char& c : bytes) {
+        state = state * 1664525u + 1013904223u;
+        c = static_cast<char>(state >> 24);
+    }
+    return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("a file that outgrows its buffer is written around the page cache, byte for byte",
+          "[io]") {
+    io_folder folder;
+    const std::string destination = folder.file("model.bin");
+    // Pieces across the buffer (4 KiB), the alignment and the 4 MiB blocks of the stream.
+    const std::size_t sizes[] = {1,
+                                 4095,
+                                 4097,
+                                 100,
+                                 std::size_t(3) << 20,
+                                 (std::size_t(5) << 20) + 7,
+                                 4096,
+                                 std::size_t(4) << 20,
+                                 12345};
+    std::string expected;
+    {
+        qmix::io::atomic_file out(destination, 1 << 12);
+        unsigned seed = 0;
+        for (const std::size_t size : sizes) {
+            const std::string piece = pattern(size, ++seed);
+            out.write(piece.data(), piece.size());
+            expected += piece;
+        }
+        const int flags = open_flags_of(out.temporary_path());
+        REQUIRE(flags >= 0);
+        if (accepts_direct_io(folder.file("probe"))) {
+            CHECK((flags & O_DIRECT) != 0);
+        } else {
+            WARN("the file system of " << folder.file("")
+                                       << " refuses O_DIRECT: the file was "
+                                          "written through the page cache");
+        }
+        CHECK(out.bytes_written() == expected.size());
+        out.commit();
+    }
+    CHECK(read_text(destination) == expected);
+    CHECK(folder.listing() == std::set<std::string>{"model.bin"});
+
+    SECTION("a small file stays in its buffer") {
+        qmix::io::atomic_file out(folder.file("small.json"));
+        out.write(std::string(4096, 's'));
+        CHECK((open_flags_of(out.temporary_path()) & O_DIRECT) == 0);
+        out.commit();
+        CHECK(read_text(folder.file("small.json")) == std::string(4096, 's'));
+    }
+}
+
+TEST_CASE("a write refused in the background thread fails the file and leaves nothing", "[io]") {
+    io_folder folder;
+    write_text(folder.file("model.bin"), "old model");
+    struct rlimit saved;
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit limited = saved;
+    limited.rlim_cur = std::size_t(6) << 20;  // the second block of 4 MiB crosses it
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &limited) == 0);
+    std::string message;
+    try {
+        qmix::io::atomic_file out(folder.file("model.bin"));
+        const std::string piece = pattern(std::size_t(1) << 20, 7);
+        for (int i = 0; i < 16; ++i) out.write(piece.data(), piece.size());
+        out.commit();
+    } catch (const qmix::error& e) {
+        message = e.what();
+    }
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+    std::signal(SIGXFSZ, old_handler);
+    CHECK_THAT(message, Catch::Contains("model.bin: writing failed") &&
+                            Catch::Contains(std::strerror(EFBIG)));
+    CHECK(read_text(folder.file("model.bin")) == "old model");
+    CHECK(folder.listing() == std::set<std::string>{"model.bin"});
 }
 
 TEST_CASE("a termination signal removes the temporaries and ends the process", "[io]") {
