@@ -354,6 +354,14 @@ TEST_CASE("a file that outgrows its buffer is written around the page cache, byt
     CHECK(read_text(destination) == expected);
     CHECK(folder.listing() == std::set<std::string>{"model.bin"});
 
+    SECTION("a file given up midway leaves nothing") {
+        {
+            qmix::io::atomic_file out(folder.file("given_up.bin"), 1 << 12);
+            const std::string piece = pattern(std::size_t(3) << 20, 11);
+            for (int i = 0; i < 5; ++i) out.write(piece.data(), piece.size());
+        }
+        CHECK(folder.listing() == std::set<std::string>{"model.bin"});
+    }
     SECTION("a small file stays in its buffer") {
         qmix::io::atomic_file out(folder.file("small.json"));
         out.write(std::string(4096, 's'));

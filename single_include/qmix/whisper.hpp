@@ -1368,8 +1368,8 @@ class direct_stream {
     direct_stream(const direct_stream&) = delete;
     direct_stream& operator=(const direct_stream&) = delete;
 
-    /// Waits for the block in flight (its outcome no longer matters: the caller is giving
-    /// up or has called finish()).
+    /// Waits for the block being written, if any; a block not yet started is dropped (after
+    /// finish() there is none; before it, the caller is giving the file up).
     ~direct_stream() {
         if (thread_.joinable()) {
             {
@@ -1450,7 +1450,7 @@ class direct_stream {
         std::unique_lock<std::mutex> lock(mutex_);
         for (;;) {
             changed_.wait(lock, [this] { return pending_ != nullptr || stopping_; });
-            if (pending_ == nullptr) return;
+            if (stopping_) return;  // a block still pending is not wanted any more
             const std::uint8_t* block = pending_;
             lock.unlock();
             const int code = error_ == 0 ? write_fully(block, block_size) : 0;
