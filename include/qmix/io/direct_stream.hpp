@@ -4,13 +4,13 @@
 // Sequential writing around the page cache (Linux O_DIRECT), for atomic_file.
 //
 // A large output written through the page cache is copied into pages the kernel must first
-// find and fill (in a virtual machine whose host reclaims freed guest memory, each of those
-// pages is a fault on the host: 870 MB of q4_k output took 0.3 to 5.5 s of system time
-// from one run to the next). Written with O_DIRECT, the bytes go from our buffer to the
-// device. Such writes need an aligned buffer, offset and length, and each one returns only
-// once the device has the data; so the bytes are gathered in aligned blocks and a
-// background thread writes each full block while the caller fills the other. The tail that
-// is not a whole alignment unit is written through the page cache at the end.
+// allocate, which on the project's virtual machines cost anything from 0.3 to 6.2 s of
+// system time for the 870 MB of whisper large in q4_k, from one run to the next (most likely
+// the host backing freshly used guest memory). Written with O_DIRECT, the bytes go from our
+// buffer to the device. Such writes need an aligned buffer, offset and length, and each one
+// returns only once the device has taken the data; so the bytes are gathered in aligned
+// blocks and a background thread writes each full block while the caller fills the other.
+// The tail that is not a whole alignment unit is written through the page cache at the end.
 //
 // Where the file system refuses O_DIRECT (at open, or with EINVAL on a write), the stream
 // goes on through the page cache: the bytes and the file are the same either way.
