@@ -8142,8 +8142,10 @@ struct group_search {
         floats this_scale = L::div(L::mul(s.sum_w, sum_xl) - L::mul(s.sum_x, sum_l), det);
         floats this_min = L::div(L::mul(sum_l2, s.sum_x) - L::mul(sum_l, sum_xl), det);
         const mask positive_min = this_min > zero;
-        this_min = L::select(positive_min, zero, this_min);
-        this_scale = L::select(positive_min, L::div(sum_xl, sum_l2), this_scale);
+        if (!L::none(positive_min)) {
+            this_min = L::select(positive_min, zero, this_min);
+            this_scale = L::select(positive_min, L::div(sum_xl, sum_l2), this_scale);
+        }
         floats error = zero;
         for (int i = 0; i < n; ++i) {
             const floats diff = L::mul(this_scale, levels[i]) + this_min - x[i];
