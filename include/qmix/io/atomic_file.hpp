@@ -433,17 +433,10 @@ class atomic_file {
     }
 
     void write_all(const std::uint8_t* data, std::size_t size) {
-        while (size > 0) {
-            const std::size_t step = size < (std::size_t(1) << 30) ? size : (std::size_t(1) << 30);
-            const ssize_t done = ::write(fd_, data, step);
-            if (done < 0) {
-                if (errno == EINTR) continue;
-                fail_errno("writing failed");
-            }
-            data += done;
-            size -= static_cast<std::size_t>(done);
-            file_offset_ += static_cast<std::uint64_t>(done);
-        }
+        const std::size_t requested = size;
+        const int code = detail::write_fully(fd_, data, size);
+        file_offset_ += requested - size;
+        if (code != 0) fail_code("writing failed", code);
         start_writeback();
     }
 

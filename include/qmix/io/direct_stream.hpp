@@ -31,6 +31,22 @@
 
 namespace qmix::io::detail {
 
+/// write(2) until all of data[0 .. size) is written, in steps of at most 1 GiB, again after
+/// EINTR. Advances data and size past what was written; returns 0 or the failing errno.
+inline int write_fully(int fd, const std::uint8_t*& data, std::size_t& size) {
+    while (size > 0) {
+        const std::size_t step = std::min(size, std::size_t(1) << 30);
+        const ssize_t done = ::write(fd, data, step);
+        if (done < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        data += done;
+        size -= static_cast<std::size_t>(done);
+    }
+    return 0;
+}
+
 class direct_stream {
   public:
     /// Bytes per write of the background thread (two such buffers are held).
@@ -46,9 +62,7 @@ class direct_stream {
         if (::lseek(fd, 0, SEEK_CUR) != 0) return nullptr;
         std::unique_ptr<direct_stream> stream(new (std::nothrow) direct_stream(fd));
         if (!stream || !stream->buffers_[0] || !stream->buffers_[1]) return nullptr;
-        const int flags = ::fcntl(fd, F_GETFL);
-        if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) return nullptr;
-        stream->direct_ = true;
+        if (!stream->set_direct(true)) return nullptr;
         try {
             stream->thread_ = std::thread([s = stream.get()] { s->serve(); });
         } catch (...) {
@@ -101,9 +115,9 @@ class direct_stream {
         if (const int code = wait_idle()) return code;
         const std::size_t whole = filled_ - filled_ % alignment;
         const std::uint8_t* data = buffers_[current_].get();
-        if (const int code = write_fully(data, whole)) return code;
+        if (const int code = write_block(data, whole)) return code;
         if (direct_ && !set_direct(false)) return errno;
-        const int code = write_fully(data + whole, filled_ - whole);
+        const int code = write_block(data + whole, filled_ - whole);
         filled_ = 0;
         return code;
     }
@@ -150,7 +164,7 @@ class direct_stream {
             if (stopping_) return;  // a block still pending is not wanted any more
             const std::uint8_t* block = pending_;
             lock.unlock();
-            const int code = error_ == 0 ? write_fully(block, block_size) : 0;
+            const int code = error_ == 0 ? write_block(block, block_size) : 0;
             lock.lock();
             if (error_ == 0) error_ = code;
             pending_ = nullptr;
@@ -158,21 +172,15 @@ class direct_stream {
         }
     }
 
-    /// write(2) until every byte is written. A write that O_DIRECT refuses (EINVAL: an
-    /// alignment the device does not accept, a file system that takes the flag but not the
-    /// write) is done again through the page cache, and so is everything after it.
-    int write_fully(const std::uint8_t* data, std::size_t size) {
-        while (size > 0) {
-            const ssize_t done = ::write(fd_, data, size);
-            if (done < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EINVAL && direct_ && set_direct(false)) continue;
-                return errno;
-            }
-            data += done;
-            size -= static_cast<std::size_t>(done);
+    /// write_fully, and a write that O_DIRECT refuses (EINVAL: an alignment the device does
+    /// not accept, a file system that takes the flag but not the write) done again through
+    /// the page cache, with everything after it.
+    int write_block(const std::uint8_t* data, std::size_t size) {
+        for (;;) {
+            const int code = write_fully(fd_, data, size);
+            if (code == EINVAL && direct_ && set_direct(false)) continue;
+            return code;
         }
-        return 0;
     }
 
     bool set_direct(bool on) {
