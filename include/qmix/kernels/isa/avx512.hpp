@@ -41,8 +41,8 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
     }
     static std::uint32_t mask_bits(float_mask m) { return std::uint32_t(m.data); }
     /// vrndscaleps, as avx2's vroundps: one instruction instead of the magic addition's two
-    /// for every level of the k-quant searches (Zen 4, fastest call in TSC ticks per value:
-    /// quantize q4_k -4.5%, q2_k -3.3%, q5_k -3%, q6_k -6.5%, q3_k -2%).
+    /// for every level of the k-quant searches (faster on Zen 4 for every k-quant
+    /// quantizer: BENCHMARKS.md's side-by-side runs).
     static constexpr bool rounds_in_one = true;
     static floats round_even(floats v) {
         return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
