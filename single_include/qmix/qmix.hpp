@@ -4085,8 +4085,10 @@ QMIX_API_END
 //   iq4_xs_dots                   the struct whose iq4_xs is iq4_xs's dot (nonlinear.hpp),
 //                                 or void: the generic one (AVX2, AVX-512: avx2_dot)
 //   has_vnni                      AVX-512 VNNI in ymm form (kquants/dot_avx2.hpp)
-//   q4_0_dot_arch                 whose q4_0 dot (generic.hpp) the level runs (AVX-512:
-//                                 xsimd::avx2's)
+//   dot_lender, borrows_dot(t)    the level whose block dot product of format t
+//                                 (q4_0, q8_0: generic.hpp; iq4_nl: nonlinear.hpp) this
+//                                 level runs where borrows_dot(t) (AVX-512: AVX2's for
+//                                 q4_0, q8_0, iq4_nl); dot_arch<Arch, t> names it
 //   has_dot_f16, dot_f16(x, y, n) an f16 dot product of the level's own (AVX2, AVX-512)
 //   load_bf16(p)                  N bf16 values as F
 //   store_u16(I, p)               N lanes in [0, 0xffff] as 16-bit values
@@ -4391,8 +4393,11 @@ struct isa_base {
     /// Whether the level has its own f16 dot product, dot_f16(x, y, n) (generic.hpp's
     /// dot_f16 uses it instead of the xsimd one).
     static constexpr bool has_dot_f16 = false;
-    /// The architecture whose q4_0 dot product (generic.hpp) the level uses: its own here.
-    using q4_0_dot_arch = Arch;
+    /// The level whose block dot products (generic.hpp's q4_0 and q8_0, nonlinear.hpp's
+    /// iq4_nl) this level runs, instead of its own, for the formats borrows_dot names:
+    /// none here.
+    using dot_lender = Arch;
+    static constexpr bool borrows_dot(type_id) { return false; }
 
     // ---- bf16 (kernels/bf16.hpp) ---------------------------------------------------------
     /// count bf16 values as floats.
@@ -4566,9 +4571,16 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
     static bytes sub_bytes(bytes b, std::int8_t k) {
         return _mm256_sub_epi8(b, _mm256_set1_epi8(k));
     }
+    // Where the translation unit is compiled for AVX-512 VNNI (the avx512 level runs
+    // some of these dot products: isa/avx512.hpp's borrows_dot), vpdpbusd sums the four
+    // u8 * s8 products of each 32-bit lane in one instruction; the sums are the same.
     static part dot_unsigned(bytes u, bytes s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
         // Pairs of u8 * s8 products fit in int16 because u <= 127.
         return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
     }
     static part dot_signed(bytes x, bytes s) {
         // x * s = |s| * (x * sign(s)): |s| is exact as an unsigned byte even for -128, and
@@ -4576,12 +4588,17 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
     }
     static part dot_offset(bytes u, std::int8_t k, bytes s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        // Two vpdpbusd: faster than one on u - k made signed (dot_signed) on Zen 4.
+        return _mm256_sub_epi32(dot_unsigned(u, s), dot_unsigned(_mm256_set1_epi8(k), s));
+#else
         // (u - k) * s as u * s - k * s, in the 16-bit pair sums of maddubs: a pair of u * s
         // lies within 2 * 31 * 128 = 7936 of zero, a pair of k * s within 2 * 16 * 128, so
         // neither saturates and their difference fits.
         const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(u, s),
                                                   _mm256_maddubs_epi16(_mm256_set1_epi8(k), s));
         return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+#endif
     }
     static ints join(const part* p) {
         return p[0];
@@ -5160,9 +5177,16 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
     using kquant_dots = kquants::avx2_dot<arch>;
     using iq4_xs_dots = kquants::avx2_dot<arch>;
     static constexpr bool has_vnni = true;
-    /// q4_0's dot runs the AVX2 kernel on the avx512 level too: its own (two vpdpbusd per
-    /// block, four blocks per zmm step) measured about 1% slower on Zen 4.
-    using q4_0_dot_arch = xsimd::avx2;
+    /// q4_0, q8_0 and iq4_nl run AVX2's block dot products, which isa/avx2.hpp compiles
+    /// with vpdpbusd here: one block per ymm all the way, where this level's engine joins
+    /// blocks into a zmm for the float part. On Zen 4 (qmix-bench, fastest call, three
+    /// runs): q4_0 35.6-35.8 against 33.4-33.9 G values/s, q8_0 39.4-39.7 against
+    /// 31.8-35.4, iq4_nl 32.9-33.2 against 26.6-27.3; q4_1, q5_0 and q5_1 are faster
+    /// joined (33.0, 25.9, 28.2 against 31.9, 24.3, 25.1).
+    using dot_lender = xsimd::avx2;
+    static constexpr bool borrows_dot(type_id t) {
+        return t == type_id::q4_0 || t == type_id::q8_0 || t == type_id::iq4_nl;
+    }
 
 #if defined(__FMA__)
     static constexpr bool has_dot_f16 = true;
@@ -5775,6 +5799,17 @@ QMIX_ABI_END
 
 #endif  // QMIX_ARCH_X86_64
 // ---- end qmix/kernels/isa/sse2.hpp
+
+namespace qmix::kernels {
+QMIX_ABI_BEGIN
+
+/// The level whose block dot product of format T the level Arch runs (isa_base::borrows_dot).
+template <class Arch, type_id T>
+using dot_arch =
+    std::conditional_t<isa<Arch>::borrows_dot(T), typename isa<Arch>::dot_lender, Arch>;
+
+QMIX_ABI_END
+}  // namespace qmix::kernels
 // ---- end qmix/kernels/isa.hpp
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -6422,9 +6457,12 @@ void add_block_kernels(kernel_table& table) {
     slot(table, type_id::f16) = {&quantize_rows<f::f16, &k::quantize_f16>,
                                  &dequantize_rows<f::f16, &k::dequantize_f16>,
                                  &dot_row<f::f16, &k::dot_f16>};
+    // A level may run another level's dot kernels for some formats (dot_arch, isa.hpp).
+    using q4_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q4_0>>;
+    using q8_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q8_0>>;
     slot(table, type_id::q4_0) = {&quantize_rows<f::q4_0, &k::quantize_q4_0>,
                                   &dequantize_rows<f::q4_0, &k::dequantize_q4_0>,
-                                  &dot_row<f::q4_0, &k::dot_q4_0>};
+                                  &dot_row<f::q4_0, &q4_0_dot::dot_q4_0>};
     slot(table, type_id::q4_1) = {&quantize_rows<f::q4_1, &k::quantize_q4_1>,
                                   &dequantize_rows<f::q4_1, &k::dequantize_q4_1>,
                                   &dot_row<f::q4_1, &k::dot_q4_1>};
@@ -6437,16 +6475,10 @@ void add_block_kernels(kernel_table& table) {
     slot(table, type_id::q8_0) = {
         &quantize_rows<f::q8_0, &k::quantize_q8_0>,
         &dequantize_rows<f::q8_0, &k::template dequantize_q8<f::block_q8_0>>,
-        &dot_row<f::q8_0, &k::dot_q8_0>};
+        &dot_row<f::q8_0, &q8_0_dot::dot_q8_0>};
     slot(table, type_id::q8_1) = {
         &quantize_rows<f::q8_1, &k::quantize_q8_1>,
         &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>, nullptr};
-    // A level may run another level's q4_0 dot (isa/avx512.hpp: AVX2's).
-    using q4_0_dot_arch = typename isa<Arch>::q4_0_dot_arch;
-    if constexpr (!std::is_same_v<q4_0_dot_arch, Arch>) {
-        slot(table, type_id::q4_0).dot =
-            &dot_row<f::q4_0, &generic::block_kernels<q4_0_dot_arch>::dot_q4_0>;
-    }
 }
 
 QMIX_ABI_END
@@ -10096,6 +10128,7 @@ void add_nonlinear_kernels(kernel_table& table) {
     using nl = nonlinear::kernels<Arch, formats::iq4_nl>;
     using xs = nonlinear::kernels<Arch, formats::iq4_xs>;
     using dots = nonlinear::dots<Arch>;
+    using iq4_nl_dots = nonlinear::dots<dot_arch<Arch, type_id::iq4_nl>>;
     slot(table, type_id::iq4_nl).quantize = &nl::quantize;
     slot(table, type_id::iq4_xs).quantize = &xs::quantize;
     // Without a byte shuffle (SSE2) the table lookups in memory make the dequantizers and
@@ -10104,7 +10137,7 @@ void add_nonlinear_kernels(kernel_table& table) {
     if constexpr (nonlinear::has_byte_shuffle<Arch>) {
         slot(table, type_id::iq4_nl).dequantize = &nl::dequantize;
         slot(table, type_id::iq4_xs).dequantize = &xs::dequantize;
-        slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
+        slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &iq4_nl_dots::iq4_nl>;
         // x86: the k-quant driver (kquants/dot_avx2.hpp), which reduces eight blocks at once.
         using driver = typename isa<Arch>::iq4_xs_dots;
         if constexpr (!std::is_void_v<driver>) {

@@ -687,9 +687,12 @@ void add_block_kernels(kernel_table& table) {
     slot(table, type_id::f16) = {&quantize_rows<f::f16, &k::quantize_f16>,
                                  &dequantize_rows<f::f16, &k::dequantize_f16>,
                                  &dot_row<f::f16, &k::dot_f16>};
+    // A level may run another level's dot kernels for some formats (dot_arch, isa.hpp).
+    using q4_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q4_0>>;
+    using q8_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q8_0>>;
     slot(table, type_id::q4_0) = {&quantize_rows<f::q4_0, &k::quantize_q4_0>,
                                   &dequantize_rows<f::q4_0, &k::dequantize_q4_0>,
-                                  &dot_row<f::q4_0, &k::dot_q4_0>};
+                                  &dot_row<f::q4_0, &q4_0_dot::dot_q4_0>};
     slot(table, type_id::q4_1) = {&quantize_rows<f::q4_1, &k::quantize_q4_1>,
                                   &dequantize_rows<f::q4_1, &k::dequantize_q4_1>,
                                   &dot_row<f::q4_1, &k::dot_q4_1>};
@@ -702,16 +705,10 @@ void add_block_kernels(kernel_table& table) {
     slot(table, type_id::q8_0) = {
         &quantize_rows<f::q8_0, &k::quantize_q8_0>,
         &dequantize_rows<f::q8_0, &k::template dequantize_q8<f::block_q8_0>>,
-        &dot_row<f::q8_0, &k::dot_q8_0>};
+        &dot_row<f::q8_0, &q8_0_dot::dot_q8_0>};
     slot(table, type_id::q8_1) = {
         &quantize_rows<f::q8_1, &k::quantize_q8_1>,
         &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>, nullptr};
-    // A level may run another level's q4_0 dot (isa/avx512.hpp: AVX2's).
-    using q4_0_dot_arch = typename isa<Arch>::q4_0_dot_arch;
-    if constexpr (!std::is_same_v<q4_0_dot_arch, Arch>) {
-        slot(table, type_id::q4_0).dot =
-            &dot_row<f::q4_0, &generic::block_kernels<q4_0_dot_arch>::dot_q4_0>;
-    }
 }
 
 QMIX_ABI_END

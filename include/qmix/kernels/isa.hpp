@@ -103,8 +103,10 @@
 //   iq4_xs_dots                   the struct whose iq4_xs is iq4_xs's dot (nonlinear.hpp),
 //                                 or void: the generic one (AVX2, AVX-512: avx2_dot)
 //   has_vnni                      AVX-512 VNNI in ymm form (kquants/dot_avx2.hpp)
-//   q4_0_dot_arch                 whose q4_0 dot (generic.hpp) the level runs (AVX-512:
-//                                 xsimd::avx2's)
+//   dot_lender, borrows_dot(t)    the level whose block dot product of format t
+//                                 (q4_0, q8_0: generic.hpp; iq4_nl: nonlinear.hpp) this
+//                                 level runs where borrows_dot(t) (AVX-512: AVX2's for
+//                                 q4_0, q8_0, iq4_nl); dot_arch<Arch, t> names it
 //   has_dot_f16, dot_f16(x, y, n) an f16 dot product of the level's own (AVX2, AVX-512)
 //   load_bf16(p)                  N bf16 values as F
 //   store_u16(I, p)               N lanes in [0, 0xffff] as 16-bit values
@@ -117,3 +119,14 @@
 #include "qmix/kernels/isa/base.hpp"
 #include "qmix/kernels/isa/neon.hpp"
 #include "qmix/kernels/isa/sse2.hpp"
+
+namespace qmix::kernels {
+QMIX_ABI_BEGIN
+
+/// The level whose block dot product of format T the level Arch runs (isa_base::borrows_dot).
+template <class Arch, type_id T>
+using dot_arch =
+    std::conditional_t<isa<Arch>::borrows_dot(T), typename isa<Arch>::dot_lender, Arch>;
+
+QMIX_ABI_END
+}  // namespace qmix::kernels

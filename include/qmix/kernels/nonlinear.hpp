@@ -314,6 +314,7 @@ void add_nonlinear_kernels(kernel_table& table) {
     using nl = nonlinear::kernels<Arch, formats::iq4_nl>;
     using xs = nonlinear::kernels<Arch, formats::iq4_xs>;
     using dots = nonlinear::dots<Arch>;
+    using iq4_nl_dots = nonlinear::dots<dot_arch<Arch, type_id::iq4_nl>>;
     slot(table, type_id::iq4_nl).quantize = &nl::quantize;
     slot(table, type_id::iq4_xs).quantize = &xs::quantize;
     // Without a byte shuffle (SSE2) the table lookups in memory make the dequantizers and
@@ -322,7 +323,7 @@ void add_nonlinear_kernels(kernel_table& table) {
     if constexpr (nonlinear::has_byte_shuffle<Arch>) {
         slot(table, type_id::iq4_nl).dequantize = &nl::dequantize;
         slot(table, type_id::iq4_xs).dequantize = &xs::dequantize;
-        slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &dots::iq4_nl>;
+        slot(table, type_id::iq4_nl).dot = &generic::dot_row<formats::iq4_nl, &iq4_nl_dots::iq4_nl>;
         // x86: the k-quant driver (kquants/dot_avx2.hpp), which reduces eight blocks at once.
         using driver = typename isa<Arch>::iq4_xs_dots;
         if constexpr (!std::is_void_v<driver>) {

@@ -162,9 +162,16 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
     static bytes sub_bytes(bytes b, std::int8_t k) {
         return _mm256_sub_epi8(b, _mm256_set1_epi8(k));
     }
+    // Where the translation unit is compiled for AVX-512 VNNI (the avx512 level runs
+    // some of these dot products: isa/avx512.hpp's borrows_dot), vpdpbusd sums the four
+    // u8 * s8 products of each 32-bit lane in one instruction; the sums are the same.
     static part dot_unsigned(bytes u, bytes s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
         // Pairs of u8 * s8 products fit in int16 because u <= 127.
         return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
     }
     static part dot_signed(bytes x, bytes s) {
         // x * s = |s| * (x * sign(s)): |s| is exact as an unsigned byte even for -128, and
@@ -172,12 +179,17 @@ struct isa<xsimd::avx2> : isa_base<xsimd::avx2> {
         return dot_unsigned(_mm256_abs_epi8(s), _mm256_sign_epi8(x, s));
     }
     static part dot_offset(bytes u, std::int8_t k, bytes s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        // Two vpdpbusd: faster than one on u - k made signed (dot_signed) on Zen 4.
+        return _mm256_sub_epi32(dot_unsigned(u, s), dot_unsigned(_mm256_set1_epi8(k), s));
+#else
         // (u - k) * s as u * s - k * s, in the 16-bit pair sums of maddubs: a pair of u * s
         // lies within 2 * 31 * 128 = 7936 of zero, a pair of k * s within 2 * 16 * 128, so
         // neither saturates and their difference fits.
         const __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(u, s),
                                                   _mm256_maddubs_epi16(_mm256_set1_epi8(k), s));
         return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+#endif
     }
     static ints join(const part* p) {
         return p[0];

@@ -292,9 +292,16 @@ struct isa<xsimd::avx512bw> : isa_base<xsimd::avx512bw> {
     using kquant_dots = kquants::avx2_dot<arch>;
     using iq4_xs_dots = kquants::avx2_dot<arch>;
     static constexpr bool has_vnni = true;
-    /// q4_0's dot runs the AVX2 kernel on the avx512 level too: its own (two vpdpbusd per
-    /// block, four blocks per zmm step) measured about 1% slower on Zen 4.
-    using q4_0_dot_arch = xsimd::avx2;
+    /// q4_0, q8_0 and iq4_nl run AVX2's block dot products, which isa/avx2.hpp compiles
+    /// with vpdpbusd here: one block per ymm all the way, where this level's engine joins
+    /// blocks into a zmm for the float part. On Zen 4 (qmix-bench, fastest call, three
+    /// runs): q4_0 35.6-35.8 against 33.4-33.9 G values/s, q8_0 39.4-39.7 against
+    /// 31.8-35.4, iq4_nl 32.9-33.2 against 26.6-27.3; q4_1, q5_0 and q5_1 are faster
+    /// joined (33.0, 25.9, 28.2 against 31.9, 24.3, 25.1).
+    using dot_lender = xsimd::avx2;
+    static constexpr bool borrows_dot(type_id t) {
+        return t == type_id::q4_0 || t == type_id::q8_0 || t == type_id::iq4_nl;
+    }
 
 #if defined(__FMA__)
     static constexpr bool has_dot_f16 = true;

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "qmix/core/config.hpp"
+#include "qmix/core/type_id.hpp"
 #include "qmix/formats/bf16.hpp"
 #include "qmix/kernels/xsimd_shim.hpp"
 
@@ -218,8 +219,11 @@ struct isa_base {
     /// Whether the level has its own f16 dot product, dot_f16(x, y, n) (generic.hpp's
     /// dot_f16 uses it instead of the xsimd one).
     static constexpr bool has_dot_f16 = false;
-    /// The architecture whose q4_0 dot product (generic.hpp) the level uses: its own here.
-    using q4_0_dot_arch = Arch;
+    /// The level whose block dot products (generic.hpp's q4_0 and q8_0, nonlinear.hpp's
+    /// iq4_nl) this level runs, instead of its own, for the formats borrows_dot names:
+    /// none here.
+    using dot_lender = Arch;
+    static constexpr bool borrows_dot(type_id) { return false; }
 
     // ---- bf16 (kernels/bf16.hpp) ---------------------------------------------------------
     /// count bf16 values as floats.
