@@ -60,6 +60,14 @@ inline xsimd::batch<T, A> settle(xsimd::batch<T, A> value) {
     return value;
 }
 
+/// -value as IEEE negation does it: the sign bit flipped, also of a zero and of a NaN.
+/// (xsimd 8.1's unary minus on AVX-512 floats computes 0 - value, which gives +0 for +0;
+/// its AVX and SSE ones flip the bit.) Use it where the sign of a zero reaches a result.
+template <class A>
+inline xsimd::batch<float, A> negate(const xsimd::batch<float, A>& value) {
+    return value ^ xsimd::batch<float, A>(-0.0f);
+}
+
 /// a * b rounded on its own: never fused with the addition that consumes it.
 template <class T, class A>
 inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) {

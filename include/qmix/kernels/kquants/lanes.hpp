@@ -136,6 +136,8 @@ struct lanes {
     static floats to_float(const ints& a) { return apply(of_to_float{}, a); }
     static ints to_int(const floats& a) { return apply(of_to_int{}, a); }
     static floats abs(const floats& a) { return apply(of_abs{}, a); }
+    /// -a with the sign of a zero kept (simd::negate).
+    static floats negate(const floats& a) { return apply(of_negate{}, a); }
     static floats select(const mask& m, const floats& a, const floats& b) {
         return apply(of_select{}, m, a, b);
     }
@@ -278,6 +280,12 @@ struct lanes {
     struct of_to_int {
         typename ops::ints operator()(const typename ops::floats& a) const {
             return ops::to_int(a);
+        }
+    };
+    struct of_negate {
+        template <class B>
+        B operator()(const B& a) const {
+            return simd::negate(a);
         }
     };
     struct of_abs {

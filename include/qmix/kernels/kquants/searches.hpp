@@ -122,7 +122,8 @@ struct group_search {
 
         scale_min_fit fit = s.fit;
         fit.scale = L::select(flat, zero, fit.scale);
-        fit.min = -L::select(flat, start_min, s.min);
+        // q4_1 and q5_1 store -min as it is: the sign of a zero counts.
+        fit.min = L::negate(L::select(flat, start_min, s.min));
         fit.level_iscale = L::select(flat, zero, fit.level_iscale);
         fit.level_min = L::select(flat, zero, fit.level_min);
         return fit;
