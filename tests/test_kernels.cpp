@@ -633,6 +633,54 @@ TEST_CASE("q4_0 and q5_0 with importance store a NaN scale as the default NaN on
     }
 }
 
+TEST_CASE("the importance-weighted 32-value quantizers give the scalar bytes in full batches",
+          "[kernels]") {
+    // kernels/weighted.hpp runs one block per lane, up to 64 lanes at once (AVX-512's
+    // symmetric search): rows of 130 blocks fill whole batches on every level and leave a
+    // tail. An importance vector with an infinity or a NaN sends the rows to the scalar
+    // code; so does a row whose mean square overflows. (row_maker's rows mostly hold a
+    // stretch whose squares overflow, and so take the scalar code.) Blocks of Gaussian values at scales from 1e-6 to 1e3, all positive, all negative, all
+    // zero, constant, or with one outlier.
+    row_maker make(777u);
+    std::mt19937& rng = make.rng();
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    const std::int64_t n = 130 * 32;
+    const std::int64_t rows = 3;
+    std::vector<float> input(std::size_t(n * rows));
+    for (std::size_t start = 0; start < input.size(); start += 32) {
+        const float scale = std::pow(10.0f, float(make.pick(10) - 6));
+        const int kind = make.pick(8);
+        for (std::size_t i = start; i < start + 32; ++i) {
+            const float v = scale * gauss(rng);
+            input[i] = kind == 0   ? std::abs(v)
+                       : kind == 1 ? -std::abs(v)
+                       : kind == 2 ? 0.0f
+                       : kind == 3 ? scale
+                                   : v;
+        }
+        if (kind == 4) input[start + std::size_t(make.pick(32))] = 50 * scale;
+    }
+    for (int variant = 0; variant < 4; ++variant) {
+        auto importance = make.importance(n);
+        auto values = input;
+        if (variant == 1) importance[77] = std::numeric_limits<float>::infinity();
+        if (variant == 2) importance[4000] = std::numeric_limits<float>::quiet_NaN();
+        if (variant == 3) values[std::size_t(n) + 5] = 3e19f;  // row 1: sigma2 overflows
+        for (const type_id id : {type_id::q4_0, type_id::q4_1, type_id::q5_0, type_id::q5_1}) {
+            const std::size_t bytes = row_size(id, n) * std::size_t(rows);
+            std::vector<unsigned char> reference(bytes);
+            quantize(kernels::scalar_table(), id, values.data(), reference.data(), rows, n,
+                     importance.data());
+            for (const kernels::kernel_table* table : vector_tables()) {
+                std::vector<unsigned char> ours(bytes);
+                quantize(*table, id, values.data(), ours.data(), rows, n, importance.data());
+                INFO(table->name << " " << type_name(id) << ", variant " << variant);
+                CHECK(first_difference(ours.data(), reference.data(), bytes) == bytes);
+            }
+        }
+    }
+}
+
 TEST_CASE("binary16 conversion in every kernel level rounds like the scalar code", "[kernels]") {
     // Every binary16 pattern widened, and a spread of binary32 patterns narrowed: every
     // 1021st pattern plus each half's rounding midpoint and its neighbours. (All 2^32 were

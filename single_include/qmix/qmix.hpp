@@ -4184,6 +4184,14 @@ inline xsimd::batch<T, A> settle(xsimd::batch<T, A> value) {
     return value;
 }
 
+/// -value as IEEE negation does it: the sign bit flipped, also of a zero and of a NaN.
+/// (xsimd 8.1's unary minus on AVX-512 floats computes 0 - value, which gives +0 for +0;
+/// its AVX and SSE ones flip the bit.) Use it where the sign of a zero reaches a result.
+template <class A>
+inline xsimd::batch<float, A> negate(const xsimd::batch<float, A>& value) {
+    return value ^ xsimd::batch<float, A>(-0.0f);
+}
+
 /// a * b rounded on its own: never fused with the addition that consumes it.
 template <class T, class A>
 inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) {
@@ -5811,819 +5819,34 @@ using dot_arch =
 QMIX_ABI_END
 }  // namespace qmix::kernels
 // ---- end qmix/kernels/isa.hpp
-
-#if defined(__GNUC__) || defined(__clang__)
-#define QMIX_KERNEL_COLD __attribute__((noinline, cold))
-#else
-#define QMIX_KERNEL_COLD
-#endif
-
-namespace qmix::kernels {
-QMIX_ABI_BEGIN
-QMIX_ABI_END
-namespace generic {
-QMIX_ABI_BEGIN
-
-/// Whether an ISA has its own q5_0 dot step, cpu::dot_fifth_offset(nibbles, qh, partner)
-/// (it says so with `static constexpr bool has_dot_fifth_offset = true`).
-template <class Cpu, class = void>
-inline constexpr bool has_dot_fifth_offset = false;
-template <class Cpu>
-inline constexpr bool has_dot_fifth_offset<Cpu, std::enable_if_t<Cpu::has_dot_fifth_offset>> = true;
-
-template <class Arch>
-struct block_kernels {
-    using cpu = isa<Arch>;
-    using floats = typename cpu::floats;
-    using ints = typename cpu::ints;
-    static constexpr std::size_t lanes = floats::size;
-    static constexpr std::size_t block_values = 32;
-    static constexpr std::size_t vectors = block_values / lanes;  ///< per block
-    static constexpr std::size_t half = vectors / 2;              ///< vectors per 16 values
-    static_assert(vectors >= 2 && block_values % lanes == 0, "a block must span whole vectors");
-
-    /// One block of 32 values; lane l of v[k] is value k * lanes + l.
-    struct block {
-        floats v[vectors];
-    };
-
-    // ---- helpers -----------------------------------------------------------------------
-
-    static block load(const float* x) {
-        block b;
-        for (std::size_t k = 0; k < vectors; ++k) b.v[k] = floats::load_unaligned(x + k * lanes);
-        return b;
-    }
-
-    static float max_magnitude(const block& b) {
-        floats m = xsimd::abs(b.v[0]);
-        for (std::size_t k = 1; k < vectors; ++k) m = xsimd::max(m, xsimd::abs(b.v[k]));
-        return cpu::reduce_max(m);
-    }
-
-    /// The value of the first element whose magnitude is `amax` (the reference keeps the
-    /// first of equal magnitudes, so the sign of a tie is that of the earlier value).
-    static float first_of_magnitude(const block& b, const float* x, float amax) {
-        std::uint32_t hits = 0;
-        for (std::size_t k = 0; k < vectors; ++k) {
-            hits |= cpu::mask_bits(xsimd::abs(b.v[k]) == floats(amax)) << (k * lanes);
-        }
-        return x[count_trailing_zeros(hits)];
-    }
-
-    static int count_trailing_zeros(std::uint32_t bits) {
-#if defined(__GNUC__) || defined(__clang__)
-        return __builtin_ctz(bits);
-#else
-        int n = 0;
-        while (!(bits & 1u)) bits >>= 1, ++n;
-        return n;
-#endif
-    }
-
-    /// std::round of each lane (half-way cases away from zero), for |v| < 2^30: with
-    /// v = n + f (n = trunc(v)), trunc(2v) = 2n + trunc(2f) and trunc(2f) is +-1 exactly
-    /// when |f| reaches one half, so trunc(2v) - trunc(v) is the rounded value; v + v is
-    /// exact.
-    static ints round_half_away(floats v) {
-        return xsimd::to_int(v + v) - xsimd::to_int(v);
-    }
-
-    static std::uint32_t load_word(const std::uint8_t* qh) {
-        return std::uint32_t(qh[0]) | std::uint32_t(qh[1]) << 8 | std::uint32_t(qh[2]) << 16 |
-               std::uint32_t(qh[3]) << 24;
-    }
-
-    /// Level j (0..31) of a q5 block for the lanes of vector k.
-    static ints fifth_level(const std::uint8_t* qs, std::uint32_t qh, std::size_t k) {
-        const std::size_t first = k * lanes;
-        const ints packed = cpu::widen_u8(qs + first % 16);
-        const ints low = first < 16 ? (packed & ints(15)) : (packed >> 4);
-        return low | (cpu::bit_lanes(qh, int(first)) << 4);
-    }
-
-    /// The reference itself, for the rare blocks the vector code leaves to it; kept out of
-    /// line so that it does not crowd the loops that call it.
-    template <class Format>
-    QMIX_KERNEL_COLD static void scalar_block(const float* x, typename Format::block& y) {
-        Format::quantize_row(x, &y, std::int64_t(block_values), nullptr);
-    }
-
-    /// The scalar dequantizer, for blocks whose scale or offset is infinite or NaN: the
-    /// NaN bits it writes are defined (strict::mul_add_defined_nan), a vector sum's are not.
-    template <class Format>
-    QMIX_KERNEL_COLD static void scalar_dequantize_block(const typename Format::block& x,
-                                                         float* y) {
-        Format::dequantize_row(&x, y, std::int64_t(block_values));
-    }
-
-    /// Blocks whose scale d is subnormal: its inverse may be infinite or far off, levels
-    /// then leave the range the format holds, and the reference's float-to-integer casts
-    /// wrap in ways a vector conversion does not. Such blocks take the scalar path.
-    static std::uint32_t subnormal(floats d) {
-        const floats magnitude = xsimd::abs(d);
-        return cpu::mask_bits((magnitude < floats(FLT_MIN)) & (magnitude != floats(0.0f)));
-    }
-
-    static floats inverse_of(floats d) {
-        return xsimd::select(d != floats(0.0f), cpu::div(floats(1.0f), d), floats(0.0f));
-    }
-
-    static void store_fifth_bits(std::uint32_t bits, std::uint8_t* qh) {
-        for (int i = 0; i < 4; ++i) qh[i] = std::uint8_t(bits >> (8 * i));
-    }
-
-    // ---- quantize (the reference quantizers) ---------------------------------------------
-    //
-    // Around its per-value work the reference spends a few scalar steps per block: the
-    // extremes, a scale, its inverse, their binary16 forms. The kernels take the blocks in
-    // groups of `lanes`: a first pass reduces each block's extremes across its lanes for
-    // the whole group at once (lane b of the result belongs to block b), so the scales,
-    // inverses and conversions of a group are one vector operation each; a second pass
-    // quantizes block by block with its own lane broadcast.
-
-    /// What the first pass learns about a group: lane b (bit b) describes block b.
-    struct group_scan {
-        floats max, min;
-        std::uint32_t finite = 0;  ///< block b holds neither NaN nor infinity
-    };
-
-    static group_scan scan(const float* x, std::size_t count) {
-        floats maxs[lanes], mins[lanes], checks[lanes];
-        for (std::size_t b = 0; b < lanes; ++b) {
-            if (b >= count) {  // past the end of the row: a harmless stand-in
-                maxs[b] = mins[b] = floats(1.0f);
-                checks[b] = floats(0.0f);
-                continue;
-            }
-            const block v = load(x + b * block_values);
-            floats hi = v.v[0], lo = v.v[0], sum = v.v[0];
-            for (std::size_t k = 1; k < vectors; ++k) {
-                hi = xsimd::max(hi, v.v[k]);
-                lo = xsimd::min(lo, v.v[k]);
-                sum = sum + v.v[k];
-            }
-            maxs[b] = hi;
-            mins[b] = lo;
-            // NaN or infinity anywhere makes sum - sum NaN. (A finite block whose sum
-            // overflows merely takes the scalar path.)
-            checks[b] = sum - sum;
-        }
-        group_scan g;
-        g.max = cpu::transpose_max(maxs);
-        g.min = cpu::transpose_min(mins);
-        g.finite = cpu::mask_bits(cpu::transpose_add(checks) == floats(0.0f));
-        return g;
-    }
-
-    /// Block b of a q8 group (nothing past `count`); returns the sum of its levels, in
-    /// lanes, for q8_1's s (zero where the scalar code took the block).
-    template <class Format>
-    static floats quantize_q8_block(const float* xb, typename Format::block* group, std::size_t b,
-                                    std::size_t count, std::uint32_t scalar, const float* inverse,
-                                    const std::uint16_t* d_half) {
-        if (b >= count) return floats(0.0f);
-        auto& out = group[b];
-        if (scalar >> b & 1u) {
-            scalar_block<Format>(xb, out);
-            return floats(0.0f);
-        }
-        out.d = d_half[b];
-        const block v = load(xb);
-        ints levels[vectors];
-        ints sum(0);
-        for (std::size_t k = 0; k < vectors; ++k) {
-            levels[k] = round_half_away(simd::mul(v.v[k], floats(inverse[b])));
-            sum = sum + levels[k];
-        }
-        cpu::store_i8x32(levels, out.qs);
-        return xsimd::to_float(sum);
-    }
-
-    /// q8_0 and q8_1: d = max |x| / 127, levels rounded half away from zero; q8_1 also
-    /// stores d * (sum of the levels).
-    template <class Format>
-    static void quantize_q8(const float* x, typename Format::block* y, std::int64_t blocks) {
-        constexpr bool with_sum = std::is_same_v<Format, formats::q8_1>;
-        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
-            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
-            const group_scan g = scan(x, count);
-            const floats d =
-                cpu::div(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)), floats(127.0f));
-            const std::uint32_t scalar = ~g.finite | subnormal(d);
-            alignas(64) float inverse[lanes];
-            alignas(64) std::uint16_t d_half[lanes];
-            inverse_of(d).store_aligned(inverse);
-            cpu::store_halves(d, d_half);
-            floats sums[lanes];
-            for (std::size_t b = 0; b < lanes; ++b) {
-                sums[b] = quantize_q8_block<Format>(x + b * block_values, y + first, b, count,
-                                                    scalar, inverse, d_half);
-            }
-            if constexpr (with_sum) {
-                // The sums are small integers: exact in any order, and so is their product
-                // with d rounded once, as the reference rounds it.
-                alignas(64) std::uint16_t s_half[lanes];
-                cpu::store_halves(cpu::transpose_add(sums) * d, s_half);
-                for (std::size_t b = 0; b < count; ++b) {
-                    if (!(scalar >> b & 1u)) y[first + std::int64_t(b)].s = s_half[b];
-                }
-            }
-        }
-    }
-
-    /// q4_0 and q5_0: d = (the value of largest magnitude) / -half_range, levels
-    /// x / d + half_range + 0.5 truncated and clamped to `top`. Where +a and -a are both
-    /// extremes the reference keeps the first: such blocks find it on their own.
-    template <class Format, int half_range, int top>
-    static void quantize_symmetric(const float* x, typename Format::block* y, std::int64_t blocks) {
-        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
-            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
-            const group_scan g = scan(x, count);
-            const floats negated_min = -g.min;
-            const floats signed_max = xsimd::select(g.max >= negated_min, g.max, g.min);
-            const std::uint32_t ties = cpu::mask_bits(g.max == negated_min);
-            const std::uint32_t zero =
-                cpu::mask_bits(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)) == floats(0.0f));
-            const floats d = cpu::div(signed_max, floats(-float(half_range)));
-            const std::uint32_t scalar = ~g.finite | zero | subnormal(d);
-            alignas(64) float inverse[lanes];
-            alignas(64) std::uint16_t d_half[lanes];
-            inverse_of(d).store_aligned(inverse);
-            cpu::store_halves(d, d_half);
-            for (std::size_t b = 0; b < count; ++b) {
-                const float* xb = x + b * block_values;
-                auto& out = y[first + std::int64_t(b)];
-                if (scalar >> b & 1u) {
-                    scalar_block<Format>(xb, out);
-                    continue;
-                }
-                const block v = load(xb);
-                float inverse_d = inverse[b];
-                out.d = d_half[b];
-                if (ties >> b & 1u) {
-                    const float tie_d = first_of_magnitude(v, xb, max_magnitude(v)) / -half_range;
-                    inverse_d = tie_d != 0.0f ? 1.0f / tie_d : 0.0f;
-                    out.d = cpu::float_to_half(tie_d);
-                }
-                ints levels[vectors];
-                for (std::size_t k = 0; k < vectors; ++k) {
-                    const floats shifted =
-                        simd::mul(v.v[k], floats(inverse_d)) + floats(float(half_range) + 0.5f);
-                    levels[k] = xsimd::to_int(shifted);
-                }
-                const std::uint32_t fifth = cpu::store_nibbles(levels, top, out.qs);
-                if constexpr (top == 31) store_fifth_bits(fifth, out.qh);
-            }
-        }
-    }
-
-    /// q4_1 and q5_1: d = (max - min) / top and m = min, levels (x - min) / d + 0.5
-    /// truncated (and clamped to top). A zero extreme goes to the scalar code, which takes
-    /// the sign of a zero from the first of equal values.
-    template <class Format, int top>
-    static void quantize_affine(const float* x, typename Format::block* y, std::int64_t blocks) {
-        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
-            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
-            const group_scan g = scan(x, count);
-            const floats d = cpu::div(g.max - g.min, floats(float(top)));
-            // max - min overflowing binary32 makes d infinite and x - min infinite too: the
-            // scalar code's levels there come from its own float-to-integer conversion.
-            const std::uint32_t scalar =
-                ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
-                cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d) |
-                cpu::mask_bits(d == floats(std::numeric_limits<float>::infinity()));
-            alignas(64) float inverse[lanes];
-            alignas(64) float min[lanes];
-            alignas(64) std::uint16_t d_half[lanes];
-            alignas(64) std::uint16_t m_half[lanes];
-            inverse_of(d).store_aligned(inverse);
-            g.min.store_aligned(min);
-            cpu::store_halves(d, d_half);
-            cpu::store_halves(g.min, m_half);
-            for (std::size_t b = 0; b < count; ++b) {
-                const float* xb = x + b * block_values;
-                auto& out = y[first + std::int64_t(b)];
-                if (scalar >> b & 1u) {
-                    scalar_block<Format>(xb, out);
-                    continue;
-                }
-                out.d = d_half[b];
-                out.m = m_half[b];
-                const block v = load(xb);
-                ints levels[vectors];
-                for (std::size_t k = 0; k < vectors; ++k) {
-                    const floats shifted =
-                        simd::mul(v.v[k] - floats(min[b]), floats(inverse[b])) + floats(0.5f);
-                    levels[k] = xsimd::to_int(shifted);
-                }
-                const std::uint32_t fifth = cpu::store_nibbles(levels, top, out.qs);
-                if constexpr (top == 31) store_fifth_bits(fifth, out.qh);
-            }
-        }
-    }
-
-    static void quantize_q8_0(const float* x, formats::block_q8_0* y, std::int64_t blocks) {
-        quantize_q8<formats::q8_0>(x, y, blocks);
-    }
-    static void quantize_q8_1(const float* x, formats::block_q8_1* y, std::int64_t blocks) {
-        quantize_q8<formats::q8_1>(x, y, blocks);
-    }
-    static void quantize_q4_0(const float* x, formats::block_q4_0* y, std::int64_t blocks) {
-        quantize_symmetric<formats::q4_0, 8, 15>(x, y, blocks);
-    }
-    static void quantize_q5_0(const float* x, formats::block_q5_0* y, std::int64_t blocks) {
-        quantize_symmetric<formats::q5_0, 16, 31>(x, y, blocks);
-    }
-    static void quantize_q4_1(const float* x, formats::block_q4_1* y, std::int64_t blocks) {
-        quantize_affine<formats::q4_1, 15>(x, y, blocks);
-    }
-    static void quantize_q5_1(const float* x, formats::block_q5_1* y, std::int64_t blocks) {
-        quantize_affine<formats::q5_1, 31>(x, y, blocks);
-    }
-
-    static void quantize_f16(const float* x, std::uint16_t* y, std::int64_t n) {
-        std::int64_t i = 0;
-        // Four vectors a step: a one-vector loop is a few instructions whose speed hung on
-        // where the linker placed it (14.4 or 19.4 G values/s on Zen 4 for the same code).
-        constexpr auto step = std::int64_t(4 * lanes);
-        for (; i + step <= n; i += step) {
-            unrolled<4>([&](auto k) {
-                const std::int64_t at = i + std::int64_t(k * lanes);
-                cpu::store_halves(floats::load_unaligned(x + at), y + at);
-            });
-        }
-        for (; i + std::int64_t(lanes) <= n; i += lanes) {
-            cpu::store_halves(floats::load_unaligned(x + i), y + i);
-        }
-        for (; i < n; ++i) y[i] = cpu::float_to_half(x[i]);
-    }
-
-    static void quantize_f32(const float* x, float* y, std::int64_t n) {
-        std::memcpy(y, x, std::size_t(n) * sizeof(float));
-    }
-
-    // ---- dequantize ----------------------------------------------------------------------
-
-    static void dequantize_q4_0(const formats::block_q4_0* x, float* y, std::int64_t blocks) {
-        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
-            const floats d(cpu::half_to_float(x[ib].d));
-            for (std::size_t k = 0; k < half; ++k) {
-                const ints packed = cpu::widen_u8(x[ib].qs + k * lanes);
-                const ints low = (packed & ints(15)) - ints(8);
-                const ints high = (packed >> 4) - ints(8);
-                (xsimd::to_float(low) * d).store_unaligned(y + k * lanes);
-                (xsimd::to_float(high) * d).store_unaligned(y + 16 + k * lanes);
-            }
-        }
-    }
-
-    static void dequantize_q4_1(const formats::block_q4_1* x, float* y, std::int64_t blocks) {
-        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
-            if (formats::q4_1::has_special_scale(x[ib])) {
-                scalar_dequantize_block<formats::q4_1>(x[ib], y);
-                continue;
-            }
-            const floats d(cpu::half_to_float(x[ib].d));
-            const floats m(cpu::half_to_float(x[ib].m));
-            for (std::size_t k = 0; k < half; ++k) {
-                const ints packed = cpu::widen_u8(x[ib].qs + k * lanes);
-                const floats low = xsimd::to_float(packed & ints(15));
-                const floats high = xsimd::to_float(packed >> 4);
-                (simd::mul(low, d) + m).store_unaligned(y + k * lanes);
-                (simd::mul(high, d) + m).store_unaligned(y + 16 + k * lanes);
-            }
-        }
-    }
-
-    static void dequantize_q5_0(const formats::block_q5_0* x, float* y, std::int64_t blocks) {
-        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
-            const floats d(cpu::half_to_float(x[ib].d));
-            const std::uint32_t qh = load_word(x[ib].qh);
-            for (std::size_t k = 0; k < vectors; ++k) {
-                const ints level = fifth_level(x[ib].qs, qh, k) - ints(16);
-                (xsimd::to_float(level) * d).store_unaligned(y + k * lanes);
-            }
-        }
-    }
-
-    static void dequantize_q5_1(const formats::block_q5_1* x, float* y, std::int64_t blocks) {
-        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
-            if (formats::q5_1::has_special_scale(x[ib])) {
-                scalar_dequantize_block<formats::q5_1>(x[ib], y);
-                continue;
-            }
-            const floats d(cpu::half_to_float(x[ib].d));
-            const floats m(cpu::half_to_float(x[ib].m));
-            const std::uint32_t qh = load_word(x[ib].qh);
-            for (std::size_t k = 0; k < vectors; ++k) {
-                const floats level = xsimd::to_float(fifth_level(x[ib].qs, qh, k));
-                (simd::mul(level, d) + m).store_unaligned(y + k * lanes);
-            }
-        }
-    }
-
-    template <class Block>
-    static void dequantize_q8(const Block* x, float* y, std::int64_t blocks) {
-        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
-            const floats d(cpu::half_to_float(x[ib].d));
-            for (std::size_t k = 0; k < vectors; ++k) {
-                const floats level = xsimd::to_float(cpu::widen_i8(x[ib].qs + k * lanes));
-                (level * d).store_unaligned(y + k * lanes);
-            }
-        }
-    }
-
-    static void dequantize_f16(const std::uint16_t* x, float* y, std::int64_t n) {
-        std::int64_t i = 0;
-        for (; i + std::int64_t(lanes) <= n; i += lanes) {
-            cpu::load_halves(x + i).store_unaligned(y + i);
-        }
-        for (; i < n; ++i) y[i] = cpu::half_to_float(x[i]);
-    }
-
-    static void dequantize_f32(const float* x, float* y, std::int64_t n) {
-        std::memcpy(y, x, std::size_t(n) * sizeof(float));
-    }
-
-    // ---- dot products --------------------------------------------------------------------
-
-    /// The quantized dot products: the sum over blocks b of dx_b * dy_b * (the integer dot
-    /// product of block b, whose partial sums part_of(b) returns) and, for the formats with
-    /// an offset m (q4_1, q5_1), of m_b * s_b. A step is blocks_per_step blocks whose
-    /// constants are converted together, in vectors of parts_per_vector joined blocks, the
-    /// vectors added in two sums by turns. Blocks that do not fill a step go to the scalar
-    /// code, `scalar_tail(first)`.
-    template <bool with_offset, class Block, class Partner, class PartOf, class Tail>
-    static float dot_blocks(const Block* x, const Partner* y, std::int64_t blocks, PartOf part_of,
-                            Tail scalar_tail) {
-        constexpr auto joined = std::int64_t(cpu::parts_per_vector);
-        constexpr auto step = std::int64_t(cpu::blocks_per_step);
-        static_assert(step % joined == 0, "a step holds whole vectors of joined blocks");
-        floats sums[2] = {floats(0.0f), floats(0.0f)};
-        floats offsets[2] = {floats(0.0f), floats(0.0f)};
-        auto add_step = [&](std::int64_t b, int turn) {
-            const floats constants = cpu::template step_constants<with_offset>(x + b, y + b);
-            for (int v = 0; v < int(step / joined); ++v) {
-                typename cpu::part parts[joined];
-                for (std::int64_t k = 0; k < joined; ++k) parts[k] = part_of(b + v * joined + k);
-                floats& sum = sums[(turn + v) % 2];
-                sum = cpu::multiply_add(xsimd::to_float(cpu::join(parts)),
-                                        cpu::step_scales(constants, v), sum);
-            }
-            if constexpr (with_offset) offsets[turn] = offsets[turn] + constants;
-        };
-        std::int64_t b = 0;
-        for (; b + 2 * step <= blocks; b += 2 * step) {
-            add_step(b, 0);
-            add_step(b + step, 1);
-        }
-        for (; b + step <= blocks; b += step) add_step(b, 0);
-        float sum = simd::reduce_add(sums[0] + sums[1]);
-        if constexpr (with_offset) sum += cpu::sum_offsets(offsets[0] + offsets[1]);
-        if (b < blocks) sum += scalar_tail(b);
-        return sum;
-    }
-
-    static float dot_q4_0(const formats::block_q4_0* x, const formats::block_q8_0* y,
-                          std::int64_t blocks) {
-        return dot_blocks<false>(
-            x, y, blocks,
-            [&](std::int64_t b) {
-                return cpu::dot_offset(cpu::nibbles(x[b].qs), 8, cpu::load_bytes(y[b].qs));
-            },
-            [&](std::int64_t b) {
-                return formats::q4_0::dot_row(x + b, y + b, (blocks - b) * 32);
-            });
-    }
-
-    static float dot_q5_0(const formats::block_q5_0* x, const formats::block_q8_0* y,
-                          std::int64_t blocks) {
-        return dot_blocks<false>(
-            x, y, blocks,
-            [&](std::int64_t b) {
-                if constexpr (has_dot_fifth_offset<cpu>) {
-                    return cpu::dot_fifth_offset(cpu::nibbles(x[b].qs), x[b].qh,
-                                                 cpu::load_bytes(y[b].qs));
-                } else {
-                    const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
-                    return cpu::dot_offset(level, 16, cpu::load_bytes(y[b].qs));
-                }
-            },
-            [&](std::int64_t b) {
-                return formats::q5_0::dot_row(x + b, y + b, (blocks - b) * 32);
-            });
-    }
-
-    static float dot_q8_0(const formats::block_q8_0* x, const formats::block_q8_0* y,
-                          std::int64_t blocks) {
-        return dot_blocks<false>(
-            x, y, blocks,
-            [&](std::int64_t b) {
-                return cpu::dot_signed(cpu::load_bytes(x[b].qs), cpu::load_bytes(y[b].qs));
-            },
-            [&](std::int64_t b) {
-                return formats::q8_0::dot_row(x + b, y + b, (blocks - b) * 32);
-            });
-    }
-
-    static float dot_q4_1(const formats::block_q4_1* x, const formats::block_q8_1* y,
-                          std::int64_t blocks) {
-        return dot_blocks<true>(
-            x, y, blocks,
-            [&](std::int64_t b) {
-                return cpu::dot_unsigned(cpu::nibbles(x[b].qs), cpu::load_bytes(y[b].qs));
-            },
-            [&](std::int64_t b) {
-                return formats::q4_1::dot_row(x + b, y + b, (blocks - b) * 32);
-            });
-    }
-
-    static float dot_q5_1(const formats::block_q5_1* x, const formats::block_q8_1* y,
-                          std::int64_t blocks) {
-        return dot_blocks<true>(
-            x, y, blocks,
-            [&](std::int64_t b) {
-                const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
-                return cpu::dot_unsigned(level, cpu::load_bytes(y[b].qs));
-            },
-            [&](std::int64_t b) {
-                return formats::q5_1::dot_row(x + b, y + b, (blocks - b) * 32);
-            });
-    }
-
-    /// f16 and f32: products summed in four float accumulators, each stretch of `chunk`
-    /// values then added in double, as the reference sums everything. `add_product(i, acc)`
-    /// adds the products of the `lanes` values at i to acc.
-    template <class AddProduct>
-    static float dot_floats(std::int64_t n, AddProduct add_product, double tail) {
-        constexpr std::int64_t chunk = 1024;
-        constexpr std::int64_t width = std::int64_t(lanes);
-        double total = tail;
-        std::int64_t i = 0;
-        while (i + width <= n) {
-            const std::int64_t end = std::min(n, i + chunk);
-            floats acc[4] = {floats(0.0f), floats(0.0f), floats(0.0f), floats(0.0f)};
-            for (; i + 4 * width <= end; i += 4 * width) {
-                for (std::int64_t k = 0; k < 4; ++k) acc[k] = add_product(i + k * width, acc[k]);
-            }
-            for (; i + width <= end; i += width) acc[0] = add_product(i, acc[0]);
-            total += double(simd::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3])));
-        }
-        return float(total);
-    }
-
-    /// The product of two binary16 values is exact in binary32, so a fused multiply-add
-    /// sums the same values as a multiplication and an addition.
-    static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
-        // The level's own, where it has one (AVX2, AVX-512: isa/avx2.hpp).
-        if constexpr (cpu::has_dot_f16) return cpu::dot_f16(x, y, n);
-        const std::int64_t whole = n - n % std::int64_t(lanes);
-        double tail = 0.0;
-        for (std::int64_t i = whole; i < n; ++i) {
-            tail += double(cpu::half_to_float(x[i]) * cpu::half_to_float(y[i]));
-        }
-        return dot_floats(
-            whole,
-            [&](std::int64_t i, floats acc) {
-                return cpu::add_exact_product(cpu::load_halves(x + i), cpu::load_halves(y + i),
-                                              acc);
-            },
-            tail);
-    }
-
-    static float dot_f32(const float* x, const float* y, std::int64_t n) {
-        const std::int64_t whole = n - n % std::int64_t(lanes);
-        double tail = 0.0;
-        for (std::int64_t i = whole; i < n; ++i) tail += double(x[i] * y[i]);
-        return dot_floats(
-            whole,
-            [&](std::int64_t i, floats acc) {
-                return acc +
-                       simd::mul(floats::load_unaligned(x + i), floats::load_unaligned(y + i));
-            },
-            tail);
-    }
-};
-
-// ---- row-range entry points of the kernel table ------------------------------------------
-
-template <class Format, void (*Rows)(const float*, typename Format::block*, std::int64_t)>
-void quantize_rows(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
-                   const float* importance) {
-    auto* out = static_cast<typename Format::block*>(dst);
-    const std::int64_t blocks = n_per_row / std::int64_t(Format::block_size);
-    for (std::int64_t r = 0; r < nrows; ++r) {
-        if (importance != nullptr && Format::uses_importance) {
-            // The importance-weighted searches (formats/detail/scale_search.hpp) stay
-            // scalar: they are sequential sums over a block, tried for many scales.
-            Format::quantize_row(src + r * n_per_row, out + r * blocks, n_per_row, importance);
-        } else {
-            Rows(src + r * n_per_row, out + r * blocks, blocks);
-        }
-    }
-}
-
-template <class Format, void (*Rows)(const typename Format::block*, float*, std::int64_t)>
-void dequantize_rows(const void* src, float* dst, std::int64_t nrows, std::int64_t n_per_row) {
-    const auto* in = static_cast<const typename Format::block*>(src);
-    const std::int64_t blocks = n_per_row / std::int64_t(Format::block_size);
-    for (std::int64_t r = 0; r < nrows; ++r) Rows(in + r * blocks, dst + r * n_per_row, blocks);
-}
-
-template <class Format, float (*Dot)(const typename Format::block*,
-                                     const typename Format::partner_block*, std::int64_t)>
-float dot_row(const void* x, const void* y, std::int64_t n) {
-    return Dot(static_cast<const typename Format::block*>(x),
-               static_cast<const typename Format::partner_block*>(y),
-               n / std::int64_t(Format::block_size));
-}
-
-QMIX_ABI_END
-}  // namespace generic
-QMIX_ABI_BEGIN
-
-/// Fills `table` with this architecture's kernels for q4_0 q4_1 q5_0 q5_1 q8_0 q8_1 f16 f32.
-template <class Arch>
-void add_block_kernels(kernel_table& table) {
-    using k = generic::block_kernels<Arch>;
-    using generic::dequantize_rows;
-    using generic::dot_row;
-    using generic::quantize_rows;
-    namespace f = formats;
-    slot(table, type_id::f32) = {&quantize_rows<f::f32, &k::quantize_f32>,
-                                 &dequantize_rows<f::f32, &k::dequantize_f32>,
-                                 &dot_row<f::f32, &k::dot_f32>};
-    slot(table, type_id::f16) = {&quantize_rows<f::f16, &k::quantize_f16>,
-                                 &dequantize_rows<f::f16, &k::dequantize_f16>,
-                                 &dot_row<f::f16, &k::dot_f16>};
-    // A level may run another level's dot kernels for some formats (dot_arch, isa.hpp).
-    using q4_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q4_0>>;
-    using q8_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q8_0>>;
-    slot(table, type_id::q4_0) = {&quantize_rows<f::q4_0, &k::quantize_q4_0>,
-                                  &dequantize_rows<f::q4_0, &k::dequantize_q4_0>,
-                                  &dot_row<f::q4_0, &q4_0_dot::dot_q4_0>};
-    slot(table, type_id::q4_1) = {&quantize_rows<f::q4_1, &k::quantize_q4_1>,
-                                  &dequantize_rows<f::q4_1, &k::dequantize_q4_1>,
-                                  &dot_row<f::q4_1, &k::dot_q4_1>};
-    slot(table, type_id::q5_0) = {&quantize_rows<f::q5_0, &k::quantize_q5_0>,
-                                  &dequantize_rows<f::q5_0, &k::dequantize_q5_0>,
-                                  &dot_row<f::q5_0, &k::dot_q5_0>};
-    slot(table, type_id::q5_1) = {&quantize_rows<f::q5_1, &k::quantize_q5_1>,
-                                  &dequantize_rows<f::q5_1, &k::dequantize_q5_1>,
-                                  &dot_row<f::q5_1, &k::dot_q5_1>};
-    slot(table, type_id::q8_0) = {
-        &quantize_rows<f::q8_0, &k::quantize_q8_0>,
-        &dequantize_rows<f::q8_0, &k::template dequantize_q8<f::block_q8_0>>,
-        &dot_row<f::q8_0, &q8_0_dot::dot_q8_0>};
-    slot(table, type_id::q8_1) = {
-        &quantize_rows<f::q8_1, &k::quantize_q8_1>,
-        &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>, nullptr};
-}
-
-QMIX_ABI_END
-}  // namespace qmix::kernels
-// ---- end qmix/kernels/generic.hpp
-
-namespace qmix::kernels {
-QMIX_ABI_BEGIN
-QMIX_ABI_END
-namespace bf16_kernels {
-QMIX_ABI_BEGIN
-
-template <class Arch>
-struct kernels {
-    using floats = xsimd::batch<float, Arch>;
-    using ints = xsimd::batch<std::int32_t, Arch>;
-    static constexpr std::int64_t lanes = std::int64_t(floats::size);
-
-    /// `lanes` bf16 values as floats.
-    static floats load(const std::uint16_t* p) { return isa<Arch>::load_bf16(p); }
-
-    /// Narrows `lanes` floats to bf16 as float_to_bf16 does.
-    static void store(floats v, std::uint16_t* p) {
-        const ints bits = xsimd::bitwise_cast<ints>(v);
-        // All ones in a NaN's lane: 0x7f800000 - |bits| is negative exactly for a NaN and
-        // cannot overflow. (A lane mask, not xsimd::select: xsimd 8's integer select on
-        // AVX-512BW does not compile at -O0 with GCC.)
-        const ints not_a_number = (ints(0x7f800000) - (bits & ints(0x7fffffff))) >> 31;
-        // Arithmetic shifts: the low 16 bits of the results are those of logical shifts,
-        // and the additions wrap as unsigned ones do.
-        const ints rounded = (bits + (ints(0x7fff) + ((bits >> 16) & ints(1)))) >> 16;
-        const ints quiet = (bits >> 16) | ints(0x40);
-        const ints result = ((quiet & not_a_number) | (rounded & ~not_a_number)) & ints(0xffff);
-        isa<Arch>::store_u16(result, p);
-    }
-
-    static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
-                         const float* /*importance*/) {
-        auto* out = static_cast<std::uint16_t*>(dst);
-        const std::int64_t n = nrows * n_per_row;
-        std::int64_t i = isa<Arch>::narrow_bf16(src, out, n);
-        for (; i + lanes <= n; i += lanes) store(floats::load_unaligned(src + i), out + i);
-        for (; i < n; ++i) out[i] = float_to_bf16(src[i]);
-    }
-
-    static void dequantize(const void* src, float* dst, std::int64_t nrows,
-                           std::int64_t n_per_row) {
-        const auto* in = static_cast<const std::uint16_t*>(src);
-        const std::int64_t n = nrows * n_per_row;
-        std::int64_t i = 0;
-        // Two vectors a step: with one, the loop's own instructions weigh as much as the
-        // widening, and its speed varied by a quarter with where the code happened to lie.
-        for (; i + 2 * lanes <= n; i += 2 * lanes) {
-            const floats first = load(in + i);
-            const floats second = load(in + i + lanes);
-            first.store_unaligned(dst + i);
-            second.store_unaligned(dst + i + lanes);
-        }
-        for (; i + lanes <= n; i += lanes) load(in + i).store_unaligned(dst + i);
-        for (; i < n; ++i) dst[i] = bf16_to_float(in[i]);
-    }
-
-    static float dot(const void* vx, const void* vy, std::int64_t n) {
-        const auto* x = static_cast<const std::uint16_t*>(vx);
-        const auto* y = static_cast<const std::uint16_t*>(vy);
-        double total = 0.0;
-        std::int64_t i = 0;
-        // Loads that do not straddle cache lines cost half: the scalar code takes values
-        // until x is 64-byte aligned (y too, when both rows start alike).
-        const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(x) & 63;
-        const std::int64_t head = offset % 2 == 0 ? std::int64_t((64 - offset) & 63) / 2 : 0;
-        for (; i < n && i < head; ++i) total += double(bf16_to_float(x[i]) * bf16_to_float(y[i]));
-        // One vector of 32-bit words holds 2 * lanes values: the even ones in the lower
-        // halves, the odd ones in the upper halves.
-        constexpr std::int64_t step = 2 * lanes;
-        // Each of the 4 * lanes float sums takes at most 128 products before the stretch
-        // is added in double (Zen 4's AVX-512 loop is bound by L2 at 65536 values, and
-        // stretches of 1024 values cost it a twentieth of that rate, of 4096 values 0.5%).
-        constexpr std::int64_t chunk = 512 * lanes;
-        const ints upper(std::int32_t(0xffff0000u));
-        const auto add_products = [&](std::int64_t at, floats& even, floats& odd) {
-            // Each word loaded once: without the barrier GCC folds the load into both the
-            // shift and the mask, and two loads a vector bound the loop in L1 (Zen 4,
-            // AVX-512: 27 against 36 G values/s).
-            const ints a =
-                simd::settle(ints::load_unaligned(reinterpret_cast<const std::int32_t*>(x + at)));
-            const ints b =
-                simd::settle(ints::load_unaligned(reinterpret_cast<const std::int32_t*>(y + at)));
-            even = isa<Arch>::add_exact_product(xsimd::bitwise_cast<floats>(a << 16),
-                                                xsimd::bitwise_cast<floats>(b << 16), even);
-            odd = isa<Arch>::add_exact_product(xsimd::bitwise_cast<floats>(a & upper),
-                                               xsimd::bitwise_cast<floats>(b & upper), odd);
-        };
-        while (i + step <= n) {
-            const std::int64_t end = std::min(n, i + chunk);
-            floats acc[4] = {floats(0.0f), floats(0.0f), floats(0.0f), floats(0.0f)};
-            for (; i + 2 * step <= end; i += 2 * step) {
-                add_products(i, acc[0], acc[1]);
-                add_products(i + step, acc[2], acc[3]);
-            }
-            for (; i + step <= end; i += step) add_products(i, acc[0], acc[1]);
-            total += double(simd::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3])));
-        }
-        for (; i < n; ++i) total += double(bf16_to_float(x[i]) * bf16_to_float(y[i]));
-        return float(total);
-    }
-};
-
-QMIX_ABI_END
-}  // namespace bf16_kernels
-QMIX_ABI_BEGIN
-
-/// Fills the bf16 slot of `table` with the kernels of Arch.
-template <class Arch>
-void add_bf16_kernels(kernel_table& table) {
-    using k = bf16_kernels::kernels<Arch>;
-    slot(table, type_id::bf16) = {&k::quantize, &k::dequantize, &k::dot};
-}
-
-QMIX_ABI_END
-}  // namespace qmix::kernels
-// ---- end qmix/kernels/bf16.hpp
-// ---- begin qmix/kernels/kquants.hpp
-
-// SIMD kernels of the k-quant formats (q2_K .. q6_K and q8_K), written once with xsimd and
-// instantiated per instruction set by the translation unit compiled for it:
-//
-//     qmix::kernels::kernel_table table{"avx2"};
-//     qmix::kernels::add_kquant_kernels<xsimd::avx2>(table);
-//
-// Quantizing and dequantizing give the bytes and floats of the scalar reference
-// (formats/*.hpp) exactly, whatever the width of the instruction set. The dot products
-// sum exact integers per block and add the blocks in the reference's order, so they too
-// equal the scalar reference. Dot products exist for the instruction sets with integer
-// multiply-add of bytes (AVX2, AVX-512BW, NEON on aarch64); elsewhere the slot stays
-// empty and callers use the scalar reference.
-
-// ---- begin qmix/kernels/kquants/dot.hpp
-
-// The k-quant dot-product kernels of an instruction set: the driver isa<Arch>::kquant_dots
-// names (the AVX2 one on AVX2 and on AVX-512, which includes AVX2; the NEON one on
-// aarch64). Where it is void the slots stay empty and the table falls back to the scalar
-// reference.
-
+// ---- begin qmix/kernels/weighted.hpp
+
+// The importance-weighted quantizers of the 32-value block formats (ggml's
+// quantize_row_q4_0_impl .. quantize_row_q5_1_impl; formats/q4_0.hpp .. q5_1.hpp), on the
+// k-quants' per-lane searches (kquants/searches.hpp), one block per lane: q4_0 and q5_0
+// run the symmetric search (make_qx_quants, rmse_type 1), q4_1 and q5_1 the scale-and-offset
+// search (make_qkx3_quants: 37 trial scales). The weights are importance * sqrt(sigma2 +
+// x^2), sigma2 the row's mean square, summed in index order by the scalar code. Each lane
+// does the reference's operations in its order, so every byte is the scalar code's.
+// A row whose mean square or importance is not finite (every weight NaN, every scale a NaN
+// whose bits the scalar code spells out), and a block whose scale or offset comes out not
+// finite, take the scalar code.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+// ---- begin qmix/kernels/kquants/lanes.hpp
+
+// The vector type of the k-quant searches: float lanes that each run the scalar reference
+// of one group of values, so every lane rounds exactly where the reference rounds. One
+// lane vector is K xsimd batches side by side (see wide).
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <type_traits>
+#include <utility>
 
 // ---- begin qmix/kernels/kquants/batch_ops.hpp
 
@@ -6705,576 +5928,6 @@ struct batch_ops : isa<Arch> {
 QMIX_ABI_END
 }  // namespace qmix::kernels::kquants
 // ---- end qmix/kernels/kquants/batch_ops.hpp
-// ---- begin qmix/kernels/kquants/dot_avx2.hpp
-
-// Dot products of the k-quant weight formats with q8_K rows, for AVX2 (and the AVX-512
-// translation units, which have AVX2 too). Bytes are multiplied and summed in 16-bit
-// pairs (maddubs) and weighted by the sub-block scales in 32-bit (madd): each block's sums
-// are exact integers. They are then scaled and added in float vector accumulators (one
-// fused multiply-add per block, as ggml does), not in the order of the scalar reference:
-// the results agree with formats::*::dot_row to rounding (tests/test_kernels.cpp holds
-// them to 1e-5 * max(1, |reference|), the tolerance of the golden dot products).
-//
-// maddubs takes an unsigned and a signed operand. Signed levels L = u - offset (q3_K, q6_K)
-// are summed as u, and offset * scale * (the sum of q8's group of 16) is taken off once per
-// block, from q8_K's group sums (bsums). No 16-bit pair sum can saturate here: the largest
-// is 2 * 63 * 128 (q6_K).
-//
-// The avx512 level has AVX-512 VNNI: vpdpwssd does the madd and the add of the scaled
-// pairs in one instruction (in four accumulators, to hide its latency), and q2_K folds its
-// scales into the levels so that one vpdpbusd does all three steps.
-
-// ---- begin qmix/kernels/kquants/scalar.hpp
-
-// The few scalar steps of the k-quant kernels (binary16 conversions, the q4_K / q5_K
-// scale unpacking), as templates on Arch for the reason given in kquants/batch_ops.hpp.
-
-#include <cstdint>
-#include <cstring>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-#if defined(__ARM_NEON) || defined(__aarch64__)
-#include <arm_neon.h>
-#endif
-
-
-namespace qmix::kernels::kquants {
-QMIX_ABI_BEGIN
-
-/// binary16 conversions (the integer algorithm of core/binary16.hpp, or the exact hardware
-/// widening where the translation unit has one) and the q4_K / q5_K scale unpacking.
-template <class Arch>
-struct scalar {
-    static float bits_to_float(std::uint32_t bits) {
-        float value;
-        std::memcpy(&value, &bits, sizeof value);
-        return value;
-    }
-
-    static float half_to_float(std::uint16_t half) {
-#if defined(__F16C__)
-        return _cvtsh_ss(half);
-#elif defined(__aarch64__)
-        return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(half))), 0);
-#else
-        const std::uint32_t sign = std::uint32_t(half & 0x8000u) << 16;
-        const std::uint32_t exponent = (half >> 10) & 0x1fu;
-        const std::uint32_t mantissa = half & 0x3ffu;
-        if (exponent == 0x1f) {
-            const std::uint32_t quiet = mantissa ? 0x00400000u : 0u;
-            return bits_to_float(sign | 0x7f800000u | quiet | (mantissa << 13));
-        }
-        if (exponent != 0) return bits_to_float(sign | ((exponent + 112) << 23) | (mantissa << 13));
-        if (mantissa == 0) return bits_to_float(sign);
-        std::uint32_t shift = 0;
-        std::uint32_t m = mantissa;
-        while ((m & 0x400u) == 0) {
-            m <<= 1;
-            ++shift;
-        }
-        return bits_to_float(sign | ((113 - shift) << 23) | ((m & 0x3ffu) << 13));
-#endif
-    }
-
-    static std::uint16_t float_to_half(float value) {
-        std::uint32_t bits;
-        std::memcpy(&bits, &value, sizeof bits);
-        const auto sign = std::uint16_t((bits >> 16) & 0x8000u);
-        bits &= 0x7fffffffu;
-        if (bits >= 0x7f800000u) {
-            if (bits == 0x7f800000u) return std::uint16_t(sign | 0x7c00u);
-            return std::uint16_t(sign | 0x7e00u | ((bits >> 13) & 0x3ffu));
-        }
-        if (bits >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);
-        if (bits >= 0x38800000u) {
-            const std::uint32_t odd = (bits >> 13) & 1u;
-            return std::uint16_t(sign | ((bits - 0x38000000u + 0xfffu + odd) >> 13));
-        }
-        if (bits <= 0x33000000u) return sign;
-        const std::uint32_t exponent = bits >> 23;
-        const std::uint32_t mantissa = (bits & 0x7fffffu) | 0x800000u;
-        const std::uint32_t shift = 126 - exponent;
-        const std::uint32_t half_ulp = 1u << (shift - 1);
-        const std::uint32_t remainder = mantissa & ((1u << shift) - 1);
-        std::uint32_t result = mantissa >> shift;
-        if (remainder > half_ulp || (remainder == half_ulp && (result & 1u))) ++result;
-        return std::uint16_t(sign | result);
-    }
-
-    /// |value|, by clearing the sign bit as fabs does.
-    static float abs(float value) {
-        std::uint32_t bits;
-        std::memcpy(&bits, &value, sizeof bits);
-        return bits_to_float(bits & 0x7fffffffu);
-    }
-
-    static int clamp(int v, int lo, int hi) {
-        return v < lo ? lo : (v > hi ? hi : v);
-    }
-
-    /// The 6-bit scale and min of sub-block j of q4_K / q5_K (formats' unpack_scale_min_k4).
-    static void unpack_scale_min_k4(int j, const std::uint8_t* q, int& scale, int& min) {
-        if (j < 4) {
-            scale = q[j] & 63;
-            min = q[j + 4] & 63;
-        } else {
-            scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-            min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-        }
-    }
-};
-
-QMIX_ABI_END
-}  // namespace qmix::kernels::kquants
-// ---- end qmix/kernels/kquants/scalar.hpp
-
-#if defined(__AVX2__)
-
-#include <immintrin.h>
-
-// The avx512 level has AVX-512 VNNI (vpdpbusd: four unsigned-by-signed byte products and
-// their sum added to a 32-bit lane in one instruction) in ymm form with AVX-512 VL.
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
-#define QMIX_DOT_VNNI 1
-#else
-#define QMIX_DOT_VNNI 0
-#endif
-
-#include <cstdint>
-#include <cstring>
-
-namespace qmix::kernels::kquants {
-QMIX_ABI_BEGIN
-
-template <class Arch>
-struct avx2_dot {
-    using act = formats::block_q8_k;
-
-    static float q2_k(const void* x, const void* y, std::int64_t n) {
-        return run<q2_k_unit>(static_cast<const formats::block_q2_k*>(x),
-                              static_cast<const act*>(y), n / 256);
-    }
-    static float q3_k(const void* x, const void* y, std::int64_t n) {
-        return run<q3_k_unit>(static_cast<const formats::block_q3_k*>(x),
-                              static_cast<const act*>(y), n / 256);
-    }
-    static float q4_k(const void* x, const void* y, std::int64_t n) {
-        return run<q4_k_unit>(static_cast<const formats::block_q4_k*>(x),
-                              static_cast<const act*>(y), n / 256);
-    }
-    static float q5_k(const void* x, const void* y, std::int64_t n) {
-        return run<q5_k_unit>(static_cast<const formats::block_q5_k*>(x),
-                              static_cast<const act*>(y), n / 256);
-    }
-    static float q6_k(const void* x, const void* y, std::int64_t n) {
-        return run<q6_k_unit>(static_cast<const formats::block_q6_k*>(x),
-                              static_cast<const act*>(y), n / 256);
-    }
-
-    /// iq4_xs, whose reference sums each super-block exactly in integers and then scales
-    /// and adds the blocks like q3_K and q6_K: the same driver.
-    static float iq4_xs(const void* x, const void* y, std::int64_t n) {
-        return run<iq4_xs_unit>(static_cast<const formats::block_iq4_xs*>(x),
-                                static_cast<const act*>(y), n / 256);
-    }
-
-  private:
-    /// Per block: the integer sums (eight 32-bit lanes of scaled sums, and for the formats
-    /// with a min the lanes of min sums), converted to float and added to float vector
-    /// accumulators with one fused multiply-add each,
-    ///     acc += d * scaled,  acc_min += dmin * mins,
-    /// with d = half(x.d) * y.d and dmin = half(x.dmin) * y.d; one horizontal sum at the
-    /// end. The order of the float additions is not the reference's, so the result agrees
-    /// with formats::*::dot_row to rounding, not bit for bit.
-    template <class Unit, class Block>
-    static float run(const Block* x, const act* y, std::int64_t blocks) {
-        __m256 acc = _mm256_setzero_ps();
-        __m256 acc_min = _mm256_setzero_ps();
-        for (std::int64_t b = 0; b < blocks; ++b) {
-            __m256i scaled;
-            __m256i mins;
-            Unit::sums(x[b], y[b], scaled, mins);
-            const __m128 yd = _mm_set_ss(y[b].d);
-            if constexpr (Unit::has_min) {
-                // d and dmin in lanes 0 and 1, each times y.d.
-                const __m128 d =
-                    _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(
-                                   int(std::uint32_t(x[b].d) | std::uint32_t(x[b].dmin) << 16))),
-                               _mm_broadcastss_ps(yd));
-                acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(scaled), acc);
-                acc_min = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d)),
-                                          _mm256_cvtepi32_ps(mins), acc_min);
-            } else {
-                const __m128 d = _mm_mul_ss(_mm_cvtph_ps(_mm_cvtsi32_si128(int(x[b].d))), yd);
-                acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(scaled), acc);
-            }
-        }
-        const __m256 total = Unit::has_min ? _mm256_sub_ps(acc, acc_min) : acc;
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        return _mm_cvtss_f32(h);
-    }
-
-    /// acc + madd(products, scales): one vpdpwssd with VNNI.
-    static __m256i add_scaled(__m256i acc, __m256i products, __m256i scales) {
-#if QMIX_DOT_VNNI
-        if constexpr (isa<Arch>::has_vnni) return _mm256_dpwssd_epi32(acc, products, scales);
-#endif
-        return _mm256_add_epi32(acc, _mm256_madd_epi16(products, scales));
-    }
-
-    /// The sum of four accumulators (several chains hide the latency of vpdpwssd).
-    static __m256i sum_of(const __m256i* acc) {
-        return _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
-    }
-
-    static __m256i load(const void* p) {
-        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-    }
-
-    /// 16-bit lanes 0-7 = lane 2 s of v16's 128-bit half, lanes 8-15 = lane 2 s + 1: the
-    /// scales of two consecutive groups of 16 for a vector of 32 values.
-    static __m256i pair_of_scales(__m256i half_dup, int s) {
-        const __m128i low = _mm_set1_epi16(short(0x0100 + 0x0404 * s));
-        const __m128i high = _mm_set1_epi16(short(0x0302 + 0x0404 * s));
-        return _mm256_shuffle_epi8(half_dup, _mm256_set_m128i(high, low));
-    }
-
-    /// Sixteen 16-bit scales, each 128-bit half duplicated: [0..7 | 0..7], [8..15 | 8..15].
-    static void duplicate_halves(__m256i scales16, __m256i& first, __m256i& second) {
-        first = _mm256_permute4x64_epi64(scales16, 0x44);
-        second = _mm256_permute4x64_epi64(scales16, 0xEE);
-    }
-
-    static std::uint32_t word(const std::uint8_t* p) {
-        std::uint32_t w;
-        std::memcpy(&w, p, sizeof w);
-        return w;
-    }
-
-    struct q2_k_unit {
-        static constexpr bool has_min = true;
-        static void sums(const formats::block_q2_k& x, const act& y, __m256i& scaled,
-                         __m256i& mins) {
-            const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
-            const __m256i scales16 =
-                _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0xF)));
-            const __m256i mins16 =
-                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
-            mins = _mm256_madd_epi16(load(y.bsums), mins16);
-#if QMIX_DOT_VNNI
-            if constexpr (isa<Arch>::has_vnni) {
-                scaled = vnni_sums(x, y, _mm_and_si128(packed, _mm_set1_epi8(0xF)));
-                return;
-            }
-#endif
-            __m256i halves_dup[2];
-            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
-            const __m256i two_bits = _mm256_set1_epi8(3);
-            __m256i acc = _mm256_setzero_si256();
-            unrolled<2>([&](auto h) {
-                const __m256i q2 = load(x.qs + 32 * h);
-                unrolled<4>([&](auto s) {
-                    const __m256i levels = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * s), two_bits);
-                    const __m256i products =
-                        _mm256_maddubs_epi16(levels, load(y.qs + 128 * h + 32 * s));
-                    acc = _mm256_add_epi32(
-                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
-                });
-            });
-            scaled = acc;
-        }
-
-#if QMIX_DOT_VNNI
-        /// The same sums with VNNI: the scale is folded into the levels by a table lookup
-        /// (level * scale <= 45 is still an unsigned byte), so that one vpdpbusd per 32
-        /// values does what maddubs, madd and an add do above. Table h holds, for the four
-        /// shifts s, the bytes 0, S, 2 S, 3 S of group 8 h + 2 s in its low 128-bit lane and
-        /// of group 8 h + 2 s + 1 in its high lane (the two groups of 16 that a vector of 32
-        /// values spans); the index of a level is its value plus 4 s.
-        static __m256i vnni_sums(const formats::block_q2_k& x, const act& y, __m128i scales) {
-            const __m256i both = _mm256_broadcastsi128_si256(scales);
-            // Byte pair (k = 0, 1) of a shift's four bytes holds S * 256, pair (2, 3)
-            // S * 770 = 2 S + 3 S * 256: the group's scale S as a 16-bit word (pshufb zeroes
-            // the high byte with index 0x80), times the pair's constant.
-            const __m256i multiples = _mm256_set1_epi32(int(770u << 16 | 256u));
-            __m256i table[2];
-            unrolled<2>([&](auto h) {
-                constexpr char g = char(8 * decltype(h)::value);
-                const __m256i pick = _mm256_setr_epi8(
-                    g, -128, g, -128, char(g + 2), -128, char(g + 2), -128, char(g + 4), -128,
-                    char(g + 4), -128, char(g + 6), -128, char(g + 6), -128, char(g + 1), -128,
-                    char(g + 1), -128, char(g + 3), -128, char(g + 3), -128, char(g + 5), -128,
-                    char(g + 5), -128, char(g + 7), -128, char(g + 7), -128);
-                table[h] = _mm256_mullo_epi16(_mm256_shuffle_epi8(both, pick), multiples);
-            });
-            const __m256i two_bits = _mm256_set1_epi8(3);
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256(), _mm256_setzero_si256()};
-            unrolled<2>([&](auto h) {
-                const __m256i q2 = load(x.qs + 32 * h);
-                unrolled<4>([&](auto s) {
-                    constexpr int shift = 2 * decltype(s)::value;
-                    const __m256i shifted = shift == 0 ? q2 : _mm256_srli_epi16(q2, shift);
-                    // (shifted & 3) | 4 s
-                    const __m256i index = _mm256_ternarylogic_epi32(
-                        shifted, two_bits, _mm256_set1_epi8(char(2 * shift)), 0xEA);
-                    acc[s] = _mm256_dpbusd_epi32(acc[s], _mm256_shuffle_epi8(table[h], index),
-                                                 load(y.qs + 128 * h + 32 * s));
-                });
-            });
-            return _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]),
-                                    _mm256_add_epi32(acc[2], acc[3]));
-        }
-#endif
-    };
-
-    struct q3_k_unit {
-        static constexpr bool has_min = false;
-        static void sums(const formats::block_q3_k& x, const act& y, __m256i& scaled,
-                         __m256i& /*mins*/) {
-            // The sixteen 6-bit scales (formats/q3_k.hpp), four per 32-bit word, minus 32.
-            const std::uint32_t w0 = word(x.scales);
-            const std::uint32_t w1 = word(x.scales + 4);
-            const std::uint32_t w2 = word(x.scales + 8);
-            const std::uint32_t nibbles = 0x0F0F0F0Fu;
-            const std::uint32_t pairs = 0x03030303u;
-            const __m128i biased =
-                _mm_setr_epi32(int((w0 & nibbles) | ((w2 & pairs) << 4)),
-                               int((w1 & nibbles) | (((w2 >> 2) & pairs) << 4)),
-                               int(((w0 >> 4) & nibbles) | (((w2 >> 4) & pairs) << 4)),
-                               int(((w1 >> 4) & nibbles) | (((w2 >> 6) & pairs) << 4)));
-            const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(biased, _mm_set1_epi8(32)));
-            __m256i halves_dup[2];
-            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
-
-            // Level = u - 4 with u = low + 4 * third bit in [0, 7]: the sums take u, and the
-            // 4 * scale * (sum of q8's group of 16) that the offset adds is taken off once
-            // per block, with q8_K's group sums (bsums).
-            const __m256i hmask = load(x.hmask);
-            const __m256i two_bits = _mm256_set1_epi8(3);
-            const __m256i four = _mm256_set1_epi8(4);
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256(), _mm256_setzero_si256()};
-            unrolled<2>([&](auto h) {
-                const __m256i q3 = load(x.qs + 32 * h);
-                unrolled<4>([&](auto s) {
-                    constexpr int bit = 4 * decltype(h)::value + decltype(s)::value;
-                    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q3, 2 * s), two_bits);
-                    // The third bit (bit `bit` of each hmask byte) moved to bit 2.
-                    const __m256i third =
-                        bit >= 2 ? _mm256_and_si256(_mm256_srli_epi16(hmask, bit - 2), four)
-                                 : _mm256_and_si256(_mm256_slli_epi16(hmask, 2 - bit), four);
-                    const __m256i products = _mm256_maddubs_epi16(_mm256_or_si256(low, third),
-                                                                  load(y.qs + 128 * h + 32 * s));
-                    acc[s] = add_scaled(acc[s], products, pair_of_scales(halves_dup[h], s));
-                });
-            });
-            const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
-            scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 2));
-        }
-    };
-
-    /// q4_K and q5_K's sub-block scales and mins (detail::pack_scale_min_k4), unpacked four
-    /// bytes at a time: scale levels 0-3, 4-7, min levels 0-3, 4-7.
-    static void unpack_k4_scales(const std::uint8_t* packed, __m128i& scales, __m128i& mins) {
-        const std::uint32_t w0 = word(packed);
-        const std::uint32_t w1 = word(packed + 4);
-        const std::uint32_t w2 = word(packed + 8);
-        const std::uint32_t six = 0x3F3F3F3Fu;
-        const std::uint32_t nibbles = 0x0F0F0F0Fu;
-        const std::uint32_t pairs = 0x03030303u;
-        const std::uint32_t scales_high = (w2 & nibbles) | (((w0 >> 6) & pairs) << 4);
-        const std::uint32_t mins_high = ((w2 >> 4) & nibbles) | (((w1 >> 6) & pairs) << 4);
-        scales = _mm_cvtepu8_epi16(_mm_setr_epi32(int(w0 & six), int(scales_high), 0, 0));
-        mins = _mm_cvtepu8_epi16(_mm_setr_epi32(int(w1 & six), int(mins_high), 0, 0));
-    }
-
-    /// The min term: min level j times the sum of q8's 32 levels of sub-block j, as
-    /// bsums[2j] + bsums[2j + 1].
-    static __m256i k4_min_sums(const act& y, __m128i mins) {
-        const __m128i pair_sums =
-            _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
-                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8)));
-        return _mm256_zextsi128_si256(_mm_madd_epi16(pair_sums, mins));
-    }
-
-    /// Sub-block j's scale level in every 16-bit lane.
-    static __m256i k4_scale(__m256i scales_dup, int j) {
-        return _mm256_shuffle_epi8(scales_dup, _mm256_set1_epi16(short(0x0100 + 0x0202 * j)));
-    }
-
-    struct q4_k_unit {
-        static constexpr bool has_min = true;
-        static void sums(const formats::block_q4_k& x, const act& y, __m256i& scaled,
-                         __m256i& mins) {
-            __m128i scales;
-            __m128i min_levels;
-            unpack_k4_scales(x.scales, scales, min_levels);
-            mins = k4_min_sums(y, min_levels);
-            const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
-            const __m256i nibble = _mm256_set1_epi8(0xF);
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256(), _mm256_setzero_si256()};
-            unrolled<4>([&](auto g) {
-                const __m256i q4 = load(x.qs + 32 * g);
-                const __m256i first = _mm256_and_si256(q4, nibble);
-                const __m256i second = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
-                const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
-                const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
-                acc[g] = add_scaled(acc[g], p0, k4_scale(scales_dup, 2 * g));
-                acc[g] = add_scaled(acc[g], p1, k4_scale(scales_dup, 2 * g + 1));
-            });
-            scaled = sum_of(acc);
-        }
-    };
-
-    struct q5_k_unit {
-        static constexpr bool has_min = true;
-        static void sums(const formats::block_q5_k& x, const act& y, __m256i& scaled,
-                         __m256i& mins) {
-            __m128i scales;
-            __m128i min_levels;
-            unpack_k4_scales(x.scales, scales, min_levels);
-            mins = k4_min_sums(y, min_levels);
-            const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
-            const __m256i nibble = _mm256_set1_epi8(0xF);
-            const __m256i one = _mm256_set1_epi8(1);
-            const __m256i qh = load(x.qh);
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256(), _mm256_setzero_si256()};
-            unrolled<4>([&](auto g) {
-                const __m256i q4 = load(x.qs + 32 * g);
-                const __m256i fifth0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one);
-                const __m256i fifth1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one);
-                const __m256i first =
-                    _mm256_or_si256(_mm256_and_si256(q4, nibble), _mm256_slli_epi16(fifth0, 4));
-                const __m256i second =
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble),
-                                    _mm256_slli_epi16(fifth1, 4));
-                const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
-                const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
-                acc[g] = add_scaled(acc[g], p0, k4_scale(scales_dup, 2 * g));
-                acc[g] = add_scaled(acc[g], p1, k4_scale(scales_dup, 2 * g + 1));
-            });
-            scaled = sum_of(acc);
-        }
-    };
-
-    struct q6_k_unit {
-        static constexpr bool has_min = false;
-        static void sums(const formats::block_q6_k& x, const act& y, __m256i& scaled,
-                         __m256i& /*mins*/) {
-            const __m256i scales16 =
-                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
-            __m256i halves_dup[2];
-            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
-            const __m256i nibble = _mm256_set1_epi8(0xF);
-            const __m256i two_bits = _mm256_set1_epi8(3);
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256(), _mm256_setzero_si256()};
-            unrolled<2>([&](auto h) {
-                const __m256i ql0 = load(x.ql + 64 * h);
-                const __m256i ql1 = load(x.ql + 64 * h + 32);
-                const __m256i qh = load(x.qh + 32 * h);
-                // Values 32 s .. 32 s + 31 of the half: low nibble and two high bits.
-                const __m256i lows[4] = {_mm256_and_si256(ql0, nibble),
-                                         _mm256_and_si256(ql1, nibble),
-                                         _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nibble),
-                                         _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nibble)};
-                unrolled<4>([&](auto s) {
-                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits);
-                    const __m256i levels = _mm256_or_si256(lows[s], _mm256_slli_epi16(high, 4));
-                    const __m256i products =
-                        _mm256_maddubs_epi16(levels, load(y.qs + 128 * h + 32 * s));
-                    acc[s] = add_scaled(acc[s], products, pair_of_scales(halves_dup[h], s));
-                });
-            });
-            // The offset 32 of every level: 32 * scale * (sum of q8's group of 16), taken off
-            // once per block with q8_K's group sums.
-            const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
-            scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 5));
-        }
-    };
-
-    struct iq4_xs_unit {
-        static constexpr bool has_min = false;
-        static void sums(const formats::block_iq4_xs& x, const act& y, __m256i& scaled,
-                         __m256i& /*mins*/) {
-            // The 16 levels in both 128-bit lanes: a byte shuffle looks the indices up.
-            const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                reinterpret_cast<const __m128i*>(formats::detail::nonlinear_levels)));
-            const __m256i nibble = _mm256_set1_epi8(0x0F);
-            // Sub-block 32 g + j: index j < 16 is the low nibble of qs[16 g + j], j + 16
-            // its high nibble (both halves of a broadcast, the upper one shifted by 4).
-            const __m256i shifts = _mm256_setr_epi64x(0, 0, 4, 4);
-            const std::uint32_t low_scales = word(x.scales_l);
-            const std::uint32_t high_scales = x.scales_h;
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256(), _mm256_setzero_si256()};
-            unrolled<8>([&](auto g) {
-                constexpr int sub = decltype(g)::value;
-                const __m256i packed = _mm256_broadcastsi128_si256(
-                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs + 16 * sub)));
-                const __m256i levels = _mm256_shuffle_epi8(
-                    table, _mm256_and_si256(_mm256_srlv_epi64(packed, shifts), nibble));
-                const __m256i q8 = load(y.qs + 32 * sub);
-                // levels * q8 = |q8| * (levels * sign(q8)), exact: no level is -128.
-                const __m256i products =
-                    _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(levels, q8));
-                const int scale = int(((low_scales >> (4 * sub)) & 0x0F) |
-                                      (((high_scales >> (2 * sub)) & 3) << 4)) -
-                                  32;
-                acc[sub % 4] = add_scaled(acc[sub % 4], products, _mm256_set1_epi16(short(scale)));
-            });
-            scaled = sum_of(acc);
-        }
-    };
-};
-
-QMIX_ABI_END
-}  // namespace qmix::kernels::kquants
-
-#endif  // __AVX2__
-// ---- end qmix/kernels/kquants/dot_avx2.hpp
-// ---- begin qmix/kernels/kquants/dot_neon.hpp
-
-// Dot products of the k-quant weight formats with q8_K rows, for NEON on aarch64. Each
-// block's levels are unpacked to signed bytes (the dequantizers' unpacking), multiplied
-// with q8_K's bytes in 16-value groups (vdotq where the CPU has the dot-product extension,
-// widening multiplies otherwise), and each block's exact integer sums are scaled and
-// added in the order of the scalar reference: the results equal formats::*::dot_row bit
-// for bit.
-
-// ---- begin qmix/kernels/kquants/k4.hpp
-
-// q4_K and q5_K: quantize and dequantize. The two formats differ only in the level width,
-// the reference's search steps and the packing of the levels (formats/q4_k.hpp, q5_k.hpp).
-//
-// Quantizing runs in three steps over a chunk of blocks:
-//   1. every sub-block of 32 values gets its scale and min from the reference's search,
-//      one sub-block per lane;
-//   2. per block, those eight scales and mins become 6-bit levels and binary16 steps
-//      (the importance path searches them too, one block per lane);
-//   3. every value is rounded against the scales as stored, eight or sixteen at a time.
-
-#include <cstdint>
-
-// ---- begin qmix/kernels/kquants/lanes.hpp
-
-// The vector type of the k-quant searches: float lanes that each run the scalar reference
-// of one group of values, so every lane rounds exactly where the reference rounds. One
-// lane vector is K xsimd batches side by side (see wide).
-
-#include <cstddef>
-#include <cstdint>
-#include <limits>
-#include <type_traits>
-#include <utility>
-
 
 namespace qmix::kernels::kquants {
 QMIX_ABI_BEGIN
@@ -7398,6 +6051,8 @@ struct lanes {
     static floats to_float(const ints& a) { return apply(of_to_float{}, a); }
     static ints to_int(const floats& a) { return apply(of_to_int{}, a); }
     static floats abs(const floats& a) { return apply(of_abs{}, a); }
+    /// -a with the sign of a zero kept (simd::negate).
+    static floats negate(const floats& a) { return apply(of_negate{}, a); }
     static floats select(const mask& m, const floats& a, const floats& b) {
         return apply(of_select{}, m, a, b);
     }
@@ -7540,6 +6195,12 @@ struct lanes {
     struct of_to_int {
         typename ops::ints operator()(const typename ops::floats& a) const {
             return ops::to_int(a);
+        }
+    };
+    struct of_negate {
+        template <class B>
+        B operator()(const B& a) const {
+            return simd::negate(a);
         }
     };
     struct of_abs {
@@ -7689,7 +6350,8 @@ struct group_search {
 
         scale_min_fit fit = s.fit;
         fit.scale = L::select(flat, zero, fit.scale);
-        fit.min = -L::select(flat, start_min, s.min);
+        // q4_1 and q5_1 store -min as it is: the sign of a zero counts.
+        fit.min = L::negate(L::select(flat, start_min, s.min));
         fit.level_iscale = L::select(flat, zero, fit.level_iscale);
         fit.level_min = L::select(flat, zero, fit.level_min);
         return fit;
@@ -8411,6 +7073,1515 @@ void quantize_by_chunks(const float* src, Block* dst, std::int64_t nrows, std::i
 QMIX_ABI_END
 }  // namespace qmix::kernels::kquants
 // ---- end qmix/kernels/kquants/staging.hpp
+
+namespace qmix::kernels::weighted {
+QMIX_ABI_BEGIN
+
+/// Per format: the search's nmax and whether the block has an offset (scale and min).
+template <class Format>
+struct traits;
+template <>
+struct traits<formats::q4_0> {
+    static constexpr int nmax = 8;
+    static constexpr bool offset = false;
+};
+template <>
+struct traits<formats::q5_0> {
+    static constexpr int nmax = 16;
+    static constexpr bool offset = false;
+};
+template <>
+struct traits<formats::q4_1> {
+    static constexpr int nmax = 15;
+    static constexpr bool offset = true;
+};
+template <>
+struct traits<formats::q5_1> {
+    static constexpr int nmax = 31;
+    static constexpr bool offset = true;
+};
+
+template <class Arch, class Format>
+struct kernels {
+    using T = traits<Format>;
+    static constexpr int K =
+        T::offset ? kquants::offset_search_batches<Arch> : kquants::search_batches<Arch>;
+    using W = kquants::lanes<Arch, K>;
+    using floats = typename W::floats;
+    using search = kquants::group_search<Arch, K>;
+    using block = typename Format::block;
+    static constexpr int n = 32;
+    static_assert(Format::block_size == std::size_t(n), "one 32-value block per lane");
+
+    /// nrows rows of n_per_row values, one importance vector for every row.
+    static void quantize(const float* src, block* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* importance) {
+        const std::int64_t blocks = n_per_row / n;
+        const bool importance_finite = std::all_of(importance, importance + n_per_row,
+                                                   [](float v) { return std::isfinite(v); });
+        for (std::int64_t r = 0; r < nrows; ++r) {
+            const float* x = src + r * n_per_row;
+            block* y = dst + r * blocks;
+            // The reference's sum, in its order (formats/detail/row_of_blocks.hpp).
+            const float sigma2 = formats::detail::mean_square(x, n_per_row);
+            if (!importance_finite || !std::isfinite(sigma2)) {
+                Format::quantize_row(x, y, n_per_row, importance);
+                continue;
+            }
+            for (std::int64_t first = 0; first < blocks; first += W::count) {
+                const int count = int(std::min<std::int64_t>(W::count, blocks - first));
+                quantize_lanes(x + first * n, importance + first * n, sigma2, count, y + first);
+            }
+        }
+    }
+
+  private:
+    /// The `count` blocks from x (at most W::count), with their importance.
+    static void quantize_lanes(const float* x, const float* importance, float sigma2, int count,
+                               block* y) {
+        const float* value_rows[W::count];
+        const float* importance_rows[W::count];
+        for (int lane = 0; lane < count; ++lane) {
+            value_rows[lane] = x + lane * n;
+            importance_rows[lane] = importance + lane * n;
+        }
+        kquants::transposed<Arch, n, K> xs;
+        kquants::transposed<Arch, n, K> qw;
+        xs.load(value_rows, count);
+        qw.load(importance_rows, count);
+        floats w[n];
+        const floats spread(sigma2);
+        for (int i = 0; i < n; ++i) {
+            w[i] = W::mul(qw.v[i], W::sqrt(spread + W::mul(xs.v[i], xs.v[i])));
+        }
+        // Per lane: the scale, the offset (q4_1, q5_1) and whether the levels are all 0.
+        alignas(64) float d[W::count];
+        alignas(64) float m[W::count];
+        alignas(64) float zero_levels[W::count];
+        typename W::ints levels[n];
+        const floats zero(0.0f);
+        if constexpr (T::offset) {
+            const auto fit =
+                search::template scale_and_min<n, false>(xs.v, w, T::nmax, -0.9f, 0.05f, 36);
+            W::store(d, fit.scale);
+            // The block stores the offset, -(the search's min), a zero with its sign.
+            W::store(m, W::negate(fit.min));
+            W::store(zero_levels, zero);  // flat lanes get level 0 from the fit itself
+            for (int i = 0; i < n; ++i) {
+                levels[i] =
+                    search::scale_min_levels(xs.v[i], fit.level_iscale, fit.level_min, T::nmax);
+            }
+        } else {
+            const auto fit = search::template symmetric<n, true>(xs.v, w, T::nmax);
+            W::store(d, fit.scale);
+            W::store(zero_levels, W::select(fit.flat, floats(1.0f), zero));
+            for (int i = 0; i < n; ++i) {
+                levels[i] = search::symmetric_levels(xs.v[i], fit.level_iscale, T::nmax);
+            }
+        }
+        alignas(64) std::int32_t level_table[n * W::count];  // value i of lane j at i * count + j
+        for (int i = 0; i < n; ++i) W::store(level_table + i * W::count, levels[i]);
+        for (int lane = 0; lane < count; ++lane) {
+            block& out = y[lane];
+            if (!std::isfinite(d[lane]) || (T::offset && !std::isfinite(m[lane]))) {
+                Format::quantize_block_weighted(value_rows[lane], importance_rows[lane], sigma2,
+                                                out);
+                continue;
+            }
+            std::uint8_t bytes[n];
+            for (int i = 0; i < n; ++i) {
+                bytes[i] =
+                    zero_levels[lane] != 0.0f ? 0 : std::uint8_t(level_table[i * W::count + lane]);
+            }
+            out.d = qmix::float_to_half(d[lane]);
+            if constexpr (T::offset) out.m = qmix::float_to_half(m[lane]);
+            if constexpr (T::nmax < 16) {
+                for (int j = 0; j < n / 2; ++j) {
+                    out.qs[j] = std::uint8_t(bytes[j] | (bytes[j + n / 2] << 4));
+                }
+            } else {
+                formats::detail::pack_five_bit_levels(bytes, out);
+            }
+        }
+    }
+};
+
+QMIX_ABI_END
+}  // namespace qmix::kernels::weighted
+// ---- end qmix/kernels/weighted.hpp
+
+#if defined(__GNUC__) || defined(__clang__)
+#define QMIX_KERNEL_COLD __attribute__((noinline, cold))
+#else
+#define QMIX_KERNEL_COLD
+#endif
+
+namespace qmix::kernels {
+QMIX_ABI_BEGIN
+QMIX_ABI_END
+namespace generic {
+QMIX_ABI_BEGIN
+
+/// Whether an ISA has its own q5_0 dot step, cpu::dot_fifth_offset(nibbles, qh, partner)
+/// (it says so with `static constexpr bool has_dot_fifth_offset = true`).
+template <class Cpu, class = void>
+inline constexpr bool has_dot_fifth_offset = false;
+template <class Cpu>
+inline constexpr bool has_dot_fifth_offset<Cpu, std::enable_if_t<Cpu::has_dot_fifth_offset>> = true;
+
+template <class Arch>
+struct block_kernels {
+    using cpu = isa<Arch>;
+    using floats = typename cpu::floats;
+    using ints = typename cpu::ints;
+    static constexpr std::size_t lanes = floats::size;
+    static constexpr std::size_t block_values = 32;
+    static constexpr std::size_t vectors = block_values / lanes;  ///< per block
+    static constexpr std::size_t half = vectors / 2;              ///< vectors per 16 values
+    static_assert(vectors >= 2 && block_values % lanes == 0, "a block must span whole vectors");
+
+    /// One block of 32 values; lane l of v[k] is value k * lanes + l.
+    struct block {
+        floats v[vectors];
+    };
+
+    // ---- helpers -----------------------------------------------------------------------
+
+    static block load(const float* x) {
+        block b;
+        for (std::size_t k = 0; k < vectors; ++k) b.v[k] = floats::load_unaligned(x + k * lanes);
+        return b;
+    }
+
+    static float max_magnitude(const block& b) {
+        floats m = xsimd::abs(b.v[0]);
+        for (std::size_t k = 1; k < vectors; ++k) m = xsimd::max(m, xsimd::abs(b.v[k]));
+        return cpu::reduce_max(m);
+    }
+
+    /// The value of the first element whose magnitude is `amax` (the reference keeps the
+    /// first of equal magnitudes, so the sign of a tie is that of the earlier value).
+    static float first_of_magnitude(const block& b, const float* x, float amax) {
+        std::uint32_t hits = 0;
+        for (std::size_t k = 0; k < vectors; ++k) {
+            hits |= cpu::mask_bits(xsimd::abs(b.v[k]) == floats(amax)) << (k * lanes);
+        }
+        return x[count_trailing_zeros(hits)];
+    }
+
+    static int count_trailing_zeros(std::uint32_t bits) {
+#if defined(__GNUC__) || defined(__clang__)
+        return __builtin_ctz(bits);
+#else
+        int n = 0;
+        while (!(bits & 1u)) bits >>= 1, ++n;
+        return n;
+#endif
+    }
+
+    /// std::round of each lane (half-way cases away from zero), for |v| < 2^30: with
+    /// v = n + f (n = trunc(v)), trunc(2v) = 2n + trunc(2f) and trunc(2f) is +-1 exactly
+    /// when |f| reaches one half, so trunc(2v) - trunc(v) is the rounded value; v + v is
+    /// exact.
+    static ints round_half_away(floats v) {
+        return xsimd::to_int(v + v) - xsimd::to_int(v);
+    }
+
+    static std::uint32_t load_word(const std::uint8_t* qh) {
+        return std::uint32_t(qh[0]) | std::uint32_t(qh[1]) << 8 | std::uint32_t(qh[2]) << 16 |
+               std::uint32_t(qh[3]) << 24;
+    }
+
+    /// Level j (0..31) of a q5 block for the lanes of vector k.
+    static ints fifth_level(const std::uint8_t* qs, std::uint32_t qh, std::size_t k) {
+        const std::size_t first = k * lanes;
+        const ints packed = cpu::widen_u8(qs + first % 16);
+        const ints low = first < 16 ? (packed & ints(15)) : (packed >> 4);
+        return low | (cpu::bit_lanes(qh, int(first)) << 4);
+    }
+
+    /// The reference itself, for the rare blocks the vector code leaves to it; kept out of
+    /// line so that it does not crowd the loops that call it.
+    template <class Format>
+    QMIX_KERNEL_COLD static void scalar_block(const float* x, typename Format::block& y) {
+        Format::quantize_row(x, &y, std::int64_t(block_values), nullptr);
+    }
+
+    /// The scalar dequantizer, for blocks whose scale or offset is infinite or NaN: the
+    /// NaN bits it writes are defined (strict::mul_add_defined_nan), a vector sum's are not.
+    template <class Format>
+    QMIX_KERNEL_COLD static void scalar_dequantize_block(const typename Format::block& x,
+                                                         float* y) {
+        Format::dequantize_row(&x, y, std::int64_t(block_values));
+    }
+
+    /// Blocks whose scale d is subnormal: its inverse may be infinite or far off, levels
+    /// then leave the range the format holds, and the reference's float-to-integer casts
+    /// wrap in ways a vector conversion does not. Such blocks take the scalar path.
+    static std::uint32_t subnormal(floats d) {
+        const floats magnitude = xsimd::abs(d);
+        return cpu::mask_bits((magnitude < floats(FLT_MIN)) & (magnitude != floats(0.0f)));
+    }
+
+    static floats inverse_of(floats d) {
+        return xsimd::select(d != floats(0.0f), cpu::div(floats(1.0f), d), floats(0.0f));
+    }
+
+    static void store_fifth_bits(std::uint32_t bits, std::uint8_t* qh) {
+        for (int i = 0; i < 4; ++i) qh[i] = std::uint8_t(bits >> (8 * i));
+    }
+
+    // ---- quantize (the reference quantizers) ---------------------------------------------
+    //
+    // Around its per-value work the reference spends a few scalar steps per block: the
+    // extremes, a scale, its inverse, their binary16 forms. The kernels take the blocks in
+    // groups of `lanes`: a first pass reduces each block's extremes across its lanes for
+    // the whole group at once (lane b of the result belongs to block b), so the scales,
+    // inverses and conversions of a group are one vector operation each; a second pass
+    // quantizes block by block with its own lane broadcast.
+
+    /// What the first pass learns about a group: lane b (bit b) describes block b.
+    struct group_scan {
+        floats max, min;
+        std::uint32_t finite = 0;  ///< block b holds neither NaN nor infinity
+    };
+
+    static group_scan scan(const float* x, std::size_t count) {
+        floats maxs[lanes], mins[lanes], checks[lanes];
+        for (std::size_t b = 0; b < lanes; ++b) {
+            if (b >= count) {  // past the end of the row: a harmless stand-in
+                maxs[b] = mins[b] = floats(1.0f);
+                checks[b] = floats(0.0f);
+                continue;
+            }
+            const block v = load(x + b * block_values);
+            floats hi = v.v[0], lo = v.v[0], sum = v.v[0];
+            for (std::size_t k = 1; k < vectors; ++k) {
+                hi = xsimd::max(hi, v.v[k]);
+                lo = xsimd::min(lo, v.v[k]);
+                sum = sum + v.v[k];
+            }
+            maxs[b] = hi;
+            mins[b] = lo;
+            // NaN or infinity anywhere makes sum - sum NaN. (A finite block whose sum
+            // overflows merely takes the scalar path.)
+            checks[b] = sum - sum;
+        }
+        group_scan g;
+        g.max = cpu::transpose_max(maxs);
+        g.min = cpu::transpose_min(mins);
+        g.finite = cpu::mask_bits(cpu::transpose_add(checks) == floats(0.0f));
+        return g;
+    }
+
+    /// Block b of a q8 group (nothing past `count`); returns the sum of its levels, in
+    /// lanes, for q8_1's s (zero where the scalar code took the block).
+    template <class Format>
+    static floats quantize_q8_block(const float* xb, typename Format::block* group, std::size_t b,
+                                    std::size_t count, std::uint32_t scalar, const float* inverse,
+                                    const std::uint16_t* d_half) {
+        if (b >= count) return floats(0.0f);
+        auto& out = group[b];
+        if (scalar >> b & 1u) {
+            scalar_block<Format>(xb, out);
+            return floats(0.0f);
+        }
+        out.d = d_half[b];
+        const block v = load(xb);
+        ints levels[vectors];
+        ints sum(0);
+        for (std::size_t k = 0; k < vectors; ++k) {
+            levels[k] = round_half_away(simd::mul(v.v[k], floats(inverse[b])));
+            sum = sum + levels[k];
+        }
+        cpu::store_i8x32(levels, out.qs);
+        return xsimd::to_float(sum);
+    }
+
+    /// q8_0 and q8_1: d = max |x| / 127, levels rounded half away from zero; q8_1 also
+    /// stores d * (sum of the levels).
+    template <class Format>
+    static void quantize_q8(const float* x, typename Format::block* y, std::int64_t blocks) {
+        constexpr bool with_sum = std::is_same_v<Format, formats::q8_1>;
+        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
+            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
+            const group_scan g = scan(x, count);
+            const floats d =
+                cpu::div(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)), floats(127.0f));
+            const std::uint32_t scalar = ~g.finite | subnormal(d);
+            alignas(64) float inverse[lanes];
+            alignas(64) std::uint16_t d_half[lanes];
+            inverse_of(d).store_aligned(inverse);
+            cpu::store_halves(d, d_half);
+            floats sums[lanes];
+            for (std::size_t b = 0; b < lanes; ++b) {
+                sums[b] = quantize_q8_block<Format>(x + b * block_values, y + first, b, count,
+                                                    scalar, inverse, d_half);
+            }
+            if constexpr (with_sum) {
+                // The sums are small integers: exact in any order, and so is their product
+                // with d rounded once, as the reference rounds it.
+                alignas(64) std::uint16_t s_half[lanes];
+                cpu::store_halves(cpu::transpose_add(sums) * d, s_half);
+                for (std::size_t b = 0; b < count; ++b) {
+                    if (!(scalar >> b & 1u)) y[first + std::int64_t(b)].s = s_half[b];
+                }
+            }
+        }
+    }
+
+    /// q4_0 and q5_0: d = (the value of largest magnitude) / -half_range, levels
+    /// x / d + half_range + 0.5 truncated and clamped to `top`. Where +a and -a are both
+    /// extremes the reference keeps the first: such blocks find it on their own.
+    template <class Format, int half_range, int top>
+    static void quantize_symmetric(const float* x, typename Format::block* y, std::int64_t blocks) {
+        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
+            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
+            const group_scan g = scan(x, count);
+            const floats negated_min = -g.min;
+            const floats signed_max = xsimd::select(g.max >= negated_min, g.max, g.min);
+            const std::uint32_t ties = cpu::mask_bits(g.max == negated_min);
+            const std::uint32_t zero =
+                cpu::mask_bits(xsimd::max(xsimd::abs(g.max), xsimd::abs(g.min)) == floats(0.0f));
+            const floats d = cpu::div(signed_max, floats(-float(half_range)));
+            const std::uint32_t scalar = ~g.finite | zero | subnormal(d);
+            alignas(64) float inverse[lanes];
+            alignas(64) std::uint16_t d_half[lanes];
+            inverse_of(d).store_aligned(inverse);
+            cpu::store_halves(d, d_half);
+            for (std::size_t b = 0; b < count; ++b) {
+                const float* xb = x + b * block_values;
+                auto& out = y[first + std::int64_t(b)];
+                if (scalar >> b & 1u) {
+                    scalar_block<Format>(xb, out);
+                    continue;
+                }
+                const block v = load(xb);
+                float inverse_d = inverse[b];
+                out.d = d_half[b];
+                if (ties >> b & 1u) {
+                    const float tie_d = first_of_magnitude(v, xb, max_magnitude(v)) / -half_range;
+                    inverse_d = tie_d != 0.0f ? 1.0f / tie_d : 0.0f;
+                    out.d = cpu::float_to_half(tie_d);
+                }
+                ints levels[vectors];
+                for (std::size_t k = 0; k < vectors; ++k) {
+                    const floats shifted =
+                        simd::mul(v.v[k], floats(inverse_d)) + floats(float(half_range) + 0.5f);
+                    levels[k] = xsimd::to_int(shifted);
+                }
+                const std::uint32_t fifth = cpu::store_nibbles(levels, top, out.qs);
+                if constexpr (top == 31) store_fifth_bits(fifth, out.qh);
+            }
+        }
+    }
+
+    /// q4_1 and q5_1: d = (max - min) / top and m = min, levels (x - min) / d + 0.5
+    /// truncated (and clamped to top). A zero extreme goes to the scalar code, which takes
+    /// the sign of a zero from the first of equal values.
+    template <class Format, int top>
+    static void quantize_affine(const float* x, typename Format::block* y, std::int64_t blocks) {
+        for (std::int64_t first = 0; first < blocks; first += lanes, x += lanes * block_values) {
+            const auto count = std::size_t(std::min<std::int64_t>(lanes, blocks - first));
+            const group_scan g = scan(x, count);
+            const floats d = cpu::div(g.max - g.min, floats(float(top)));
+            // max - min overflowing binary32 makes d infinite and x - min infinite too: the
+            // scalar code's levels there come from its own float-to-integer conversion.
+            const std::uint32_t scalar =
+                ~g.finite | cpu::mask_bits(g.min == floats(0.0f)) |
+                cpu::mask_bits(g.max == floats(0.0f)) | subnormal(d) |
+                cpu::mask_bits(d == floats(std::numeric_limits<float>::infinity()));
+            alignas(64) float inverse[lanes];
+            alignas(64) float min[lanes];
+            alignas(64) std::uint16_t d_half[lanes];
+            alignas(64) std::uint16_t m_half[lanes];
+            inverse_of(d).store_aligned(inverse);
+            g.min.store_aligned(min);
+            cpu::store_halves(d, d_half);
+            cpu::store_halves(g.min, m_half);
+            for (std::size_t b = 0; b < count; ++b) {
+                const float* xb = x + b * block_values;
+                auto& out = y[first + std::int64_t(b)];
+                if (scalar >> b & 1u) {
+                    scalar_block<Format>(xb, out);
+                    continue;
+                }
+                out.d = d_half[b];
+                out.m = m_half[b];
+                const block v = load(xb);
+                ints levels[vectors];
+                for (std::size_t k = 0; k < vectors; ++k) {
+                    const floats shifted =
+                        simd::mul(v.v[k] - floats(min[b]), floats(inverse[b])) + floats(0.5f);
+                    levels[k] = xsimd::to_int(shifted);
+                }
+                const std::uint32_t fifth = cpu::store_nibbles(levels, top, out.qs);
+                if constexpr (top == 31) store_fifth_bits(fifth, out.qh);
+            }
+        }
+    }
+
+    static void quantize_q8_0(const float* x, formats::block_q8_0* y, std::int64_t blocks) {
+        quantize_q8<formats::q8_0>(x, y, blocks);
+    }
+    static void quantize_q8_1(const float* x, formats::block_q8_1* y, std::int64_t blocks) {
+        quantize_q8<formats::q8_1>(x, y, blocks);
+    }
+    static void quantize_q4_0(const float* x, formats::block_q4_0* y, std::int64_t blocks) {
+        quantize_symmetric<formats::q4_0, 8, 15>(x, y, blocks);
+    }
+    static void quantize_q5_0(const float* x, formats::block_q5_0* y, std::int64_t blocks) {
+        quantize_symmetric<formats::q5_0, 16, 31>(x, y, blocks);
+    }
+    static void quantize_q4_1(const float* x, formats::block_q4_1* y, std::int64_t blocks) {
+        quantize_affine<formats::q4_1, 15>(x, y, blocks);
+    }
+    static void quantize_q5_1(const float* x, formats::block_q5_1* y, std::int64_t blocks) {
+        quantize_affine<formats::q5_1, 31>(x, y, blocks);
+    }
+
+    static void quantize_f16(const float* x, std::uint16_t* y, std::int64_t n) {
+        std::int64_t i = 0;
+        // Four vectors a step: a one-vector loop is a few instructions whose speed hung on
+        // where the linker placed it (14.4 or 19.4 G values/s on Zen 4 for the same code).
+        constexpr auto step = std::int64_t(4 * lanes);
+        for (; i + step <= n; i += step) {
+            unrolled<4>([&](auto k) {
+                const std::int64_t at = i + std::int64_t(k * lanes);
+                cpu::store_halves(floats::load_unaligned(x + at), y + at);
+            });
+        }
+        for (; i + std::int64_t(lanes) <= n; i += lanes) {
+            cpu::store_halves(floats::load_unaligned(x + i), y + i);
+        }
+        for (; i < n; ++i) y[i] = cpu::float_to_half(x[i]);
+    }
+
+    static void quantize_f32(const float* x, float* y, std::int64_t n) {
+        std::memcpy(y, x, std::size_t(n) * sizeof(float));
+    }
+
+    // ---- dequantize ----------------------------------------------------------------------
+
+    static void dequantize_q4_0(const formats::block_q4_0* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            const floats d(cpu::half_to_float(x[ib].d));
+            for (std::size_t k = 0; k < half; ++k) {
+                const ints packed = cpu::widen_u8(x[ib].qs + k * lanes);
+                const ints low = (packed & ints(15)) - ints(8);
+                const ints high = (packed >> 4) - ints(8);
+                (xsimd::to_float(low) * d).store_unaligned(y + k * lanes);
+                (xsimd::to_float(high) * d).store_unaligned(y + 16 + k * lanes);
+            }
+        }
+    }
+
+    static void dequantize_q4_1(const formats::block_q4_1* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            if (formats::q4_1::has_special_scale(x[ib])) {
+                scalar_dequantize_block<formats::q4_1>(x[ib], y);
+                continue;
+            }
+            const floats d(cpu::half_to_float(x[ib].d));
+            const floats m(cpu::half_to_float(x[ib].m));
+            for (std::size_t k = 0; k < half; ++k) {
+                const ints packed = cpu::widen_u8(x[ib].qs + k * lanes);
+                const floats low = xsimd::to_float(packed & ints(15));
+                const floats high = xsimd::to_float(packed >> 4);
+                (simd::mul(low, d) + m).store_unaligned(y + k * lanes);
+                (simd::mul(high, d) + m).store_unaligned(y + 16 + k * lanes);
+            }
+        }
+    }
+
+    static void dequantize_q5_0(const formats::block_q5_0* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            const floats d(cpu::half_to_float(x[ib].d));
+            const std::uint32_t qh = load_word(x[ib].qh);
+            for (std::size_t k = 0; k < vectors; ++k) {
+                const ints level = fifth_level(x[ib].qs, qh, k) - ints(16);
+                (xsimd::to_float(level) * d).store_unaligned(y + k * lanes);
+            }
+        }
+    }
+
+    static void dequantize_q5_1(const formats::block_q5_1* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            if (formats::q5_1::has_special_scale(x[ib])) {
+                scalar_dequantize_block<formats::q5_1>(x[ib], y);
+                continue;
+            }
+            const floats d(cpu::half_to_float(x[ib].d));
+            const floats m(cpu::half_to_float(x[ib].m));
+            const std::uint32_t qh = load_word(x[ib].qh);
+            for (std::size_t k = 0; k < vectors; ++k) {
+                const floats level = xsimd::to_float(fifth_level(x[ib].qs, qh, k));
+                (simd::mul(level, d) + m).store_unaligned(y + k * lanes);
+            }
+        }
+    }
+
+    template <class Block>
+    static void dequantize_q8(const Block* x, float* y, std::int64_t blocks) {
+        for (std::int64_t ib = 0; ib < blocks; ++ib, y += block_values) {
+            const floats d(cpu::half_to_float(x[ib].d));
+            for (std::size_t k = 0; k < vectors; ++k) {
+                const floats level = xsimd::to_float(cpu::widen_i8(x[ib].qs + k * lanes));
+                (level * d).store_unaligned(y + k * lanes);
+            }
+        }
+    }
+
+    static void dequantize_f16(const std::uint16_t* x, float* y, std::int64_t n) {
+        std::int64_t i = 0;
+        for (; i + std::int64_t(lanes) <= n; i += lanes) {
+            cpu::load_halves(x + i).store_unaligned(y + i);
+        }
+        for (; i < n; ++i) y[i] = cpu::half_to_float(x[i]);
+    }
+
+    static void dequantize_f32(const float* x, float* y, std::int64_t n) {
+        std::memcpy(y, x, std::size_t(n) * sizeof(float));
+    }
+
+    // ---- dot products --------------------------------------------------------------------
+
+    /// The quantized dot products: the sum over blocks b of dx_b * dy_b * (the integer dot
+    /// product of block b, whose partial sums part_of(b) returns) and, for the formats with
+    /// an offset m (q4_1, q5_1), of m_b * s_b. A step is blocks_per_step blocks whose
+    /// constants are converted together, in vectors of parts_per_vector joined blocks, the
+    /// vectors added in two sums by turns. Blocks that do not fill a step go to the scalar
+    /// code, `scalar_tail(first)`.
+    template <bool with_offset, class Block, class Partner, class PartOf, class Tail>
+    static float dot_blocks(const Block* x, const Partner* y, std::int64_t blocks, PartOf part_of,
+                            Tail scalar_tail) {
+        constexpr auto joined = std::int64_t(cpu::parts_per_vector);
+        constexpr auto step = std::int64_t(cpu::blocks_per_step);
+        static_assert(step % joined == 0, "a step holds whole vectors of joined blocks");
+        floats sums[2] = {floats(0.0f), floats(0.0f)};
+        floats offsets[2] = {floats(0.0f), floats(0.0f)};
+        auto add_step = [&](std::int64_t b, int turn) {
+            const floats constants = cpu::template step_constants<with_offset>(x + b, y + b);
+            for (int v = 0; v < int(step / joined); ++v) {
+                typename cpu::part parts[joined];
+                for (std::int64_t k = 0; k < joined; ++k) parts[k] = part_of(b + v * joined + k);
+                floats& sum = sums[(turn + v) % 2];
+                sum = cpu::multiply_add(xsimd::to_float(cpu::join(parts)),
+                                        cpu::step_scales(constants, v), sum);
+            }
+            if constexpr (with_offset) offsets[turn] = offsets[turn] + constants;
+        };
+        std::int64_t b = 0;
+        for (; b + 2 * step <= blocks; b += 2 * step) {
+            add_step(b, 0);
+            add_step(b + step, 1);
+        }
+        for (; b + step <= blocks; b += step) add_step(b, 0);
+        float sum = simd::reduce_add(sums[0] + sums[1]);
+        if constexpr (with_offset) sum += cpu::sum_offsets(offsets[0] + offsets[1]);
+        if (b < blocks) sum += scalar_tail(b);
+        return sum;
+    }
+
+    static float dot_q4_0(const formats::block_q4_0* x, const formats::block_q8_0* y,
+                          std::int64_t blocks) {
+        return dot_blocks<false>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                return cpu::dot_offset(cpu::nibbles(x[b].qs), 8, cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q4_0::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    static float dot_q5_0(const formats::block_q5_0* x, const formats::block_q8_0* y,
+                          std::int64_t blocks) {
+        return dot_blocks<false>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                if constexpr (has_dot_fifth_offset<cpu>) {
+                    return cpu::dot_fifth_offset(cpu::nibbles(x[b].qs), x[b].qh,
+                                                 cpu::load_bytes(y[b].qs));
+                } else {
+                    const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
+                    return cpu::dot_offset(level, 16, cpu::load_bytes(y[b].qs));
+                }
+            },
+            [&](std::int64_t b) {
+                return formats::q5_0::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    static float dot_q8_0(const formats::block_q8_0* x, const formats::block_q8_0* y,
+                          std::int64_t blocks) {
+        return dot_blocks<false>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                return cpu::dot_signed(cpu::load_bytes(x[b].qs), cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q8_0::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    static float dot_q4_1(const formats::block_q4_1* x, const formats::block_q8_1* y,
+                          std::int64_t blocks) {
+        return dot_blocks<true>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                return cpu::dot_unsigned(cpu::nibbles(x[b].qs), cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q4_1::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    static float dot_q5_1(const formats::block_q5_1* x, const formats::block_q8_1* y,
+                          std::int64_t blocks) {
+        return dot_blocks<true>(
+            x, y, blocks,
+            [&](std::int64_t b) {
+                const auto level = cpu::add_fifth_bits(cpu::nibbles(x[b].qs), x[b].qh);
+                return cpu::dot_unsigned(level, cpu::load_bytes(y[b].qs));
+            },
+            [&](std::int64_t b) {
+                return formats::q5_1::dot_row(x + b, y + b, (blocks - b) * 32);
+            });
+    }
+
+    /// f16 and f32: products summed in four float accumulators, each stretch of `chunk`
+    /// values then added in double, as the reference sums everything. `add_product(i, acc)`
+    /// adds the products of the `lanes` values at i to acc.
+    template <class AddProduct>
+    static float dot_floats(std::int64_t n, AddProduct add_product, double tail) {
+        constexpr std::int64_t chunk = 1024;
+        constexpr std::int64_t width = std::int64_t(lanes);
+        double total = tail;
+        std::int64_t i = 0;
+        while (i + width <= n) {
+            const std::int64_t end = std::min(n, i + chunk);
+            floats acc[4] = {floats(0.0f), floats(0.0f), floats(0.0f), floats(0.0f)};
+            for (; i + 4 * width <= end; i += 4 * width) {
+                for (std::int64_t k = 0; k < 4; ++k) acc[k] = add_product(i + k * width, acc[k]);
+            }
+            for (; i + width <= end; i += width) acc[0] = add_product(i, acc[0]);
+            total += double(simd::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3])));
+        }
+        return float(total);
+    }
+
+    /// The product of two binary16 values is exact in binary32, so a fused multiply-add
+    /// sums the same values as a multiplication and an addition.
+    static float dot_f16(const std::uint16_t* x, const std::uint16_t* y, std::int64_t n) {
+        // The level's own, where it has one (AVX2, AVX-512: isa/avx2.hpp).
+        if constexpr (cpu::has_dot_f16) return cpu::dot_f16(x, y, n);
+        const std::int64_t whole = n - n % std::int64_t(lanes);
+        double tail = 0.0;
+        for (std::int64_t i = whole; i < n; ++i) {
+            tail += double(cpu::half_to_float(x[i]) * cpu::half_to_float(y[i]));
+        }
+        return dot_floats(
+            whole,
+            [&](std::int64_t i, floats acc) {
+                return cpu::add_exact_product(cpu::load_halves(x + i), cpu::load_halves(y + i),
+                                              acc);
+            },
+            tail);
+    }
+
+    static float dot_f32(const float* x, const float* y, std::int64_t n) {
+        const std::int64_t whole = n - n % std::int64_t(lanes);
+        double tail = 0.0;
+        for (std::int64_t i = whole; i < n; ++i) tail += double(x[i] * y[i]);
+        return dot_floats(
+            whole,
+            [&](std::int64_t i, floats acc) {
+                return acc +
+                       simd::mul(floats::load_unaligned(x + i), floats::load_unaligned(y + i));
+            },
+            tail);
+    }
+};
+
+// ---- row-range entry points of the kernel table ------------------------------------------
+
+/// Rows(values, blocks, count) quantizes without importance; with it, the format's
+/// importance-weighted quantizer of kernels/weighted.hpp for Arch takes the rows.
+template <class Arch, class Format,
+          void (*Rows)(const float*, typename Format::block*, std::int64_t)>
+void quantize_rows(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                   const float* importance) {
+    auto* out = static_cast<typename Format::block*>(dst);
+    if constexpr (Format::uses_importance) {
+        if (importance != nullptr) {
+            weighted::kernels<Arch, Format>::quantize(src, out, nrows, n_per_row, importance);
+            return;
+        }
+    }
+    const std::int64_t blocks = n_per_row / std::int64_t(Format::block_size);
+    for (std::int64_t r = 0; r < nrows; ++r) Rows(src + r * n_per_row, out + r * blocks, blocks);
+}
+
+template <class Format, void (*Rows)(const typename Format::block*, float*, std::int64_t)>
+void dequantize_rows(const void* src, float* dst, std::int64_t nrows, std::int64_t n_per_row) {
+    const auto* in = static_cast<const typename Format::block*>(src);
+    const std::int64_t blocks = n_per_row / std::int64_t(Format::block_size);
+    for (std::int64_t r = 0; r < nrows; ++r) Rows(in + r * blocks, dst + r * n_per_row, blocks);
+}
+
+template <class Format, float (*Dot)(const typename Format::block*,
+                                     const typename Format::partner_block*, std::int64_t)>
+float dot_row(const void* x, const void* y, std::int64_t n) {
+    return Dot(static_cast<const typename Format::block*>(x),
+               static_cast<const typename Format::partner_block*>(y),
+               n / std::int64_t(Format::block_size));
+}
+
+QMIX_ABI_END
+}  // namespace generic
+QMIX_ABI_BEGIN
+
+/// Fills `table` with this architecture's kernels for q4_0 q4_1 q5_0 q5_1 q8_0 q8_1 f16 f32.
+template <class Arch>
+void add_block_kernels(kernel_table& table) {
+    using k = generic::block_kernels<Arch>;
+    using generic::dequantize_rows;
+    using generic::dot_row;
+    using generic::quantize_rows;
+    namespace f = formats;
+    slot(table, type_id::f32) = {&quantize_rows<Arch, f::f32, &k::quantize_f32>,
+                                 &dequantize_rows<f::f32, &k::dequantize_f32>,
+                                 &dot_row<f::f32, &k::dot_f32>};
+    slot(table, type_id::f16) = {&quantize_rows<Arch, f::f16, &k::quantize_f16>,
+                                 &dequantize_rows<f::f16, &k::dequantize_f16>,
+                                 &dot_row<f::f16, &k::dot_f16>};
+    // A level may run another level's dot kernels for some formats (dot_arch, isa.hpp).
+    using q4_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q4_0>>;
+    using q8_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q8_0>>;
+    slot(table, type_id::q4_0) = {&quantize_rows<Arch, f::q4_0, &k::quantize_q4_0>,
+                                  &dequantize_rows<f::q4_0, &k::dequantize_q4_0>,
+                                  &dot_row<f::q4_0, &q4_0_dot::dot_q4_0>};
+    slot(table, type_id::q4_1) = {&quantize_rows<Arch, f::q4_1, &k::quantize_q4_1>,
+                                  &dequantize_rows<f::q4_1, &k::dequantize_q4_1>,
+                                  &dot_row<f::q4_1, &k::dot_q4_1>};
+    slot(table, type_id::q5_0) = {&quantize_rows<Arch, f::q5_0, &k::quantize_q5_0>,
+                                  &dequantize_rows<f::q5_0, &k::dequantize_q5_0>,
+                                  &dot_row<f::q5_0, &k::dot_q5_0>};
+    slot(table, type_id::q5_1) = {&quantize_rows<Arch, f::q5_1, &k::quantize_q5_1>,
+                                  &dequantize_rows<f::q5_1, &k::dequantize_q5_1>,
+                                  &dot_row<f::q5_1, &k::dot_q5_1>};
+    slot(table, type_id::q8_0) = {
+        &quantize_rows<Arch, f::q8_0, &k::quantize_q8_0>,
+        &dequantize_rows<f::q8_0, &k::template dequantize_q8<f::block_q8_0>>,
+        &dot_row<f::q8_0, &q8_0_dot::dot_q8_0>};
+    slot(table, type_id::q8_1) = {
+        &quantize_rows<Arch, f::q8_1, &k::quantize_q8_1>,
+        &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>, nullptr};
+}
+
+QMIX_ABI_END
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/generic.hpp
+
+namespace qmix::kernels {
+QMIX_ABI_BEGIN
+QMIX_ABI_END
+namespace bf16_kernels {
+QMIX_ABI_BEGIN
+
+template <class Arch>
+struct kernels {
+    using floats = xsimd::batch<float, Arch>;
+    using ints = xsimd::batch<std::int32_t, Arch>;
+    static constexpr std::int64_t lanes = std::int64_t(floats::size);
+
+    /// `lanes` bf16 values as floats.
+    static floats load(const std::uint16_t* p) { return isa<Arch>::load_bf16(p); }
+
+    /// Narrows `lanes` floats to bf16 as float_to_bf16 does.
+    static void store(floats v, std::uint16_t* p) {
+        const ints bits = xsimd::bitwise_cast<ints>(v);
+        // All ones in a NaN's lane: 0x7f800000 - |bits| is negative exactly for a NaN and
+        // cannot overflow. (A lane mask, not xsimd::select: xsimd 8's integer select on
+        // AVX-512BW does not compile at -O0 with GCC.)
+        const ints not_a_number = (ints(0x7f800000) - (bits & ints(0x7fffffff))) >> 31;
+        // Arithmetic shifts: the low 16 bits of the results are those of logical shifts,
+        // and the additions wrap as unsigned ones do.
+        const ints rounded = (bits + (ints(0x7fff) + ((bits >> 16) & ints(1)))) >> 16;
+        const ints quiet = (bits >> 16) | ints(0x40);
+        const ints result = ((quiet & not_a_number) | (rounded & ~not_a_number)) & ints(0xffff);
+        isa<Arch>::store_u16(result, p);
+    }
+
+    static void quantize(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* /*importance*/) {
+        auto* out = static_cast<std::uint16_t*>(dst);
+        const std::int64_t n = nrows * n_per_row;
+        std::int64_t i = isa<Arch>::narrow_bf16(src, out, n);
+        for (; i + lanes <= n; i += lanes) store(floats::load_unaligned(src + i), out + i);
+        for (; i < n; ++i) out[i] = float_to_bf16(src[i]);
+    }
+
+    static void dequantize(const void* src, float* dst, std::int64_t nrows,
+                           std::int64_t n_per_row) {
+        const auto* in = static_cast<const std::uint16_t*>(src);
+        const std::int64_t n = nrows * n_per_row;
+        std::int64_t i = 0;
+        // Two vectors a step: with one, the loop's own instructions weigh as much as the
+        // widening, and its speed varied by a quarter with where the code happened to lie.
+        for (; i + 2 * lanes <= n; i += 2 * lanes) {
+            const floats first = load(in + i);
+            const floats second = load(in + i + lanes);
+            first.store_unaligned(dst + i);
+            second.store_unaligned(dst + i + lanes);
+        }
+        for (; i + lanes <= n; i += lanes) load(in + i).store_unaligned(dst + i);
+        for (; i < n; ++i) dst[i] = bf16_to_float(in[i]);
+    }
+
+    static float dot(const void* vx, const void* vy, std::int64_t n) {
+        const auto* x = static_cast<const std::uint16_t*>(vx);
+        const auto* y = static_cast<const std::uint16_t*>(vy);
+        double total = 0.0;
+        std::int64_t i = 0;
+        // Loads that do not straddle cache lines cost half: the scalar code takes values
+        // until x is 64-byte aligned (y too, when both rows start alike).
+        const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(x) & 63;
+        const std::int64_t head = offset % 2 == 0 ? std::int64_t((64 - offset) & 63) / 2 : 0;
+        for (; i < n && i < head; ++i) total += double(bf16_to_float(x[i]) * bf16_to_float(y[i]));
+        // One vector of 32-bit words holds 2 * lanes values: the even ones in the lower
+        // halves, the odd ones in the upper halves.
+        constexpr std::int64_t step = 2 * lanes;
+        // Each of the 4 * lanes float sums takes at most 128 products before the stretch
+        // is added in double (Zen 4's AVX-512 loop is bound by L2 at 65536 values, and
+        // stretches of 1024 values cost it a twentieth of that rate, of 4096 values 0.5%).
+        constexpr std::int64_t chunk = 512 * lanes;
+        const ints upper(std::int32_t(0xffff0000u));
+        const auto add_products = [&](std::int64_t at, floats& even, floats& odd) {
+            // Each word loaded once: without the barrier GCC folds the load into both the
+            // shift and the mask, and two loads a vector bound the loop in L1 (Zen 4,
+            // AVX-512: 27 against 36 G values/s).
+            const ints a =
+                simd::settle(ints::load_unaligned(reinterpret_cast<const std::int32_t*>(x + at)));
+            const ints b =
+                simd::settle(ints::load_unaligned(reinterpret_cast<const std::int32_t*>(y + at)));
+            even = isa<Arch>::add_exact_product(xsimd::bitwise_cast<floats>(a << 16),
+                                                xsimd::bitwise_cast<floats>(b << 16), even);
+            odd = isa<Arch>::add_exact_product(xsimd::bitwise_cast<floats>(a & upper),
+                                               xsimd::bitwise_cast<floats>(b & upper), odd);
+        };
+        while (i + step <= n) {
+            const std::int64_t end = std::min(n, i + chunk);
+            floats acc[4] = {floats(0.0f), floats(0.0f), floats(0.0f), floats(0.0f)};
+            for (; i + 2 * step <= end; i += 2 * step) {
+                add_products(i, acc[0], acc[1]);
+                add_products(i + step, acc[2], acc[3]);
+            }
+            for (; i + step <= end; i += step) add_products(i, acc[0], acc[1]);
+            total += double(simd::reduce_add((acc[0] + acc[1]) + (acc[2] + acc[3])));
+        }
+        for (; i < n; ++i) total += double(bf16_to_float(x[i]) * bf16_to_float(y[i]));
+        return float(total);
+    }
+};
+
+QMIX_ABI_END
+}  // namespace bf16_kernels
+QMIX_ABI_BEGIN
+
+/// Fills the bf16 slot of `table` with the kernels of Arch.
+template <class Arch>
+void add_bf16_kernels(kernel_table& table) {
+    using k = bf16_kernels::kernels<Arch>;
+    slot(table, type_id::bf16) = {&k::quantize, &k::dequantize, &k::dot};
+}
+
+QMIX_ABI_END
+}  // namespace qmix::kernels
+// ---- end qmix/kernels/bf16.hpp
+// ---- begin qmix/kernels/kquants.hpp
+
+// SIMD kernels of the k-quant formats (q2_K .. q6_K and q8_K), written once with xsimd and
+// instantiated per instruction set by the translation unit compiled for it:
+//
+//     qmix::kernels::kernel_table table{"avx2"};
+//     qmix::kernels::add_kquant_kernels<xsimd::avx2>(table);
+//
+// Quantizing and dequantizing give the bytes and floats of the scalar reference
+// (formats/*.hpp) exactly, whatever the width of the instruction set. The dot products
+// sum exact integers per block and add the blocks in the reference's order, so they too
+// equal the scalar reference. Dot products exist for the instruction sets with integer
+// multiply-add of bytes (AVX2, AVX-512BW, NEON on aarch64); elsewhere the slot stays
+// empty and callers use the scalar reference.
+
+// ---- begin qmix/kernels/kquants/dot.hpp
+
+// The k-quant dot-product kernels of an instruction set: the driver isa<Arch>::kquant_dots
+// names (the AVX2 one on AVX2 and on AVX-512, which includes AVX2; the NEON one on
+// aarch64). Where it is void the slots stay empty and the table falls back to the scalar
+// reference.
+
+#include <type_traits>
+
+// ---- begin qmix/kernels/kquants/dot_avx2.hpp
+
+// Dot products of the k-quant weight formats with q8_K rows, for AVX2 (and the AVX-512
+// translation units, which have AVX2 too). Bytes are multiplied and summed in 16-bit
+// pairs (maddubs) and weighted by the sub-block scales in 32-bit (madd): each block's sums
+// are exact integers. They are then scaled and added in float vector accumulators (one
+// fused multiply-add per block, as ggml does), not in the order of the scalar reference:
+// the results agree with formats::*::dot_row to rounding (tests/test_kernels.cpp holds
+// them to 1e-5 * max(1, |reference|), the tolerance of the golden dot products).
+//
+// maddubs takes an unsigned and a signed operand. Signed levels L = u - offset (q3_K, q6_K)
+// are summed as u, and offset * scale * (the sum of q8's group of 16) is taken off once per
+// block, from q8_K's group sums (bsums). No 16-bit pair sum can saturate here: the largest
+// is 2 * 63 * 128 (q6_K).
+//
+// The avx512 level has AVX-512 VNNI: vpdpwssd does the madd and the add of the scaled
+// pairs in one instruction (in four accumulators, to hide its latency), and q2_K folds its
+// scales into the levels so that one vpdpbusd does all three steps.
+
+// ---- begin qmix/kernels/kquants/scalar.hpp
+
+// The few scalar steps of the k-quant kernels (binary16 conversions, the q4_K / q5_K
+// scale unpacking), as templates on Arch for the reason given in kquants/batch_ops.hpp.
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON) || defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+
+namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
+
+/// binary16 conversions (the integer algorithm of core/binary16.hpp, or the exact hardware
+/// widening where the translation unit has one) and the q4_K / q5_K scale unpacking.
+template <class Arch>
+struct scalar {
+    static float bits_to_float(std::uint32_t bits) {
+        float value;
+        std::memcpy(&value, &bits, sizeof value);
+        return value;
+    }
+
+    static float half_to_float(std::uint16_t half) {
+#if defined(__F16C__)
+        return _cvtsh_ss(half);
+#elif defined(__aarch64__)
+        return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(half))), 0);
+#else
+        const std::uint32_t sign = std::uint32_t(half & 0x8000u) << 16;
+        const std::uint32_t exponent = (half >> 10) & 0x1fu;
+        const std::uint32_t mantissa = half & 0x3ffu;
+        if (exponent == 0x1f) {
+            const std::uint32_t quiet = mantissa ? 0x00400000u : 0u;
+            return bits_to_float(sign | 0x7f800000u | quiet | (mantissa << 13));
+        }
+        if (exponent != 0) return bits_to_float(sign | ((exponent + 112) << 23) | (mantissa << 13));
+        if (mantissa == 0) return bits_to_float(sign);
+        std::uint32_t shift = 0;
+        std::uint32_t m = mantissa;
+        while ((m & 0x400u) == 0) {
+            m <<= 1;
+            ++shift;
+        }
+        return bits_to_float(sign | ((113 - shift) << 23) | ((m & 0x3ffu) << 13));
+#endif
+    }
+
+    static std::uint16_t float_to_half(float value) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &value, sizeof bits);
+        const auto sign = std::uint16_t((bits >> 16) & 0x8000u);
+        bits &= 0x7fffffffu;
+        if (bits >= 0x7f800000u) {
+            if (bits == 0x7f800000u) return std::uint16_t(sign | 0x7c00u);
+            return std::uint16_t(sign | 0x7e00u | ((bits >> 13) & 0x3ffu));
+        }
+        if (bits >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);
+        if (bits >= 0x38800000u) {
+            const std::uint32_t odd = (bits >> 13) & 1u;
+            return std::uint16_t(sign | ((bits - 0x38000000u + 0xfffu + odd) >> 13));
+        }
+        if (bits <= 0x33000000u) return sign;
+        const std::uint32_t exponent = bits >> 23;
+        const std::uint32_t mantissa = (bits & 0x7fffffu) | 0x800000u;
+        const std::uint32_t shift = 126 - exponent;
+        const std::uint32_t half_ulp = 1u << (shift - 1);
+        const std::uint32_t remainder = mantissa & ((1u << shift) - 1);
+        std::uint32_t result = mantissa >> shift;
+        if (remainder > half_ulp || (remainder == half_ulp && (result & 1u))) ++result;
+        return std::uint16_t(sign | result);
+    }
+
+    /// |value|, by clearing the sign bit as fabs does.
+    static float abs(float value) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &value, sizeof bits);
+        return bits_to_float(bits & 0x7fffffffu);
+    }
+
+    static int clamp(int v, int lo, int hi) {
+        return v < lo ? lo : (v > hi ? hi : v);
+    }
+
+    /// The 6-bit scale and min of sub-block j of q4_K / q5_K (formats' unpack_scale_min_k4).
+    static void unpack_scale_min_k4(int j, const std::uint8_t* q, int& scale, int& min) {
+        if (j < 4) {
+            scale = q[j] & 63;
+            min = q[j + 4] & 63;
+        } else {
+            scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+            min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+        }
+    }
+};
+
+QMIX_ABI_END
+}  // namespace qmix::kernels::kquants
+// ---- end qmix/kernels/kquants/scalar.hpp
+
+#if defined(__AVX2__)
+
+#include <immintrin.h>
+
+// The avx512 level has AVX-512 VNNI (vpdpbusd: four unsigned-by-signed byte products and
+// their sum added to a 32-bit lane in one instruction) in ymm form with AVX-512 VL.
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+#define QMIX_DOT_VNNI 1
+#else
+#define QMIX_DOT_VNNI 0
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+namespace qmix::kernels::kquants {
+QMIX_ABI_BEGIN
+
+template <class Arch>
+struct avx2_dot {
+    using act = formats::block_q8_k;
+
+    static float q2_k(const void* x, const void* y, std::int64_t n) {
+        return run<q2_k_unit>(static_cast<const formats::block_q2_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q3_k(const void* x, const void* y, std::int64_t n) {
+        return run<q3_k_unit>(static_cast<const formats::block_q3_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q4_k(const void* x, const void* y, std::int64_t n) {
+        return run<q4_k_unit>(static_cast<const formats::block_q4_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q5_k(const void* x, const void* y, std::int64_t n) {
+        return run<q5_k_unit>(static_cast<const formats::block_q5_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+    static float q6_k(const void* x, const void* y, std::int64_t n) {
+        return run<q6_k_unit>(static_cast<const formats::block_q6_k*>(x),
+                              static_cast<const act*>(y), n / 256);
+    }
+
+    /// iq4_xs, whose reference sums each super-block exactly in integers and then scales
+    /// and adds the blocks like q3_K and q6_K: the same driver.
+    static float iq4_xs(const void* x, const void* y, std::int64_t n) {
+        return run<iq4_xs_unit>(static_cast<const formats::block_iq4_xs*>(x),
+                                static_cast<const act*>(y), n / 256);
+    }
+
+  private:
+    /// Per block: the integer sums (eight 32-bit lanes of scaled sums, and for the formats
+    /// with a min the lanes of min sums), converted to float and added to float vector
+    /// accumulators with one fused multiply-add each,
+    ///     acc += d * scaled,  acc_min += dmin * mins,
+    /// with d = half(x.d) * y.d and dmin = half(x.dmin) * y.d; one horizontal sum at the
+    /// end. The order of the float additions is not the reference's, so the result agrees
+    /// with formats::*::dot_row to rounding, not bit for bit.
+    template <class Unit, class Block>
+    static float run(const Block* x, const act* y, std::int64_t blocks) {
+        __m256 acc = _mm256_setzero_ps();
+        __m256 acc_min = _mm256_setzero_ps();
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            __m256i scaled;
+            __m256i mins;
+            Unit::sums(x[b], y[b], scaled, mins);
+            const __m128 yd = _mm_set_ss(y[b].d);
+            if constexpr (Unit::has_min) {
+                // d and dmin in lanes 0 and 1, each times y.d.
+                const __m128 d =
+                    _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                                   int(std::uint32_t(x[b].d) | std::uint32_t(x[b].dmin) << 16))),
+                               _mm_broadcastss_ps(yd));
+                acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(scaled), acc);
+                acc_min = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d)),
+                                          _mm256_cvtepi32_ps(mins), acc_min);
+            } else {
+                const __m128 d = _mm_mul_ss(_mm_cvtph_ps(_mm_cvtsi32_si128(int(x[b].d))), yd);
+                acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(scaled), acc);
+            }
+        }
+        const __m256 total = Unit::has_min ? _mm256_sub_ps(acc, acc_min) : acc;
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        return _mm_cvtss_f32(h);
+    }
+
+    /// acc + madd(products, scales): one vpdpwssd with VNNI.
+    static __m256i add_scaled(__m256i acc, __m256i products, __m256i scales) {
+#if QMIX_DOT_VNNI
+        if constexpr (isa<Arch>::has_vnni) return _mm256_dpwssd_epi32(acc, products, scales);
+#endif
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(products, scales));
+    }
+
+    /// The sum of four accumulators (several chains hide the latency of vpdpwssd).
+    static __m256i sum_of(const __m256i* acc) {
+        return _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
+    }
+
+    static __m256i load(const void* p) {
+        return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+    }
+
+    /// 16-bit lanes 0-7 = lane 2 s of v16's 128-bit half, lanes 8-15 = lane 2 s + 1: the
+    /// scales of two consecutive groups of 16 for a vector of 32 values.
+    static __m256i pair_of_scales(__m256i half_dup, int s) {
+        const __m128i low = _mm_set1_epi16(short(0x0100 + 0x0404 * s));
+        const __m128i high = _mm_set1_epi16(short(0x0302 + 0x0404 * s));
+        return _mm256_shuffle_epi8(half_dup, _mm256_set_m128i(high, low));
+    }
+
+    /// Sixteen 16-bit scales, each 128-bit half duplicated: [0..7 | 0..7], [8..15 | 8..15].
+    static void duplicate_halves(__m256i scales16, __m256i& first, __m256i& second) {
+        first = _mm256_permute4x64_epi64(scales16, 0x44);
+        second = _mm256_permute4x64_epi64(scales16, 0xEE);
+    }
+
+    static std::uint32_t word(const std::uint8_t* p) {
+        std::uint32_t w;
+        std::memcpy(&w, p, sizeof w);
+        return w;
+    }
+
+    struct q2_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q2_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+            const __m256i scales16 =
+                _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0xF)));
+            const __m256i mins16 =
+                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
+            mins = _mm256_madd_epi16(load(y.bsums), mins16);
+#if QMIX_DOT_VNNI
+            if constexpr (isa<Arch>::has_vnni) {
+                scaled = vnni_sums(x, y, _mm_and_si128(packed, _mm_set1_epi8(0xF)));
+                return;
+            }
+#endif
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            __m256i acc = _mm256_setzero_si256();
+            unrolled<2>([&](auto h) {
+                const __m256i q2 = load(x.qs + 32 * h);
+                unrolled<4>([&](auto s) {
+                    const __m256i levels = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * s), two_bits);
+                    const __m256i products =
+                        _mm256_maddubs_epi16(levels, load(y.qs + 128 * h + 32 * s));
+                    acc = _mm256_add_epi32(
+                        acc, _mm256_madd_epi16(products, pair_of_scales(halves_dup[h], s)));
+                });
+            });
+            scaled = acc;
+        }
+
+#if QMIX_DOT_VNNI
+        /// The same sums with VNNI: the scale is folded into the levels by a table lookup
+        /// (level * scale <= 45 is still an unsigned byte), so that one vpdpbusd per 32
+        /// values does what maddubs, madd and an add do above. Table h holds, for the four
+        /// shifts s, the bytes 0, S, 2 S, 3 S of group 8 h + 2 s in its low 128-bit lane and
+        /// of group 8 h + 2 s + 1 in its high lane (the two groups of 16 that a vector of 32
+        /// values spans); the index of a level is its value plus 4 s.
+        static __m256i vnni_sums(const formats::block_q2_k& x, const act& y, __m128i scales) {
+            const __m256i both = _mm256_broadcastsi128_si256(scales);
+            // Byte pair (k = 0, 1) of a shift's four bytes holds S * 256, pair (2, 3)
+            // S * 770 = 2 S + 3 S * 256: the group's scale S as a 16-bit word (pshufb zeroes
+            // the high byte with index 0x80), times the pair's constant.
+            const __m256i multiples = _mm256_set1_epi32(int(770u << 16 | 256u));
+            __m256i table[2];
+            unrolled<2>([&](auto h) {
+                constexpr char g = char(8 * decltype(h)::value);
+                const __m256i pick = _mm256_setr_epi8(
+                    g, -128, g, -128, char(g + 2), -128, char(g + 2), -128, char(g + 4), -128,
+                    char(g + 4), -128, char(g + 6), -128, char(g + 6), -128, char(g + 1), -128,
+                    char(g + 1), -128, char(g + 3), -128, char(g + 3), -128, char(g + 5), -128,
+                    char(g + 5), -128, char(g + 7), -128, char(g + 7), -128);
+                table[h] = _mm256_mullo_epi16(_mm256_shuffle_epi8(both, pick), multiples);
+            });
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<2>([&](auto h) {
+                const __m256i q2 = load(x.qs + 32 * h);
+                unrolled<4>([&](auto s) {
+                    constexpr int shift = 2 * decltype(s)::value;
+                    const __m256i shifted = shift == 0 ? q2 : _mm256_srli_epi16(q2, shift);
+                    // (shifted & 3) | 4 s
+                    const __m256i index = _mm256_ternarylogic_epi32(
+                        shifted, two_bits, _mm256_set1_epi8(char(2 * shift)), 0xEA);
+                    acc[s] = _mm256_dpbusd_epi32(acc[s], _mm256_shuffle_epi8(table[h], index),
+                                                 load(y.qs + 128 * h + 32 * s));
+                });
+            });
+            return _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]),
+                                    _mm256_add_epi32(acc[2], acc[3]));
+        }
+#endif
+    };
+
+    struct q3_k_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_q3_k& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            // The sixteen 6-bit scales (formats/q3_k.hpp), four per 32-bit word, minus 32.
+            const std::uint32_t w0 = word(x.scales);
+            const std::uint32_t w1 = word(x.scales + 4);
+            const std::uint32_t w2 = word(x.scales + 8);
+            const std::uint32_t nibbles = 0x0F0F0F0Fu;
+            const std::uint32_t pairs = 0x03030303u;
+            const __m128i biased =
+                _mm_setr_epi32(int((w0 & nibbles) | ((w2 & pairs) << 4)),
+                               int((w1 & nibbles) | (((w2 >> 2) & pairs) << 4)),
+                               int(((w0 >> 4) & nibbles) | (((w2 >> 4) & pairs) << 4)),
+                               int(((w1 >> 4) & nibbles) | (((w2 >> 6) & pairs) << 4)));
+            const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(biased, _mm_set1_epi8(32)));
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+
+            // Level = u - 4 with u = low + 4 * third bit in [0, 7]: the sums take u, and the
+            // 4 * scale * (sum of q8's group of 16) that the offset adds is taken off once
+            // per block, with q8_K's group sums (bsums).
+            const __m256i hmask = load(x.hmask);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            const __m256i four = _mm256_set1_epi8(4);
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<2>([&](auto h) {
+                const __m256i q3 = load(x.qs + 32 * h);
+                unrolled<4>([&](auto s) {
+                    constexpr int bit = 4 * decltype(h)::value + decltype(s)::value;
+                    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q3, 2 * s), two_bits);
+                    // The third bit (bit `bit` of each hmask byte) moved to bit 2.
+                    const __m256i third =
+                        bit >= 2 ? _mm256_and_si256(_mm256_srli_epi16(hmask, bit - 2), four)
+                                 : _mm256_and_si256(_mm256_slli_epi16(hmask, 2 - bit), four);
+                    const __m256i products = _mm256_maddubs_epi16(_mm256_or_si256(low, third),
+                                                                  load(y.qs + 128 * h + 32 * s));
+                    acc[s] = add_scaled(acc[s], products, pair_of_scales(halves_dup[h], s));
+                });
+            });
+            const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
+            scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 2));
+        }
+    };
+
+    /// q4_K and q5_K's sub-block scales and mins (detail::pack_scale_min_k4), unpacked four
+    /// bytes at a time: scale levels 0-3, 4-7, min levels 0-3, 4-7.
+    static void unpack_k4_scales(const std::uint8_t* packed, __m128i& scales, __m128i& mins) {
+        const std::uint32_t w0 = word(packed);
+        const std::uint32_t w1 = word(packed + 4);
+        const std::uint32_t w2 = word(packed + 8);
+        const std::uint32_t six = 0x3F3F3F3Fu;
+        const std::uint32_t nibbles = 0x0F0F0F0Fu;
+        const std::uint32_t pairs = 0x03030303u;
+        const std::uint32_t scales_high = (w2 & nibbles) | (((w0 >> 6) & pairs) << 4);
+        const std::uint32_t mins_high = ((w2 >> 4) & nibbles) | (((w1 >> 6) & pairs) << 4);
+        scales = _mm_cvtepu8_epi16(_mm_setr_epi32(int(w0 & six), int(scales_high), 0, 0));
+        mins = _mm_cvtepu8_epi16(_mm_setr_epi32(int(w1 & six), int(mins_high), 0, 0));
+    }
+
+    /// The min term: min level j times the sum of q8's 32 levels of sub-block j, as
+    /// bsums[2j] + bsums[2j + 1].
+    static __m256i k4_min_sums(const act& y, __m128i mins) {
+        const __m128i pair_sums =
+            _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
+                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8)));
+        return _mm256_zextsi128_si256(_mm_madd_epi16(pair_sums, mins));
+    }
+
+    /// Sub-block j's scale level in every 16-bit lane.
+    static __m256i k4_scale(__m256i scales_dup, int j) {
+        return _mm256_shuffle_epi8(scales_dup, _mm256_set1_epi16(short(0x0100 + 0x0202 * j)));
+    }
+
+    struct q4_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q4_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            __m128i scales;
+            __m128i min_levels;
+            unpack_k4_scales(x.scales, scales, min_levels);
+            mins = k4_min_sums(y, min_levels);
+            const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<4>([&](auto g) {
+                const __m256i q4 = load(x.qs + 32 * g);
+                const __m256i first = _mm256_and_si256(q4, nibble);
+                const __m256i second = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
+                const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
+                const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
+                acc[g] = add_scaled(acc[g], p0, k4_scale(scales_dup, 2 * g));
+                acc[g] = add_scaled(acc[g], p1, k4_scale(scales_dup, 2 * g + 1));
+            });
+            scaled = sum_of(acc);
+        }
+    };
+
+    struct q5_k_unit {
+        static constexpr bool has_min = true;
+        static void sums(const formats::block_q5_k& x, const act& y, __m256i& scaled,
+                         __m256i& mins) {
+            __m128i scales;
+            __m128i min_levels;
+            unpack_k4_scales(x.scales, scales, min_levels);
+            mins = k4_min_sums(y, min_levels);
+            const __m256i scales_dup = _mm256_broadcastsi128_si256(scales);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i qh = load(x.qh);
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<4>([&](auto g) {
+                const __m256i q4 = load(x.qs + 32 * g);
+                const __m256i fifth0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one);
+                const __m256i fifth1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one);
+                const __m256i first =
+                    _mm256_or_si256(_mm256_and_si256(q4, nibble), _mm256_slli_epi16(fifth0, 4));
+                const __m256i second =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble),
+                                    _mm256_slli_epi16(fifth1, 4));
+                const __m256i p0 = _mm256_maddubs_epi16(first, load(y.qs + 64 * g));
+                const __m256i p1 = _mm256_maddubs_epi16(second, load(y.qs + 64 * g + 32));
+                acc[g] = add_scaled(acc[g], p0, k4_scale(scales_dup, 2 * g));
+                acc[g] = add_scaled(acc[g], p1, k4_scale(scales_dup, 2 * g + 1));
+            });
+            scaled = sum_of(acc);
+        }
+    };
+
+    struct q6_k_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_q6_k& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            const __m256i scales16 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+            __m256i halves_dup[2];
+            duplicate_halves(scales16, halves_dup[0], halves_dup[1]);
+            const __m256i nibble = _mm256_set1_epi8(0xF);
+            const __m256i two_bits = _mm256_set1_epi8(3);
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<2>([&](auto h) {
+                const __m256i ql0 = load(x.ql + 64 * h);
+                const __m256i ql1 = load(x.ql + 64 * h + 32);
+                const __m256i qh = load(x.qh + 32 * h);
+                // Values 32 s .. 32 s + 31 of the half: low nibble and two high bits.
+                const __m256i lows[4] = {_mm256_and_si256(ql0, nibble),
+                                         _mm256_and_si256(ql1, nibble),
+                                         _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nibble),
+                                         _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nibble)};
+                unrolled<4>([&](auto s) {
+                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), two_bits);
+                    const __m256i levels = _mm256_or_si256(lows[s], _mm256_slli_epi16(high, 4));
+                    const __m256i products =
+                        _mm256_maddubs_epi16(levels, load(y.qs + 128 * h + 32 * s));
+                    acc[s] = add_scaled(acc[s], products, pair_of_scales(halves_dup[h], s));
+                });
+            });
+            // The offset 32 of every level: 32 * scale * (sum of q8's group of 16), taken off
+            // once per block with q8_K's group sums.
+            const __m256i offsets = _mm256_madd_epi16(load(y.bsums), scales16);
+            scaled = _mm256_sub_epi32(sum_of(acc), _mm256_slli_epi32(offsets, 5));
+        }
+    };
+
+    struct iq4_xs_unit {
+        static constexpr bool has_min = false;
+        static void sums(const formats::block_iq4_xs& x, const act& y, __m256i& scaled,
+                         __m256i& /*mins*/) {
+            // The 16 levels in both 128-bit lanes: a byte shuffle looks the indices up.
+            const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                reinterpret_cast<const __m128i*>(formats::detail::nonlinear_levels)));
+            const __m256i nibble = _mm256_set1_epi8(0x0F);
+            // Sub-block 32 g + j: index j < 16 is the low nibble of qs[16 g + j], j + 16
+            // its high nibble (both halves of a broadcast, the upper one shifted by 4).
+            const __m256i shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+            const std::uint32_t low_scales = word(x.scales_l);
+            const std::uint32_t high_scales = x.scales_h;
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            unrolled<8>([&](auto g) {
+                constexpr int sub = decltype(g)::value;
+                const __m256i packed = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs + 16 * sub)));
+                const __m256i levels = _mm256_shuffle_epi8(
+                    table, _mm256_and_si256(_mm256_srlv_epi64(packed, shifts), nibble));
+                const __m256i q8 = load(y.qs + 32 * sub);
+                // levels * q8 = |q8| * (levels * sign(q8)), exact: no level is -128.
+                const __m256i products =
+                    _mm256_maddubs_epi16(_mm256_abs_epi8(q8), _mm256_sign_epi8(levels, q8));
+                const int scale = int(((low_scales >> (4 * sub)) & 0x0F) |
+                                      (((high_scales >> (2 * sub)) & 3) << 4)) -
+                                  32;
+                acc[sub % 4] = add_scaled(acc[sub % 4], products, _mm256_set1_epi16(short(scale)));
+            });
+            scaled = sum_of(acc);
+        }
+    };
+};
+
+QMIX_ABI_END
+}  // namespace qmix::kernels::kquants
+
+#endif  // __AVX2__
+// ---- end qmix/kernels/kquants/dot_avx2.hpp
+// ---- begin qmix/kernels/kquants/dot_neon.hpp
+
+// Dot products of the k-quant weight formats with q8_K rows, for NEON on aarch64. Each
+// block's levels are unpacked to signed bytes (the dequantizers' unpacking), multiplied
+// with q8_K's bytes in 16-value groups (vdotq where the CPU has the dot-product extension,
+// widening multiplies otherwise), and each block's exact integer sums are scaled and
+// added in the order of the scalar reference: the results equal formats::*::dot_row bit
+// for bit.
+
+// ---- begin qmix/kernels/kquants/k4.hpp
+
+// q4_K and q5_K: quantize and dequantize. The two formats differ only in the level width,
+// the reference's search steps and the packing of the levels (formats/q4_k.hpp, q5_k.hpp).
+//
+// Quantizing runs in three steps over a chunk of blocks:
+//   1. every sub-block of 32 values gets its scale and min from the reference's search,
+//      one sub-block per lane;
+//   2. per block, those eight scales and mins become 6-bit levels and binary16 steps
+//      (the importance path searches them too, one block per lane);
+//   3. every value is rounded against the scales as stored, eight or sixteen at a time.
+
+#include <cstdint>
+
 
 namespace qmix::kernels::kquants {
 QMIX_ABI_BEGIN

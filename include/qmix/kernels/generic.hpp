@@ -40,6 +40,7 @@
 #include "qmix/formats/q8_1.hpp"
 #include "qmix/kernels/isa.hpp"
 #include "qmix/kernels/table.hpp"
+#include "qmix/kernels/weighted.hpp"
 #include "qmix/kernels/xsimd_shim.hpp"
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -638,20 +639,21 @@ struct block_kernels {
 
 // ---- row-range entry points of the kernel table ------------------------------------------
 
-template <class Format, void (*Rows)(const float*, typename Format::block*, std::int64_t)>
+/// Rows(values, blocks, count) quantizes without importance; with it, the format's
+/// importance-weighted quantizer of kernels/weighted.hpp for Arch takes the rows.
+template <class Arch, class Format,
+          void (*Rows)(const float*, typename Format::block*, std::int64_t)>
 void quantize_rows(const float* src, void* dst, std::int64_t nrows, std::int64_t n_per_row,
                    const float* importance) {
     auto* out = static_cast<typename Format::block*>(dst);
-    const std::int64_t blocks = n_per_row / std::int64_t(Format::block_size);
-    for (std::int64_t r = 0; r < nrows; ++r) {
-        if (importance != nullptr && Format::uses_importance) {
-            // The importance-weighted searches (formats/detail/scale_search.hpp) stay
-            // scalar: they are sequential sums over a block, tried for many scales.
-            Format::quantize_row(src + r * n_per_row, out + r * blocks, n_per_row, importance);
-        } else {
-            Rows(src + r * n_per_row, out + r * blocks, blocks);
+    if constexpr (Format::uses_importance) {
+        if (importance != nullptr) {
+            weighted::kernels<Arch, Format>::quantize(src, out, nrows, n_per_row, importance);
+            return;
         }
     }
+    const std::int64_t blocks = n_per_row / std::int64_t(Format::block_size);
+    for (std::int64_t r = 0; r < nrows; ++r) Rows(src + r * n_per_row, out + r * blocks, blocks);
 }
 
 template <class Format, void (*Rows)(const typename Format::block*, float*, std::int64_t)>
@@ -681,33 +683,33 @@ void add_block_kernels(kernel_table& table) {
     using generic::dot_row;
     using generic::quantize_rows;
     namespace f = formats;
-    slot(table, type_id::f32) = {&quantize_rows<f::f32, &k::quantize_f32>,
+    slot(table, type_id::f32) = {&quantize_rows<Arch, f::f32, &k::quantize_f32>,
                                  &dequantize_rows<f::f32, &k::dequantize_f32>,
                                  &dot_row<f::f32, &k::dot_f32>};
-    slot(table, type_id::f16) = {&quantize_rows<f::f16, &k::quantize_f16>,
+    slot(table, type_id::f16) = {&quantize_rows<Arch, f::f16, &k::quantize_f16>,
                                  &dequantize_rows<f::f16, &k::dequantize_f16>,
                                  &dot_row<f::f16, &k::dot_f16>};
     // A level may run another level's dot kernels for some formats (dot_arch, isa.hpp).
     using q4_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q4_0>>;
     using q8_0_dot = generic::block_kernels<dot_arch<Arch, type_id::q8_0>>;
-    slot(table, type_id::q4_0) = {&quantize_rows<f::q4_0, &k::quantize_q4_0>,
+    slot(table, type_id::q4_0) = {&quantize_rows<Arch, f::q4_0, &k::quantize_q4_0>,
                                   &dequantize_rows<f::q4_0, &k::dequantize_q4_0>,
                                   &dot_row<f::q4_0, &q4_0_dot::dot_q4_0>};
-    slot(table, type_id::q4_1) = {&quantize_rows<f::q4_1, &k::quantize_q4_1>,
+    slot(table, type_id::q4_1) = {&quantize_rows<Arch, f::q4_1, &k::quantize_q4_1>,
                                   &dequantize_rows<f::q4_1, &k::dequantize_q4_1>,
                                   &dot_row<f::q4_1, &k::dot_q4_1>};
-    slot(table, type_id::q5_0) = {&quantize_rows<f::q5_0, &k::quantize_q5_0>,
+    slot(table, type_id::q5_0) = {&quantize_rows<Arch, f::q5_0, &k::quantize_q5_0>,
                                   &dequantize_rows<f::q5_0, &k::dequantize_q5_0>,
                                   &dot_row<f::q5_0, &k::dot_q5_0>};
-    slot(table, type_id::q5_1) = {&quantize_rows<f::q5_1, &k::quantize_q5_1>,
+    slot(table, type_id::q5_1) = {&quantize_rows<Arch, f::q5_1, &k::quantize_q5_1>,
                                   &dequantize_rows<f::q5_1, &k::dequantize_q5_1>,
                                   &dot_row<f::q5_1, &k::dot_q5_1>};
     slot(table, type_id::q8_0) = {
-        &quantize_rows<f::q8_0, &k::quantize_q8_0>,
+        &quantize_rows<Arch, f::q8_0, &k::quantize_q8_0>,
         &dequantize_rows<f::q8_0, &k::template dequantize_q8<f::block_q8_0>>,
         &dot_row<f::q8_0, &q8_0_dot::dot_q8_0>};
     slot(table, type_id::q8_1) = {
-        &quantize_rows<f::q8_1, &k::quantize_q8_1>,
+        &quantize_rows<Arch, f::q8_1, &k::quantize_q8_1>,
         &dequantize_rows<f::q8_1, &k::template dequantize_q8<f::block_q8_1>>, nullptr};
 }
 

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The importance-weighted quantizers of the 32-value block formats (ggml's
+// quantize_row_q4_0_impl .. quantize_row_q5_1_impl; formats/q4_0.hpp .. q5_1.hpp), on the
+// k-quants' per-lane searches (kquants/searches.hpp), one block per lane: q4_0 and q5_0
+// run the symmetric search (make_qx_quants, rmse_type 1), q4_1 and q5_1 the scale-and-offset
+// search (make_qkx3_quants: 37 trial scales). The weights are importance * sqrt(sigma2 +
+// x^2), sigma2 the row's mean square, summed in index order by the scalar code. Each lane
+// does the reference's operations in its order, so every byte is the scalar code's.
+// A row whose mean square or importance is not finite (every weight NaN, every scale a NaN
+// whose bits the scalar code spells out), and a block whose scale or offset comes out not
+// finite, take the scalar code.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "qmix/core/binary16.hpp"
+#include "qmix/core/config.hpp"
+#include "qmix/formats/detail/row_of_blocks.hpp"
+#include "qmix/formats/q4_0.hpp"
+#include "qmix/formats/q4_1.hpp"
+#include "qmix/formats/q5_0.hpp"
+#include "qmix/formats/q5_1.hpp"
+#include "qmix/kernels/kquants/lanes.hpp"
+#include "qmix/kernels/kquants/searches.hpp"
+#include "qmix/kernels/kquants/staging.hpp"
+
+namespace qmix::kernels::weighted {
+QMIX_ABI_BEGIN
+
+/// Per format: the search's nmax and whether the block has an offset (scale and min).
+template <class Format>
+struct traits;
+template <>
+struct traits<formats::q4_0> {
+    static constexpr int nmax = 8;
+    static constexpr bool offset = false;
+};
+template <>
+struct traits<formats::q5_0> {
+    static constexpr int nmax = 16;
+    static constexpr bool offset = false;
+};
+template <>
+struct traits<formats::q4_1> {
+    static constexpr int nmax = 15;
+    static constexpr bool offset = true;
+};
+template <>
+struct traits<formats::q5_1> {
+    static constexpr int nmax = 31;
+    static constexpr bool offset = true;
+};
+
+template <class Arch, class Format>
+struct kernels {
+    using T = traits<Format>;
+    static constexpr int K =
+        T::offset ? kquants::offset_search_batches<Arch> : kquants::search_batches<Arch>;
+    using W = kquants::lanes<Arch, K>;
+    using floats = typename W::floats;
+    using search = kquants::group_search<Arch, K>;
+    using block = typename Format::block;
+    static constexpr int n = 32;
+    static_assert(Format::block_size == std::size_t(n), "one 32-value block per lane");
+
+    /// nrows rows of n_per_row values, one importance vector for every row.
+    static void quantize(const float* src, block* dst, std::int64_t nrows, std::int64_t n_per_row,
+                         const float* importance) {
+        const std::int64_t blocks = n_per_row / n;
+        const bool importance_finite = std::all_of(importance, importance + n_per_row,
+                                                   [](float v) { return std::isfinite(v); });
+        for (std::int64_t r = 0; r < nrows; ++r) {
+            const float* x = src + r * n_per_row;
+            block* y = dst + r * blocks;
+            // The reference's sum, in its order (formats/detail/row_of_blocks.hpp).
+            const float sigma2 = formats::detail::mean_square(x, n_per_row);
+            if (!importance_finite || !std::isfinite(sigma2)) {
+                Format::quantize_row(x, y, n_per_row, importance);
+                continue;
+            }
+            for (std::int64_t first = 0; first < blocks; first += W::count) {
+                const int count = int(std::min<std::int64_t>(W::count, blocks - first));
+                quantize_lanes(x + first * n, importance + first * n, sigma2, count, y + first);
+            }
+        }
+    }
+
+  private:
+    /// The `count` blocks from x (at most W::count), with their importance.
+    static void quantize_lanes(const float* x, const float* importance, float sigma2, int count,
+                               block* y) {
+        const float* value_rows[W::count];
+        const float* importance_rows[W::count];
+        for (int lane = 0; lane < count; ++lane) {
+            value_rows[lane] = x + lane * n;
+            importance_rows[lane] = importance + lane * n;
+        }
+        kquants::transposed<Arch, n, K> xs;
+        kquants::transposed<Arch, n, K> qw;
+        xs.load(value_rows, count);
+        qw.load(importance_rows, count);
+        floats w[n];
+        const floats spread(sigma2);
+        for (int i = 0; i < n; ++i) {
+            w[i] = W::mul(qw.v[i], W::sqrt(spread + W::mul(xs.v[i], xs.v[i])));
+        }
+        // Per lane: the scale, the offset (q4_1, q5_1) and whether the levels are all 0.
+        alignas(64) float d[W::count];
+        alignas(64) float m[W::count];
+        alignas(64) float zero_levels[W::count];
+        typename W::ints levels[n];
+        const floats zero(0.0f);
+        if constexpr (T::offset) {
+            const auto fit =
+                search::template scale_and_min<n, false>(xs.v, w, T::nmax, -0.9f, 0.05f, 36);
+            W::store(d, fit.scale);
+            // The block stores the offset, -(the search's min), a zero with its sign.
+            W::store(m, W::negate(fit.min));
+            W::store(zero_levels, zero);  // flat lanes get level 0 from the fit itself
+            for (int i = 0; i < n; ++i) {
+                levels[i] =
+                    search::scale_min_levels(xs.v[i], fit.level_iscale, fit.level_min, T::nmax);
+            }
+        } else {
+            const auto fit = search::template symmetric<n, true>(xs.v, w, T::nmax);
+            W::store(d, fit.scale);
+            W::store(zero_levels, W::select(fit.flat, floats(1.0f), zero));
+            for (int i = 0; i < n; ++i) {
+                levels[i] = search::symmetric_levels(xs.v[i], fit.level_iscale, T::nmax);
+            }
+        }
+        alignas(64) std::int32_t level_table[n * W::count];  // value i of lane j at i * count + j
+        for (int i = 0; i < n; ++i) W::store(level_table + i * W::count, levels[i]);
+        for (int lane = 0; lane < count; ++lane) {
+            block& out = y[lane];
+            if (!std::isfinite(d[lane]) || (T::offset && !std::isfinite(m[lane]))) {
+                Format::quantize_block_weighted(value_rows[lane], importance_rows[lane], sigma2,
+                                                out);
+                continue;
+            }
+            std::uint8_t bytes[n];
+            for (int i = 0; i < n; ++i) {
+                bytes[i] =
+                    zero_levels[lane] != 0.0f ? 0 : std::uint8_t(level_table[i * W::count + lane]);
+            }
+            out.d = qmix::float_to_half(d[lane]);
+            if constexpr (T::offset) out.m = qmix::float_to_half(m[lane]);
+            if constexpr (T::nmax < 16) {
+                for (int j = 0; j < n / 2; ++j) {
+                    out.qs[j] = std::uint8_t(bytes[j] | (bytes[j + n / 2] << 4));
+                }
+            } else {
+                formats::detail::pack_five_bit_levels(bytes, out);
+            }
+        }
+    }
+};
+
+QMIX_ABI_END
+}  // namespace qmix::kernels::weighted
