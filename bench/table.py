@@ -2,11 +2,14 @@
 """Turns qmix-bench's JSON output into markdown tables.
 
     build/bin/qmix-bench --benchmark_repetitions=3 --benchmark_format=json > bench.json
-    python3 bench/table.py bench.json [--recorded-ggml [--floors]]
+    python3 bench/table.py bench.json [--fastest] [--recorded-ggml [--floors]]
 
 One table per operation (quantize, quantize_imatrix, dequantize, partner, dot): a row per
 format, a column per kernel level (million values per second, the median of the
-repetitions) and the best level over the scalar reference. --recorded-ggml adds ggml's
+repetitions, or with --fastest the fastest single call in any of the inputs) and the best
+level over the scalar reference. The fastest call is the steadier figure on a shared or
+virtual machine; give it the outputs of several processes, since a whole process can run
+slower than the next (BENCHMARKS.md, the Zen 4 notes on placement). --recorded-ggml adds ggml's
 figures recorded on another machine of the same kind (../shared/baselines.md) with each
 level's ratio to them, --floors the project's first performance floors against those:
 indicative only, since the two sides did not run together (bench/compare_ggml.sh runs both
@@ -62,9 +65,10 @@ DATA_SETS = {
 }
 
 
-def read_rates(paths):
+def read_rates(paths, fastest=False):
     """({(op, type, level): million values per second}, {data sets}): the median aggregate
-    when the run had repetitions, else the median of the runs found."""
+    when the run had repetitions, else the median of the runs found; with fastest, the
+    largest best_items_per_second of any run found."""
     medians, samples, data_sets = {}, defaultdict(list), set()
     for path in paths:
         with (sys.stdin if path == "-" else open(path)) as f:
@@ -73,6 +77,10 @@ def read_rates(paths):
         data_sets.add(data.get("context", {}).get("qmix data", "gaussian"))
         for b in data.get("benchmarks", []):
             name = b.get("run_name", b["name"])
+            if fastest:
+                if b.get("run_type") != "aggregate" and "best_items_per_second" in b:
+                    samples[name].append(b["best_items_per_second"] / 1e6)
+                continue
             if "items_per_second" not in b:
                 continue
             rate = b["items_per_second"] / 1e6
@@ -87,7 +95,10 @@ def read_rates(paths):
         if len(parts) < 3:
             continue
         key = (parts[0], parts[1], parts[2])
-        rates[key] = medians[name] if name in medians else statistics.median(samples[name])
+        if fastest:
+            rates[key] = max(samples[name])
+        else:
+            rates[key] = medians[name] if name in medians else statistics.median(samples[name])
     return rates, data_sets
 
 
@@ -156,12 +167,17 @@ def main():
                              "(../shared/baselines.md) and the ratios to them; a ratio between "
                              "two runs is only indicative: bench/compare_ggml.sh measures both "
                              "sides in one run")
+    parser.add_argument("--fastest", action="store_true",
+                        help="the fastest single call (best_items_per_second) over all the "
+                             "inputs instead of the median")
     parser.add_argument("--floors", action="store_true",
                         help="add the floors table (against the recorded figures)")
     args = parser.parse_args()
-    rates, data_sets = read_rates(args.json)
+    rates, data_sets = read_rates(args.json, args.fastest)
     if not rates:
-        sys.exit("table.py: no OP/TYPE/LEVEL benchmarks with items_per_second in the input")
+        sys.exit("table.py: no OP/TYPE/LEVEL benchmarks with "
+                 + ("best_items_per_second" if args.fastest else "items_per_second")
+                 + " in the input")
     if len(data_sets) > 1:
         sys.exit("table.py: the inputs were measured on different data (--data): "
                  + ", ".join(sorted(data_sets)))
