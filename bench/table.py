@@ -8,8 +8,8 @@ One table per operation (quantize, quantize_imatrix, dequantize, partner, dot): 
 format, a column per kernel level (million values per second, the median of the
 repetitions, or with --fastest the fastest single call in any of the inputs) and the best
 level over the scalar reference. The fastest call is the steadier figure on a shared or
-virtual machine; give it the outputs of several processes, since a whole process can run
-slower than the next (BENCHMARKS.md, the Zen 4 notes on placement). --recorded-ggml adds ggml's
+virtual machine; give it the outputs of several processes, since such a machine can run
+slower for a while (BENCHMARKS.md, the Zen 4 notes on its two speeds). --recorded-ggml adds ggml's
 figures recorded on another machine of the same kind (../shared/baselines.md) with each
 level's ratio to them, --floors the project's first performance floors against those:
 indicative only, since the two sides did not run together (bench/compare_ggml.sh runs both
