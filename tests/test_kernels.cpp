@@ -636,16 +636,17 @@ TEST_CASE("q4_0 and q5_0 with importance store a NaN scale as the default NaN on
 TEST_CASE("the importance-weighted 32-value quantizers give the scalar bytes in full batches",
           "[kernels]") {
     // kernels/weighted.hpp runs one block per lane, up to 64 lanes at once (AVX-512's
-    // symmetric search): rows of 130 blocks fill whole batches on every level and leave a
-    // tail. An importance vector with an infinity or a NaN sends the rows to the scalar
-    // code; so does a row whose mean square overflows. (row_maker's rows mostly hold a
-    // stretch whose squares overflow, and so take the scalar code.) Blocks of Gaussian values at scales from 1e-6 to 1e3, all positive, all negative, all
-    // zero, constant, or with one outlier.
+    // symmetric search), and sums the rows' mean squares eight rows at a time: 11 rows of
+    // 130 blocks fill whole batches and a group of rows on every level, and leave tails. An
+    // importance vector with an infinity or a NaN sends the rows to the scalar code; so does a row
+    // whose mean square overflows. (row_maker's rows mostly hold a stretch whose squares overflow,
+    // and so take the scalar code.) Blocks of Gaussian values at scales from 1e-6 to 1e3, all
+    // positive, all negative, all zero, constant, or with one outlier.
     row_maker make(777u);
     std::mt19937& rng = make.rng();
     std::normal_distribution<float> gauss(0.0f, 1.0f);
     const std::int64_t n = 130 * 32;
-    const std::int64_t rows = 3;
+    const std::int64_t rows = 11;  // a group of 8 rows summed side by side, and 3 more
     std::vector<float> input(std::size_t(n * rows));
     for (std::size_t start = 0; start < input.size(); start += 32) {
         const float scale = std::pow(10.0f, float(make.pick(10) - 6));
@@ -665,7 +666,10 @@ TEST_CASE("the importance-weighted 32-value quantizers give the scalar bytes in 
         auto values = input;
         if (variant == 1) importance[77] = std::numeric_limits<float>::infinity();
         if (variant == 2) importance[4000] = std::numeric_limits<float>::quiet_NaN();
-        if (variant == 3) values[std::size_t(n) + 5] = 3e19f;  // row 1: sigma2 overflows
+        if (variant == 3) {  // rows 1 and 9: sigma2 overflows
+            values[std::size_t(n) + 5] = 3e19f;
+            values[std::size_t(9 * n) + 4000] = -3e19f;
+        }
         for (const type_id id : {type_id::q4_0, type_id::q4_1, type_id::q5_0, type_id::q5_1}) {
             const std::size_t bytes = row_size(id, n) * std::size_t(rows);
             std::vector<unsigned char> reference(bytes);

@@ -18,6 +18,7 @@
 
 #include "qmix/core/binary16.hpp"
 #include "qmix/core/config.hpp"
+#include "qmix/core/strict_math.hpp"
 #include "qmix/formats/detail/row_of_blocks.hpp"
 #include "qmix/formats/q4_0.hpp"
 #include "qmix/formats/q4_1.hpp"
@@ -31,28 +32,21 @@ namespace qmix::kernels::weighted {
 QMIX_ABI_BEGIN
 
 /// Per format: the search's nmax and whether the block has an offset (scale and min).
+template <int Nmax, bool Offset>
+struct search_shape {
+    static constexpr int nmax = Nmax;
+    static constexpr bool offset = Offset;
+};
 template <class Format>
 struct traits;
 template <>
-struct traits<formats::q4_0> {
-    static constexpr int nmax = 8;
-    static constexpr bool offset = false;
-};
+struct traits<formats::q4_0> : search_shape<8, false> {};
 template <>
-struct traits<formats::q5_0> {
-    static constexpr int nmax = 16;
-    static constexpr bool offset = false;
-};
+struct traits<formats::q5_0> : search_shape<16, false> {};
 template <>
-struct traits<formats::q4_1> {
-    static constexpr int nmax = 15;
-    static constexpr bool offset = true;
-};
+struct traits<formats::q4_1> : search_shape<15, true> {};
 template <>
-struct traits<formats::q5_1> {
-    static constexpr int nmax = 31;
-    static constexpr bool offset = true;
-};
+struct traits<formats::q5_1> : search_shape<31, true> {};
 
 template <class Arch, class Format>
 struct kernels {
@@ -72,23 +66,43 @@ struct kernels {
         const std::int64_t blocks = n_per_row / n;
         const bool importance_finite = std::all_of(importance, importance + n_per_row,
                                                    [](float v) { return std::isfinite(v); });
-        for (std::int64_t r = 0; r < nrows; ++r) {
-            const float* x = src + r * n_per_row;
-            block* y = dst + r * blocks;
-            // The reference's sum, in its order (formats/detail/row_of_blocks.hpp).
-            const float sigma2 = formats::detail::mean_square(x, n_per_row);
-            if (!importance_finite || !std::isfinite(sigma2)) {
-                Format::quantize_row(x, y, n_per_row, importance);
-                continue;
-            }
-            for (std::int64_t first = 0; first < blocks; first += W::count) {
-                const int count = int(std::min<std::int64_t>(W::count, blocks - first));
-                quantize_lanes(x + first * n, importance + first * n, sigma2, count, y + first);
+        for (std::int64_t first_row = 0; first_row < nrows; first_row += row_group) {
+            float sigma2[row_group];
+            const int rows = int(std::min<std::int64_t>(row_group, nrows - first_row));
+            mean_squares(src + first_row * n_per_row, rows, n_per_row, sigma2);
+            for (int r = 0; r < rows; ++r) {
+                const float* x = src + (first_row + r) * n_per_row;
+                block* y = dst + (first_row + r) * blocks;
+                if (!importance_finite || !std::isfinite(sigma2[r])) {
+                    Format::quantize_row(x, y, n_per_row, importance);
+                    continue;
+                }
+                for (std::int64_t first = 0; first < blocks; first += W::count) {
+                    const int count = int(std::min<std::int64_t>(W::count, blocks - first));
+                    quantize_lanes(x + first * n, importance + first * n, sigma2[r], count,
+                                   y + first);
+                }
             }
         }
     }
 
   private:
+    /// Rows whose mean squares are summed side by side.
+    static constexpr int row_group = 8;
+
+    /// formats::detail::mean_square of each of `rows` (at most row_group) rows: each row's
+    /// sum in the reference's order, the rows' sums interleaved so that one's additions do
+    /// not wait for its previous one (one row alone runs at the latency of an addition).
+    static void mean_squares(const float* x, int rows, std::int64_t n_per_row, float* out) {
+        const float* row[row_group];
+        for (int r = 0; r < row_group; ++r) row[r] = x + std::min(r, rows - 1) * n_per_row;
+        float sum[row_group] = {};
+        for (std::int64_t j = 0; j < n_per_row; ++j) {
+            for (int r = 0; r < row_group; ++r) sum[r] += strict::mul(row[r][j], row[r][j]);
+        }
+        for (int r = 0; r < rows; ++r) out[r] = sum[r] / float(n_per_row);
+    }
+
     /// The `count` blocks from x (at most W::count), with their importance.
     static void quantize_lanes(const float* x, const float* importance, float sigma2, int count,
                                block* y) {
