@@ -56,8 +56,8 @@ const kernel_table& avx512() {
         const kernel_table& below = avx2();
         const x86::cpu_features cpu = x86::detect_cpu();
         // With importance the level's own searches, 16 lanes wide, stay faster (Zen 4,
-        // kernels/weighted.hpp: q4_0 270 against 242 M values/s, q4_1 115-119 against 96,
-        // q5_0 253 against 215, q5_1 92-105 against 92).
+        // kernels/weighted.hpp, BENCHMARKS.md's Levels: q4_0 363 against 297 M values/s,
+        // q4_1 127 against 104, q5_0 313 against 262, q5_1 118 against 99).
         if (cpu.amd_family < 0x1a) {
             quantize_plain_as<type_id::q4_0>(own, below);
             quantize_plain_as<type_id::q4_1>(own, below);

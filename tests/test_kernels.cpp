@@ -637,11 +637,11 @@ TEST_CASE("the importance-weighted 32-value quantizers give the scalar bytes in 
           "[kernels]") {
     // kernels/weighted.hpp runs one block per lane, up to 64 lanes at once (AVX-512's
     // symmetric search), and sums the rows' mean squares eight rows at a time: 11 rows of
-    // 130 blocks fill whole batches and a group of rows on every level, and leave tails. An
-    // importance vector with an infinity or a NaN sends the rows to the scalar code; so does a row
-    // whose mean square overflows. (row_maker's rows mostly hold a stretch whose squares overflow,
-    // and so take the scalar code.) Blocks of Gaussian values at scales from 1e-6 to 1e3, all
-    // positive, all negative, all zero, constant, or with one outlier.
+    // 130 blocks fill whole batches and a group of rows on every level, and leave tails.
+    // An importance vector with an infinity or a NaN sends the rows to the scalar code; so
+    // does a row whose mean square overflows. (row_maker's rows mostly hold a stretch whose
+    // squares overflow, and so take the scalar code.) Blocks of Gaussian values at scales
+    // from 1e-6 to 1e3: all positive, all negative, all zero, constant, or one outlier.
     row_maker make(777u);
     std::mt19937& rng = make.rng();
     std::normal_distribution<float> gauss(0.0f, 1.0f);
