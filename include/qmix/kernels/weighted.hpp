@@ -106,21 +106,19 @@ struct kernels {
     /// The `count` blocks from x (at most W::count), with their importance.
     static void quantize_lanes(const float* x, const float* importance, float sigma2, int count,
                                block* y) {
-        const float* value_rows[W::count];
-        const float* importance_rows[W::count];
+        // The k-quants' staging, each block a group of its own; every block has the row's
+        // spread.
+        const float* block_importance[W::count];
+        float row_sigma2[W::count];
         for (int lane = 0; lane < count; ++lane) {
-            value_rows[lane] = x + lane * n;
-            importance_rows[lane] = importance + lane * n;
+            block_importance[lane] = importance + lane * n;
+            row_sigma2[lane] = sigma2;
         }
-        kquants::transposed<Arch, n, K> xs;
-        kquants::transposed<Arch, n, K> qw;
-        xs.load(value_rows, count);
-        qw.load(importance_rows, count);
+        kquants::group_batch<Arch, n, 1, K> batch;
+        batch.load(x, block_importance, 0, count);
+        const auto& xs = batch.x;
         floats w[n];
-        const floats spread(sigma2);
-        for (int i = 0; i < n; ++i) {
-            w[i] = W::mul(qw.v[i], W::sqrt(spread + W::mul(xs.v[i], xs.v[i])));
-        }
+        batch.importance_weights(row_sigma2, w);
         // Per lane: the scale, the offset (q4_1, q5_1) and whether the levels are all 0.
         alignas(64) float d[W::count];
         alignas(64) float m[W::count];
@@ -151,8 +149,7 @@ struct kernels {
         for (int lane = 0; lane < count; ++lane) {
             block& out = y[lane];
             if (!std::isfinite(d[lane]) || (T::offset && !std::isfinite(m[lane]))) {
-                Format::quantize_block_weighted(value_rows[lane], importance_rows[lane], sigma2,
-                                                out);
+                Format::quantize_block_weighted(x + lane * n, block_importance[lane], sigma2, out);
                 continue;
             }
             std::uint8_t bytes[n];

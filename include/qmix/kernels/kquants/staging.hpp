@@ -72,7 +72,9 @@ struct group_batch {
               int groups) {
         first = first_group;
         valid = groups - first < L::count ? groups - first : L::count;
-        const float* sources[L::count];
+        // Only the first `valid` are read; set all, or GCC 12 cannot see that where the
+        // group count is a run-time value (kernels/weighted.hpp).
+        const float* sources[L::count] = {};
         for (int lane = 0; lane < valid; ++lane) {
             sources[lane] = chunk_x + (first + lane) * GroupSize;
         }
