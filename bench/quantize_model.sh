@@ -61,10 +61,16 @@ trap cleanup EXIT
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# time_one FILE COMMAND...: appends "wall user sys peak_KiB" of one run to FILE.
+# time_one FILE COMMAND...: appends "wall user sys peak_KiB" of one run to FILE. What the
+# command prints is kept out of the table (the reference tool reports every tensor on
+# stderr) and shown only when it fails.
 time_one() {
   local into=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$scratch/one" "$@" >/dev/null
+  if ! /usr/bin/time -f "%e %U %S %M" -o "$scratch/one" "$@" >/dev/null 2>"$scratch/stderr"; then
+    echo "quantize_model.sh: failed: $*" >&2
+    tail -20 "$scratch/stderr" >&2
+    exit 1
+  fi
   cat "$scratch/one" >> "$into"
 }
 column() { awk -v c="$1" '{ print $c }' "$2" | median; }
